@@ -1,0 +1,74 @@
+"""The replay cache behind checks 6 and 7 of PROTOCOL 4.
+
+An interface (`ReplayCache`) and an in-memory implementation. The agent backs the same
+interface with its durable store, so the cache survives a restart; tests and clients use
+`MemoryReplayCache`. A record can be forgotten once its task has expired: a replay of the
+same signed bytes would then fail check 5 anyway.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ReplayRecord:
+    """What was accepted: enough to tell a redelivery from a replay or an id reuse."""
+
+    kid: str
+    nonce: bytes
+    task_id: str
+    body_sha256: bytes
+    forget_after: float  # epoch seconds; the task's expires_at plus the clock skew
+
+
+class ReplayCache(Protocol):
+    def by_nonce(self, kid: str, nonce: bytes) -> ReplayRecord | None: ...
+
+    def by_id(self, kid: str, task_id: str) -> ReplayRecord | None: ...
+
+    def remember(self, record: ReplayRecord) -> None: ...
+
+    def expire(self, now: float) -> int: ...
+
+
+class MemoryReplayCache:
+    """Thread-safe, bounded by time: `expire(now)` drops records past `forget_after`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._nonces: dict[tuple[str, bytes], ReplayRecord] = {}
+        self._ids: dict[tuple[str, str], ReplayRecord] = {}
+        self._deadlines: list[tuple[float, str, bytes]] = []
+
+    def by_nonce(self, kid: str, nonce: bytes) -> ReplayRecord | None:
+        return self._nonces.get((kid, nonce))
+
+    def by_id(self, kid: str, task_id: str) -> ReplayRecord | None:
+        return self._ids.get((kid, task_id))
+
+    def remember(self, record: ReplayRecord) -> None:
+        with self._lock:
+            self._nonces[(record.kid, record.nonce)] = record
+            self._ids[(record.kid, record.task_id)] = record
+            heapq.heappush(self._deadlines, (record.forget_after, record.kid, record.nonce))
+
+    def expire(self, now: float) -> int:
+        dropped = 0
+        with self._lock:
+            while self._deadlines and self._deadlines[0][0] < now:
+                _, kid, nonce = heapq.heappop(self._deadlines)
+                record = self._nonces.get((kid, nonce))
+                if record is None or record.forget_after >= now:
+                    continue
+                del self._nonces[(kid, nonce)]
+                if self._ids.get((kid, record.task_id)) is record:
+                    del self._ids[(kid, record.task_id)]
+                dropped += 1
+        return dropped
+
+    def __len__(self) -> int:
+        return len(self._nonces)

@@ -1,0 +1,85 @@
+"""Start real external services for tests: free ports, readiness, CI-vs-local tool policy.
+
+A tool the suite needs that is missing skips the test on a developer's machine but fails it
+when CI=true, so CI can never go green by skipping (see .ci/run, which installs them).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+LOCALHOST = "127.0.0.1"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_tool(name: str) -> str:
+    """Path of an executable, or skip (locally) / fail (in CI) the test."""
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
+    )
+    if path is None:
+        message = f"'{name}' is not installed (apt-get install it, or run .ci/run)"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOCALHOST, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((LOCALHOST, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listening on {LOCALHOST}:{port} after {timeout} s")
+
+
+@contextmanager
+def run_mosquitto(config: str, workdir: Path, ports: list[int]) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `mosquitto -c` with `config` (its listeners on `ports`) until the block ends.
+
+    The config must bind 127.0.0.1 only. Mosquitto's log goes to workdir/mosquitto.log and is
+    printed if it fails to start, because its own messages say what is wrong.
+    """
+    binary = require_tool("mosquitto")
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(config)
+    log = workdir / "mosquitto.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        try:
+            for port in ports:
+                wait_for_port(port, proc=proc)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"mosquitto did not start: {exc}\n{log.read_text(errors='replace')}") from exc
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
