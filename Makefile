@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install test lint bench clean
+.PHONY: help install run test lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml $(wildcard setup.py)
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the package with its dev tools
+
+run: $(STAMP)  ## start broker, agent and a demo device on the embedded broker (issue 6)
+	@echo "make run: the agent and the embedded broker are not built yet (issues 4-6)." >&2
+	@echo "What works today: edge-provision (see provisioning/README.md) and the protocol library." >&2
+	@exit 1
 
 test: $(STAMP)  ## run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
