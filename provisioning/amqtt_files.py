@@ -1,0 +1,65 @@
+"""Files for our embedded broker (`edge-broker`, amqtt-based): `passwd`, `acl.toml`, `broker.toml`.
+
+`passwd` has the same `$7$` lines as Mosquitto's. `acl.toml` lists, per user, the topic filters
+it may publish to and subscribe to (a subscription is allowed when its filter is one of
+`subscribe` or matches inside one; `$share/...` forms are listed as such). `broker.toml` holds
+the listeners; its paths are relative to itself. The format is described in provisioning/README.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from agent import tomlio
+from agent.fileio import PRIVATE, PUBLIC
+from agent.protocol.topics import Topics
+
+from .acl import grants_for, reads, writes
+from .brokerfiles import BrokerOptions, OutFile, passwd_text, tls_files
+from .fleet import Fleet
+from .records import Identity
+
+FORMAT_VERSION = 1
+
+
+def acl_document(identities: Iterable[Identity], topics: Topics) -> dict[str, Any]:
+    users: dict[str, Any] = {}
+    for identity in identities:
+        if identity.revoked:
+            continue
+        grants = grants_for(identity, topics)
+        users[identity.name] = {"kind": identity.kind, "publish": writes(grants), "subscribe": reads(grants)}
+    return {"format": FORMAT_VERSION, "users": users}
+
+
+def broker_document(fleet: Fleet, options: BrokerOptions) -> dict[str, Any]:
+    return {
+        "format": FORMAT_VERSION,
+        "fleet": fleet.config.name,
+        "auth": {"allow_anonymous": False, "password_file": "passwd", "acl_file": "acl.toml"},
+        "limits": {"max_queued_messages": options.max_queued},
+        "listeners": [
+            {
+                "name": "tls",
+                "bind": options.bind,
+                "port": options.tls_port,
+                "tls": True,
+                "ca_file": "ca.crt",
+                "cert_file": "server.crt",
+                "key_file": "server.key",
+                "require_certificate": True,
+            },
+            {"name": "tcp", "bind": "127.0.0.1", "port": options.tcp_port, "tls": False},
+        ],
+    }
+
+
+def files(fleet: Fleet, identities: list[Identity], options: BrokerOptions) -> list[OutFile]:
+    header = "# Written by `edge-provision broker-files --format amqtt`; see provisioning/README.md.\n"
+    return [
+        OutFile("passwd", passwd_text(identities), PRIVATE),
+        OutFile("acl.toml", header + tomlio.dumps(acl_document(identities, fleet.topics)), PUBLIC),
+        OutFile("broker.toml", header + tomlio.dumps(broker_document(fleet, options)), PUBLIC),
+        *tls_files(fleet),
+    ]

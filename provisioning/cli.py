@@ -1,0 +1,435 @@
+"""`edge-provision`: the command line. Argument parsing and printing only; the work is in operations.py."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import importlib.metadata
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from agent.protocol.keys import ALGORITHMS
+
+from . import operations as ops
+from . import output
+from .brokerfiles import FORMATS, BrokerOptions
+from .errors import InputError, ProvisioningError
+from .fleet import CA_ALGORITHMS, DEFAULT_CERT_DAYS, DEFAULT_HOST, Fleet, FleetConfig, open_fleet
+from .identities import KINDS, bulk_names, check_kind
+from .timespec import format_time, parse_duration, parse_time
+
+PROG = "edge-provision"
+FLEET_ENV = "EDGE_FLEET"
+DEFAULT_FLEET = "fleet"
+DEFAULT_OVERLAP = "24h"
+
+DESCRIPTION = """\
+Provision an edge fleet: a CA, identities (agents, devices, operators, dashboards) with
+signing keys, TLS client certificates and broker passwords, per-machine bundles, and the
+broker's password, ACL and listener files.
+
+Every command works on a fleet directory: --fleet DIR, else $EDGE_FLEET, else ./fleet.
+Private keys are written 0600 and never printed."""
+
+EPILOG = """\
+examples:
+  edge-provision init fleet --name plant-3
+  edge-provision add agent node-1 --pool cameras
+  edge-provision add device sensor-7 --targets node-1,pool:cameras
+  edge-provision add device --count 1000 --prefix sensor-    # sensor-0001 .. sensor-1000
+  edge-provision add operator alice
+  edge-provision bundle node-1 --archive node-1.tar.gz
+  edge-provision broker-files --format mosquitto --out /etc/mosquitto/edge
+  edge-provision rotate sensor-7 --overlap 24h
+  edge-provision revoke sensor-7 && edge-provision broker-files --out /etc/mosquitto/edge
+  edge-provision list
+"""
+
+
+def _formatter(prog: str) -> argparse.RawDescriptionHelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def _fleet_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--fleet", metavar="DIR", help=f"the fleet directory (default: ${FLEET_ENV}, else ./{DEFAULT_FLEET})"
+    )
+    return parent
+
+
+def _sub(
+    subs: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    epilog: str,
+    **kw: object,
+) -> argparse.ArgumentParser:
+    return subs.add_parser(
+        name,
+        help=summary,
+        description=summary,
+        epilog=epilog,
+        formatter_class=_formatter,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _add_init(
+    subs: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
+    p = _sub(
+        subs,
+        "init",
+        "create a fleet directory: fleet.toml, the CA, the broker certificate, an empty registry",
+        "examples:\n  edge-provision init fleet\n"
+        "  edge-provision init /srv/plant-3 --name plant-3 --broker-host broker.lan --ca-alg ed25519\n",
+        parents=[parent],
+    )
+    p.add_argument("dir", nargs="?", help="the directory to create (new or empty; default: --fleet)")
+    p.add_argument("--name", help="the fleet's name (default: the directory's name)")
+    p.add_argument("--prefix", default="edge", help="topic prefix of PROTOCOL 1 (default: edge)")
+    p.add_argument("--ca-alg", choices=CA_ALGORITHMS, default="ecdsa-p256", help="CA and TLS key algorithm")
+    p.add_argument("--broker-host", default=DEFAULT_HOST, help="host name or IP clients connect to")
+    p.add_argument("--tcp-port", type=int, default=1883, help="plain MQTT port (default: 1883)")
+    p.add_argument("--tls-port", type=int, default=8883, help="MQTT over TLS port (default: 8883)")
+    p.add_argument("--cert-days", type=int, default=DEFAULT_CERT_DAYS, help="validity of issued certificates")
+    p.set_defaults(handler=_cmd_init)
+
+
+def _add_add(
+    subs: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
+    p = _sub(
+        subs,
+        "add",
+        "add identities: a signing key, a TLS client certificate and a broker password each",
+        "kinds: agent (signs results), device (signs tasks), operator (tasks and control),\n"
+        "dashboard (reads everything, signs nothing). See `edge-provision add KIND --help`.\n",
+    )
+    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+    examples = {
+        "agent": "  edge-provision add agent node-1\n"
+        "  edge-provision add agent node-2 --pool cameras --pool gpu\n"
+        "  edge-provision add agent --count 20 --prefix node-\n",
+        "device": "  edge-provision add device sensor-7\n"
+        "  edge-provision add device mcu-1 --alg hmac-sha256 --targets node-1,pool:cameras\n"
+        "  edge-provision add device --count 1000 --prefix sensor-\n",
+        "operator": "  edge-provision add operator alice\n",
+        "dashboard": "  edge-provision add dashboard grafana\n",
+    }
+    for kind in KINDS:
+        k = _sub(kinds, kind, f"add {kind} identities", "examples:\n" + examples[kind], parents=[parent])
+        k.add_argument(
+            "name", nargs="?", help="the identity's name: [A-Za-z0-9_.:-]{1,64}, unique in the fleet"
+        )
+        k.add_argument("--count", type=int, help="add N identities called PREFIX0001 .. PREFIXN")
+        k.add_argument("--prefix", help=f"name prefix for --count (default: {kind}-)")
+        k.add_argument("--start", type=int, default=1, help="first number for --count (default: 1)")
+        k.add_argument("--force", action="store_true", help="replace identities that already exist")
+        if kind == "agent":
+            k.add_argument(
+                "--pool", action="append", default=[], help="a pool this agent serves (repeatable)"
+            )
+        if kind == "device":
+            k.add_argument("--alg", choices=ALGORITHMS, default="ed25519", help="signing algorithm")
+            k.add_argument(
+                "--targets",
+                action="append",
+                help="node ids, 'all' or 'pool:P' it may task, comma separated (default: every agent)",
+            )
+        k.set_defaults(handler=_cmd_add)
+
+
+def _add_bundle(
+    subs: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
+    p = _sub(
+        subs,
+        "bundle",
+        "write everything one machine needs (config, keys, certificates, trust store)",
+        "examples:\n  edge-provision bundle node-1 --out /media/usb/node-1\n"
+        "  edge-provision bundle sensor-7 --archive sensor-7.tar.gz\n",
+        parents=[parent],
+    )
+    p.add_argument("name")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, help="a new or empty directory (default: ./NAME-bundle)")
+    where.add_argument("--archive", type=Path, help="a .tar.gz file instead of a directory")
+    p.add_argument("--force", action="store_true", help="overwrite an existing bundle")
+    p.set_defaults(handler=_cmd_bundle)
+
+
+def _add_revoke_rotate(
+    subs: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
+    p = _sub(
+        subs,
+        "revoke",
+        "revoke an identity: every key revoked in trust stores, its broker login removed",
+        "Bundles and broker files written afterwards carry the revocation: redistribute them.\n\n"
+        "example:\n  edge-provision revoke sensor-7 && edge-provision broker-files --out broker\n",
+        parents=[parent],
+    )
+    p.add_argument("name")
+    p.set_defaults(handler=_cmd_revoke)
+    p = _sub(
+        subs,
+        "rotate",
+        "new signing key, TLS certificate and broker password; the old key stays valid for a while",
+        "examples:\n  edge-provision rotate node-1                      # old key valid 24 h more\n"
+        "  edge-provision rotate sensor-7 --until 2027-01-31T00:00:00Z\n"
+        "  edge-provision rotate mcu-1 --overlap 0 --alg ed25519\n",
+        parents=[parent],
+    )
+    p.add_argument("name")
+    until = p.add_mutually_exclusive_group()
+    until.add_argument(
+        "--overlap", help=f"how long the old key stays valid: 0, 30m, 24h, 7d (default {DEFAULT_OVERLAP})"
+    )
+    until.add_argument("--until", help="when the old key stops being valid: ISO 8601 with Z/offset, or epoch")
+    p.add_argument("--alg", choices=ALGORITHMS, help="devices: switch the signing algorithm")
+    p.set_defaults(handler=_cmd_rotate)
+
+
+def _add_reading(
+    subs: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
+    p = _sub(
+        subs,
+        "list",
+        "list identities",
+        "examples:\n  edge-provision list\n  edge-provision list --kind device --json\n",
+        parents=[parent],
+    )
+    p.add_argument("--kind", choices=KINDS, help="only identities of this kind")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_cmd_list)
+    p = _sub(
+        subs,
+        "show",
+        "show one identity: keys, certificate, broker grants (no secrets)",
+        "example:\n  edge-provision show node-1 --json\n",
+        parents=[parent],
+    )
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_cmd_show)
+
+
+def _add_broker_files(
+    subs: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
+    p = _sub(
+        subs,
+        "broker-files",
+        "write the broker's password file, ACL, listener configuration and TLS files",
+        "examples:\n  edge-provision broker-files --out broker && mosquitto -c broker/mosquitto.conf\n"
+        "  edge-provision broker-files --format amqtt --out edge-broker\n"
+        "  edge-provision broker-files --out build --install-dir /etc/mosquitto/edge --bind 0.0.0.0\n",
+        parents=[parent],
+    )
+    p.add_argument("--format", choices=FORMATS, default="mosquitto", help="broker (default: mosquitto)")
+    p.add_argument("--out", type=Path, help="output directory (default: ./broker-FORMAT)")
+    p.add_argument("--bind", default="127.0.0.1", help="address of the TLS listener (default: 127.0.0.1)")
+    p.add_argument(
+        "--tcp-port", type=int, help="plain listener port, bound to 127.0.0.1 (default: fleet.toml)"
+    )
+    p.add_argument("--tls-port", type=int, help="TLS listener port (default: fleet.toml)")
+    p.add_argument(
+        "--install-dir", type=Path, help="where the files will live on the broker (default: --out)"
+    )
+    p.add_argument("--max-queued", type=int, default=10_000, help="queued QoS 1 messages per client")
+    p.add_argument(
+        "--run-as", default=getpass.getuser(), help="mosquitto: the user the broker runs as (default: you)"
+    )
+    p.set_defaults(handler=_cmd_broker_files)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("mqtt-edge-agent")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=_formatter
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parent = _fleet_parent()
+    for add in (_add_init, _add_add, _add_bundle, _add_revoke_rotate, _add_reading, _add_broker_files):
+        add(subs, parent)
+    return parser
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+
+def _fleet_dir(args: argparse.Namespace) -> Path:
+    return Path(args.fleet or os.environ.get(FLEET_ENV) or DEFAULT_FLEET)
+
+
+def _fleet(args: argparse.Namespace) -> Fleet:
+    return open_fleet(_fleet_dir(args))
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    root = Path(args.dir) if args.dir else _fleet_dir(args)
+    name = args.name or root.absolute().name
+    config = FleetConfig(
+        name=name,
+        prefix=args.prefix,
+        broker_host=args.broker_host,
+        tcp_port=args.tcp_port,
+        tls_port=args.tls_port,
+        ca_alg=args.ca_alg,
+        cert_days=args.cert_days,
+    )
+    fleet = ops.init_fleet(root, config)
+    print(
+        f"created fleet {config.name!r} in {fleet.root} ({config.ca_alg} CA, topic prefix {config.prefix!r})"
+    )
+    print(f"broker: {config.broker_host} tls {config.tls_port}, tcp {config.tcp_port}")
+    return 0
+
+
+def _progress(out: TextIO) -> Callable[[int, int], None]:
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if total > 1 and (done == total or now - last[0] >= 0.2):
+            last[0] = now
+            end = "\n" if done == total else ""
+            print(f"\radding {done}/{total}", end=end, file=out, flush=True)
+
+    return report
+
+
+def _names(args: argparse.Namespace) -> list[str]:
+    if args.count is None:
+        if args.name is None:
+            raise InputError("give a NAME, or --count N (with --prefix P) for many")
+        if args.prefix is not None:
+            raise InputError("--prefix goes with --count")
+        return [args.name]
+    if args.name is not None:
+        raise InputError("give either a NAME or --count, not both")
+    return bulk_names(args.prefix if args.prefix is not None else f"{args.kind}-", args.count, args.start)
+
+
+def _cmd_add(args: argparse.Namespace) -> int:
+    kind = check_kind(args.kind)
+    request = ops.AddRequest(
+        kind=kind,
+        names=_names(args),
+        alg=getattr(args, "alg", None),
+        targets=getattr(args, "targets", None),
+        pools=getattr(args, "pool", ()),
+        force=args.force,
+    )
+    fleet = _fleet(args)
+    result = ops.add_identities(fleet, request, time.time(), _progress(sys.stderr))
+    for warning in result.warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    made = result.identities
+    verb = "replaced" if result.replaced else "added"
+    if len(made) == 1:
+        key = made[0].current_key
+        roles = ",".join(key.roles) or "-"
+        print(f"{verb} {kind} {made[0].name} ({key.alg} signing key {key.fingerprint}, roles {roles})")
+    else:
+        extra = f" ({len(result.replaced)} replaced)" if result.replaced else ""
+        print(f"added {len(made)} {kind}s{extra}: {made[0].name} .. {made[-1].name}")
+    return 0
+
+
+def _cmd_bundle(args: argparse.Namespace) -> int:
+    path = ops.make_bundle(_fleet(args), args.name, out=args.out, archive=args.archive, force=args.force)
+    print(f"wrote the bundle of {args.name} to {path}")
+    return 0
+
+
+def _cmd_revoke(args: argparse.Namespace) -> int:
+    identity, changed = ops.revoke(_fleet(args), args.name, time.time())
+    if not changed:
+        print(f"{identity.name} was already revoked at {format_time(identity.revoked_at)}")
+        return 0
+    print(
+        f"revoked {identity.kind} {identity.name}: {len(identity.keys)} key(s) revoked, broker login removed"
+    )
+    print(
+        "now redistribute: `edge-provision broker-files` for the broker, `bundle` for the agents and clients"
+    )
+    return 0
+
+
+def _cmd_rotate(args: argparse.Namespace) -> int:
+    now = time.time()
+    until = parse_time(args.until) if args.until else now + parse_duration(args.overlap or DEFAULT_OVERLAP)
+    identity = ops.rotate(_fleet(args), args.name, until, now, args.alg)
+    key = identity.current_key
+    print(f"rotated {identity.name} to generation {identity.gen} ({key.alg} {key.fingerprint})")
+    print(f"the previous key stays valid until {format_time(until)}; bundle {identity.name} again")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    identities = [i for i in ops.list_identities(_fleet(args)) if args.kind in (None, i.kind)]
+    if args.json:
+        sys.stdout.write(output.to_json([i.summary() for i in identities]))
+    else:
+        sys.stdout.write(output.table(identities))
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    fleet = _fleet(args)
+    data = output.details(ops.show(fleet, args.name), fleet.topics)
+    sys.stdout.write(output.to_json(data) if args.json else output.details_text(data))
+    return 0
+
+
+def _cmd_broker_files(args: argparse.Namespace) -> int:
+    fleet = _fleet(args)
+    options = BrokerOptions(
+        out=args.out or Path(f"broker-{args.format}"),
+        tls_port=args.tls_port if args.tls_port is not None else fleet.config.tls_port,
+        tcp_port=args.tcp_port if args.tcp_port is not None else fleet.config.tcp_port,
+        bind=args.bind,
+        install_dir=args.install_dir,
+        max_queued=args.max_queued,
+        run_as=args.run_as,
+    )
+    written, todo = ops.broker_files(fleet, args.format, options)
+    print(f"wrote {args.format} files to {options.out}: {', '.join(p.name for p in written)}")
+    if todo:
+        print(f"{PROG}: note: {todo}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ProvisioningError as exc:
+        print(f"{PROG}: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        print(f"{PROG}: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

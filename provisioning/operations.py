@@ -1,0 +1,314 @@
+"""The commands of `edge-provision`, as functions: validate everything, then write.
+
+Each command that writes holds the fleet's exclusive lock, writes new files first (under new
+names), commits the registry last, and only then deletes what the commit made obsolete, so a
+failure or a crash leaves the fleet as it was. Bad input raises before anything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.fileio import PRIVATE, PUBLIC, fsync_dir, write_atomic
+from agent.protocol.keys import Alg
+
+from . import amqtt_files, material, mosquitto
+from . import bundle as bundles
+from .brokerfiles import BrokerOptions, Format, hand_over, write_out
+from .ca import Authority, cert_pem, generate_key, key_pem
+from .errors import DuplicateIdentity, FleetExists, InputError, InvalidTime, RevokedIdentity
+from .fleet import CONFIG_FILE, LOCK_FILE, Fleet, FleetConfig, fleet_lock, open_fleet, write_config
+from .identities import Kind, check_alg, check_name, check_unique, parse_pools, parse_targets
+from .records import Identity, KeyRecord
+from .registry import Registry, create_registry
+
+Progress = Callable[[int, int], None]
+
+
+def _no_progress(done: int, total: int) -> None:
+    pass
+
+
+@contextlib.contextmanager
+def _writing(fleet: Fleet) -> Iterator[Registry]:
+    with fleet_lock(fleet, exclusive=True), Registry(fleet.registry_path) as registry:
+        yield registry
+
+
+@contextlib.contextmanager
+def _reading(fleet: Fleet) -> Iterator[Registry]:
+    with fleet_lock(fleet, exclusive=False), Registry(fleet.registry_path) as registry:
+        yield registry
+
+
+# --- init ----------------------------------------------------------------------------------
+
+
+def init_fleet(root: Path, config: FleetConfig) -> Fleet:
+    """Create a fleet directory (absent or empty): built beside it, then renamed into place."""
+    if root.exists():
+        if not root.is_dir():
+            raise FleetExists(f"{root} exists and is not a directory")
+        if (root / CONFIG_FILE).exists():
+            raise FleetExists(f"{root} is already a fleet directory")
+        if any(root.iterdir()):
+            raise FleetExists(f"{root} is not empty: init needs a new or empty directory")
+    parent = root.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = parent / f".{root.name}.init-{secrets.token_hex(4)}"
+    staging.mkdir(mode=0o700)
+    try:
+        _populate(Fleet(staging, config))
+        os.replace(staging, root)  # atomic; replaces an empty directory
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    fsync_dir(parent)
+    return Fleet(root, config)
+
+
+def _populate(fleet: Fleet) -> None:
+    config = fleet.config
+    now = dt.datetime.fromtimestamp(config.created_at, tz=dt.timezone.utc)
+    authority = Authority.create(config.name, config.ca_alg, now)
+    server_key = generate_key(config.ca_alg)
+    server_cert = authority.issue_server(config.broker_host, server_key, now, config.cert_days)
+    for directory in (fleet.ca_dir, fleet.broker_dir, fleet.identities_dir):
+        directory.mkdir(mode=0o700)
+    write_atomic(fleet.ca_key_path, key_pem(authority.key), PRIVATE)
+    write_atomic(fleet.ca_cert_path, cert_pem(authority.cert), PUBLIC)
+    write_atomic(fleet.server_key_path, key_pem(server_key), PRIVATE)
+    write_atomic(fleet.server_cert_path, cert_pem(server_cert), PUBLIC)
+    create_registry(fleet.registry_path)
+    write_atomic(fleet.root / LOCK_FILE, b"", PRIVATE)
+    write_config(fleet)  # last: the marker that makes the directory a fleet
+
+
+# --- add -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AddRequest:
+    kind: Kind
+    names: Sequence[str]
+    alg: str | None = None
+    targets: Sequence[str] | None = None  # devices
+    pools: Sequence[str] = ()  # agents
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class AddResult:
+    identities: list[Identity]
+    replaced: list[str]
+    warnings: list[str]
+
+
+def _validate_add(request: AddRequest) -> tuple[Alg, tuple[str, ...] | None, tuple[str, ...]]:
+    for name in request.names:
+        check_name(name, request.kind)
+    check_unique(request.names)
+    alg = check_alg(request.kind, request.alg)
+    if request.targets is not None and request.kind != "device":
+        raise InputError("--targets is for devices only")
+    if request.pools and request.kind != "agent":
+        raise InputError("--pool is for agents only")
+    targets = None if request.targets is None else parse_targets(request.targets)
+    if targets == ():
+        raise InputError("--targets needs at least one target (leave it out to allow every agent)")
+    return alg, targets, parse_pools(request.pools)
+
+
+def _target_warnings(targets: tuple[str, ...] | None, existing: dict[str, Identity]) -> list[str]:
+    warnings = []
+    for target in targets or ():
+        if target == "all" or target.startswith("pool:"):
+            continue
+        known = existing.get(target)
+        if known is None:
+            warnings.append(f"target {target!r} is not an agent of this fleet (yet)")
+        elif known.kind != "agent":
+            warnings.append(f"target {target!r} is a {known.kind}, not an agent: no task can reach it")
+    return warnings
+
+
+def add_identities(
+    fleet: Fleet, request: AddRequest, now: float, progress: Progress = _no_progress
+) -> AddResult:
+    alg, targets, pools = _validate_add(request)
+    with _writing(fleet) as registry:
+        existing = {i.name: i for i in registry.all()}
+        taken = [n for n in request.names if n in existing]
+        if taken and not request.force:
+            first = existing[taken[0]]
+            more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+            raise DuplicateIdentity(
+                f"{first.kind} {first.name!r} already exists{more}; use --force to replace it"
+            )
+        authority = material.load_authority(fleet)
+        made: list[Identity] = []
+        try:
+            for done, name in enumerate(request.names, 1):
+                old = existing.get(name)
+                made.append(_make(fleet, request.kind, name, alg, old, authority, now, targets, pools))
+                progress(done, len(request.names))
+            fsync_dir(fleet.identities_dir)
+            registry.save(made)
+        except BaseException:
+            _discard(fleet, made, existing)
+            raise
+    for identity in made:
+        material.prune(fleet, identity)
+    return AddResult(made, taken, _target_warnings(targets, existing))
+
+
+def _make(
+    fleet: Fleet,
+    kind: Kind,
+    name: str,
+    alg: Alg,
+    old: Identity | None,
+    authority: Authority,
+    now: float,
+    targets: tuple[str, ...] | None,
+    pools: tuple[str, ...],
+) -> Identity:
+    gen = 1 if old is None else old.gen + 1  # a replaced identity's files stay until the commit
+    made = material.generate(name, alg, gen, authority, fleet, now)
+    material.write(fleet, name, made)
+    return Identity(
+        name=name,
+        kind=kind,
+        gen=gen,
+        created_at=now,
+        updated_at=now,
+        keys=(made.key_record(kind, now),),
+        cert=made.cert_record(fleet.config.ca_alg),
+        password_hash=made.password_hash,
+        pools=pools if kind == "agent" else (),
+        targets=targets if kind == "device" else None,
+    )
+
+
+def _discard(fleet: Fleet, made: list[Identity], existing: dict[str, Identity]) -> None:
+    """Undo the files of a failed add: new identities entirely, replaced ones' new generation."""
+    for identity in made:
+        old = existing.get(identity.name)
+        if old is None:
+            shutil.rmtree(fleet.identity_dir(identity.name), ignore_errors=True)
+        else:
+            material.prune(fleet, old)
+
+
+# --- revoke and rotate -----------------------------------------------------------------------
+
+
+def revoke(fleet: Fleet, name: str, now: float) -> tuple[Identity, bool]:
+    """Mark every key of `name` revoked; (identity, False) when it already was."""
+    with _writing(fleet) as registry:
+        identity = registry.require(name)
+        if identity.revoked:
+            return identity, False
+        revoked = identity.with_changes(revoked_at=now, updated_at=now)
+        registry.save([revoked])
+    return revoked, True
+
+
+def rotate(fleet: Fleet, name: str, until: float, now: float, alg: str | None = None) -> Identity:
+    """New signing key, certificate and password; older keys stay valid until `until`."""
+    if until < now:
+        raise InvalidTime("the old key's end of validity is in the past")
+    with _writing(fleet) as registry:
+        identity = registry.require(name)
+        if identity.revoked:
+            raise RevokedIdentity(f"{name!r} is revoked: add it again with --force instead")
+        new_alg = check_alg(identity.kind, alg or identity.current_key.alg)
+        authority = material.load_authority(fleet)
+        made = material.generate(name, new_alg, identity.gen + 1, authority, fleet, now)
+        material.write(fleet, name, made)
+        rotated = identity.with_changes(
+            gen=made.gen,
+            keys=(
+                *(_cap(k, until) for k in identity.keys),
+                made.key_record(identity.kind, now, not_before=now),
+            ),
+            cert=made.cert_record(fleet.config.ca_alg),
+            password_hash=made.password_hash,
+            updated_at=now,
+        )
+        try:
+            registry.save([rotated])
+        except BaseException:
+            material.prune(fleet, identity)
+            raise
+    material.prune(fleet, rotated)
+    return rotated
+
+
+def _cap(key: KeyRecord, until: float) -> KeyRecord:
+    if key.not_after is not None and key.not_after <= until:
+        return key
+    return dataclasses.replace(key, not_after=until)
+
+
+# --- reading commands ------------------------------------------------------------------------
+
+
+def list_identities(fleet: Fleet) -> list[Identity]:
+    with _reading(fleet) as registry:
+        return registry.all()
+
+
+def show(fleet: Fleet, name: str) -> Identity:
+    with _reading(fleet) as registry:
+        return registry.require(name)
+
+
+def make_bundle(fleet: Fleet, name: str, *, out: Path | None, archive: Path | None, force: bool) -> Path:
+    with _reading(fleet) as registry:
+        identity = registry.require(name)
+        files = bundles.build(fleet, identity, registry.all())
+    if archive is not None:
+        bundles.write_archive(files, archive, name, force=force)
+        return archive
+    target = out if out is not None else Path(f"{name}-bundle")
+    bundles.write_directory(files, target, force=force)
+    return target
+
+
+def broker_files(fleet: Fleet, fmt: Format, options: BrokerOptions) -> tuple[list[Path], str | None]:
+    """Write the broker's files; returns them and, if needed, what the user must still do."""
+    with _reading(fleet) as registry:
+        identities = registry.all()
+        writer = mosquitto.files if fmt == "mosquitto" else amqtt_files.files
+        files = writer(fleet, identities, options)
+    written = write_out(options.out, files)
+    if fmt != "mosquitto":
+        return written, None
+    data = options.out / "data"
+    data.mkdir(mode=0o700, exist_ok=True)
+    private = [options.out / "passwd", options.out / "server.key", data]
+    return written, hand_over(private, options.run_as)
+
+
+__all__ = [
+    "AddRequest",
+    "AddResult",
+    "add_identities",
+    "broker_files",
+    "init_fleet",
+    "list_identities",
+    "make_bundle",
+    "open_fleet",
+    "revoke",
+    "rotate",
+    "show",
+]
