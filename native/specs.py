@@ -1,0 +1,132 @@
+"""The params of each kernel of PROTOCOL 9: one frozen dataclass per kernel and its validator."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from native.errors import InvalidParams
+from native.validation import FloatArray, Limits, Params, array, check_fields, integer, interval, positive
+
+
+@dataclass(frozen=True)
+class MatmulArgs:
+    a: FloatArray
+    b: FloatArray
+
+
+@dataclass(frozen=True)
+class FirArgs:
+    signal: FloatArray
+    taps: FloatArray
+
+
+@dataclass(frozen=True)
+class WindowArgs:
+    signal: FloatArray
+    window: int
+
+
+@dataclass(frozen=True)
+class SignalArgs:
+    signal: FloatArray
+
+
+@dataclass(frozen=True)
+class FftArgs:
+    signal: FloatArray
+    spacing: float  # seconds per sample: 1 / sample_rate, or 1.0 (cycles per sample)
+
+
+@dataclass(frozen=True)
+class ZscoreArgs:
+    signal: FloatArray
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Conv2dArgs:
+    image: FloatArray
+    kernel: FloatArray
+
+
+@dataclass(frozen=True)
+class HistogramArgs:
+    signal: FloatArray
+    bins: int
+    range: tuple[float, float] | None
+
+
+def _signal(params: Params, limits: Limits, at_least: int) -> FloatArray:
+    signal = array(params, "signal", 1, limits)
+    if signal.size < at_least:
+        raise InvalidParams(f"needs at least {at_least} samples, got {signal.size}", field="signal")
+    return signal
+
+
+def _dims(m: FloatArray, field: str, limit: int) -> None:
+    if max(m.shape) > limit:
+        raise InvalidParams(f"shape {m.shape} exceeds the limit of {limit} rows or columns", field=field)
+
+
+def matrix_multiply(params: Params, limits: Limits) -> MatmulArgs:
+    check_fields(params, ("matrix_a", "matrix_b"))
+    a = array(params, "matrix_a", 2, limits)
+    b = array(params, "matrix_b", 2, limits)
+    _dims(a, "matrix_a", limits.max_matrix_dim)
+    _dims(b, "matrix_b", limits.max_matrix_dim)
+    if a.shape[1] != b.shape[0]:
+        raise InvalidParams(f"has {b.shape[0]} rows but matrix_a has {a.shape[1]} columns", field="matrix_b")
+    return MatmulArgs(a, b)
+
+
+def fir_filter(params: Params, limits: Limits) -> FirArgs:
+    check_fields(params, ("signal", "taps"))
+    taps = array(params, "taps", 1, limits)
+    if taps.size > limits.max_taps:
+        raise InvalidParams(f"has {taps.size} taps, more than the limit {limits.max_taps}", field="taps")
+    return FirArgs(_signal(params, limits, 1), taps)
+
+
+def moving_average(params: Params, limits: Limits) -> WindowArgs:
+    check_fields(params, ("signal", "window"))
+    signal = _signal(params, limits, 1)
+    return WindowArgs(signal, integer(params, "window", 1, signal.size))
+
+
+def stats(params: Params, limits: Limits) -> SignalArgs:
+    check_fields(params, ("signal",))
+    return SignalArgs(_signal(params, limits, 1))
+
+
+def fft_magnitude(params: Params, limits: Limits) -> FftArgs:
+    check_fields(params, ("signal", "sample_rate"))
+    signal = _signal(params, limits, 2)
+    if params.get("sample_rate") is None:
+        return FftArgs(signal, 1.0)
+    spacing = 1.0 / positive(params, "sample_rate", finite=True)
+    if not math.isfinite(spacing):
+        raise InvalidParams("is too small: 1 / sample_rate overflows", field="sample_rate")
+    return FftArgs(signal, spacing)
+
+
+def zscore_anomalies(params: Params, limits: Limits) -> ZscoreArgs:
+    check_fields(params, ("signal", "threshold"))
+    return ZscoreArgs(_signal(params, limits, 2), positive(params, "threshold", 3.0))
+
+
+def conv2d(params: Params, limits: Limits) -> Conv2dArgs:
+    check_fields(params, ("image", "kernel"))
+    image = array(params, "image", 2, limits)
+    kernel = array(params, "kernel", 2, limits)
+    _dims(kernel, "kernel", limits.max_kernel_dim)
+    if kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
+        raise InvalidParams(f"needs odd numbers of rows and columns, got shape {kernel.shape}", field="kernel")
+    return Conv2dArgs(image, kernel)
+
+
+def histogram(params: Params, limits: Limits) -> HistogramArgs:
+    check_fields(params, ("signal", "bins", "range"))
+    signal = _signal(params, limits, 1)
+    bins = integer(params, "bins", 1, limits.max_bins, default=10)
+    return HistogramArgs(signal, bins, interval(params, "range", limits))

@@ -1,0 +1,126 @@
+// fir_filter and moving_average.
+#include <cmath>
+#include <vector>
+
+#include "common.hpp"
+#include "vec.hpp"
+
+namespace ek {
+namespace {
+
+// y[i] for one i, the taps that reach back before the start of the signal left out.
+double fir_at(const double *x, std::size_t i, const double *taps, std::size_t t) {
+    const std::size_t last = i < t - 1 ? i : t - 1;
+    double acc = 0.0;
+    for (std::size_t j = 0; j <= last; ++j) {
+        acc += taps[j] * x[i - j];
+    }
+    return acc;
+}
+
+// Every output once all taps are inside the signal, eight at a time in registers.
+EK_CLONES void fir_full(const double *x, std::size_t n, const double *taps, std::size_t t, double *y) {
+    std::size_t i = t - 1;
+    for (; i + 8 <= n; i += 8) {
+        v4d a0 = splat4(0.0);
+        v4d a1 = splat4(0.0);
+        for (std::size_t j = 0; j < t; ++j) {
+            const v4d c = splat4(taps[j]);
+            a0 += c * load4(x + i - j);
+            a1 += c * load4(x + i - j + 4);
+        }
+        store4(y + i, a0);
+        store4(y + i + 4, a1);
+    }
+    for (; i < n; ++i) {
+        y[i] = fir_at(x, i, taps, t);
+    }
+}
+
+// Window sum of the finite samples, compensated (Neumaier), with NaN / +inf / -inf counted apart
+// so that one infinity does not poison every later window.
+class WindowSum {
+  public:
+    void add(double v, int sign) {
+        if (std::isfinite(v)) {
+            accumulate(sign > 0 ? v : -v);
+        } else if (v != v) {
+            nans_ += sign;
+        } else if (v > 0) {
+            pos_inf_ += sign;
+        } else {
+            neg_inf_ += sign;
+        }
+    }
+    double mean(double window) const {
+        if (nans_ > 0 || (pos_inf_ > 0 && neg_inf_ > 0)) {
+            return kNaN;
+        }
+        if (pos_inf_ > 0 || neg_inf_ > 0) {
+            return pos_inf_ > 0 ? HUGE_VAL : -HUGE_VAL;
+        }
+        return (sum_ + compensation_) / window;
+    }
+    bool finite() const { return std::isfinite(sum_) && std::isfinite(compensation_); }
+
+  private:
+    void accumulate(double v) {
+        const double t = sum_ + v;
+        compensation_ += std::fabs(sum_) >= std::fabs(v) ? (sum_ - t) + v : (v - t) + sum_;
+        sum_ = t;
+    }
+    double sum_ = 0.0;
+    double compensation_ = 0.0;
+    long nans_ = 0;
+    long pos_inf_ = 0;
+    long neg_inf_ = 0;
+};
+
+void moving_average(const double *x, std::size_t n, std::size_t w, double *y) {
+    WindowSum s;
+    for (std::size_t i = 0; i < w; ++i) {
+        s.add(x[i], 1);
+    }
+    const double window = static_cast<double>(w);
+    y[0] = s.mean(window);
+    for (std::size_t i = 1; i + w <= n; ++i) {
+        s.add(x[i + w - 1], 1);
+        s.add(x[i - 1], -1);
+        if (!s.finite()) {  // a finite overflow: start the window afresh, exactly
+            s = WindowSum{};
+            for (std::size_t j = i; j < i + w; ++j) {
+                s.add(x[j], 1);
+            }
+        }
+        y[i] = s.mean(window);
+    }
+}
+
+}  // namespace
+}  // namespace ek
+
+extern "C" int ek_fir_filter(const double *signal, size_t n, const double *taps, size_t t, double *out,
+                             ek_error *err) {
+    return ek::guarded(err, [&] {
+        ek::require_ptr(signal, "signal");
+        ek::require_ptr(taps, "taps");
+        ek::require_ptr(out, "out");
+        ek::require(n >= 1, "signal", "needs at least 1 sample");
+        ek::require(t >= 1, "taps", "needs at least 1 tap");
+        const size_t reach = t < n ? t : n;  // taps past the signal's length never touch it
+        for (size_t i = 0; i < reach - 1; ++i) {
+            out[i] = ek::fir_at(signal, i, taps, reach);
+        }
+        ek::fir_full(signal, n, taps, reach, out);
+    });
+}
+
+extern "C" int ek_moving_average(const double *signal, size_t n, size_t window, double *out, ek_error *err) {
+    return ek::guarded(err, [&] {
+        ek::require_ptr(signal, "signal");
+        ek::require_ptr(out, "out");
+        ek::require(n >= 1, "signal", "needs at least 1 sample");
+        ek::require(window >= 1 && window <= n, "window", "must be between 1 and the signal's length");
+        ek::moving_average(signal, n, window, out);
+    });
+}

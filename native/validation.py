@@ -1,0 +1,130 @@
+"""Conversion and checking of kernel params: every failure is InvalidParams naming the field.
+
+Arrays arrive as numpy arrays (often read-only, from numpy.frombuffer) or as nested lists of
+numbers; both are converted once to C-contiguous float64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from numbers import Integral, Real
+
+import numpy as np
+import numpy.typing as npt
+
+from native.errors import InvalidParams
+
+FloatArray = npt.NDArray[np.float64]
+Params = Mapping[str, object]
+
+_NUMERIC_KINDS = frozenset("iuf")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits of kernel inputs; the defaults suit a Raspberry Pi class board."""
+
+    max_elements: int = 1 << 22  # per array: 4,194,304 float64 = 32 MiB
+    max_matrix_dim: int = 2048  # rows or columns of a matrix_multiply operand
+    max_taps: int = 4096  # fir_filter taps
+    max_kernel_dim: int = 63  # rows or columns of a conv2d kernel
+    max_bins: int = 65536  # histogram bins (PROTOCOL 9 allows up to 65536)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"Limits.{f.name} must be an int >= 1, not {value!r}")
+
+
+def check_fields(params: Params, allowed: Sequence[str]) -> None:
+    """params is a map whose keys are all among `allowed`."""
+    if not isinstance(params, Mapping):
+        raise InvalidParams(f"must be a map, not {type(params).__name__}", field="params")
+    for key in params:
+        if key not in allowed:
+            raise InvalidParams(f"unexpected field (expected {', '.join(allowed)})", field=str(key))
+
+
+def _numeric(value: object, field: str, limits: Limits) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        arr = value
+    elif isinstance(value, (list, tuple)):
+        if len(value) > limits.max_elements:
+            raise InvalidParams(f"has more than {limits.max_elements} elements", field=field)
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise InvalidParams("must be a list of numbers with a regular shape", field=field) from exc
+    else:
+        raise InvalidParams(f"must be an array or a list of numbers, not {type(value).__name__}", field=field)
+    if arr.dtype.kind not in _NUMERIC_KINDS:
+        raise InvalidParams(f"must hold numbers only (got {arr.dtype})", field=field)
+    return arr
+
+
+def array(params: Params, field: str, ndim: int, limits: Limits) -> FloatArray:
+    """The required array `field` with `ndim` dimensions, at least one element, within the limits."""
+    if field not in params:
+        raise InvalidParams("is required", field=field)
+    arr = _numeric(params[field], field, limits)
+    if arr.ndim != ndim:
+        raise InvalidParams(f"must have {ndim} dimension(s), got shape {arr.shape}", field=field)
+    if arr.size > limits.max_elements:
+        raise InvalidParams(f"has {arr.size} elements, more than the limit {limits.max_elements}", field=field)
+    if arr.size == 0:
+        raise InvalidParams(f"must not be empty (shape {arr.shape})", field=field)
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def integer(params: Params, field: str, lo: int, hi: int, default: int | None = None) -> int:
+    """The int `field` (a float with an integral value is accepted), lo <= value <= hi."""
+    value = params.get(field, default)
+    if value is None:
+        raise InvalidParams("is required", field=field)
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise InvalidParams(f"must be an integer, not {type(value).__name__}", field=field)
+    if not isinstance(value, Integral):
+        if not math.isfinite(float(value)) or float(value) != int(value):
+            raise InvalidParams(f"must be an integer, not {value!r}", field=field)
+    number = int(value)
+    if not lo <= number <= hi:
+        raise InvalidParams(f"must be between {lo} and {hi}, not {number}", field=field)
+    return number
+
+
+def real(params: Params, field: str, default: float | None = None) -> float:
+    """The real number `field` (NaN and infinity pass: callers bound them)."""
+    value = params.get(field, default)
+    if value is None:
+        raise InvalidParams("is required", field=field)
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise InvalidParams(f"must be a number, not {type(value).__name__}", field=field)
+    return float(value)
+
+
+def positive(params: Params, field: str, default: float | None = None, *, finite: bool = False) -> float:
+    """A number > 0 (and finite if asked)."""
+    value = real(params, field, default)
+    if not value > 0 or (finite and math.isinf(value)):
+        raise InvalidParams(f"must be {'finite and ' if finite else ''}> 0, not {value!r}", field=field)
+    return value
+
+
+def interval(params: Params, field: str, limits: Limits) -> tuple[float, float] | None:
+    """An optional [lo, hi] of finite numbers with lo <= hi."""
+    if params.get(field) is None:
+        return None
+    value = _numeric(params[field], field, limits)
+    if value.shape != (2,):
+        raise InvalidParams(f"must be [lo, hi], got shape {value.shape}", field=field)
+    lo, hi = (float(v) for v in value)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise InvalidParams(f"must be finite, got [{lo}, {hi}]", field=field)
+    if lo > hi:
+        raise InvalidParams(f"max must be larger than min, got [{lo}, {hi}]", field=field)
+    if not math.isfinite(hi - lo):
+        raise InvalidParams(f"is too wide: {hi} - {lo} overflows", field=field)
+    return lo, hi

@@ -1,0 +1,3 @@
+from setuptools import setup
+
+setup(cffi_modules=["native/_build_cffi.py:ffibuilder"])
