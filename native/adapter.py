@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from native.binding import Binding
-from native.errors import KernelError, KernelFailed, KernelOutOfMemory, InvalidParams
+from native.errors import InvalidParams, KernelError, KernelFailed, KernelOutOfMemory
 
 OK = 0
 _EXCEPTIONS: dict[int, type[KernelError]] = {
@@ -14,11 +14,6 @@ _EXCEPTIONS: dict[int, type[KernelError]] = {
     3: KernelOutOfMemory,  # EK_OUT_OF_MEMORY
     4: KernelFailed,  # EK_INTERNAL_ERROR
 }
-
-
-def error_buffer(binding: Binding) -> Any:
-    """A fresh ek_error for one call (calls run on many threads at once)."""
-    return binding.ffi.new("ek_error *")
 
 
 def check(status: int, binding: Binding, err: Any, kernel: str) -> None:

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any, Literal
+
+
+class Scratch(threading.local):
+    """Per-thread output structs, reused from call to call (a kernel call never re-enters)."""
+
+    def __init__(self, ffi: Any) -> None:
+        self.err = ffi.new("ek_error *")
+        self.stats = ffi.new("ek_stats_result *")
+        self.zscore = ffi.new("ek_zscore_result *")
 
 
 @dataclass(frozen=True)
@@ -13,3 +23,7 @@ class Binding:
     mode: Literal["api", "abi"]  # compiled cffi extension, or ABI mode over a shared library
     origin: str  # the module file or the library path
     build_info: str  # ek_build_info() of the library
+    scratch: Scratch = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scratch", Scratch(self.ffi))

@@ -1,13 +1,18 @@
 """Native implementations: allocate the outputs, call the C ABI, return numpy arrays and maps.
 
-Each function takes arguments already validated by native.specs. No cffi object is returned.
+Each function here binds one kernel to a loaded library and returns the call, which takes
+arguments already validated by native.specs. The library's function, from_buffer and the
+per-thread scratch structs are looked up once, when the registry is built: the per-call path
+is a handful of Python operations around the native call. No cffi object is returned.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from native.adapter import check, error_buffer
+from native.adapter import check
 from native.binding import Binding
 from native.specs import (
     Conv2dArgs,
@@ -21,79 +26,126 @@ from native.specs import (
 )
 from native.validation import FloatArray
 
-
-def matrix_multiply(b: Binding, args: MatmulArgs) -> FloatArray:
-    (m, k), n = args.a.shape, args.b.shape[1]
-    out = np.empty((m, n))
-    f, err = b.ffi.from_buffer, error_buffer(b)
-    status = b.lib.ek_matrix_multiply(f("double[]", args.a), f("double[]", args.b), f("double[]", out), m, k, n, err)
-    check(status, b, err, "matrix_multiply")
-    return out
+Map = dict[str, object]
 
 
-def fir_filter(b: Binding, args: FirArgs) -> FloatArray:
-    out = np.empty(args.signal.size)
-    f, err = b.ffi.from_buffer, error_buffer(b)
-    x, taps = args.signal, args.taps
-    status = b.lib.ek_fir_filter(f("double[]", x), x.size, f("double[]", taps), taps.size, f("double[]", out), err)
-    check(status, b, err, "fir_filter")
-    return out
+def matrix_multiply(b: Binding) -> Callable[[MatmulArgs], FloatArray]:
+    fn, buf, scratch = b.lib.ek_matrix_multiply, b.ffi.from_buffer, b.scratch
+
+    def call(args: MatmulArgs) -> FloatArray:
+        (m, k), n = args.a.shape, args.b.shape[1]
+        out = np.empty((m, n))
+        err = scratch.err
+        if status := fn(buf("double[]", args.a), buf("double[]", args.b), buf("double[]", out), m, k, n, err):
+            check(status, b, err, "matrix_multiply")
+        return out
+
+    return call
 
 
-def moving_average(b: Binding, args: WindowArgs) -> FloatArray:
-    x = args.signal
-    out = np.empty(x.size - args.window + 1)
-    f, err = b.ffi.from_buffer, error_buffer(b)
-    status = b.lib.ek_moving_average(f("double[]", x), x.size, args.window, f("double[]", out), err)
-    check(status, b, err, "moving_average")
-    return out
+def fir_filter(b: Binding) -> Callable[[FirArgs], FloatArray]:
+    fn, buf, scratch = b.lib.ek_fir_filter, b.ffi.from_buffer, b.scratch
+
+    def call(args: FirArgs) -> FloatArray:
+        x, taps = args.signal, args.taps
+        out = np.empty(x.size)
+        err = scratch.err
+        status = fn(buf("double[]", x), x.size, buf("double[]", taps), taps.size, buf("double[]", out), err)
+        if status:
+            check(status, b, err, "fir_filter")
+        return out
+
+    return call
 
 
-def stats(b: Binding, args: SignalArgs) -> dict[str, object]:
-    x = args.signal
-    out, err = b.ffi.new("ek_stats_result *"), error_buffer(b)
-    check(b.lib.ek_stats(b.ffi.from_buffer("double[]", x), x.size, out, err), b, err, "stats")
-    return {"count": out.count, "mean": out.mean, "std": out.std, "min": out.min, "max": out.max, "rms": out.rms}
+def moving_average(b: Binding) -> Callable[[WindowArgs], FloatArray]:
+    fn, buf, scratch = b.lib.ek_moving_average, b.ffi.from_buffer, b.scratch
+
+    def call(args: WindowArgs) -> FloatArray:
+        x = args.signal
+        out = np.empty(x.size - args.window + 1)
+        err = scratch.err
+        if status := fn(buf("double[]", x), x.size, args.window, buf("double[]", out), err):
+            check(status, b, err, "moving_average")
+        return out
+
+    return call
 
 
-def fft_magnitude(b: Binding, args: FftArgs) -> dict[str, object]:
-    x = args.signal
-    magnitude, frequency = np.empty(x.size // 2 + 1), np.empty(x.size // 2 + 1)
-    f, err = b.ffi.from_buffer, error_buffer(b)
-    status = b.lib.ek_fft_magnitude(
-        f("double[]", x), x.size, args.spacing, f("double[]", magnitude), f("double[]", frequency), err
-    )
-    check(status, b, err, "fft_magnitude")
-    return {"magnitude": magnitude, "frequency": frequency}
+def stats(b: Binding) -> Callable[[SignalArgs], Map]:
+    fn, buf, scratch = b.lib.ek_stats, b.ffi.from_buffer, b.scratch
+
+    def call(args: SignalArgs) -> Map:
+        x = args.signal
+        out, err = scratch.stats, scratch.err
+        if status := fn(buf("double[]", x), x.size, out, err):
+            check(status, b, err, "stats")
+        return {
+            "count": out.count, "mean": out.mean, "std": out.std,
+            "min": out.min, "max": out.max, "rms": out.rms,
+        }  # fmt: skip
+
+    return call
 
 
-def zscore_anomalies(b: Binding, args: ZscoreArgs) -> dict[str, object]:
-    x = args.signal
-    indices = np.empty(x.size, dtype=np.int64)
-    out, err = b.ffi.new("ek_zscore_result *"), error_buffer(b)
-    f = b.ffi.from_buffer
-    status = b.lib.ek_zscore_anomalies(f("double[]", x), x.size, args.threshold, f("int64_t[]", indices), out, err)
-    check(status, b, err, "zscore_anomalies")
-    return {"indices": indices[: out.count].copy(), "mean": out.mean, "std": out.std}
+def fft_magnitude(b: Binding) -> Callable[[FftArgs], Map]:
+    fn, buf, scratch = b.lib.ek_fft_magnitude, b.ffi.from_buffer, b.scratch
+
+    def call(args: FftArgs) -> Map:
+        x = args.signal
+        magnitude, frequency = np.empty(x.size // 2 + 1), np.empty(x.size // 2 + 1)
+        err = scratch.err
+        mag, freq = buf("double[]", magnitude), buf("double[]", frequency)
+        if status := fn(buf("double[]", x), x.size, args.spacing, mag, freq, err):
+            check(status, b, err, "fft_magnitude")
+        return {"magnitude": magnitude, "frequency": frequency}
+
+    return call
 
 
-def conv2d(b: Binding, args: Conv2dArgs) -> FloatArray:
-    (h, w), (kh, kw) = args.image.shape, args.kernel.shape
-    out = np.empty((h, w))
-    f, err = b.ffi.from_buffer, error_buffer(b)
-    status = b.lib.ek_conv2d(f("double[]", args.image), h, w, f("double[]", args.kernel), kh, kw, f("double[]", out), err)
-    check(status, b, err, "conv2d")
-    return out
+def zscore_anomalies(b: Binding) -> Callable[[ZscoreArgs], Map]:
+    fn, buf, scratch = b.lib.ek_zscore_anomalies, b.ffi.from_buffer, b.scratch
+
+    def call(args: ZscoreArgs) -> Map:
+        x = args.signal
+        indices = np.empty(x.size, dtype=np.int64)
+        out, err = scratch.zscore, scratch.err
+        if status := fn(buf("double[]", x), x.size, args.threshold, buf("int64_t[]", indices), out, err):
+            check(status, b, err, "zscore_anomalies")
+        return {"indices": indices[: out.count].copy(), "mean": out.mean, "std": out.std}
+
+    return call
 
 
-def histogram(b: Binding, args: HistogramArgs) -> dict[str, object]:
-    x = args.signal
-    counts, edges = np.empty(args.bins, dtype=np.int64), np.empty(args.bins + 1)
-    lo, hi = args.range if args.range is not None else (0.0, 0.0)
-    f, err = b.ffi.from_buffer, error_buffer(b)
-    status = b.lib.ek_histogram(
-        f("double[]", x), x.size, args.bins, args.range is not None, lo, hi,
-        f("int64_t[]", counts), f("double[]", edges), err,
-    )  # fmt: skip
-    check(status, b, err, "histogram")
-    return {"counts": counts, "edges": edges}
+def conv2d(b: Binding) -> Callable[[Conv2dArgs], FloatArray]:
+    fn, buf, scratch = b.lib.ek_conv2d, b.ffi.from_buffer, b.scratch
+
+    def call(args: Conv2dArgs) -> FloatArray:
+        (h, w), (kh, kw) = args.image.shape, args.kernel.shape
+        out = np.empty((h, w))
+        err = scratch.err
+        image, kernel = buf("double[]", args.image), buf("double[]", args.kernel)
+        if status := fn(image, h, w, kernel, kh, kw, buf("double[]", out), err):
+            check(status, b, err, "conv2d")
+        return out
+
+    return call
+
+
+def histogram(b: Binding) -> Callable[[HistogramArgs], Map]:
+    fn, buf, scratch = b.lib.ek_histogram, b.ffi.from_buffer, b.scratch
+
+    def call(args: HistogramArgs) -> Map:
+        x, bins = args.signal, args.bins
+        counts, edges = np.empty(bins, dtype=np.int64), np.empty(bins + 1)
+        lo, hi = args.range if args.range is not None else (0.0, 0.0)
+        err = scratch.err
+        status = fn(
+            buf("double[]", x), x.size, bins, args.range is not None, lo, hi,
+            buf("int64_t[]", counts), buf("double[]", edges), err,
+        )  # fmt: skip
+        if status:
+            check(status, b, err, "histogram")
+        return {"counts": counts, "edges": edges}
+
+    return call

@@ -32,7 +32,8 @@ def _quiet() -> np.errstate:
 
 def matrix_multiply(args: MatmulArgs) -> FloatArray:
     with _quiet():
-        return np.matmul(args.a, args.b)
+        out: FloatArray = np.matmul(args.a, args.b)
+    return out
 
 
 def fir_filter(args: FirArgs) -> FloatArray:
@@ -84,7 +85,7 @@ def zscore_anomalies(args: ZscoreArgs) -> dict[str, object]:
 
 
 def conv2d(args: Conv2dArgs) -> FloatArray:
-    """"Same" correlation; the zero padding contributes nothing, kernel rows then columns in order."""
+    """ "Same" correlation; the zero padding contributes nothing, kernel rows then columns in order."""
     image, kernel = args.image, args.kernel
     h, w = image.shape
     kh, kw = kernel.shape
@@ -106,10 +107,8 @@ def _outer_edges(args: HistogramArgs) -> tuple[float, float]:
         return args.range
     lo, hi = float(args.signal.min()), float(args.signal.max())
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise KernelFailed(
-            f"autodetected range of [{lo}, {hi}] is not finite: the signal holds NaN or infinity; give 'range'",
-            field="signal",
-        )
+        message = f"autodetected range of [{lo}, {hi}] is not finite: the signal holds NaN or infinity"
+        raise KernelFailed(f"{message}; give 'range'", field="signal")
     if not np.isfinite(hi - lo):
         raise KernelFailed(f"range width {hi} - {lo} overflows", field="signal")
     return lo, hi

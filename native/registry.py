@@ -1,10 +1,10 @@
 """The kernel registry: name -> validation, native call and numpy reference (PROTOCOL 9).
 
-    registry = load_registry()            # once per process; falls back to numpy with a warning
-    kernel = registry.get("stats")        # UnknownKernel (code unknown_kernel) if absent
-    args = kernel.validate(params)        # InvalidParams (code invalid_params) naming the field
-    result = kernel.run(args)             # KernelFailed (code kernel_error) from the kernel
-    result = kernel(params)               # both at once
+registry = load_registry()            # once per process; falls back to numpy with a warning
+kernel = registry.get("stats")        # UnknownKernel (code unknown_kernel) if absent
+args = kernel.validate(params)        # InvalidParams (code invalid_params) naming the field
+result = kernel.run(args)             # KernelFailed (code kernel_error) from the kernel
+result = kernel(params)               # both at once
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class KernelSpec(Generic[A]):
     name: str
     validate: Callable[[Params, Limits], A]
     reference: Callable[[A], Result]
-    native: Callable[[Binding, A], Result]
+    native: Callable[[Binding], Callable[[A], Result]]  # binds the kernel to a library
 
 
 SPECS: tuple[KernelSpec[Any], ...] = tuple(
@@ -63,10 +63,7 @@ class Kernel(Generic[A]):
         self._limits = limits
         self._reference = spec.reference
         self._binding = binding
-        native = spec.native
-        self.run: Callable[[A], Result] = (
-            spec.reference if binding is None else lambda args: native(binding, args)
-        )
+        self.run: Callable[[A], Result] = spec.reference if binding is None else spec.native(binding)
 
     def validate(self, params: Params) -> A:
         return self._validate(params, self._limits)

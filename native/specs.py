@@ -1,57 +1,59 @@
-"""The params of each kernel of PROTOCOL 9: one frozen dataclass per kernel and its validator."""
+"""The params of each kernel of PROTOCOL 9: one named tuple per kernel (cheap to build) and its validator."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from native.errors import InvalidParams
 from native.validation import FloatArray, Limits, Params, array, check_fields, integer, interval, positive
 
+# The params each kernel accepts; any other key is invalid_params (a typo must not pass silently).
+MATRIX_MULTIPLY_FIELDS = frozenset({"matrix_a", "matrix_b"})
+FIR_FILTER_FIELDS = frozenset({"signal", "taps"})
+MOVING_AVERAGE_FIELDS = frozenset({"signal", "window"})
+STATS_FIELDS = frozenset({"signal"})
+FFT_MAGNITUDE_FIELDS = frozenset({"signal", "sample_rate"})
+ZSCORE_ANOMALIES_FIELDS = frozenset({"signal", "threshold"})
+CONV2D_FIELDS = frozenset({"image", "kernel"})
+HISTOGRAM_FIELDS = frozenset({"signal", "bins", "range"})
 
-@dataclass(frozen=True)
-class MatmulArgs:
+
+class MatmulArgs(NamedTuple):
     a: FloatArray
     b: FloatArray
 
 
-@dataclass(frozen=True)
-class FirArgs:
+class FirArgs(NamedTuple):
     signal: FloatArray
     taps: FloatArray
 
 
-@dataclass(frozen=True)
-class WindowArgs:
+class WindowArgs(NamedTuple):
     signal: FloatArray
     window: int
 
 
-@dataclass(frozen=True)
-class SignalArgs:
+class SignalArgs(NamedTuple):
     signal: FloatArray
 
 
-@dataclass(frozen=True)
-class FftArgs:
+class FftArgs(NamedTuple):
     signal: FloatArray
     spacing: float  # seconds per sample: 1 / sample_rate, or 1.0 (cycles per sample)
 
 
-@dataclass(frozen=True)
-class ZscoreArgs:
+class ZscoreArgs(NamedTuple):
     signal: FloatArray
     threshold: float
 
 
-@dataclass(frozen=True)
-class Conv2dArgs:
+class Conv2dArgs(NamedTuple):
     image: FloatArray
     kernel: FloatArray
 
 
-@dataclass(frozen=True)
-class HistogramArgs:
+class HistogramArgs(NamedTuple):
     signal: FloatArray
     bins: int
     range: tuple[float, float] | None
@@ -70,7 +72,7 @@ def _dims(m: FloatArray, field: str, limit: int) -> None:
 
 
 def matrix_multiply(params: Params, limits: Limits) -> MatmulArgs:
-    check_fields(params, ("matrix_a", "matrix_b"))
+    check_fields(params, MATRIX_MULTIPLY_FIELDS)
     a = array(params, "matrix_a", 2, limits)
     b = array(params, "matrix_b", 2, limits)
     _dims(a, "matrix_a", limits.max_matrix_dim)
@@ -81,7 +83,7 @@ def matrix_multiply(params: Params, limits: Limits) -> MatmulArgs:
 
 
 def fir_filter(params: Params, limits: Limits) -> FirArgs:
-    check_fields(params, ("signal", "taps"))
+    check_fields(params, FIR_FILTER_FIELDS)
     taps = array(params, "taps", 1, limits)
     if taps.size > limits.max_taps:
         raise InvalidParams(f"has {taps.size} taps, more than the limit {limits.max_taps}", field="taps")
@@ -89,18 +91,18 @@ def fir_filter(params: Params, limits: Limits) -> FirArgs:
 
 
 def moving_average(params: Params, limits: Limits) -> WindowArgs:
-    check_fields(params, ("signal", "window"))
+    check_fields(params, MOVING_AVERAGE_FIELDS)
     signal = _signal(params, limits, 1)
     return WindowArgs(signal, integer(params, "window", 1, signal.size))
 
 
 def stats(params: Params, limits: Limits) -> SignalArgs:
-    check_fields(params, ("signal",))
+    check_fields(params, STATS_FIELDS)
     return SignalArgs(_signal(params, limits, 1))
 
 
 def fft_magnitude(params: Params, limits: Limits) -> FftArgs:
-    check_fields(params, ("signal", "sample_rate"))
+    check_fields(params, FFT_MAGNITUDE_FIELDS)
     signal = _signal(params, limits, 2)
     if params.get("sample_rate") is None:
         return FftArgs(signal, 1.0)
@@ -111,22 +113,24 @@ def fft_magnitude(params: Params, limits: Limits) -> FftArgs:
 
 
 def zscore_anomalies(params: Params, limits: Limits) -> ZscoreArgs:
-    check_fields(params, ("signal", "threshold"))
+    check_fields(params, ZSCORE_ANOMALIES_FIELDS)
     return ZscoreArgs(_signal(params, limits, 2), positive(params, "threshold", 3.0))
 
 
 def conv2d(params: Params, limits: Limits) -> Conv2dArgs:
-    check_fields(params, ("image", "kernel"))
+    check_fields(params, CONV2D_FIELDS)
     image = array(params, "image", 2, limits)
     kernel = array(params, "kernel", 2, limits)
     _dims(kernel, "kernel", limits.max_kernel_dim)
     if kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
-        raise InvalidParams(f"needs odd numbers of rows and columns, got shape {kernel.shape}", field="kernel")
+        raise InvalidParams(
+            f"needs odd numbers of rows and columns, not shape {kernel.shape}", field="kernel"
+        )
     return Conv2dArgs(image, kernel)
 
 
 def histogram(params: Params, limits: Limits) -> HistogramArgs:
-    check_fields(params, ("signal", "bins", "range"))
+    check_fields(params, HISTOGRAM_FIELDS)
     signal = _signal(params, limits, 1)
     bins = integer(params, "bins", 1, limits.max_bins, default=10)
     return HistogramArgs(signal, bins, interval(params, "range", limits))

@@ -7,9 +7,10 @@ numbers; both are converted once to C-contiguous float64.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from numbers import Integral, Real
+from typing import TypeGuard
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +21,7 @@ FloatArray = npt.NDArray[np.float64]
 Params = Mapping[str, object]
 
 _NUMERIC_KINDS = frozenset("iuf")
+_FLOAT64 = np.dtype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -39,13 +41,13 @@ class Limits:
                 raise ValueError(f"Limits.{f.name} must be an int >= 1, not {value!r}")
 
 
-def check_fields(params: Params, allowed: Sequence[str]) -> None:
+def check_fields(params: Params, allowed: frozenset[str]) -> None:
     """params is a map whose keys are all among `allowed`."""
-    if not isinstance(params, Mapping):
+    if type(params) is not dict and not isinstance(params, Mapping):
         raise InvalidParams(f"must be a map, not {type(params).__name__}", field="params")
-    for key in params:
-        if key not in allowed:
-            raise InvalidParams(f"unexpected field (expected {', '.join(allowed)})", field=str(key))
+    if not params.keys() <= allowed:
+        unexpected = sorted(str(key) for key in params if key not in allowed)
+        raise InvalidParams(f"unexpected field (expected {', '.join(sorted(allowed))})", field=unexpected[0])
 
 
 def _numeric(value: object, field: str, limits: Limits) -> np.ndarray:
@@ -67,16 +69,31 @@ def _numeric(value: object, field: str, limits: Limits) -> np.ndarray:
 
 def array(params: Params, field: str, ndim: int, limits: Limits) -> FloatArray:
     """The required array `field` with `ndim` dimensions, at least one element, within the limits."""
-    if field not in params:
+    value = params.get(field)
+    if value is None:
         raise InvalidParams("is required", field=field)
-    arr = _numeric(params[field], field, limits)
+    if _usable(value, ndim):  # the common case: a C-contiguous float64 array, used as is
+        if not 0 < value.size <= limits.max_elements:
+            _size_error(value, field, limits)
+        return value
+    arr = _numeric(value, field, limits)
     if arr.ndim != ndim:
         raise InvalidParams(f"must have {ndim} dimension(s), got shape {arr.shape}", field=field)
-    if arr.size > limits.max_elements:
-        raise InvalidParams(f"has {arr.size} elements, more than the limit {limits.max_elements}", field=field)
+    if not 0 < arr.size <= limits.max_elements:
+        _size_error(arr, field, limits)
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def _usable(value: object, ndim: int) -> TypeGuard[FloatArray]:
+    if type(value) is not np.ndarray:
+        return False
+    return value.dtype == _FLOAT64 and value.ndim == ndim and bool(value.flags.c_contiguous)
+
+
+def _size_error(arr: np.ndarray, field: str, limits: Limits) -> None:
     if arr.size == 0:
         raise InvalidParams(f"must not be empty (shape {arr.shape})", field=field)
-    return np.ascontiguousarray(arr, dtype=np.float64)
+    raise InvalidParams(f"has {arr.size} elements, more than the limit {limits.max_elements}", field=field)
 
 
 def integer(params: Params, field: str, lo: int, hi: int, default: int | None = None) -> int:
@@ -86,10 +103,13 @@ def integer(params: Params, field: str, lo: int, hi: int, default: int | None = 
         raise InvalidParams("is required", field=field)
     if isinstance(value, bool) or not isinstance(value, Real):
         raise InvalidParams(f"must be an integer, not {type(value).__name__}", field=field)
-    if not isinstance(value, Integral):
-        if not math.isfinite(float(value)) or float(value) != int(value):
+    if isinstance(value, Integral):
+        number = int(value)
+    else:
+        as_float = float(value)
+        if not (math.isfinite(as_float) and as_float.is_integer()):
             raise InvalidParams(f"must be an integer, not {value!r}", field=field)
-    number = int(value)
+        number = int(as_float)
     if not lo <= number <= hi:
         raise InvalidParams(f"must be between {lo} and {hi}, not {number}", field=field)
     return number
