@@ -1,9 +1,10 @@
 """Files for our embedded broker (`edge-broker`, amqtt-based): `passwd`, `acl.toml`, `broker.toml`.
 
-`passwd` has the same `$7$` lines as Mosquitto's. `acl.toml` lists, per user, the topic filters
-it may publish to and subscribe to (a subscription is allowed when its filter is one of
-`subscribe` or matches inside one; `$share/...` forms are listed as such). `broker.toml` holds
-the listeners; its paths are relative to itself. The format is described in provisioning/README.md.
+`passwd` has the same `$7$` lines as Mosquitto's. `acl.toml` lists, per user, its `role` and the
+topic filters it may `publish` to and `subscribe` to (a subscription must lie inside one of them,
+a delivered message must match one; `$share/...` forms are listed as such). `broker.toml` holds
+the listeners, auth, limits and persistence settings in the shape `edge-broker` reads
+(broker/config.py), paths relative to itself. Both are described in provisioning/README.md.
 """
 
 from __future__ import annotations
@@ -29,29 +30,28 @@ def acl_document(identities: Iterable[Identity], topics: Topics) -> dict[str, An
         if identity.revoked:
             continue
         grants = grants_for(identity, topics)
-        users[identity.name] = {"kind": identity.kind, "publish": writes(grants), "subscribe": reads(grants)}
+        users[identity.name] = {"role": identity.kind, "publish": writes(grants), "subscribe": reads(grants)}
     return {"format": FORMAT_VERSION, "users": users}
 
 
-def broker_document(fleet: Fleet, options: BrokerOptions) -> dict[str, Any]:
+def broker_document(options: BrokerOptions) -> dict[str, Any]:
+    """The settings `edge-broker` reads from `broker.toml` (broker/config.py: `BrokerSettings`)."""
     return {
-        "format": FORMAT_VERSION,
-        "fleet": fleet.config.name,
-        "auth": {"allow_anonymous": False, "password_file": "passwd", "acl_file": "acl.toml"},
-        "limits": {"max_queued_messages": options.max_queued},
-        "listeners": [
-            {
-                "name": "tls",
-                "bind": options.bind,
+        "listeners": {
+            "tcp": {"enabled": True, "host": "127.0.0.1", "port": options.tcp_port},
+            "tls": {
+                "enabled": True,
+                "host": options.bind,
                 "port": options.tls_port,
-                "tls": True,
-                "ca_file": "ca.crt",
-                "cert_file": "server.crt",
-                "key_file": "server.key",
+                "cafile": "ca.crt",
+                "certfile": "server.crt",
+                "keyfile": "server.key",
                 "require_certificate": True,
             },
-            {"name": "tcp", "bind": "127.0.0.1", "port": options.tcp_port, "tls": False},
-        ],
+        },
+        "auth": {"allow_anonymous": False, "password_file": "passwd", "acl_file": "acl.toml"},
+        "limits": {"max_queued_messages": options.max_queued},
+        "persistence": {"data_dir": "data"},
     }
 
 
@@ -60,6 +60,6 @@ def files(fleet: Fleet, identities: list[Identity], options: BrokerOptions) -> l
     return [
         OutFile("passwd", passwd_text(identities), PRIVATE),
         OutFile("acl.toml", header + tomlio.dumps(acl_document(identities, fleet.topics)), PUBLIC),
-        OutFile("broker.toml", header + tomlio.dumps(broker_document(fleet, options)), PUBLIC),
+        OutFile("broker.toml", header + tomlio.dumps(broker_document(options)), PUBLIC),
         *tls_files(fleet),
     ]

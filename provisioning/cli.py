@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import importlib.metadata
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from agent.protocol.keys import ALGORITHMS
 
@@ -104,14 +103,6 @@ def _add_init(
 def _add_add(
     subs: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
 ) -> None:
-    p = _sub(
-        subs,
-        "add",
-        "add identities: a signing key, a TLS client certificate and a broker password each",
-        "kinds: agent (signs results), device (signs tasks), operator (tasks and control),\n"
-        "dashboard (reads everything, signs nothing). See `edge-provision add KIND --help`.\n",
-    )
-    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
     examples = {
         "agent": "  edge-provision add agent node-1\n"
         "  edge-provision add agent node-2 --pool cameras --pool gpu\n"
@@ -122,6 +113,15 @@ def _add_add(
         "operator": "  edge-provision add operator alice\n",
         "dashboard": "  edge-provision add dashboard grafana\n",
     }
+    p = _sub(
+        subs,
+        "add",
+        "add identities: a signing key, a TLS client certificate and a broker password each",
+        "kinds: agent (signs results), device (signs tasks), operator (tasks and control),\n"
+        "dashboard (reads everything, signs nothing). See `edge-provision add KIND --help`.\n\n"
+        "examples:\n" + "".join(examples.values()),
+    )
+    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
     for kind in KINDS:
         k = _sub(kinds, kind, f"add {kind} identities", "examples:\n" + examples[kind], parents=[parent])
         k.add_argument(
@@ -250,18 +250,27 @@ def _add_broker_files(
     p.set_defaults(handler=_cmd_broker_files)
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("mqtt-edge-agent")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+class _Version(argparse.Action):
+    """`--version`, looked up only when asked for (importlib.metadata costs ~70 ms at start)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any, **__: Any) -> None:
+        import importlib.metadata
+
+        try:
+            version = importlib.metadata.version("mqtt-edge-agent")
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown"
+        parser.exit(message=f"{PROG} {version}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=_formatter
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_Version)
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     parent = _fleet_parent()
     for add in (_add_init, _add_add, _add_bundle, _add_revoke_rotate, _add_reading, _add_broker_files):

@@ -63,13 +63,12 @@ def check_alg(kind: Kind, alg: str | None) -> Alg:
 
 
 def bulk_names(prefix: str, count: int, start: int = 1) -> list[str]:
-    """`prefix0001`, `prefix0002`, ...: zero-padded to at least 4 digits so that names sort."""
+    """`prefix0001`, `prefix0002`, ...: numbers zero-padded to 4 digits, the same in every batch."""
     if not 1 <= count <= MAX_BULK:
         raise InputError(f"--count {count} must be between 1 and {MAX_BULK}")
     if start < 0:
         raise InputError(f"--start {start} must not be negative")
-    width = max(4, len(str(start + count - 1)))
-    return [f"{prefix}{i:0{width}d}" for i in range(start, start + count)]
+    return [f"{prefix}{i:04d}" for i in range(start, start + count)]
 
 
 def check_unique(names: Sequence[str]) -> None:

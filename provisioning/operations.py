@@ -291,10 +291,10 @@ def broker_files(fleet: Fleet, fmt: Format, options: BrokerOptions) -> tuple[lis
         writer = mosquitto.files if fmt == "mosquitto" else amqtt_files.files
         files = writer(fleet, identities, options)
     written = write_out(options.out, files)
+    data = options.out / "data"  # persistence_location / persistence.data_dir
+    data.mkdir(mode=0o700, exist_ok=True)
     if fmt != "mosquitto":
         return written, None
-    data = options.out / "data"
-    data.mkdir(mode=0o700, exist_ok=True)
     private = [options.out / "passwd", options.out / "server.key", data]
     return written, hand_over(private, options.run_as)
 
