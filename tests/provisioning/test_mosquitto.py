@@ -23,6 +23,7 @@ import pytest
 
 from provisioning import operations as ops
 from provisioning.cli import main
+from provisioning.fleet import FleetConfig
 from provisioning.passwords import hash_password
 from tests.support.services import free_port, run_mosquitto
 
@@ -238,7 +239,7 @@ def test_tls_without_a_client_certificate_is_refused(broker: Broker) -> None:
 
 
 def test_tls_with_another_fleets_certificate_is_refused(broker: Broker, tmp_path: Path) -> None:
-    other = ops.init_fleet(tmp_path / "other", ops.FleetConfig(name="other"))
+    other = ops.init_fleet(tmp_path / "other", FleetConfig(name="other"))
     ops.add_identities(other, ops.AddRequest(kind="agent", names=["node-1"]), time.time())
     identity = other.identity_dir("node-1")
     tls = TlsFiles(broker.bundle("node-1") / "ca.crt", identity / "tls-1.crt", identity / "tls-1.key")
