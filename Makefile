@@ -4,12 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install run test lint bench clean
+.PHONY: help install run test lint bench clean native selftest cross asan golden
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(STAMP): pyproject.toml $(wildcard setup.py)
+# pip install compiles the native kernels (cffi extension): reinstall when they change.
+NATIVE_SOURCES := $(wildcard setup.py native/_build_cffi.py native/cdef.py native/include/*.h native/src/*)
+
+$(STAMP): pyproject.toml $(NATIVE_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -32,6 +35,26 @@ lint: $(STAMP)  ## ruff and mypy
 
 bench: $(STAMP)  ## run every benchmark under benchmarks/ and print the figures
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+native:  ## build libedge_kernels.so and its C++ self-test for this machine (build/native/host)
+	$(MAKE) -C native -j2
+
+selftest: cross  ## C++ self-test against the golden vectors: host, then aarch64 + armhf under qemu-user
+	$(MAKE) -C native -j2 selftest
+
+cross:  ## cross-build the kernels for aarch64 and armhf, self-test under qemu, stage in native/lib/
+	deploy/arm/build.sh
+
+ASAN_RUNTIME = $$(g++ -print-file-name=libasan.so)
+asan: $(STAMP)  ## ASan+UBSan build of the kernels: C++ self-test, then the Python kernel tests on it
+	$(MAKE) -C native -j2 SANITIZE=1 selftest
+	EDGE_KERNELS_LIB=$(CURDIR)/build/native/host-asan/libedge_kernels.so EDGE_KERNELS_BACKEND=native \
+	LD_PRELOAD=$(ASAN_RUNTIME) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	$(BIN)/pytest tests/native -m "not selftest" -p no:cacheprovider $(PYTEST_ARGS)
+
+golden: $(STAMP)  ## regenerate native/selftest/golden.txt from the numpy references
+	$(BIN)/python -m native.golden
 
 clean:  ## remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -29,6 +29,11 @@ GOLDEN = Path(__file__).resolve().parent / "selftest" / "golden.txt"
 STATUS = {InvalidParams: 1, KernelOutOfMemory: 3}  # any other KernelError: EK_DOMAIN_ERROR (2)
 
 
+PARAM_NAMES = {"a": "matrix_a", "b": "matrix_b"}  # validated argument -> param, where they differ
+SCALAR_OUTPUTS = frozenset({"count", "mean", "std", "min", "max", "rms"})
+INT_OUTPUTS = frozenset({"indices", "counts"})
+
+
 @dataclass
 class Case:
     kernel: str
@@ -38,6 +43,35 @@ class Case:
     expect: dict[str, np.ndarray] = field(default_factory=dict)
     status: int = 0
 
+    def params(self) -> dict[str, object]:
+        """The kernel params this case was made from."""
+        params: dict[str, object] = {PARAM_NAMES.get(k, k): v for k, v in self.arrays.items()}
+        s = self.scalars
+        for name in ("window", "bins"):
+            if name in s:
+                params[name] = int(s[name])
+        if "threshold" in s:
+            params["threshold"] = s["threshold"]
+        if "spacing" in s:
+            params["sample_rate"] = 1.0 / s["spacing"]
+        if s.get("has_range"):
+            params["range"] = [s["lo"], s["hi"]]
+        return params
+
+    def result(self) -> object:
+        """The expected result, shaped as the kernel returns it."""
+        if list(self.expect) == ["out"]:
+            return self.expect["out"]
+        out: dict[str, object] = {}
+        for name, value in self.expect.items():
+            if name == "count":
+                out[name] = int(value[0])
+            elif name in SCALAR_OUTPUTS:
+                out[name] = float(value[0])
+            else:
+                out[name] = value.astype(np.int64) if name in INT_OUTPUTS else value
+        return out
+
 
 def _special(rng: np.random.Generator, n: int) -> np.ndarray:
     x = rng.standard_normal(n)
@@ -45,20 +79,36 @@ def _special(rng: np.random.Generator, n: int) -> np.ndarray:
     return x
 
 
-def _params() -> Iterator[tuple[str, str, Params]]:  # noqa: C901 - a flat list of cases
+def _params() -> Iterator[tuple[str, str, Params]]:
     rng = np.random.default_rng(20240229)
     for m, k, n in [(1, 1, 1), (2, 3, 4), (8, 8, 8), (17, 33, 9), (40, 20, 36)]:
-        yield "matrix_multiply", f"{m}x{k}x{n}", {"matrix_a": rng.standard_normal((m, k)), "matrix_b": rng.standard_normal((k, n))}
-    yield "matrix_multiply", "inf", {"matrix_a": [[np.inf, 1.0], [0.0, 2.0]], "matrix_b": [[0.0, 1.0], [3.0, np.nan]]}
+        yield (
+            "matrix_multiply",
+            f"{m}x{k}x{n}",
+            {"matrix_a": rng.standard_normal((m, k)), "matrix_b": rng.standard_normal((k, n))},
+        )
+    yield (
+        "matrix_multiply",
+        "inf",
+        {"matrix_a": [[np.inf, 1.0], [0.0, 2.0]], "matrix_b": [[0.0, 1.0], [3.0, np.nan]]},
+    )
     for n, t in [(1, 1), (2, 5), (50, 7), (200, 31), (9, 9)]:
         yield "fir_filter", f"n{n}t{t}", {"signal": rng.standard_normal(n), "taps": rng.standard_normal(t)}
     yield "fir_filter", "special", {"signal": _special(rng, 40), "taps": [1.0, np.inf, 0.5]}
     for n, w in [(1, 1), (10, 10), (100, 7), (300, 16)]:
         yield "moving_average", f"n{n}w{w}", {"signal": rng.standard_normal(n), "window": w}
-    yield "moving_average", "special", {"signal": [1.0, np.inf, 2.0, -np.inf, 3.0, np.nan, 4.0, 5.0, 6.0], "window": 2}
+    yield (
+        "moving_average",
+        "special",
+        {"signal": [1.0, np.inf, 2.0, -np.inf, 3.0, np.nan, 4.0, 5.0, 6.0], "window": 2},
+    )
     for n in [1, 2, 7, 8, 9, 129, 300]:
         yield "stats", f"n{n}", {"signal": rng.standard_normal(n) * 10 + 3}
-        yield "zscore_anomalies", f"n{max(n, 2)}", {"signal": rng.standard_normal(max(n, 2)), "threshold": 1.5}
+        yield (
+            "zscore_anomalies",
+            f"n{max(n, 2)}",
+            {"signal": rng.standard_normal(max(n, 2)), "threshold": 1.5},
+        )
     yield "stats", "nan", {"signal": [1.0, np.nan, 2.0]}
     yield "stats", "inf", {"signal": [1.0, np.inf, 2.0]}
     yield "zscore_anomalies", "constant", {"signal": [0.1] * 9}
@@ -68,11 +118,23 @@ def _params() -> Iterator[tuple[str, str, Params]]:  # noqa: C901 - a flat list 
     yield "fft_magnitude", "nan", {"signal": [np.nan] + [1.0] * 8}
     yield "fft_magnitude", "inf", {"signal": [1.0, np.inf, 2.0, 0.0]}
     for h, w, kh, kw in [(1, 1, 1, 1), (1, 1, 3, 3), (4, 6, 3, 5), (16, 16, 3, 3), (20, 9, 5, 5)]:
-        yield "conv2d", f"{h}x{w}k{kh}x{kw}", {"image": rng.standard_normal((h, w)), "kernel": rng.standard_normal((kh, kw))}
-    yield "conv2d", "inf", {"image": rng.standard_normal((5, 5)), "kernel": [[np.inf, 0, 0], [0, 1, 0], [0, 0, 0]]}
+        yield (
+            "conv2d",
+            f"{h}x{w}k{kh}x{kw}",
+            {"image": rng.standard_normal((h, w)), "kernel": rng.standard_normal((kh, kw))},
+        )
+    yield (
+        "conv2d",
+        "inf",
+        {"image": rng.standard_normal((5, 5)), "kernel": [[np.inf, 0, 0], [0, 1, 0], [0, 0, 0]]},
+    )
     for n, bins, rng_ in [(1, 10, None), (100, 7, None), (500, 64, [-1.0, 1.0]), (5, 3, [2.0, 2.0])]:
         yield "histogram", f"n{n}b{bins}", {"signal": rng.standard_normal(n), "bins": bins, "range": rng_}
-    yield "histogram", "edges", {"signal": [0.0, 0.1, 0.2, 0.3, 0.7, 1.0, np.nan, np.inf], "bins": 10, "range": [0, 1]}
+    yield (
+        "histogram",
+        "edges",
+        {"signal": [0.0, 0.1, 0.2, 0.3, 0.7, 1.0, np.nan, np.inf], "bins": 10, "range": [0, 1]},
+    )
     yield "histogram", "autodetect-nan", {"signal": [1.0, np.nan], "bins": 4}
     yield "histogram", "too-many-bins", {"signal": [1e17, 1e17 + 16], "bins": 4}
 
