@@ -1,0 +1,229 @@
+"""Provisioning's broker files, read in one place: the password file and the ACL.
+
+`edge-provision broker-files --format amqtt --out DIR` writes:
+
+* `passwd`: Mosquitto's format, one `user:$7$iterations$b64salt$b64hash` line per identity
+  (PBKDF2-HMAC-SHA512), so the same file serves Mosquitto and this broker; `#` comments allowed.
+* `acl.toml`: per identity, the topic filters it may publish to and subscribe to::
+
+      [users."node-1"]
+      publish = ["edge/results/node-1/+", "edge/presence/node-1"]
+      subscribe = ["edge/tasks/node-1", "edge/tasks/all"]
+
+      [anonymous]            # optional: what clients without a username may do
+      subscribe = ["public/#"]
+
+If provisioning's format moves, this module is the one place to adapt.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent import tomlio
+
+from .errors import CredentialsError
+from .topicfilter import covers, matches, valid_filter
+
+HASH_SCHEME = "7"
+DEFAULT_ITERATIONS = 101  # what `mosquitto_passwd` writes
+SALT_BYTES = 12
+#: Hashes at least this costly are verified in a worker thread so that a connect flood cannot stall the loop.
+THREAD_ITERATIONS = 1000
+_CACHE_LIMIT = 20_000
+
+
+@dataclass(frozen=True)
+class PasswordHash:
+    """One `$7$` entry: PBKDF2-HMAC-SHA512 with `iterations` over `salt`, giving `digest`."""
+
+    iterations: int
+    salt: bytes
+    digest: bytes
+
+    @classmethod
+    def parse(cls, text: str) -> PasswordHash:
+        parts = text.split("$")
+        if len(parts) != 5 or parts[0] != "" or parts[1] != HASH_SCHEME:
+            raise ValueError("not a $7$ (PBKDF2-SHA512) hash")
+        try:
+            iterations = int(parts[2])
+            salt = base64.b64decode(parts[3], validate=True)
+            digest = base64.b64decode(parts[4], validate=True)
+        except (ValueError, binascii.Error) as exc:
+            raise ValueError(f"malformed $7$ hash: {exc}") from None
+        if iterations < 1 or not salt or len(digest) != hashlib.sha512().digest_size:
+            raise ValueError("malformed $7$ hash: bad iterations, salt or digest length")
+        return cls(iterations, salt, digest)
+
+    def verify(self, password: str) -> bool:
+        computed = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), self.salt, self.iterations)
+        return hmac.compare_digest(computed, self.digest)
+
+    def __str__(self) -> str:
+        salt = base64.b64encode(self.salt).decode()
+        digest = base64.b64encode(self.digest).decode()
+        return f"${HASH_SCHEME}${self.iterations}${salt}${digest}"
+
+
+def hash_password(password: str, *, iterations: int = DEFAULT_ITERATIONS, salt: bytes | None = None) -> str:
+    """A `$7$` hash string that Mosquitto and this broker both accept."""
+    salt = salt if salt is not None else os.urandom(SALT_BYTES)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations)
+    return str(PasswordHash(iterations, salt, digest))
+
+
+# A verification for an unknown user costs as much as for a known one (no user enumeration by timing).
+_DUMMY = PasswordHash(DEFAULT_ITERATIONS, b"\0" * SALT_BYTES, b"\0" * 64)
+
+
+@dataclass(frozen=True)
+class PasswordFile:
+    """The users of a password file and their hashes."""
+
+    users: Mapping[str, PasswordHash] = field(default_factory=dict)
+    source: str = "<memory>"
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> PasswordFile:
+        return cls.parse(_read(path), str(path))
+
+    @classmethod
+    def parse(cls, text: str, source: str = "<memory>") -> PasswordFile:
+        users: dict[str, PasswordHash] = {}
+        for number, raw in enumerate(text.splitlines(), start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            user, sep, hashed = line.partition(":")
+            if not sep or not user:
+                raise CredentialsError(f"{source}:{number}: expected `user:$7$...`")
+            if user in users:
+                raise CredentialsError(f"{source}:{number}: user {user!r} appears twice")
+            try:
+                users[user] = PasswordHash.parse(hashed)
+            except ValueError as exc:
+                raise CredentialsError(f"{source}:{number}: user {user!r}: {exc}") from None
+        return cls(users, source)
+
+    def hash_of(self, user: str) -> PasswordHash | None:
+        return self.users.get(user)
+
+    def verify(self, user: str, password: str) -> bool:
+        entry = self.users.get(user)
+        if entry is None:
+            _DUMMY.verify(password)
+            return False
+        return entry.verify(password)
+
+
+@dataclass(frozen=True)
+class UserAcl:
+    """What one identity may do: filters it may publish to, filters it may subscribe to."""
+
+    publish: tuple[str, ...] = ()
+    subscribe: tuple[str, ...] = ()
+
+
+class AclTable:
+    """The ACL of every identity; users it does not list may do nothing.
+
+    * publish: the topic must match one of the user's `publish` filters;
+    * subscribe: the whole subscription filter must lie inside one of its `subscribe` filters;
+    * receive: the topic of a message (live, queued or retained) must match one of them.
+    """
+
+    def __init__(
+        self, users: Mapping[str, UserAcl], anonymous: UserAcl | None = None, source: str = "<memory>"
+    ) -> None:
+        self.users = dict(users)
+        self.anonymous = anonymous or UserAcl()
+        self.source = source
+        self._cache: dict[tuple[str, str | None, str], bool] = {}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> AclTable:
+        text = _read(path)
+        try:
+            doc = tomlio.loads(text)
+        except tomlio.TOMLDecodeError as exc:
+            raise CredentialsError(f"{path}: not valid TOML: {exc}") from None
+        return cls.from_dict(doc, str(path))
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], source: str = "<memory>") -> AclTable:
+        unknown = set(doc) - {"users", "anonymous", "format"}
+        if unknown:
+            raise CredentialsError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}")
+        users_doc = doc.get("users", {})
+        if not isinstance(users_doc, dict):
+            raise CredentialsError(f"{source}: `users` must be a table of identities")
+        users = {name: _user_acl(entry, f"{source}: users.{name}") for name, entry in users_doc.items()}
+        anonymous = _user_acl(doc["anonymous"], f"{source}: anonymous") if "anonymous" in doc else None
+        return cls(users, anonymous, source)
+
+    def rules_for(self, user: str | None) -> UserAcl | None:
+        return self.anonymous if user is None else self.users.get(user)
+
+    def can_publish(self, user: str | None, topic: str) -> bool:
+        return self._decide(user, topic, "publish")
+
+    def can_subscribe(self, user: str | None, topic_filter: str) -> bool:
+        return self._decide(user, topic_filter, "subscribe")
+
+    def can_receive(self, user: str | None, topic: str) -> bool:
+        return self._decide(user, topic, "receive")
+
+    def _decide(self, user: str | None, topic: str, action: str) -> bool:
+        key = (action, user, topic)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        rules = self.rules_for(user)
+        if rules is None:
+            allowed = False
+        elif action == "publish":
+            allowed = any(matches(pattern, topic) for pattern in rules.publish)
+        elif action == "subscribe":
+            allowed = any(covers(pattern, topic) for pattern in rules.subscribe)
+        else:
+            allowed = any(matches(pattern, topic) for pattern in rules.subscribe)
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key] = allowed
+        return allowed
+
+
+def _user_acl(entry: object, where: str) -> UserAcl:
+    if not isinstance(entry, dict):
+        raise CredentialsError(f"{where} must be a table with `publish` and `subscribe` lists")
+    unknown = set(entry) - {"publish", "subscribe", "role"}
+    if unknown:
+        raise CredentialsError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    lists: dict[str, tuple[str, ...]] = {}
+    for key in ("publish", "subscribe"):
+        values = entry.get(key, [])
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise CredentialsError(f"{where}.{key} must be a list of topic filters")
+        bad = [v for v in values if not valid_filter(v)]
+        if bad:
+            raise CredentialsError(f"{where}.{key}: {bad[0]!r} is not a valid MQTT topic filter")
+        lists[key] = tuple(values)
+    return UserAcl(publish=lists["publish"], subscribe=lists["subscribe"])
+
+
+def _read(path: str | os.PathLike[str]) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CredentialsError(f"{path}: no such file (make it with `edge-provision broker-files`)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CredentialsError(f"{path}: cannot read: {exc}") from None

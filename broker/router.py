@@ -1,0 +1,200 @@
+"""From one PUBLISH to the outboxes of its subscribers: QoS, receive ACL, retained, journal.
+
+Replaces amqtt's broadcast loop (`Broker._run_broadcast`) and retained-message delivery:
+
+* FIX-MIN-QOS: a message is delivered at min(publish QoS, granted QoS) [MQTT-3.8.4-6]; stock
+  amqtt delivered at the subscription's QoS. A client with overlapping subscriptions gets one
+  copy at the highest of their QoS [MQTT-3.3.5-1].
+* FIX-RETAINED-ACL: retained messages go only to the client that subscribed, only for the
+  filter it subscribed with, and only where the receive ACL allows (stock amqtt sent, on every
+  connect, the retained messages matching *every* client's subscriptions, unchecked).
+* FIX-OFFLINE-QUEUE: QoS 1/2 messages for a disconnected persistent session are queued in its
+  bounded outbox (journaled when persistence is on) with their own retain flag; a refusal at
+  the bound is counted and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from .config import LimitSettings
+from .outbox import Delivery, Outbox
+from .records import StoreState
+from .store import MemoryStore
+from .subscriptions import SubscriptionIndex
+from .topicfilter import has_wildcard, matches
+
+log = logging.getLogger("broker.router")
+
+#: `(username, topic, action)` -> allowed; action is "publish", "subscribe" or "receive".
+AclCheck = Callable[[str | None, str, str], bool]
+_DROP_LOG_INTERVAL_S = 10.0
+
+
+@dataclass
+class RouterStats:
+    received: int = 0
+    routed: int = 0
+    dropped: int = 0
+    refused_publish: int = 0
+
+
+class Router:
+    """Subscriptions, outboxes and retained messages of one broker."""
+
+    def __init__(self, limits: LimitSettings, store: MemoryStore, acl: AclCheck | None = None) -> None:
+        self.limits = limits
+        self.store = store
+        self.acl = acl
+        self.index = SubscriptionIndex()
+        self.outboxes: dict[str, Outbox] = {}
+        self.retained: dict[str, tuple[bytes, int]] = {}
+        self.stats = RouterStats()
+        self._drop_logged: dict[str, float] = {}
+
+    def allowed(self, username: str | None, topic: str, action: str) -> bool:
+        return self.acl is None or self.acl(username, topic, action)
+
+    # -- sessions ---------------------------------------------------------------------------------
+
+    def outbox(self, client_id: str, *, persistent: bool, username: str | None) -> Outbox:
+        """The outbox of `client_id`, created if needed; a persistent one is recorded in the store."""
+        outbox = self.outboxes.get(client_id)
+        if outbox is None or outbox.persistent != persistent:
+            outbox = Outbox(
+                client_id,
+                persistent=persistent,
+                username=username,
+                max_queued=self.limits.max_queued_messages,
+                max_inflight=self.limits.max_inflight_messages,
+                on_done=self._done,
+            )
+            self.outboxes[client_id] = outbox
+        outbox.username = username
+        if persistent:
+            self.store.session_opened(client_id, username)
+        return outbox
+
+    def forget(self, client_id: str) -> None:
+        """Drop a session's outbox and subscriptions (clean session ended, or expired/replaced)."""
+        outbox = self.outboxes.pop(client_id, None)
+        if outbox is not None:
+            outbox.detach()
+            outbox.clear()
+            if outbox.persistent:
+                self.store.session_deleted(client_id)
+        self.index.remove_client(client_id)
+        self._drop_logged.pop(client_id, None)
+
+    def _done(self, outbox: Outbox, delivery: Delivery) -> None:
+        if delivery.seq:
+            self.store.done(outbox.client_id, delivery.seq)
+
+    # -- subscriptions ----------------------------------------------------------------------------
+
+    def subscribe(self, client_id: str, topic_filter: str, qos: int) -> None:
+        self.index.add(client_id, topic_filter, qos)
+        outbox = self.outboxes.get(client_id)
+        if outbox is not None and outbox.persistent:
+            self.store.subscribed(client_id, topic_filter, qos)
+
+    def unsubscribe(self, client_id: str, topic_filter: str) -> bool:
+        removed = self.index.remove(client_id, topic_filter)
+        outbox = self.outboxes.get(client_id)
+        if removed and outbox is not None and outbox.persistent:
+            self.store.unsubscribed(client_id, topic_filter)
+        return removed
+
+    # -- messages ---------------------------------------------------------------------------------
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        """Route one message to every subscriber allowed to receive it; keep it if retained."""
+        self.stats.received += 1
+        if retain:
+            self.set_retained(topic, payload, qos)
+        seq = 0
+        for client_id, granted in self.index.match(topic).items():
+            outbox = self.outboxes.get(client_id)
+            if outbox is None:
+                continue
+            seq = self._offer(outbox, Delivery(topic, payload, min(qos, granted)), seq)
+
+    def set_retained(self, topic: str, payload: bytes, qos: int) -> None:
+        """Keep (or, with an empty payload, clear) the retained message of a topic [MQTT-3.3.1-5, -10]."""
+        if payload:
+            self.retained[topic] = (payload, qos)
+            self.store.retain(topic, payload, qos)
+        elif self.retained.pop(topic, None) is not None:
+            self.store.clear_retained(topic)
+
+    def send_retained(self, client_id: str, topic_filter: str, granted: int) -> int:
+        """After a SUBACK: the retained messages matching the new subscription [MQTT-3.3.1-6]."""
+        outbox = self.outboxes.get(client_id)
+        if outbox is None:
+            return 0
+        sent = 0
+        for topic, (payload, qos) in self._retained_matching(topic_filter):
+            self._offer(outbox, Delivery(topic, payload, min(qos, granted), retain=True), 0)
+            sent += 1
+        return sent
+
+    def _retained_matching(self, topic_filter: str) -> Iterator[tuple[str, tuple[bytes, int]]]:
+        if not has_wildcard(topic_filter):
+            found = self.retained.get(topic_filter)
+            if found is not None:
+                yield topic_filter, found
+            return
+        for topic, entry in list(self.retained.items()):
+            if matches(topic_filter, topic):
+                yield topic, entry
+
+    def _offer(self, outbox: Outbox, delivery: Delivery, seq: int) -> int:
+        """Queue one delivery if the client may have it; returns the message's store sequence."""
+        if not self.allowed(outbox.username, delivery.topic, "receive"):
+            return seq
+        durable = outbox.persistent and delivery.qos > 0
+        if not outbox.connected and not durable:
+            return seq  # QoS 0, or a clean session that is gone: nothing to keep [MQTT-3.1.2-5]
+        if not outbox.offer(delivery):
+            self._report_drop(outbox, delivery)
+            return seq
+        self.stats.routed += 1
+        if durable:
+            if not seq:
+                seq = self.store.message(delivery.topic, delivery.payload)
+            delivery.seq = seq
+            self.store.queued(outbox.client_id, seq, delivery.qos, delivery.retain)
+        return seq
+
+    def _report_drop(self, outbox: Outbox, delivery: Delivery) -> None:
+        self.stats.dropped += 1
+        now = time.monotonic()
+        if now - self._drop_logged.get(outbox.client_id, -_DROP_LOG_INTERVAL_S) >= _DROP_LOG_INTERVAL_S:
+            self._drop_logged[outbox.client_id] = now
+            log.warning(
+                "queue of client %s is full (limits.max_queued_messages = %d): dropped a QoS %d message "
+                "on %s (%d dropped for this client, %d in total)",
+                outbox.client_id,
+                outbox.max_queued,
+                delivery.qos,
+                delivery.topic,
+                outbox.dropped,
+                self.stats.dropped,
+            )
+
+    # -- restart ----------------------------------------------------------------------------------
+
+    def restore(self, store_state: StoreState) -> int:
+        """Refill retained messages, persistent sessions, subscriptions and queues from the store."""
+        self.retained = dict(store_state.retained)
+        for client_id, record in store_state.sessions.items():
+            outbox = self.outbox(client_id, persistent=True, username=record.username)
+            for topic_filter, qos in record.subscriptions.items():
+                self.index.add(client_id, topic_filter, qos)
+            for seq, (qos, retain) in record.pending.items():
+                topic, payload = store_state.messages[seq]
+                outbox.queue.append(Delivery(topic, payload, qos, retain, seq=seq))
+        return len(store_state.sessions)

@@ -1,0 +1,82 @@
+"""Fixtures of the broker suite: both brokers, the same users and ACL, clients closed after."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.brokers import KINDS, RunningBroker, broker_under_test
+from tests.support.mqtt import RawClient, TestClient
+
+USERS = {"alice": "alice-pw", "bob": "bob-pw", "admin": "admin-pw"}
+_OWN = ["test/#", "$test/#", "will/#"]
+ACL: dict[str, Any] = {
+    "users": {
+        "alice": {"publish": _OWN, "subscribe": _OWN},
+        "bob": {"publish": _OWN, "subscribe": _OWN},
+        "admin": {"publish": ["#", "$test/#"], "subscribe": ["#", "$test/#"]},
+    }
+}
+
+ClientFactory = Callable[..., TestClient]
+
+
+@pytest.fixture(params=KINDS)
+def mqtt_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningBroker]:
+    """The embedded broker, then the same test against a real Mosquitto."""
+    with broker_under_test(request.param, tmp_path, USERS, ACL) as running:
+        yield running
+
+
+@pytest.fixture
+def embedded_only(tmp_path: Path) -> Iterator[RunningBroker]:
+    with broker_under_test("embedded", tmp_path, USERS, ACL) as running:
+        yield running
+
+
+def _factory(running_port: Callable[[], int]) -> Iterator[ClientFactory]:
+    made: list[TestClient] = []
+
+    def make(client_id: str = "", user: str = "alice", connect: bool = True, **options: Any) -> TestClient:
+        client = TestClient(
+            running_port(), client_id, username=user, password=USERS.get(user, "x"), **options
+        )
+        made.append(client)
+        if connect:
+            client.connect()
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def client(mqtt_broker: RunningBroker) -> Iterator[ClientFactory]:
+    """`client("id", user="alice", clean=False, ...)`: a connected TestClient on `mqtt_broker`."""
+    yield from _factory(lambda: mqtt_broker.port)
+
+
+RawFactory = Callable[..., RawClient]
+
+
+@pytest.fixture
+def raw(mqtt_broker: RunningBroker) -> Iterator[RawFactory]:
+    """`raw("id", user="alice", **connect_options)`: a RawClient, connected (CONNACK 0) unless
+    `client_id` is None; every socket is closed after the test."""
+    made: list[RawClient] = []
+
+    def make(client_id: str | None = None, user: str = "alice", **options: Any) -> RawClient:
+        connection = RawClient(mqtt_broker.port)
+        made.append(connection)
+        if client_id is not None:
+            _, code = connection.connect(client_id, username=user, password=USERS[user], **options)
+            assert code == 0, f"CONNACK {code}"
+        return connection
+
+    yield make
+    for connection in made:
+        connection.close()
