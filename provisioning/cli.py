@@ -310,11 +310,13 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _progress(out: TextIO) -> Callable[[int, int], None]:
+    """An in-place `adding N/TOTAL` counter on a terminal; only the final count otherwise."""
     last = [0.0]
+    live = out.isatty()
 
     def report(done: int, total: int) -> None:
         now = time.monotonic()
-        if total > 1 and (done == total or now - last[0] >= 0.2):
+        if total > 1 and (done == total or (live and now - last[0] >= 0.2)):
             last[0] = now
             end = "\n" if done == total else ""
             print(f"\radding {done}/{total}", end=end, file=out, flush=True)

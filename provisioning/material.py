@@ -23,10 +23,11 @@ from pathlib import Path
 
 from cryptography import x509
 
-from agent.fileio import PRIVATE, PUBLIC, fsync_dir, write_atomic
+from agent.fileio import PRIVATE, PUBLIC, fsync_dir
 from agent.protocol.keys import Alg, Ed25519Signer, HmacSigner, generate_signer, signer_from_bytes
 
 from . import ca
+from .durable import write_new
 from .errors import FleetCorrupt
 from .fleet import Fleet
 from .identities import ROLES, Kind
@@ -61,7 +62,7 @@ def paths(fleet: Fleet, name: str) -> IdentityPaths:
 
 @dataclass(frozen=True)
 class Material:
-    """Everything secret that one generation of an identity needs."""
+    """Everything secret that one generation of an identity needs (in memory until written)."""
 
     gen: int
     signer: Ed25519Signer | HmacSigner
@@ -116,16 +117,25 @@ def generate(name: str, alg: Alg, gen: int, authority: ca.Authority, fleet: Flee
     )
 
 
-def write(fleet: Fleet, name: str, material: Material) -> None:
-    """Write one generation's files (new names: nothing existing is touched) and fsync them."""
+def write(fleet: Fleet, name: str, material: Material) -> list[Path]:
+    """Write one generation's files under new names (nothing existing is touched), not yet synced.
+
+    Returns what the caller must pass to `durable.make_durable` before committing the registry.
+    """
     where = paths(fleet, name)
+    created = not where.dir.exists()
     where.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     gen = material.gen
-    write_atomic(where.signing_key(gen), material.signer.private_pem(), PRIVATE, sync_dir=False)
-    write_atomic(where.tls_key(gen), ca.key_pem(material.tls_key), PRIVATE, sync_dir=False)
-    write_atomic(where.tls_cert(gen), ca.cert_pem(material.tls_cert), PUBLIC, sync_dir=False)
-    write_atomic(where.password(gen), material.password + "\n", PRIVATE, sync_dir=False)
-    fsync_dir(where.dir)
+    files: list[tuple[Path, bytes | str, int]] = [
+        (where.signing_key(gen), material.signer.private_pem(), PRIVATE),
+        (where.tls_key(gen), ca.key_pem(material.tls_key), PRIVATE),
+        (where.tls_cert(gen), ca.cert_pem(material.tls_cert), PUBLIC),
+        (where.password(gen), material.password + "\n", PRIVATE),
+    ]
+    for path, data, mode in files:
+        write_new(path, data, mode)
+    written = [path for path, _, _ in files] + [where.dir]
+    return [*written, where.dir.parent] if created else written
 
 
 def _read(path: Path, name: str) -> bytes:
@@ -178,6 +188,7 @@ def prune(fleet: Fleet, identity: Identity) -> None:
         entries = list(os.scandir(where.dir))
     except FileNotFoundError:
         return
+    removed = 0
     for entry in entries:
         match = _GEN_FILE.fullmatch(entry.name)
         if match is None:
@@ -186,4 +197,6 @@ def prune(fleet: Fleet, identity: Identity) -> None:
         if gen == identity.gen or (match.group(1) == "signing" and gen in keep_hmac):
             continue
         os.unlink(entry.path)
-    fsync_dir(where.dir)
+        removed += 1
+    if removed:
+        fsync_dir(where.dir)

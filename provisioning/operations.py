@@ -24,6 +24,7 @@ from . import amqtt_files, material, mosquitto
 from . import bundle as bundles
 from .brokerfiles import BrokerOptions, Format, hand_over, write_out
 from .ca import Authority, cert_pem, generate_key, key_pem
+from .durable import make_durable
 from .errors import DuplicateIdentity, FleetExists, InputError, InvalidTime, RevokedIdentity
 from .fleet import CONFIG_FILE, LOCK_FILE, Fleet, FleetConfig, fleet_lock, open_fleet, write_config
 from .identities import Kind, check_alg, check_name, check_unique, parse_pools, parse_targets
@@ -153,57 +154,59 @@ def add_identities(
             raise DuplicateIdentity(
                 f"{first.kind} {first.name!r} already exists{more}; use --force to replace it"
             )
-        authority = material.load_authority(fleet)
+        template = _Template(request.kind, alg, targets, pools, now, material.load_authority(fleet))
         made: list[Identity] = []
+        written: list[Path] = []
         try:
             for done, name in enumerate(request.names, 1):
-                old = existing.get(name)
-                made.append(_make(fleet, request.kind, name, alg, old, authority, now, targets, pools))
+                made.append(template.make(fleet, name, existing.get(name), written))
                 progress(done, len(request.names))
-            fsync_dir(fleet.identities_dir)
+            make_durable(fleet.root, written)
             registry.save(made)
         except BaseException:
-            _discard(fleet, made, existing)
+            _discard(fleet, request.names, existing)
             raise
     for identity in made:
         material.prune(fleet, identity)
     return AddResult(made, taken, _target_warnings(targets, existing))
 
 
-def _make(
-    fleet: Fleet,
-    kind: Kind,
-    name: str,
-    alg: Alg,
-    old: Identity | None,
-    authority: Authority,
-    now: float,
-    targets: tuple[str, ...] | None,
-    pools: tuple[str, ...],
-) -> Identity:
-    gen = 1 if old is None else old.gen + 1  # a replaced identity's files stay until the commit
-    made = material.generate(name, alg, gen, authority, fleet, now)
-    material.write(fleet, name, made)
-    return Identity(
-        name=name,
-        kind=kind,
-        gen=gen,
-        created_at=now,
-        updated_at=now,
-        keys=(made.key_record(kind, now),),
-        cert=made.cert_record(fleet.config.ca_alg),
-        password_hash=made.password_hash,
-        pools=pools if kind == "agent" else (),
-        targets=targets if kind == "device" else None,
-    )
+@dataclass(frozen=True)
+class _Template:
+    """What the identities of one `add` share."""
+
+    kind: Kind
+    alg: Alg
+    targets: tuple[str, ...] | None
+    pools: tuple[str, ...]
+    now: float
+    authority: Authority
+
+    def make(self, fleet: Fleet, name: str, old: Identity | None, written: list[Path]) -> Identity:
+        """Generate and write (not yet durably) the material of `name`; `written` gets its paths."""
+        gen = 1 if old is None else old.gen + 1  # a replaced identity's files stay until the commit
+        made = material.generate(name, self.alg, gen, self.authority, fleet, self.now)
+        written += material.write(fleet, name, made)
+        return Identity(
+            name=name,
+            kind=self.kind,
+            gen=gen,
+            created_at=self.now,
+            updated_at=self.now,
+            keys=(made.key_record(self.kind, self.now),),
+            cert=made.cert_record(fleet.config.ca_alg),
+            password_hash=made.password_hash,
+            pools=self.pools if self.kind == "agent" else (),
+            targets=self.targets if self.kind == "device" else None,
+        )
 
 
-def _discard(fleet: Fleet, made: list[Identity], existing: dict[str, Identity]) -> None:
+def _discard(fleet: Fleet, names: Sequence[str], existing: dict[str, Identity]) -> None:
     """Undo the files of a failed add: new identities entirely, replaced ones' new generation."""
-    for identity in made:
-        old = existing.get(identity.name)
+    for name in names:
+        old = existing.get(name)
         if old is None:
-            shutil.rmtree(fleet.identity_dir(identity.name), ignore_errors=True)
+            shutil.rmtree(fleet.identity_dir(name), ignore_errors=True)
         else:
             material.prune(fleet, old)
 
@@ -231,9 +234,7 @@ def rotate(fleet: Fleet, name: str, until: float, now: float, alg: str | None = 
         if identity.revoked:
             raise RevokedIdentity(f"{name!r} is revoked: add it again with --force instead")
         new_alg = check_alg(identity.kind, alg or identity.current_key.alg)
-        authority = material.load_authority(fleet)
-        made = material.generate(name, new_alg, identity.gen + 1, authority, fleet, now)
-        material.write(fleet, name, made)
+        made = material.generate(name, new_alg, identity.gen + 1, material.load_authority(fleet), fleet, now)
         rotated = identity.with_changes(
             gen=made.gen,
             keys=(
@@ -245,9 +246,10 @@ def rotate(fleet: Fleet, name: str, until: float, now: float, alg: str | None = 
             updated_at=now,
         )
         try:
+            make_durable(fleet.root, material.write(fleet, name, made))
             registry.save([rotated])
         except BaseException:
-            material.prune(fleet, identity)
+            material.prune(fleet, identity)  # drops the new generation's files
             raise
     material.prune(fleet, rotated)
     return rotated
