@@ -271,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=_formatter
     )
     parser.add_argument("--version", action=_Version)
+    parser.add_argument(
+        "--fleet", dest="global_fleet", metavar="DIR", help="the fleet directory (or after COMMAND)"
+    )
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     parent = _fleet_parent()
     for add in (_add_init, _add_add, _add_bundle, _add_revoke_rotate, _add_reading, _add_broker_files):
@@ -282,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fleet_dir(args: argparse.Namespace) -> Path:
-    return Path(args.fleet or os.environ.get(FLEET_ENV) or DEFAULT_FLEET)
+    return Path(args.fleet or args.global_fleet or os.environ.get(FLEET_ENV) or DEFAULT_FLEET)
 
 
 def _fleet(args: argparse.Namespace) -> Fleet:

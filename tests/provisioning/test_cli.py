@@ -368,3 +368,34 @@ def test_bundle_refuses_to_overwrite(
     assert (
         run_main("bundle", "node-1", "--out", out, "--force", "--fleet", fleet_copy, capsys=capsys).code == 0
     )
+
+
+def test_fleet_option_before_the_command_and_init_into_an_empty_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run_main("init", empty, capsys=capsys).code == 0
+    assert (empty / "fleet.toml").is_file()
+    assert run_main("--fleet", empty, "add", "dashboard", "d", capsys=capsys).code == 0
+    assert "dashboard" in run_main("--fleet", empty, "list", capsys=capsys).out
+
+
+def test_amqtt_files_load_in_the_embedded_broker_settings(fleet_copy: Path, tmp_path: Path) -> None:
+    """The files `--format amqtt` writes are what broker/config.py reads (skipped until it exists)."""
+    config = pytest.importorskip("broker.config")
+    if not hasattr(config, "load_settings"):
+        pytest.skip("broker.config has no load_settings yet")
+    out = tmp_path / "amqtt"
+    ok("broker-files", "--format", "amqtt", "--out", out, "--tls-port", "18883", "--fleet", fleet_copy)
+    settings = config.load_settings(overrides={"fleet_files": str(out)})
+    assert settings.listeners.tls.port == 18883 and settings.listeners.tls.require_certificate
+    assert settings.listeners.tls.cafile == out / "ca.crt"
+    assert set(settings.load_passwords().users) == {"node-1", "alice", "s-0001", "s-0002", "s-0003"}
+    acl = settings.load_acl()
+    assert acl.can_subscribe("node-1", "$share/cams/edge/tasks/pool/cams")
+    assert acl.can_receive("node-1", "edge/tasks/pool/cams")
+    assert not acl.can_subscribe("node-1", "edge/#")
+    assert acl.can_publish("s-0001", "edge/tasks/node-1") and not acl.can_publish(
+        "s-0001", "edge/control/node-1"
+    )
