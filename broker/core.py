@@ -30,7 +30,7 @@ import logging
 import math
 from typing import Any
 
-from amqtt.adapters import ReaderAdapter, StreamWriterAdapter, WebSocketsWriter, WriterAdapter
+from amqtt.adapters import ReaderAdapter, WebSocketsWriter, WriterAdapter
 from amqtt.broker import Broker, RetainedApplicationMessage, Server
 from amqtt.contexts import BrokerConfig, ListenerConfig, ListenerType
 from amqtt.errors import PluginError
@@ -47,7 +47,13 @@ from .handler import ClientViolation, EdgeProtocolHandler
 from .router import Router
 from .store import MemoryStore
 from .topicfilter import valid_filter, valid_topic
-from .transport import LimitedStreamReader, LimitedWebSocketsReader, server_context, set_nodelay
+from .transport import (
+    ClosingStreamWriter,
+    LimitedStreamReader,
+    LimitedWebSocketsReader,
+    server_context,
+    set_nodelay,
+)
 
 log = logging.getLogger("broker.core")
 
@@ -95,6 +101,7 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         self.router = Router(settings.limits, store, self.acl_plugin.check)
         self.bound: dict[str, tuple[str, int]] = {}
         self._connections: dict[str, asyncio.Event] = {}
+        self._writers: set[WriterAdapter] = set()  # every open connection, closed at shutdown
         self._stopping = False
 
     def _plugin(self, cls: type[Any]) -> Any:
@@ -143,7 +150,7 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
     ) -> None:
         set_nodelay(writer.transport)
         limited = LimitedStreamReader(reader, self.settings.limits.max_packet_size)
-        await self._client_connected(listener_name, limited, StreamWriterAdapter(writer))
+        await self._client_connected(listener_name, limited, ClosingStreamWriter(writer))
 
     async def ws_connected(self, websocket: Any, listener_name: str) -> None:
         set_nodelay(websocket.transport)
@@ -161,9 +168,11 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
             await _close(writer)
             return
         await server.acquire_connection()
+        self._writers.add(writer)
         try:
             await self._serve(reader, writer)
         finally:
+            self._writers.discard(writer)
             server.release_connection()
 
     async def _serve(self, reader: ReaderAdapter, writer: WriterAdapter) -> None:
@@ -432,6 +441,8 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         self._stopping = True
         try:
             await super().shutdown()
+            for writer in list(self._writers):  # connections still before CONNACK
+                await _close(writer)
         finally:
             await self.store.close()
 

@@ -7,22 +7,29 @@
 * FIX-TLS-REQUIRE-CERT: amqtt's TLS context asks for a client certificate but accepts a client
   without one (`CERT_OPTIONAL`); a listener with `require_certificate` here uses
   `CERT_REQUIRED`, so the handshake itself fails without a certificate signed by the CA.
+* FIX-WRITER-CLOSE: amqtt's `StreamWriterAdapter.close()` marks itself closed, then drains; when
+  the drain fails (the peer is gone) the transport is never closed and its socket leaks, and
+  when the peer stops reading the drain never returns. Here the drain is bounded and the
+  transport is always closed (aborted if its buffer cannot be flushed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
 from typing import Any
 
-from amqtt.adapters import StreamReaderAdapter, WebSocketsReader
+from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter, WebSocketsReader
 
 from .config import ListenerSettings
 from .errors import PacketTooLarge, StartError
 
 log = logging.getLogger("broker.transport")
+
+CLOSE_DRAIN_S = 5.0
 
 
 def set_nodelay(transport: Any) -> None:
@@ -65,6 +72,30 @@ class LimitedWebSocketsReader(WebSocketsReader):  # type: ignore[misc]  # amqtt 
             )
         data: bytes = await super().read(n)
         return data
+
+
+class ClosingStreamWriter(StreamWriterAdapter):  # type: ignore[misc]  # amqtt ships no type information
+    """amqtt's stream writer whose `close()` always releases the socket (FIX-WRITER-CLOSE)."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        super().__init__(writer)
+        self._stream = writer
+        self.is_closed: bool = False
+
+    async def close(self) -> None:
+        if self.is_closed:
+            return
+        self.is_closed = True
+        transport = self._stream.transport
+        try:
+            await asyncio.wait_for(self._stream.drain(), CLOSE_DRAIN_S)
+        except (OSError, asyncio.TimeoutError, RuntimeError):
+            transport.abort()  # the peer is gone or does not read: nothing more to flush
+            return
+        if self._stream.can_write_eof():
+            with contextlib.suppress(OSError, RuntimeError):
+                self._stream.write_eof()
+        transport.close()
 
 
 def server_context(listener: ListenerSettings, key: str) -> ssl.SSLContext:

@@ -1,0 +1,141 @@
+"""Bad input: the embedded broker closes the offender and keeps serving everyone else.
+
+Each test ends by checking that a publisher and a subscriber that were connected before the
+abuse still exchange messages, and that a new client can still connect.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.broker.conftest import ACL, USERS, ClientFactory, _factory
+from tests.support.brokers import RunningBroker, broker_under_test
+from tests.support.mqtt import DISCONNECT, PUBLISH, SUBSCRIBE, RawClient, connect_packet, packet
+
+SETTINGS = {"limits.connect_timeout_s": 1.0}
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[RunningBroker]:
+    with broker_under_test("embedded", tmp_path, USERS, ACL, settings=SETTINGS) as running:
+        yield running
+
+
+@pytest.fixture
+def client(target: RunningBroker) -> Iterator[ClientFactory]:
+    yield from _factory(lambda: target.port)
+
+
+@pytest.fixture
+def bystanders(client: ClientFactory) -> Iterator[ClientFactory]:
+    """A subscriber and a publisher connected before the abuse; checked after it."""
+    sub = client("bystander-sub")
+    sub.subscribe("test/alive/#", 1)
+    pub = client("bystander-pub")
+    yield client
+    for i in range(20):
+        pub.publish(f"test/alive/{i}", b"%d" % i, qos=1)
+    assert [m.payload for m in sub.expect(20)] == [b"%d" % i for i in range(20)]
+    newcomer = client("newcomer")
+    newcomer.publish("test/alive/end", b"", qos=1)
+    assert sub.expect(1)[0].topic == "test/alive/end"
+
+
+def _closes(target: RunningBroker, data: bytes) -> bool:
+    connection = RawClient(target.port, timeout=10)
+    try:
+        connection.send(data)
+        return connection.closed_by_broker(timeout=10)
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    finally:
+        connection.close()
+
+
+def test_garbage_bytes(target: RunningBroker, bystanders: ClientFactory) -> None:
+    rng = random.Random(4)
+    samples = [bytes(rng.getrandbits(8) for _ in range(n)) for n in (1, 7, 100, 5000)]
+    samples += [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x10\xff\xff\xff\x7f", b"\x00" * 64, b"\xf0\x00"]
+    for data in samples:
+        assert _closes(target, data), data[:16]
+
+
+def test_truncated_connect(target: RunningBroker, bystanders: ClientFactory) -> None:
+    whole = connect_packet("cut", username="alice", password=USERS["alice"])
+    for cut in (1, 2, 5, len(whole) // 2, len(whole) - 1):
+        assert _closes(target, whole[:cut]), cut  # closed after limits.connect_timeout_s
+
+
+def test_invalid_connects(target: RunningBroker, bystanders: ClientFactory) -> None:
+    good = connect_packet("odd", username="alice", password=USERS["alice"])
+    wrong_protocol = good.replace(b"MQTT", b"MQIsdp")
+    not_utf8 = packet(
+        1, 0, struct.pack(">H", 4) + b"MQTT" + bytes([4, 2, 0, 60]) + struct.pack(">H", 2) + b"\xff\xfe"
+    )
+    level_5 = good.replace(b"MQTT\x04", b"MQTT\x05")
+    for data in (
+        wrong_protocol,
+        not_utf8,
+        level_5,
+        packet(PUBLISH, 0, b"\x00\x01a"),
+        good[:2] + b"\xff" * 40,
+    ):
+        assert _closes(target, data), data[:16]
+
+
+def test_oversized_packet(target: RunningBroker, bystanders: ClientFactory) -> None:
+    huge_header = bytes([0x10, 0xFF, 0xFF, 0xFF, 0x7F])  # a CONNECT announcing 256 MB
+    assert _closes(target, huge_header + b"\x00" * 100)
+    connection = RawClient(target.port)
+    try:
+        assert connection.connect("big", username="bob", password=USERS["bob"])[1] == 0
+        body = struct.pack(">H", 6) + b"test/x" + b"y" * (2 * 1024 * 1024)
+        connection.send(packet(PUBLISH, 0, body)[:70_000])  # the header already says too much
+        assert connection.closed_by_broker()
+    finally:
+        connection.close()
+
+
+def test_garbage_after_a_valid_connect(target: RunningBroker, bystanders: ClientFactory) -> None:
+    rng = random.Random(7)
+    valid = [
+        packet(PUBLISH, 2, struct.pack(">H", 6) + b"test/z" + struct.pack(">H", 1) + b"payload"),
+        packet(SUBSCRIBE, 2, struct.pack(">HH", 1, 6) + b"test/#" + b"\x01"),
+        packet(DISCONNECT, 0, b""),
+    ]
+    for round_ in range(30):
+        connection = RawClient(target.port, timeout=10)
+        try:
+            assert connection.connect(f"fuzz-{round_}", username="bob", password=USERS["bob"])[1] == 0
+            data = bytearray(rng.choice(valid))
+            for _ in range(rng.randint(1, 4)):
+                data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+            connection.send(bytes(data) + bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 40))))
+        finally:
+            connection.close()
+
+
+def test_a_flood_of_connections(target: RunningBroker, bystanders: ClientFactory) -> None:
+    flood = []
+    try:
+        for i in range(300):
+            sock = socket.create_connection(("127.0.0.1", target.port), timeout=10)
+            if i % 3 == 1:
+                sock.sendall(b"\x10\x05")  # a CONNECT that never completes
+            flood.append(sock)
+        for i in range(100):  # and clients that connect and leave as fast as they can
+            quick = RawClient(target.port)
+            assert quick.connect(f"quick-{i}", username="bob", password=USERS["bob"])[1] == 0
+            quick.disconnect()
+        for sock in flood:  # every idle socket is closed once limits.connect_timeout_s has passed
+            sock.settimeout(15)
+            assert sock.recv(1) == b""
+    finally:
+        for sock in flood:
+            sock.close()

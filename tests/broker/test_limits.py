@@ -1,0 +1,86 @@
+"""The embedded broker's bounds: offline queue, in-flight window, packet size, session ownership."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.broker.conftest import ACL, USERS, ClientFactory, _factory
+from tests.support.brokers import RunningBroker, broker_under_test
+from tests.support.mqtt import ConnectRefused, RawClient
+
+LIMITS = {
+    "limits.max_queued_messages": 5,
+    "limits.max_inflight_messages": 2,
+    "limits.max_packet_size": 4096,
+}
+
+
+@pytest.fixture
+def limited(tmp_path: Path) -> Iterator[RunningBroker]:
+    with broker_under_test("embedded", tmp_path, USERS, ACL, settings=LIMITS) as running:
+        yield running
+
+
+@pytest.fixture
+def client(limited: RunningBroker) -> Iterator[ClientFactory]:
+    yield from _factory(lambda: limited.port)
+
+
+def test_a_full_offline_queue_drops_counts_and_logs(
+    limited: RunningBroker, client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    sub = client("bounded", clean=False)
+    sub.subscribe("test/b/#", 1)
+    sub.disconnect()
+    pub = client("pub")
+    with caplog.at_level(logging.WARNING, logger="broker.router"):
+        for i in range(8):
+            pub.publish(f"test/b/{i}", b"%d" % i, qos=1)
+    assert limited.embedded is not None
+    assert limited.embedded.stats()["dropped"] == 3
+    assert "queue of client bounded is full (limits.max_queued_messages = 5)" in caplog.text
+    back = client("bounded", clean=False)
+    assert [m.topic for m in back.expect(5)] == [f"test/b/{i}" for i in range(5)]  # the oldest are kept
+    pub.publish("test/b/end", b"", qos=1)
+    assert [m.topic for m in back.expect_until("test/b/end")] == ["test/b/end"]
+
+
+def test_in_flight_window_holds_the_rest_until_acknowledged(client: ClientFactory) -> None:
+    sub = client("window", manual_ack=True)
+    sub.subscribe("test/w", 1)
+    pub = client("pub")
+    for i in range(4):
+        pub.publish("test/w", b"%d" % i, qos=1)
+    first = sub.expect(2)
+    assert sub.messages.empty(), "a third message arrived with two unacknowledged"
+    sub.ack(first[0])
+    assert sub.expect(1)[0].payload == b"2"
+    sub.ack(first[1])
+    assert sub.expect(1)[0].payload == b"3"
+
+
+def test_an_oversized_packet_closes_only_that_connection(
+    limited: RunningBroker, client: ClientFactory
+) -> None:
+    watcher = client("watcher")
+    watcher.subscribe("test/#", 1)
+    big = RawClient(limited.port)
+    try:
+        assert big.connect("big", username="bob", password=USERS["bob"])[1] == 0
+        big.publish("test/big", b"x" * 10_000, qos=0)
+        assert big.closed_by_broker()
+    finally:
+        big.close()
+    client("pub").publish("test/after", b"fine", qos=1)
+    assert [m.topic for m in watcher.expect_until("test/after")] == ["test/after"]
+
+
+def test_a_persistent_session_belongs_to_its_identity(client: ClientFactory) -> None:
+    client("alice-device", clean=False).disconnect()
+    with pytest.raises(ConnectRefused):
+        client("alice-device", user="bob", clean=True)  # may neither take it over nor wipe it
+    assert client("alice-device", clean=False, connect=False).connect() is True
