@@ -111,27 +111,29 @@ def parse_target(text: str) -> Target:
     return Target(text)
 
 
-def parse_targets(values: Iterable[str]) -> tuple[str, ...]:
-    """Split comma lists, validate each target and drop repeats (first occurrence wins)."""
+def _comma_items(values: Iterable[str]) -> list[str]:
+    """`["a,b", "a"]` -> `["a", "b"]`: comma lists split and stripped, repeats dropped, order kept."""
     out: list[str] = []
     for value in values:
         for part in value.split(","):
-            text = part.strip()
-            if not text:
-                raise InvalidTarget(f"empty target in {value!r}")
-            target = parse_target(text).text
-            if target not in out:
-                out.append(target)
-    return tuple(out)
+            item = part.strip()
+            if item not in out:
+                out.append(item)
+    return out
+
+
+def parse_targets(values: Iterable[str]) -> tuple[str, ...]:
+    """Validate each target of comma-separated lists (repeats dropped)."""
+    values = list(values)
+    items = _comma_items(values)
+    if "" in items:
+        raise InvalidTarget(f"empty target in {' '.join(values)!r}")
+    return tuple(parse_target(text).text for text in items)
 
 
 def parse_pools(values: Iterable[str]) -> tuple[str, ...]:
-    out: list[str] = []
-    for value in values:
-        for part in value.split(","):
-            pool = part.strip()
-            if not is_valid_id(pool):
-                raise InvalidName(f"pool {pool!r} must match {ID_PATTERN}")
-            if pool not in out:
-                out.append(pool)
-    return tuple(out)
+    items = _comma_items(values)
+    for pool in items:
+        if not is_valid_id(pool):
+            raise InvalidName(f"pool {pool!r} must match {ID_PATTERN}")
+    return tuple(items)
