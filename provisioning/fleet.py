@@ -30,7 +30,7 @@ from agent.fileio import PUBLIC, write_atomic
 from agent.protocol.errors import TopicError
 from agent.protocol.topics import DEFAULT_PREFIX, Topics, is_valid_id
 
-from .errors import FleetLocked, InputError, InvalidName, NotAFleet
+from .errors import FleetCorrupt, FleetLocked, InputError, InvalidName, NotAFleet
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "fleet.toml"
@@ -186,7 +186,10 @@ def open_fleet(root: str | os.PathLike[str]) -> Fleet:
         raise NotAFleet(f"{path} is not a fleet directory: it has no {CONFIG_FILE}") from None
     except OSError as exc:
         raise NotAFleet(f"cannot read {config_path}: {exc.strerror}") from None
-    return Fleet(path, FleetConfig.from_toml(text, str(config_path)))
+    fleet = Fleet(path, FleetConfig.from_toml(text, str(config_path)))
+    if not fleet.registry_path.is_file():
+        raise FleetCorrupt(f"{fleet.registry_path} is missing: this fleet directory is damaged")
+    return fleet
 
 
 def write_config(fleet: Fleet) -> None:

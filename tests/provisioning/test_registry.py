@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from provisioning import operations as ops
-from provisioning.errors import FleetCorrupt
-from provisioning.fleet import Fleet
+from provisioning.errors import FleetCorrupt, FleetLocked
+from provisioning.fleet import Fleet, fleet_lock, open_fleet
 from provisioning.registry import AtomicJSONStorage, Registry
 
 
@@ -66,3 +66,20 @@ def test_damaged_registry_is_reported(fleet: Fleet) -> None:
     fleet.registry_path.write_text("{not json")
     with pytest.raises(FleetCorrupt, match="not valid JSON"):
         ops.list_identities(fleet)
+
+
+def test_a_second_writer_waits_for_the_lock_then_gives_up(fleet: Fleet) -> None:
+    with fleet_lock(fleet, exclusive=True):
+        locked = pytest.raises(FleetLocked, match="locked by another edge-provision")
+        with locked, fleet_lock(fleet, exclusive=True, timeout=0.2):
+            pass
+        with pytest.raises(FleetLocked), fleet_lock(fleet, exclusive=False, timeout=0.1):
+            pass
+    with fleet_lock(fleet, exclusive=False), fleet_lock(fleet, exclusive=False, timeout=0.1):
+        pass  # readers share it
+
+
+def test_a_fleet_without_its_registry_is_refused(fleet: Fleet) -> None:
+    fleet.registry_path.unlink()
+    with pytest.raises(FleetCorrupt, match="missing"):
+        open_fleet(fleet.root)
