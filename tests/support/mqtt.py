@@ -57,6 +57,7 @@ class TestClient:
     ) -> None:
         self.port = port
         self.host = host
+        self.client_id = client_id
         self.keepalive = keepalive
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -166,6 +167,12 @@ class TestClient:
             got.append(message)
             if message.topic == topic:
                 return got
+
+    def sync(self, timeout: float = TIMEOUT) -> None:
+        """A round trip on this connection: every message the broker had routed to this client
+        before is in `messages` afterwards (a QoS 1 PUBLISH is acknowledged even when the ACL
+        drops it, and PUBACK follows, on the same stream, what was sent before it)."""
+        self.publish(f"sync/{self.client_id or 'anonymous'}", b"", qos=1, timeout=timeout)
 
     def ack(self, message: mqtt.MQTTMessage) -> None:
         self.client.ack(message.mid, message.qos)

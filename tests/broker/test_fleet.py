@@ -1,0 +1,244 @@
+"""A fleet made by `edge-provision`: identities, ACL matrix, TLS, revocation, WebSocket.
+
+The matrix and the authentication tests run against the embedded broker (from
+`broker-files --format amqtt`) and against Mosquitto (from `--format mosquitto`): the same
+identities must be able to do exactly the same things on both.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.brokers import KINDS, RunningBroker
+from tests.support.fleet import Fleet, edge_provision, fleet_broker, provision
+from tests.support.mqtt import ConnectRefused, TestClient
+
+IDENTITIES = [
+    ["agent", "node-1", "--pool", "cameras"],
+    ["agent", "node-2"],
+    ["device", "sensor-1", "--targets", "node-1"],
+    ["device", "sensor-any"],
+    ["operator", "op-1"],
+    ["dashboard", "dash-1"],
+    ["device", "old-device"],
+]
+REVOKED = ["old-device"]
+SUBACK_FAILURE = 0x80
+
+# (identity, topic, may publish)
+PUBLISH = [
+    ("node-1", "edge/results/node-1/t1", True),
+    ("node-1", "edge/events/node-1/t1", True),
+    ("node-1", "edge/heartbeat/node-1", True),
+    ("node-1", "edge/presence/node-1", True),
+    ("node-1", "edge/rejects/node-1", True),
+    ("node-1", "edge/results/node-2/t1", False),
+    ("node-1", "edge/heartbeat/node-2", False),
+    ("node-1", "edge/tasks/node-2", False),
+    ("node-1", "edge/control/node-1", False),
+    ("sensor-1", "edge/tasks/node-1", True),
+    ("sensor-1", "edge/tasks/node-2", False),
+    ("sensor-1", "edge/tasks/all", False),
+    ("sensor-1", "edge/control/node-1", False),
+    ("sensor-any", "edge/tasks/node-2", True),
+    ("sensor-any", "edge/tasks/all", True),
+    ("sensor-any", "edge/tasks/pool/cameras", True),
+    ("sensor-any", "edge/control/node-2", False),
+    ("sensor-any", "edge/results/node-1/t1", False),
+    ("op-1", "edge/tasks/node-1", True),
+    ("op-1", "edge/control/node-1", True),
+    ("op-1", "edge/results/node-1/t1", False),
+    ("op-1", "edge/presence/node-1", False),
+    ("dash-1", "edge/tasks/node-1", False),
+    ("dash-1", "edge/presence/node-1", False),
+]
+
+# (identity, filter, who publishes the probe, probe topic, may subscribe and receive)
+SUBSCRIBE = [
+    ("node-1", "edge/tasks/node-1", "op-1", "edge/tasks/node-1", True),
+    ("node-1", "edge/tasks/all", "op-1", "edge/tasks/all", True),
+    ("node-1", "edge/control/node-1", "op-1", "edge/control/node-1", True),
+    ("node-1", "edge/tasks/pool/cameras", "op-1", "edge/tasks/pool/cameras", True),
+    ("node-1", "edge/tasks/node-2", "op-1", "edge/tasks/node-2", False),
+    ("node-1", "edge/control/node-2", "op-1", "edge/control/node-2", False),
+    ("node-1", "edge/results/#", "node-2", "edge/results/node-2/t1", False),
+    ("node-2", "edge/tasks/pool/cameras", "op-1", "edge/tasks/pool/cameras", False),
+    ("sensor-1", "edge/tasks/node-1", "op-1", "edge/tasks/node-1", False),
+    ("sensor-any", "edge/#", "node-1", "edge/presence/node-1", False),
+    ("op-1", "edge/results/#", "node-1", "edge/results/node-1/t2", True),
+    ("op-1", "edge/rejects/+", "node-1", "edge/rejects/node-1", True),
+    ("op-1", "edge/tasks/node-1", "sensor-1", "edge/tasks/node-1", False),
+    ("op-1", "edge/heartbeat/node-1", "node-1", "edge/heartbeat/node-1", False),
+    ("dash-1", "edge/#", "node-1", "edge/presence/node-1", True),
+    ("dash-1", "edge/results/node-1/+", "node-1", "edge/results/node-1/t3", True),
+]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
+    return provision(tmp_path_factory.mktemp("fleet"), IDENTITIES, revoked=REVOKED)
+
+
+@pytest.fixture(params=KINDS)
+def fleet_mqtt(request: pytest.FixtureRequest, fleet: Fleet) -> Iterator[RunningBroker]:
+    with fleet_broker(request.param, fleet) as running:
+        yield running
+
+
+class Clients:
+    """Connected clients of one test, closed after it."""
+
+    def __init__(self, running: RunningBroker, fleet: Fleet) -> None:
+        self.running = running
+        self.fleet = fleet
+        self.made: list[TestClient] = []
+
+    def tcp(self, name: str, password: str | None = None, client_id: str | None = None) -> TestClient:
+        password = self.fleet.password(name) if password is None else password
+        return self._connect(
+            TestClient(self.running.port, client_id or name, username=name, password=password)
+        )
+
+    def tls(self, name: str | None, cert: str | None, password: str | None = None) -> TestClient:
+        context = self.fleet.tls(cert)
+        client = TestClient(
+            self.running.tls_port or 0, name or "anonymous-tls", username=name, password=password, tls=context
+        )
+        return self._connect(client)
+
+    def _connect(self, client: TestClient) -> TestClient:
+        self.made.append(client)
+        client.connect()
+        return client
+
+    def close(self) -> None:
+        for client in self.made:
+            client.close()
+
+
+@pytest.fixture
+def clients(fleet_mqtt: RunningBroker, fleet: Fleet) -> Iterator[Clients]:
+    made = Clients(fleet_mqtt, fleet)
+    yield made
+    made.close()
+
+
+def _drain(client: TestClient) -> list[str]:
+    topics = []
+    while not client.messages.empty():
+        topics.append(client.messages.get_nowait().topic)
+    return topics
+
+
+def test_identity_and_acl_matrix(fleet_mqtt: RunningBroker, clients: Clients) -> None:
+    observer = clients.tcp("dash-1", client_id="observer")
+    assert observer.subscribe("edge/#", 1) == 1
+    connected = {name: clients.tcp(name) for name in {case[0] for case in PUBLISH + SUBSCRIBE} | {"op-1"}}
+    wrong = []
+    for name, topic, allowed in PUBLISH:
+        connected[name].publish(topic, b"probe", qos=1)
+        observer.sync()
+        if (topic in _drain(observer)) != allowed:
+            wrong.append(f"{name} publish {topic}: expected {'allowed' if allowed else 'refused'}")
+    for name, topic_filter, publisher, probe, allowed in SUBSCRIBE:
+        subscriber = clients.tcp(name, client_id=f"{name}-sub-{len(clients.made)}")
+        code = subscriber.subscribe(topic_filter, 1)
+        if fleet_mqtt.refuses_subscriptions and (code != SUBACK_FAILURE) != allowed:
+            wrong.append(f"{name} subscribe {topic_filter}: SUBACK {code}")
+        connected[publisher].publish(probe, b"probe", qos=1)
+        subscriber.sync()
+        if (probe in _drain(subscriber)) != allowed:
+            wrong.append(
+                f"{name} receive {probe} through {topic_filter}: expected {'yes' if allowed else 'no'}"
+            )
+        subscriber.disconnect()
+    assert wrong == []
+
+
+def test_wrong_password_unknown_user_and_revoked_identity_are_refused(fleet: Fleet, clients: Clients) -> None:
+    for name, password in (
+        ("node-1", "not-the-password"),
+        ("nobody", "x"),
+        ("old-device", fleet.password("old-device")),
+    ):
+        with pytest.raises(ConnectRefused):
+            clients.tcp(name, password=password)
+
+
+def test_tls_with_a_client_certificate_and_password(fleet: Fleet, clients: Clients) -> None:
+    node = clients.tls("node-1", cert="node-1", password=fleet.password("node-1"))
+    assert node.subscribe("edge/tasks/node-1", 1) == 1
+    clients.tcp("op-1").publish("edge/tasks/node-1", b"over tls", qos=1)
+    assert node.expect(1)[0].payload == b"over tls"
+
+
+def test_tls_without_a_client_certificate_is_refused(fleet: Fleet, clients: Clients) -> None:
+    with pytest.raises((ssl.SSLError, OSError, ConnectRefused, TimeoutError)):
+        clients.tls("node-1", cert=None, password=fleet.password("node-1"))
+
+
+def test_tls_with_a_revoked_identity_certificate_is_refused(fleet: Fleet, clients: Clients) -> None:
+    with pytest.raises((ConnectRefused, ssl.SSLError, OSError)):
+        clients.tls("old-device", cert="old-device", password=fleet.password("old-device"))
+
+
+# --- the embedded broker only ---------------------------------------------------------------
+
+
+@pytest.fixture
+def embedded_fleet(fleet: Fleet) -> Iterator[Clients]:
+    settings = {"listeners.ws.enabled": True, "listeners.ws.port": 0}
+    with fleet_broker("embedded", fleet, **settings) as running:
+        made = Clients(running, fleet)
+        yield made
+        made.close()
+
+
+def test_the_certificate_names_the_identity(fleet: Fleet, embedded_fleet: Clients) -> None:
+    node = embedded_fleet.tls(None, cert="node-1")  # no username, no password: the CN decides
+    assert node.subscribe("edge/tasks/node-1", 1) == 1
+    assert node.subscribe("edge/tasks/node-2", 1) == SUBACK_FAILURE  # with node-1's ACL
+    with pytest.raises(ConnectRefused):
+        embedded_fleet.tls("node-2", cert="node-1", password=fleet.password("node-2"))  # CN != username
+    with pytest.raises(ConnectRefused):
+        embedded_fleet.tls("node-1", cert="node-1", password="wrong")
+
+
+def test_websocket_listener_is_plain_even_with_tls_enabled(fleet: Fleet, embedded_fleet: Clients) -> None:
+    assert embedded_fleet.running.embedded is not None
+    ws_port = embedded_fleet.running.embedded.ws_port
+    dash = TestClient(
+        ws_port, "dash-ws", username="dash-1", password=fleet.password("dash-1"), transport="websockets"
+    )
+    embedded_fleet.made.append(dash)
+    dash.connect()
+    assert dash.subscribe("edge/presence/+", 1) == 1
+    embedded_fleet.tcp("node-1").publish("edge/presence/node-1", b"online", qos=1, retain=True)
+    [message] = dash.expect(1)
+    assert (message.topic, message.payload) == ("edge/presence/node-1", b"online")
+
+
+def test_reload_after_revocation_disconnects_and_refuses(tmp_path: Path) -> None:
+    small = provision(tmp_path, [["agent", "node-9"], ["agent", "node-8"]], name="small")
+    with fleet_broker("embedded", small) as running:
+        made = Clients(running, small)
+        try:
+            doomed, survivor = made.tcp("node-9"), made.tcp("node-8")
+            password = small.password("node-9")
+            edge_provision("--fleet", small.root, "revoke", "node-9")
+            ports = ("--tcp-port", str(small.tcp_port), "--tls-port", str(small.tls_port))
+            edge_provision(
+                "--fleet", small.root, "broker-files", "--format", "amqtt", "--out", small.amqtt_files, *ports
+            )
+            assert running.embedded is not None
+            assert running.embedded.reload() == 1  # what SIGHUP does
+            assert doomed.disconnected.wait(15)
+            with pytest.raises(ConnectRefused):
+                made.tcp("node-9", password=password, client_id="node-9-again")
+            survivor.sync()  # everyone else carries on
+        finally:
+            made.close()
