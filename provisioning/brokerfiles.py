@@ -45,6 +45,8 @@ class BrokerOptions:
         check_host(self.bind)
         if self.tls_port == self.tcp_port:
             raise InputError(f"--tls-port and --tcp-port are both {self.tls_port}")
+        if self.install_dir is not None and not self.install_dir.is_absolute():
+            raise InputError(f"--install-dir {self.install_dir} must be an absolute path on the broker")
         if self.max_queued < 1:
             raise InputError("--max-queued must be at least 1")
         try:

@@ -279,6 +279,7 @@ BAD_INPUT = [
     (["rotate", "node-1", "--alg", "hmac-sha256"], 2, "devices only"),
     (["broker-files", "--tls-port", "0"], 2, "not a TCP port"),
     (["broker-files", "--run-as", "no-such-user-x"], 2, "no such user"),
+    (["broker-files", "--install-dir", "etc/mosquitto"], 2, "must be an absolute path"),
 ]
 
 
