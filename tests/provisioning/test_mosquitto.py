@@ -272,3 +272,19 @@ def test_revoking_and_regenerating_the_files_locks_an_identity_out(broker: Broke
         assert client.connect() is not None
     with broker.probe("dev-any", "tls") as client:
         assert client.connect() is None, "the others still log in"
+
+
+@pytest.mark.parametrize("alg", ["ed25519", "rsa-2048"])
+def test_other_ca_algorithms_work_with_mosquitto(tmp_path: Path, alg: str) -> None:
+    """The default (ECDSA P-256) is exercised above; the two other CA algorithms get one TLS login each."""
+    b = Broker(tmp_path, tmp_path / "fleet", tmp_path / "files", free_port(), free_port(), "admin-pw")
+    edge_provision("init", b.fleet, "--ca-alg", alg)
+    edge_provision("add", "agent", "node-1", "--fleet", b.fleet)
+    edge_provision("bundle", "node-1", "--out", b.bundle("node-1"), "--fleet", b.fleet)
+    b.write_broker_files()
+    (tmp_path / "run").mkdir()
+    with run_mosquitto(b.config(), tmp_path / "run", [b.tls_port, b.tcp_port]):
+        with b.probe("node-1", "tls") as client:
+            assert client.connect() is None
+        with b.probe("node-1", "tls", cert=False) as client:
+            assert client.connect() is not None
