@@ -185,7 +185,10 @@ def check_device_archive(archive: Path, into: Path) -> None:
     assert mode(archive) == 0o600
     with tarfile.open(archive) as tar:
         members = {m.name: stat.S_IMODE(m.mode) for m in tar.getmembers()}
-        tar.extractall(into, filter="data")
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12
+            tar.extractall(into, filter="data")
+        else:  # pragma: no cover
+            tar.extractall(into)  # our own archive
     assert members == {
         "sensor-7": 0o700,
         "sensor-7/device.toml": 0o644,
