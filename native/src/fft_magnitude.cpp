@@ -10,38 +10,61 @@ namespace {
 
 using fft::cpx;
 
-EK_INLINE double magnitude(cpx z) {
-    const double s = z.re * z.re + z.im * z.im;
-    return std::isfinite(s) && s >= 1e-290 ? std::sqrt(s) : std::hypot(z.re, z.im);
+// mag[k] = |re[k] + i im[k]|, in place over re: vectorised square roots, or hypot for the whole
+// array when a square would underflow or overflow.
+EK_CLONES void magnitudes(double *re, const double *im, std::size_t n) {
+    bool plain = true;
+    for (std::size_t k = 0; k < n; ++k) {
+        const double s = re[k] * re[k] + im[k] * im[k];
+        plain &= (s >= 1e-290 && s <= 1e290) || (re[k] == 0 && im[k] == 0);
+    }
+    if (plain) {
+        for (std::size_t k = 0; k < n; ++k) {
+            re[k] = std::sqrt(re[k] * re[k] + im[k] * im[k]);
+        }
+    } else {
+        for (std::size_t k = 0; k < n; ++k) {
+            re[k] = std::hypot(re[k], im[k]);
+        }
+    }
 }
 
 // Even n: the n/2-point complex DFT of (x[0] + i x[1], x[2] + i x[3], ...), then one split pass.
-void even_length(const double *x, std::size_t n, double *mag) {
+// Writes the spectrum's real parts to re and imaginary parts to im (h + 1 each).
+void even_length(const double *x, std::size_t n, double *re, double *im) {
     const std::size_t h = n / 2;
     std::vector<cpx> z(h);
     for (std::size_t k = 0; k < h; ++k) {
         z[k] = {x[2 * k], x[2 * k + 1]};
     }
-    fft::forward(z.data(), h);
-    const fft::Twiddles w(n);
-    for (std::size_t k = 0; k <= h; ++k) {
-        const cpx a = z[k % h];
-        const cpx b = z[(h - k) % h];  // conj(b) pairs with a
+    const fft::Roots roots(n);
+    fft::Plan(h, roots, 2).forward(z.data());
+    re[0] = z[0].re + z[0].im;  // the DC and Nyquist bins are real
+    im[0] = 0.0;
+    re[h] = z[0].re - z[0].im;
+    im[h] = 0.0;
+    fft::RootWalk w(roots, 1);  // W_n^k
+    for (std::size_t k = 1; k < h; ++k) {
+        w.next();
+        const cpx a = z[k];
+        const cpx b = z[h - k];  // conj(b) pairs with a
         const cpx even{0.5 * (a.re + b.re), 0.5 * (a.im - b.im)};
         const cpx odd{0.5 * (a.im + b.im), -0.5 * (a.re - b.re)};
-        const cpx tw = w(k);
-        mag[k] = magnitude({even.re + tw.re * odd.re - tw.im * odd.im, even.im + tw.re * odd.im + tw.im * odd.re});
+        const cpx tw = w.value();
+        re[k] = even.re + tw.re * odd.re - tw.im * odd.im;
+        im[k] = even.im + tw.re * odd.im + tw.im * odd.re;
     }
 }
 
-void odd_length(const double *x, std::size_t n, double *mag) {
+void odd_length(const double *x, std::size_t n, double *re, double *im) {
     std::vector<cpx> z(n);
     for (std::size_t k = 0; k < n; ++k) {
         z[k] = {x[k], 0.0};
     }
-    fft::forward(z.data(), n);
+    fft::Plan(n).forward(z.data());
     for (std::size_t k = 0; k <= n / 2; ++k) {
-        mag[k] = magnitude(z[k]);
+        re[k] = z[k].re;
+        im[k] = z[k].im;
     }
 }
 
@@ -49,14 +72,23 @@ struct NonFinite {
     bool nan, inf;
 };
 
-EK_CLONES NonFinite scan(const double *x, std::size_t n) {
+EK_CLONES bool all_finite(const double *x, std::size_t n) {
+    unsigned bad = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        bad |= !(x[i] - x[i] == 0.0);  // NaN - NaN and inf - inf are NaN
+    }
+    return bad == 0;
+}
+
+NonFinite scan(const double *x, std::size_t n) {
+    if (all_finite(x, n)) {
+        return {false, false};
+    }
     bool nan = false;
-    bool inf = false;
     for (std::size_t i = 0; i < n; ++i) {
         nan |= x[i] != x[i];
-        inf |= std::fabs(x[i]) == HUGE_VAL;
     }
-    return {nan, inf};
+    return {nan, !nan};
 }
 
 }  // namespace
@@ -78,10 +110,10 @@ extern "C" int ek_fft_magnitude(const double *signal, size_t n, double spacing, 
             for (size_t k = 0; k < bins; ++k) {
                 magnitude[k] = bad.nan ? ek::kNaN : HUGE_VAL;
             }
-        } else if (n % 2 == 0) {
-            ek::even_length(signal, n, magnitude);
         } else {
-            ek::odd_length(signal, n, magnitude);
+            // The spectrum's imaginary parts go where the frequencies will, until magnitudes are taken.
+            (n % 2 == 0 ? ek::even_length : ek::odd_length)(signal, n, magnitude, frequency);
+            ek::magnitudes(magnitude, frequency, bins);
         }
         const double step = 1.0 / (static_cast<double>(n) * spacing);  // numpy.fft.rfftfreq
         for (size_t k = 0; k < bins; ++k) {

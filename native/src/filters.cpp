@@ -22,15 +22,15 @@ double fir_at(const double *x, std::size_t i, const double *taps, std::size_t t)
 EK_CLONES void fir_full(const double *x, std::size_t n, const double *taps, std::size_t t, double *y) {
     std::size_t i = t - 1;
     for (; i + 8 <= n; i += 8) {
-        v4d a0 = splat4(0.0);
-        v4d a1 = splat4(0.0);
+        v4d a0 = EK_SPLAT4(0.0);
+        v4d a1 = EK_SPLAT4(0.0);
         for (std::size_t j = 0; j < t; ++j) {
-            const v4d c = splat4(taps[j]);
-            a0 += c * load4(x + i - j);
-            a1 += c * load4(x + i - j + 4);
+            const v4d c = EK_SPLAT4(taps[j]);
+            a0 += c * EK_LOAD4(x + i - j);
+            a1 += c * EK_LOAD4(x + i - j + 4);
         }
-        store4(y + i, a0);
-        store4(y + i + 4, a1);
+        EK_STORE4(y + i, a0);
+        EK_STORE4(y + i + 4, a1);
     }
     for (; i < n; ++i) {
         y[i] = fir_at(x, i, taps, t);

@@ -1,0 +1,154 @@
+"""Native kernels against their numpy references, through the full Python call path.
+
+    .venv/bin/python benchmarks/kernels.py [--quick] [--repeats N]
+
+Each row times `registry.get(name)(params)` -- validation, conversion, the call and the result --
+for the native registry and for the numpy-reference registry, interleaved in the same run so
+that both see the same machine load, and prints the medians and the ratio numpy / native (> 1:
+native is faster) with the target of issue 3. The last rows are the call overhead of trivial
+kernels (one sample) through the same path. Wall-clock medians: numpy's BLAS may use every core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from native import Registry, load_registry
+
+SIGNALS = (256, 4096, 65536)
+TAPS = 32
+WINDOW = 16
+BINS = 64
+OVERHEAD_TARGET_US = 3.0
+
+
+@dataclass(frozen=True)
+class Case:
+    kernel: str
+    size: str
+    params: dict[str, object]
+    target: float  # minimum numpy / native ratio
+
+
+def _target(kernel: str, size: str) -> float:
+    if kernel == "matrix_multiply" and size in ("64x64", "256x256"):
+        return 0.5 if size == "256x256" else 1.0
+    if kernel == "fft_magnitude" and size == "65536":
+        return 0.5
+    if kernel in ("stats", "zscore_anomalies", "moving_average", "fir_filter") and size == "4096":
+        return 2.0
+    return 1.0
+
+
+def cases() -> list[Case]:
+    rng = np.random.default_rng(1)
+    out: list[tuple[str, str, dict[str, object]]] = []
+    for n in SIGNALS:
+        x = rng.standard_normal(n)
+        out += [
+            ("fir_filter", str(n), {"signal": x, "taps": rng.standard_normal(TAPS)}),
+            ("moving_average", str(n), {"signal": x, "window": WINDOW}),
+            ("stats", str(n), {"signal": x}),
+            ("fft_magnitude", str(n), {"signal": x, "sample_rate": 1000.0}),
+            ("zscore_anomalies", str(n), {"signal": x, "threshold": 3.0}),
+            ("histogram", str(n), {"signal": x, "bins": BINS}),
+        ]
+    for m in (8, 64, 256):
+        a, b = rng.standard_normal((m, m)), rng.standard_normal((m, m))
+        out.append(("matrix_multiply", f"{m}x{m}", {"matrix_a": a, "matrix_b": b}))
+    for side in (64, 256):
+        image = rng.standard_normal((side, side))
+        for k in (3, 5):
+            params = {"image": image, "kernel": rng.standard_normal((k, k))}
+            out.append(("conv2d", f"{side}x{side} k{k}x{k}", params))
+    return [Case(k, s, p, _target(k, s)) for k, s, p in out]
+
+
+def _batch(call: Callable[[], object], budget_s: float) -> int:
+    """How many calls make one timed batch of about budget_s."""
+    start = time.perf_counter()
+    calls = 0
+    while time.perf_counter() - start < budget_s / 4:
+        call()
+        calls += 1
+    return max(1, calls * 4)
+
+
+def median_us(calls: list[Callable[[], object]], repeats: int, budget_s: float) -> list[float]:
+    """Median time per call of each callable, batches interleaved."""
+    sizes = [_batch(c, budget_s) for c in calls]
+    samples: list[list[float]] = [[] for _ in calls]
+    for _ in range(repeats):
+        for call, size, out in zip(calls, sizes, samples, strict=True):
+            start = time.perf_counter()
+            for _ in range(size):
+                call()
+            out.append((time.perf_counter() - start) / size * 1e6)
+    return [statistics.median(s) for s in samples]
+
+
+def _fmt(us: float) -> str:
+    return f"{us:10.1f}" if us >= 10 else f"{us:10.2f}"
+
+
+def run(native: Registry, reference: Registry, repeats: int, budget_s: float) -> int:
+    print(f"{'kernel':18} {'size':16} {'native us':>10} {'numpy us':>10} {'ratio':>7} {'target':>7}  met")
+    missed = 0
+    for case in cases():
+        calls = [partial(registry.get(case.kernel), case.params) for registry in (native, reference)]
+        t_native, t_numpy = median_us(calls, repeats, budget_s)
+        ratio = t_numpy / t_native
+        met = ratio >= case.target
+        missed += not met
+        print(
+            f"{case.kernel:18} {case.size:16} {_fmt(t_native)} {_fmt(t_numpy)} {ratio:7.2f} "
+            f"{case.target:6.1f}x  {'yes' if met else 'NO'}"
+        )
+    print()
+    trivial: list[tuple[str, dict[str, object]]] = [
+        ("stats", {"signal": np.ones(1)}),
+        ("moving_average", {"signal": np.ones(1), "window": 1}),
+    ]
+    for kernel, params in trivial:
+        (t,) = median_us([partial(native.get(kernel), params)], repeats, budget_s)
+        met = t <= OVERHEAD_TARGET_US
+        missed += not met
+        verdict = "yes" if met else "NO"
+        print(f"overhead, {kernel} of 1 sample: {t:.2f} us (target <= {OVERHEAD_TARGET_US:g} us) {verdict}")
+    return missed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15, help="timed batches per kernel and backend")
+    parser.add_argument("--quick", action="store_true", help="5 repeats of 5 ms batches (a smoke run)")
+    args = parser.parse_args(argv)
+    repeats, budget = (5, 0.005) if args.quick else (args.repeats, 0.02)
+    native = load_registry()
+    if native.backend != "native":
+        print("the native library did not load (pip install -e . builds it)", file=sys.stderr)
+        return 1
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    versions = f"python {platform.python_version()}, numpy {np.__version__}"
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, {versions}")
+    print(f"library: {native.build_info} ({native.binding.mode if native.binding else '-'})")
+    print(f"params: fir taps {TAPS}, moving_average window {WINDOW}, histogram bins {BINS}, threshold 3")
+    print(f"timing: medians of {repeats} interleaved batches of ~{budget * 1e3:.0f} ms, wall clock\n")
+    missed = run(native, Registry(None), repeats, budget)
+    print(f"\n{missed} target(s) missed")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
