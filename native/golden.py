@@ -14,6 +14,7 @@ library alone, on any target under qemu-user. Numbers are C99 hex floats (exact)
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -155,7 +156,7 @@ def cases(registry: Registry) -> Iterator[Case]:
     for kernel_name, label, params in _params():
         kernel = registry.get(kernel_name)
         args = kernel.validate(params)
-        fields = args._asdict()
+        fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(args)}
         case = Case(kernel_name, label, scalars=_scalars(args))
         case.arrays = {k: v for k, v in fields.items() if isinstance(v, np.ndarray)}
         try:

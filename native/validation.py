@@ -99,11 +99,13 @@ def _size_error(arr: np.ndarray, field: str, limits: Limits) -> None:
 def integer(params: Params, field: str, lo: int, hi: int, default: int | None = None) -> int:
     """The int `field` (a float with an integral value is accepted), lo <= value <= hi."""
     value = params.get(field, default)
-    if value is None:
+    if type(value) is int:  # the common case, without the slower ABC checks below
+        number = value
+    elif value is None:
         raise InvalidParams("is required", field=field)
-    if isinstance(value, bool) or not isinstance(value, Real):
+    elif isinstance(value, bool) or not isinstance(value, Real):
         raise InvalidParams(f"must be an integer, not {type(value).__name__}", field=field)
-    if isinstance(value, Integral):
+    elif isinstance(value, Integral):
         number = int(value)
     else:
         as_float = float(value)
@@ -118,6 +120,8 @@ def integer(params: Params, field: str, lo: int, hi: int, default: int | None = 
 def real(params: Params, field: str, default: float | None = None) -> float:
     """The real number `field` (NaN and infinity pass: callers bound them)."""
     value = params.get(field, default)
+    if type(value) is float or type(value) is int:  # the common cases first
+        return float(value)
     if value is None:
         raise InvalidParams("is required", field=field)
     if isinstance(value, bool) or not isinstance(value, Real):
