@@ -17,6 +17,8 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 SOURCES = sorted(str(p.relative_to(HERE.parent)) for p in (HERE / "src").glob("*.cpp"))
+HEADERS = [*(HERE / "src").glob("*.hpp"), HERE / "include" / "edge_kernels.h"]
+DEPENDS = sorted(str(p.relative_to(HERE.parent)) for p in HEADERS)
 CXXFLAGS = ["-std=c++17", "-O3", "-ffp-contract=off", "-fno-math-errno", "-Wno-psabi", "-fvisibility=hidden"]
 
 
@@ -38,6 +40,7 @@ ffibuilder.set_source(
     sources=SOURCES,
     include_dirs=[str(Path("native") / "include")],
     extra_compile_args=CXXFLAGS,
+    depends=DEPENDS,  # rebuild when a header changes, not only a .cpp
     libraries=["stdc++", "m"],
 )
 

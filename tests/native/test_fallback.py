@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,9 @@ def test_native_backend_reports_itself(registry: Registry) -> None:
     assert registry.backend == "native"
     assert registry.binding is not None
     assert "edge_kernels" in registry.build_info
+    explicit = os.environ.get(ENV_LIBRARY)
+    if explicit:  # e.g. make asan: the sanitized library must be the one under test
+        assert registry.binding.mode == "abi" and registry.binding.origin == explicit
 
 
 @pytest.mark.parametrize(
