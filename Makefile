@@ -45,13 +45,15 @@ selftest: cross  ## C++ self-test against the golden vectors: host, then aarch64
 cross:  ## cross-build the kernels for aarch64 and armhf, self-test under qemu, stage in native/lib/
 	deploy/arm/build.sh
 
-ASAN_RUNTIME = $$(g++ -print-file-name=libasan.so)
+# The ASan runtime first, and libstdc++ preloaded too so that ASan can intercept C++ throws
+# in a library that Python dlopens. --capture=sys leaves fd 2 alone for sanitizer reports.
+ASAN_RUNTIME = "$$(g++ -print-file-name=libasan.so) $$(g++ -print-file-name=libstdc++.so)"
 asan: $(STAMP)  ## ASan+UBSan build of the kernels: C++ self-test, then the Python kernel tests on it
 	$(MAKE) -C native -j2 SANITIZE=1 selftest
 	EDGE_KERNELS_LIB=$(CURDIR)/build/native/host-asan/libedge_kernels.so EDGE_KERNELS_BACKEND=native \
 	LD_PRELOAD=$(ASAN_RUNTIME) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	$(BIN)/pytest tests/native -m "not selftest" -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/pytest tests/native -m "not selftest" -p no:cacheprovider --capture=sys $(PYTEST_ARGS)
 
 golden: $(STAMP)  ## regenerate native/selftest/golden.txt from the numpy references
 	$(BIN)/python -m native.golden
