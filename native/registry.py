@@ -17,7 +17,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from native import calls, references, specs
 from native.binding import Binding
-from native.errors import UnknownKernel
+from native.errors import KernelOutOfMemory, UnknownKernel
 from native.loader import load_binding
 from native.references import Result
 from native.validation import Limits, Params
@@ -51,10 +51,22 @@ SPECS: tuple[KernelSpec[Any], ...] = tuple(
 )
 
 
+def _guarded(reference: Callable[[A], Result]) -> Callable[[A], Result]:
+    """The numpy reference as a backend: running out of memory is a kernel error, as in C++."""
+
+    def run(args: A) -> Result:
+        try:
+            return reference(args)
+        except MemoryError as exc:
+            raise KernelOutOfMemory("out of memory allocating a work buffer") from exc
+
+    return run
+
+
 class Kernel(Generic[A]):
     """One kernel bound to a backend and to size limits."""
 
-    __slots__ = ("_binding", "_limits", "_reference", "_validate", "backend", "name", "run")
+    __slots__ = ("_limits", "_reference", "_validate", "backend", "name", "run")
 
     def __init__(self, spec: KernelSpec[A], limits: Limits, binding: Binding | None) -> None:
         self.name = spec.name
@@ -62,8 +74,8 @@ class Kernel(Generic[A]):
         self._validate = spec.validate
         self._limits = limits
         self._reference = spec.reference
-        self._binding = binding
-        self.run: Callable[[A], Result] = spec.reference if binding is None else spec.native(binding)
+        run = _guarded(spec.reference) if binding is None else spec.native(binding)
+        self.run: Callable[[A], Result] = run
 
     def validate(self, params: Params) -> A:
         return self._validate(params, self._limits)

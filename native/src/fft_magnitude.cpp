@@ -1,5 +1,6 @@
 // fft_magnitude: |rfft(signal)| and its frequencies, like numpy.fft.rfft and rfftfreq.
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "common.hpp"
@@ -10,8 +11,23 @@ namespace {
 
 using fft::cpx;
 
-// mag[k] = |re[k] + i im[k]|, in place over re: vectorised square roots, or hypot for the whole
-// array when a square would underflow or overflow.
+// sqrt(a^2 + b^2) without overflow or underflow; not std::hypot, whose glibc 2.35 symbol version
+// would keep the library off older boards (deploy/arm/README.md).
+double scaled_hypot(double a, double b) {
+    a = std::fabs(a);
+    b = std::fabs(b);
+    if (a < b) {
+        std::swap(a, b);
+    }
+    if (a == 0 || !std::isfinite(a)) {
+        return a;
+    }
+    const double r = b / a;
+    return a * std::sqrt(1.0 + r * r);
+}
+
+// mag[k] = |re[k] + i im[k]|, in place over re: vectorised square roots, or the scaled form for the
+// whole array when a square would underflow or overflow.
 EK_CLONES void magnitudes(double *re, const double *im, std::size_t n) {
     bool plain = true;
     for (std::size_t k = 0; k < n; ++k) {
@@ -24,7 +40,7 @@ EK_CLONES void magnitudes(double *re, const double *im, std::size_t n) {
         }
     } else {
         for (std::size_t k = 0; k < n; ++k) {
-            re[k] = std::hypot(re[k], im[k]);
+            re[k] = scaled_hypot(re[k], im[k]);
         }
     }
 }
