@@ -30,7 +30,7 @@ import logging
 import math
 from typing import Any
 
-from amqtt.adapters import ReaderAdapter, WebSocketsWriter, WriterAdapter
+from amqtt.adapters import ReaderAdapter, WriterAdapter
 from amqtt.broker import Broker, RetainedApplicationMessage, Server
 from amqtt.contexts import BrokerConfig, ListenerConfig, ListenerType
 from amqtt.errors import PluginError
@@ -49,6 +49,7 @@ from .store import MemoryStore
 from .topicfilter import valid_filter, valid_topic
 from .transport import (
     ClosingStreamWriter,
+    CoalescingWebSocketsWriter,
     LimitedStreamReader,
     LimitedWebSocketsReader,
     server_context,
@@ -155,7 +156,7 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
     async def ws_connected(self, websocket: Any, listener_name: str) -> None:
         set_nodelay(websocket.transport)
         limited = LimitedWebSocketsReader(websocket, self.settings.limits.max_packet_size)
-        await self._client_connected(listener_name, limited, WebSocketsWriter(websocket))
+        await self._client_connected(listener_name, limited, CoalescingWebSocketsWriter(websocket))
 
     # -- connections ------------------------------------------------------------------------------
 

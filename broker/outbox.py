@@ -13,7 +13,9 @@ an offline client without bound, in memory, re-flagged as retained. Here:
 * every message keeps its own retain flag (0 for live traffic [MQTT-3.3.1-9], 1 for a retained
   message sent because of a new subscription).
 
-A single pump task per connection writes to the socket, so messages leave in queue order.
+Messages are written synchronously, in queue order, when they are queued or when an
+acknowledgement frees the window; only a slow reader (its socket's send buffer full) makes the
+outbox wait, in a task, for the socket to drain.
 """
 
 from __future__ import annotations
@@ -67,8 +69,7 @@ class Outbox:
         self.delivered = 0
         self._on_done = on_done
         self._handler: EdgeProtocolHandler | None = None
-        self._pump: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Task[None] | None = None  # waiting for a slow reader's socket to drain
         self._last_id = 0
 
     @property
@@ -81,13 +82,13 @@ class Outbox:
     # -- filling ----------------------------------------------------------------------------------
 
     def offer(self, delivery: Delivery) -> bool:
-        """Queue a message; False (and counted) when the queue is at its bound."""
+        """Queue a message (and send it at once if the window allows); False when the queue is full."""
         if self.max_queued and len(self.queue) >= self.max_queued:
             self.dropped += 1
             return False
         self.queue.append(delivery)
         if self._handler is not None:
-            self._wake.set()
+            self._pump()
         return True
 
     def clear(self) -> list[Delivery]:
@@ -104,42 +105,49 @@ class Outbox:
         self.detach()
         self._handler = handler
         handler.acks = self
-        self._pump = asyncio.create_task(self._run(handler), name=f"outbox-{self.client_id}")
-        self._pump.add_done_callback(_retrieve)
+        for delivery in list(self.inflight.values()):
+            if delivery.released:
+                handler.write_pubrel(delivery.packet_id)
+            else:
+                self._write(handler, delivery, dup=True)
+        self._pump()
 
     def detach(self) -> None:
         """The connection is gone: stop writing; in-flight messages wait for the next one."""
-        if self._pump is not None:
-            self._pump.cancel()
-            self._pump = None
+        if self._waiter is not None:
+            self._waiter.cancel()
+            self._waiter = None
         if self._handler is not None and self._handler.acks is self:
             self._handler.acks = None
         self._handler = None
 
-    async def _run(self, handler: EdgeProtocolHandler) -> None:
-        for delivery in list(self.inflight.values()):
-            if delivery.released:
-                await handler.send_pubrel(delivery.packet_id)
+    def _pump(self) -> None:
+        """Send queued messages while the window has room and the socket takes them."""
+        handler = self._handler
+        if handler is None or self._waiter is not None:
+            return
+        while self.queue and len(self.inflight) < self.max_inflight:
+            if handler.write_blocked():  # a slow reader: wait until its socket drains
+                self._waiter = asyncio.create_task(self._when_writable(handler))
+                self._waiter.add_done_callback(_retrieve)
+                return
+            delivery = self.queue.popleft()
+            if delivery.qos:
+                delivery.packet_id = self._next_packet_id()
+                self.inflight[delivery.packet_id] = delivery
             else:
-                await self._send(handler, delivery, dup=True)
-        while True:
-            while self.queue and len(self.inflight) < self.max_inflight:
-                delivery = self.queue.popleft()
-                if delivery.qos:
-                    delivery.packet_id = self._next_packet_id()
-                    self.inflight[delivery.packet_id] = delivery
-                else:
-                    self.delivered += 1
-                await self._send(handler, delivery, dup=False)
-            self._wake.clear()
-            await self._wake.wait()
+                self.delivered += 1
+            self._write(handler, delivery, dup=False)
+
+    async def _when_writable(self, handler: EdgeProtocolHandler) -> None:
+        await handler.drain()
+        self._waiter = None
+        self._pump()
 
     @staticmethod
-    async def _send(handler: EdgeProtocolHandler, delivery: Delivery, *, dup: bool) -> None:
+    def _write(handler: EdgeProtocolHandler, delivery: Delivery, *, dup: bool) -> None:
         packet_id = delivery.packet_id if delivery.qos else None
-        await handler.send_publish(
-            delivery.topic, delivery.payload, delivery.qos, delivery.retain, packet_id, dup
-        )
+        handler.write_publish(delivery.topic, delivery.payload, delivery.qos, delivery.retain, packet_id, dup)
 
     def _next_packet_id(self) -> int:
         candidate = self._last_id
@@ -175,11 +183,11 @@ class Outbox:
         self.delivered += 1
         self._on_done(self, delivery)
         if self.queue:
-            self._wake.set()
+            self._pump()
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
-    """The pump ends by cancellation or because the connection broke; neither is news."""
+    """A drain wait ends by cancellation or because the connection broke; neither is news."""
     with contextlib.suppress(asyncio.CancelledError):
         exc = task.exception()
         if exc is not None:
