@@ -96,7 +96,7 @@ def _params() -> Iterator[tuple[str, str, Params]]:
     for n, t in [(1, 1), (2, 5), (50, 7), (200, 31), (9, 9)]:
         yield "fir_filter", f"n{n}t{t}", {"signal": rng.standard_normal(n), "taps": rng.standard_normal(t)}
     yield "fir_filter", "special", {"signal": _special(rng, 40), "taps": [1.0, np.inf, 0.5]}
-    for n, w in [(1, 1), (10, 10), (100, 7), (300, 16)]:
+    for n, w in [(1, 1), (10, 10), (100, 7), (300, 16), (300, 100)]:  # 100: the running-sum path
         yield "moving_average", f"n{n}w{w}", {"signal": rng.standard_normal(n), "window": w}
     yield (
         "moving_average",
