@@ -6,14 +6,20 @@ returns an `AcceptedTask` or raises `AuthenticationError` (checks 1-3, or 4 with
 readable id: report on the rejects topic) or `TaskRejected` (checks 4-7 with an id: answer
 with a `rejected` result). Checks 8 (kernel and params) and 9 (queue room) belong to the agent.
 
-On success the (kid, nonce) and (kid, id) pairs are remembered in `replay` at once, so a
-copy arriving before the agent's commit is already caught.
+On success the (kid, nonce) and (kid, id) pairs are claimed in `replay` in one atomic step,
+so a copy arriving before the agent's commit, even on another thread, is already caught.
+
+Check 4 reads the body only after the signature verified: nothing an unauthenticated
+sender controls reaches more than the envelope decoder.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import msgpack
 
 from .codec import DEFAULT_LIMITS, Limits, unpackb
 from .envelope import open_envelope, verify_envelope
@@ -41,14 +47,20 @@ class AcceptancePolicy:
 DEFAULT_POLICY = AcceptancePolicy()
 
 
-@dataclass(frozen=True)
-class AcceptedTask:
+class AcceptedTask(NamedTuple):
+    """What `accept_task` returns (a NamedTuple: one is built per task, cheaply)."""
+
     task: Task
     kid: str
     body: bytes  # the exact signed bytes
-    body_sha256: bytes
+    sig: bytes  # their signature; with `kid`, it identifies the body (see ReplayRecord.body_id)
     topic: ParsedTopic
     redelivery: bool = False  # check 6's exception: acknowledge again, produce nothing new
+
+    @property
+    def body_sha256(self) -> bytes:
+        """SHA-256 of the body, for audit logs and stores; computed when asked, not on the hot path."""
+        return hashlib.sha256(self.body).digest()
 
 
 def _task_topic(topic: str, topics: Topics) -> ParsedTopic:
@@ -59,6 +71,46 @@ def _task_topic(topic: str, topics: Topics) -> ParsedTopic:
     if parsed.kind not in _TASK_TOPICS:
         raise AuthenticationError(f"no task may arrive on a {parsed.kind} topic", code="malformed")
     return parsed
+
+
+def _salvaged_id(body: bytes) -> str | None:
+    """The `id` of a body our codec refused (a bad array, too deep), if MessagePack can still read it."""
+    try:
+        value = msgpack.unpackb(body, raw=False, ext_hook=lambda code, data: None)
+    except Exception:  # unreadable in any way: there is no id to answer
+        return None
+    return Task.readable_id(value)
+
+
+def _read_task(body: bytes, kid: str, limits: Limits) -> Task:
+    """Check 4; without a readable id the failure is an `AuthenticationError` (PROTOCOL 4, last paragraph)."""
+    try:
+        value = unpackb(body, limits)
+    except CodecError as exc:
+        task_id = _salvaged_id(body)
+        if task_id is None:
+            raise AuthenticationError(f"task body: {exc.message}", code="malformed", kid=kid) from None
+        raise TaskRejected(f"task body: {exc.message}", code="malformed", task_id=task_id, kid=kid) from None
+    try:
+        return Task.from_body(value)
+    except BodyError as exc:
+        task_id = Task.readable_id(value)
+        if task_id is None:
+            raise AuthenticationError(
+                f"task without a readable id: {exc.message}", code="malformed", kid=kid
+            ) from None
+        raise TaskRejected(exc.message, code="malformed", task_id=task_id, kid=kid) from None
+
+
+def _check_target(task: Task, parsed: ParsedTopic, topic: str, kid: str) -> None:
+    """Check 5, first part: a signed task cannot be re-routed."""
+    if task.target != parsed.task_target:
+        raise TaskRejected(
+            f"target {task.target!r} does not match the topic {topic!r}",
+            code="target_mismatch",
+            task_id=task.id,
+            kid=kid,
+        )
 
 
 def _check_times(task: Task, now: float, policy: AcceptancePolicy, kid: str) -> None:
@@ -85,11 +137,13 @@ def _check_times(task: Task, now: float, policy: AcceptancePolicy, kid: str) -> 
         )
 
 
-def _check_replay(task: Task, kid: str, digest: bytes, replay: ReplayCache) -> bool:
-    """Checks 6 and 7; True when this is a redelivery of an already accepted task."""
-    seen = replay.by_nonce(kid, task.nonce)
-    if seen is not None:
-        if seen.task_id == task.id and seen.body_sha256 == digest:
+def _claim(task: Task, kid: str, sig: bytes, replay: ReplayCache, forget_after: float) -> bool:
+    """Checks 6 and 7 in one atomic step; True when this is a redelivery of an accepted task."""
+    seen = replay.claim(ReplayRecord(kid, task.nonce, task.id, sig, forget_after))
+    if seen is None:
+        return False
+    if seen.nonce == task.nonce:
+        if seen.task_id == task.id and seen.body_id == sig:
             return True
         raise TaskRejected(
             f"nonce of {kid!r} already used by task {seen.task_id!r}",
@@ -97,15 +151,12 @@ def _check_replay(task: Task, kid: str, digest: bytes, replay: ReplayCache) -> b
             task_id=task.id,
             kid=kid,
         )
-    earlier = replay.by_id(kid, task.id)
-    if earlier is not None and earlier.body_sha256 != digest:
-        raise TaskRejected(
-            f"id {task.id!r} already used by another task from {kid!r}",
-            code="duplicate_id",
-            task_id=task.id,
-            kid=kid,
-        )
-    return False
+    raise TaskRejected(
+        f"id {task.id!r} already used by another task from {kid!r}",
+        code="duplicate_id",
+        task_id=task.id,
+        kid=kid,
+    )
 
 
 def accept_task(
@@ -120,32 +171,8 @@ def accept_task(
     parsed = _task_topic(topic, policy.topics)
     env = open_envelope(payload, policy.limits)  # check 1
     verify_envelope(env, trust, parsed.required_role, now)  # checks 2, 3
-    kid = env.kid
-    try:  # check 4
-        body = unpackb(env.body, policy.limits)
-    except CodecError as exc:
-        raise AuthenticationError(f"task body: {exc.message}", code="malformed", kid=kid) from None
-    try:
-        task = Task.from_body(body)
-    except BodyError as exc:
-        task_id = Task.readable_id(body)
-        if task_id is None:
-            raise AuthenticationError(
-                f"task without a readable id: {exc.message}", code="malformed", kid=kid
-            ) from None
-        raise TaskRejected(exc.message, code="malformed", task_id=task_id, kid=kid) from None
-    if task.target != parsed.task_target:  # check 5
-        raise TaskRejected(
-            f"target {task.target!r} does not match the topic {topic!r}",
-            code="target_mismatch",
-            task_id=task.id,
-            kid=kid,
-        )
-    _check_times(task, now, policy, kid)
-    digest = hashlib.sha256(env.body).digest()
-    redelivery = _check_replay(task, kid, digest, replay)  # checks 6, 7
-    if not redelivery:
-        replay.remember(ReplayRecord(kid, task.nonce, task.id, digest, task.expires_at + policy.clock_skew_s))
-    return AcceptedTask(
-        task=task, kid=kid, body=env.body, body_sha256=digest, topic=parsed, redelivery=redelivery
-    )
+    task = _read_task(env.body, env.kid, policy.limits)  # check 4
+    _check_target(task, parsed, topic, env.kid)  # check 5
+    _check_times(task, now, policy, env.kid)
+    redelivery = _claim(task, env.kid, env.sig, replay, task.expires_at + policy.clock_skew_s)  # checks 6, 7
+    return AcceptedTask(task, env.kid, env.body, env.sig, parsed, redelivery)

@@ -36,7 +36,33 @@ class CodecError(ProtocolError):
 
 
 class PayloadTooLarge(CodecError):
+    """The payload is over `Limits.max_payload`; refused before a byte is decoded."""
+
     code = "too_large"
+
+
+class DepthError(CodecError):
+    """Maps and lists nest deeper than `Limits.max_depth`."""
+
+
+class ElementLimitError(CodecError):
+    """A list, map or array holds more than `Limits.max_elements` items."""
+
+
+class DtypeError(CodecError):
+    """An ext array's dtype is not one of PROTOCOL 2's list."""
+
+
+class ShapeError(CodecError):
+    """An ext array's shape is not a list of at most `Limits.max_dims` non-negative ints."""
+
+
+class ArrayDataError(CodecError):
+    """An ext array's data is not a bin of exactly product(shape) x itemsize bytes."""
+
+
+class ExtTypeError(CodecError):
+    """An ext type other than 1 (arrays), including MessagePack timestamps (-1)."""
 
 
 class EncodeError(ProtocolError):

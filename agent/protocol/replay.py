@@ -4,24 +4,28 @@ An interface (`ReplayCache`) and an in-memory implementation. The agent backs th
 interface with its durable store, so the cache survives a restart; tests and clients use
 `MemoryReplayCache`. A record can be forgotten once its task has expired: a replay of the
 same signed bytes would then fail check 5 anyway.
+
+`claim` is the one call acceptance makes: look up and remember in one atomic step, so two
+copies of one task verified on two threads cannot both be accepted as new.
 """
 
 from __future__ import annotations
 
 import heapq
 import threading
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True)
-class ReplayRecord:
+class ReplayRecord(NamedTuple):
     """What was accepted: enough to tell a redelivery from a replay or an id reuse."""
 
     kid: str
     nonce: bytes
     task_id: str
-    body_sha256: bytes
+    #: Identifies the exact body bytes: the envelope's signature. Ed25519 (RFC 8032) and HMAC
+    #: signatures are deterministic and cannot be altered without the key, so one key gives
+    #: equal signatures exactly for equal bodies, and no hash of the body is needed.
+    body_id: bytes
     forget_after: float  # epoch seconds; the task's expires_at plus the clock skew
 
 
@@ -29,6 +33,11 @@ class ReplayCache(Protocol):
     def by_nonce(self, kid: str, nonce: bytes) -> ReplayRecord | None: ...
 
     def by_id(self, kid: str, task_id: str) -> ReplayRecord | None: ...
+
+    def claim(self, record: ReplayRecord) -> ReplayRecord | None:
+        """Atomically: the record holding `record`'s (kid, nonce), else the one holding its
+        (kid, task_id), else remember `record` and return None."""
+        ...
 
     def remember(self, record: ReplayRecord) -> None: ...
 
@@ -50,11 +59,23 @@ class MemoryReplayCache:
     def by_id(self, kid: str, task_id: str) -> ReplayRecord | None:
         return self._ids.get((kid, task_id))
 
+    def claim(self, record: ReplayRecord) -> ReplayRecord | None:
+        with self._lock:
+            seen = self._nonces.get((record.kid, record.nonce))
+            if seen is None:
+                seen = self._ids.get((record.kid, record.task_id))
+            if seen is None:
+                self._store(record)
+            return seen
+
     def remember(self, record: ReplayRecord) -> None:
         with self._lock:
-            self._nonces[(record.kid, record.nonce)] = record
-            self._ids[(record.kid, record.task_id)] = record
-            heapq.heappush(self._deadlines, (record.forget_after, record.kid, record.nonce))
+            self._store(record)
+
+    def _store(self, record: ReplayRecord) -> None:
+        self._nonces[(record.kid, record.nonce)] = record
+        self._ids[(record.kid, record.task_id)] = record
+        heapq.heappush(self._deadlines, (record.forget_after, record.kid, record.nonce))
 
     def expire(self, now: float) -> int:
         dropped = 0

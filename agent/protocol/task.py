@@ -1,7 +1,9 @@
 """The task body of PROTOCOL 4 as a value object, and check 4 (fields and types).
 
-`Task.from_body` accepts exactly what the table allows and names the field it refuses.
-Unknown extra fields are ignored: the protocol grows by new optional fields.
+`Task.from_body` accepts exactly what the table allows and names the field it refuses,
+checking fields in the table's order. Unknown extra fields are kept in `extra` and
+otherwise ignored: the protocol grows by new optional fields. A time may be sent as an
+int as well as a float (small devices often have no float encoder).
 """
 
 from __future__ import annotations
@@ -12,18 +14,20 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import BodyError
-from .topics import ID_PATTERN, is_valid_id
+from .topics import ID_PATTERN, ID_RE, is_valid_id
 
 NONCE_MIN, NONCE_MAX = 8, 32
 PRIORITY_MIN, PRIORITY_MAX, DEFAULT_PRIORITY = 0, 9, 5
 DEFAULT_TIMEOUT_S = 30.0
 MAX_RETRIES_LIMIT, DEFAULT_MAX_RETRIES = 10, 2
 MIN_EVERY_S = 1.0
-MAX_KERNEL_NAME = 64
+MAX_CRON_LENGTH = 256
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+# IANA names: letters, digits, _ + - in /-separated parts, e.g. America/Argentina/Buenos_Aires.
+_TZ_NAME = re.compile(r"[A-Za-z0-9_+-]{1,32}(?:/[A-Za-z0-9_+-]{1,32}){0,3}")
 
 
-def _number(body: dict[str, Any], name: str, *, required: bool = False) -> float | None:
+def _number(body: dict[Any, Any], name: str, *, required: bool = False) -> float | None:
     value = body.get(name)
     if value is None:
         if required:
@@ -36,18 +40,18 @@ def _number(body: dict[str, Any], name: str, *, required: bool = False) -> float
     return float(value)
 
 
-def _integer(body: dict[str, Any], name: str, lo: int, hi: int, default: int) -> int:
+def _integer(body: dict[Any, Any], name: str, lo: int, hi: int, default: int) -> int:
     value = body.get(name)
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        raise BodyError(f"'{name}' must be an integer", field=name)
+        raise BodyError(f"'{name}' must be an integer, got {type(value).__name__}", field=name)
     if not lo <= value <= hi:
         raise BodyError(f"'{name}' must be between {lo} and {hi}, got {value}", field=name)
     return value
 
 
-def _string(body: dict[str, Any], name: str, *, required: bool = False) -> str | None:
+def _string(body: dict[Any, Any], name: str, *, required: bool = False) -> str | None:
     value = body.get(name)
     if value is None:
         if required:
@@ -60,23 +64,120 @@ def _string(body: dict[str, Any], name: str, *, required: bool = False) -> str |
 
 def check_cron(expr: str, tz: str | None) -> None:
     """A 5-field cron expression APScheduler can run, in a known time zone."""
-    if len(expr.split()) != 5:
-        raise BodyError("'cron' must have 5 fields: minute hour day month day_of_week", field="cron")
+    if len(expr) > MAX_CRON_LENGTH or len(expr.split()) != 5:
+        raise BodyError(
+            f"'cron' must be 5 fields (minute hour day month day_of_week) in {MAX_CRON_LENGTH} characters",
+            field="cron",
+        )
     from apscheduler.triggers.cron import CronTrigger  # deferred: only recurring tasks pay for it
 
     try:
         CronTrigger.from_crontab(expr, timezone=tz or "UTC")
-    except (ValueError, KeyError) as exc:
+    except Exception as exc:  # a third-party parser: whatever it raises, the expression is invalid
         raise BodyError(f"'cron' is not a valid expression: {exc}", field="cron") from None
 
 
 def check_timezone(tz: str) -> None:
+    """An IANA time zone this machine knows; the name is checked before any file is opened."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+    if not _TZ_NAME.fullmatch(tz):
+        raise BodyError(f"'tz' {tz[:64]!r} is not an IANA time zone name", field="tz")
     try:
         ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise BodyError(f"'tz' {tz!r} is not an IANA time zone", field="tz") from None
+
+
+def _required(body: dict[Any, Any]) -> dict[str, Any]:
+    """The seven required fields; the common case (exact wire types) in one test."""
+    get = body.get
+    task_id, kernel, params, target = get("id"), get("kernel"), get("params"), get("target")
+    issued_at, expires_at, nonce = get("issued_at"), get("expires_at"), get("nonce")
+    if (
+        type(task_id) is str
+        and type(kernel) is str
+        and type(params) is dict
+        and type(target) is str
+        and type(issued_at) is float
+        and type(expires_at) is float
+        and type(nonce) is bytes
+        and issued_at - issued_at == 0.0  # finite: inf - inf and nan - nan are nan
+        and expires_at - expires_at == 0.0
+        and NONCE_MIN <= len(nonce) <= NONCE_MAX
+        and ID_RE.fullmatch(task_id)
+    ):
+        return {
+            "id": task_id,
+            "kernel": kernel,
+            "params": params,
+            "target": target,
+            "issued_at": issued_at,
+            "expires_at": expires_at,
+            "nonce": nonce,
+        }
+    return _required_checked(body)
+
+
+def _required_checked(body: dict[Any, Any]) -> dict[str, Any]:
+    """The seven required fields, one by one in the table's order, naming the first bad one."""
+    task_id = body.get("id")
+    if not is_valid_id(task_id):
+        raise BodyError(f"'id' must be a string matching {ID_PATTERN}", field="id")
+    kernel = _string(body, "kernel", required=True)
+    params = body.get("params")
+    if not isinstance(params, dict):
+        raise BodyError("'params' is required (a map, may be empty)", field="params")
+    target = _string(body, "target", required=True)
+    issued_at = _number(body, "issued_at", required=True)
+    expires_at = _number(body, "expires_at", required=True)
+    nonce = body.get("nonce")
+    if not isinstance(nonce, bytes) or not NONCE_MIN <= len(nonce) <= NONCE_MAX:
+        raise BodyError(f"'nonce' is required: {NONCE_MIN} to {NONCE_MAX} bytes (bin)", field="nonce")
+    return {
+        "id": task_id,
+        "kernel": kernel,
+        "params": params,
+        "target": target,
+        "issued_at": issued_at,
+        "expires_at": expires_at,
+        "nonce": nonce,
+    }
+
+
+def _optional(body: dict[Any, Any]) -> dict[str, Any]:
+    """The optional fields, in the table's order; absent (or nil) ones get their defaults."""
+    priority = _integer(body, "priority", PRIORITY_MIN, PRIORITY_MAX, DEFAULT_PRIORITY)
+    timeout_s = _number(body, "timeout_s")
+    if timeout_s is not None and timeout_s <= 0:
+        raise BodyError("'timeout_s' must be > 0", field="timeout_s")
+    max_retries = _integer(body, "max_retries", 0, MAX_RETRIES_LIMIT, DEFAULT_MAX_RETRIES)
+    run_at = _number(body, "run_at")
+    every_s = _number(body, "every_s")
+    if every_s is not None and every_s < MIN_EVERY_S:
+        raise BodyError(f"'every_s' must be >= {MIN_EVERY_S:g}", field="every_s")
+    cron, tz = _string(body, "cron"), _string(body, "tz")
+    if cron is not None and every_s is not None:
+        raise BodyError("give either 'every_s' or 'cron', not both", field="cron")
+    if cron is not None:
+        check_cron(cron, None)  # the syntax; the zone is the next field's check
+    if tz is not None:
+        check_timezone(tz)
+    until = _number(body, "until")
+    trace = _string(body, "trace")
+    if trace is not None and not _TRACEPARENT.fullmatch(trace):
+        raise BodyError("'trace' must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)", field="trace")
+    return {
+        "priority": priority,
+        "timeout_s": DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s,
+        "max_retries": max_retries,
+        "run_at": run_at,
+        "every_s": every_s,
+        "cron": cron,
+        "tz": tz,
+        "until": until,
+        "trace": trace,
+    }
 
 
 @dataclass(frozen=True)
@@ -119,56 +220,18 @@ class Task:
         """Check 4: required fields present and of the right types, optional ones in range."""
         if not isinstance(body, dict):
             raise BodyError("the task body must be a map", field="body")
-        task_id = body.get("id")
-        if not is_valid_id(task_id):
-            raise BodyError(f"'id' must be a string matching {ID_PATTERN}", field="id")
-        kernel = _string(body, "kernel", required=True)
-        assert kernel is not None
-        if not kernel or len(kernel) > MAX_KERNEL_NAME:
-            raise BodyError(f"'kernel' must be 1 to {MAX_KERNEL_NAME} characters", field="kernel")
-        params = body.get("params")
-        if not isinstance(params, dict):
-            raise BodyError("'params' is required (a map, may be empty)", field="params")
-        target = _string(body, "target", required=True)
-        nonce = body.get("nonce")
-        if not isinstance(nonce, bytes) or not NONCE_MIN <= len(nonce) <= NONCE_MAX:
-            raise BodyError(f"'nonce' must be {NONCE_MIN} to {NONCE_MAX} bytes (bin)", field="nonce")
-        timeout_s = _number(body, "timeout_s")
-        if timeout_s is not None and timeout_s <= 0:
-            raise BodyError("'timeout_s' must be > 0", field="timeout_s")
-        every_s = _number(body, "every_s")
-        if every_s is not None and every_s < MIN_EVERY_S:
-            raise BodyError(f"'every_s' must be >= {MIN_EVERY_S:g}", field="every_s")
-        cron, tz = _string(body, "cron"), _string(body, "tz")
-        if cron is not None and every_s is not None:
-            raise BodyError("give either 'every_s' or 'cron', not both", field="cron")
-        if tz is not None:
-            check_timezone(tz)
-        if cron is not None:
-            check_cron(cron, tz)
-        trace = _string(body, "trace")
-        if trace is not None and not _TRACEPARENT.fullmatch(trace):
-            raise BodyError("'trace' must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)", field="trace")
-        known = _FIELD_NAMES
-        return cls(
-            id=task_id,
-            kernel=kernel,
-            params=params,
-            target=target,  # type: ignore[arg-type]
-            issued_at=_number(body, "issued_at", required=True),  # type: ignore[arg-type]
-            expires_at=_number(body, "expires_at", required=True),  # type: ignore[arg-type]
-            nonce=nonce,
-            priority=_integer(body, "priority", PRIORITY_MIN, PRIORITY_MAX, DEFAULT_PRIORITY),
-            timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s,
-            max_retries=_integer(body, "max_retries", 0, MAX_RETRIES_LIMIT, DEFAULT_MAX_RETRIES),
-            run_at=_number(body, "run_at"),
-            every_s=every_s,
-            cron=cron,
-            tz=tz,
-            until=_number(body, "until"),
-            trace=trace,
-            extra={k: v for k, v in body.items() if k not in known},
+        values = _required(body)
+        present = body.keys() & _OPTIONAL_NAMES
+        values.update(_optional(body) if present else _DEFAULTS)
+        known = len(_REQUIRED_NAMES) + len(present)
+        values["extra"] = (
+            {k: v for k, v in body.items() if k not in _FIELD_NAMES} if len(body) > known else {}
         )
+        # Filling __dict__ skips the frozen dataclass's per-field object.__setattr__, which
+        # costs more than all the checks above; every field is set, so nothing is left unset.
+        task = object.__new__(cls)
+        task.__dict__.update(values)
+        return task
 
     def to_body(self) -> dict[str, Any]:
         """The wire map: required fields always, optional ones only when set."""
@@ -179,3 +242,6 @@ class Task:
 
 
 _FIELD_NAMES = frozenset(f for f in Task.__dataclass_fields__ if f != "extra")
+_REQUIRED_NAMES = ("id", "kernel", "params", "target", "issued_at", "expires_at", "nonce")
+_OPTIONAL_NAMES = _FIELD_NAMES - set(_REQUIRED_NAMES)
+_DEFAULTS: dict[str, Any] = {name: Task.__dataclass_fields__[name].default for name in _OPTIONAL_NAMES}

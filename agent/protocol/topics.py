@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal, TypeGuard
 
 from .errors import TopicError
 
 DEFAULT_PREFIX = "edge"
 ID_PATTERN = r"[A-Za-z0-9_.:-]{1,64}"
-_ID_RE = re.compile(ID_PATTERN)
+ID_RE = re.compile(ID_PATTERN)
 #: Targets with a meaning of their own; no node may be called by these names.
 RESERVED_NODE_IDS = frozenset({"all"})
 
@@ -38,7 +39,7 @@ ROLE_FOR_KIND: dict[str, str] = {
 
 def is_valid_id(value: object) -> TypeGuard[str]:
     """True for a node, pool or task id of PROTOCOL 1: `[A-Za-z0-9_.:-]{1,64}`."""
-    return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
+    return isinstance(value, str) and ID_RE.fullmatch(value) is not None
 
 
 def check_id(value: object, what: str = "id") -> str:
@@ -150,32 +151,40 @@ class Topics:
     # -- parsing ----------------------------------------------------------
     def parse(self, topic: str) -> ParsedTopic:
         """Classify a received topic; raises `TopicError` for anything not of PROTOCOL 1."""
-        head = self.prefix + "/"
-        if not topic.startswith(head):
-            raise TopicError(f"topic {topic!r} is not under prefix {self.prefix!r}")
-        parts = topic[len(head) :].split("/")
-        kind, rest = parts[0], parts[1:]
-        parsed = self._parse_parts(kind, rest)
+        parsed = _parse(self.prefix, topic) if isinstance(topic, str) else None
         if parsed is None:
+            if isinstance(topic, str) and not topic.startswith(self.prefix + "/"):
+                raise TopicError(f"topic {topic!r} is not under prefix {self.prefix!r}")
             raise TopicError(f"topic {topic!r} is not a topic of the edge protocol")
         return parsed
 
-    @staticmethod
-    def _parse_parts(kind: str, rest: list[str]) -> ParsedTopic | None:
-        if kind == "tasks":
-            if rest == ["all"]:
-                return ParsedTopic("tasks_all")
-            if len(rest) == 2 and rest[0] == "pool" and is_valid_id(rest[1]):
-                return ParsedTopic("tasks_pool", pool=rest[1])
-            if len(rest) == 1 and is_valid_id(rest[0]):
-                return ParsedTopic("tasks", node=rest[0])
-            return None
-        if kind in ("control", "heartbeat", "presence", "rejects"):
-            if len(rest) == 1 and is_valid_id(rest[0]) and rest[0] not in RESERVED_NODE_IDS:
-                return ParsedTopic(kind, node=rest[0])  # type: ignore[arg-type]
-            return None
-        if kind in ("results", "events"):
-            if len(rest) == 2 and is_valid_id(rest[0]) and is_valid_id(rest[1]):
-                return ParsedTopic(kind, node=rest[0], task_id=rest[1])  # type: ignore[arg-type]
-            return None
+
+# An agent sees a handful of distinct topics, each parsed on every message: cache them.
+@lru_cache(maxsize=1024)
+def _parse(prefix: str, topic: str) -> ParsedTopic | None:
+    head = prefix + "/"
+    if not topic.startswith(head):
         return None
+    kind, *rest = topic[len(head) :].split("/")
+    if kind == "tasks":
+        if rest == ["all"]:
+            return ParsedTopic("tasks_all")
+        if len(rest) == 2 and rest[0] == "pool" and is_valid_id(rest[1]):
+            return ParsedTopic("tasks_pool", pool=rest[1])
+        if len(rest) == 1 and is_valid_id(rest[0]):
+            return ParsedTopic("tasks", node=rest[0])
+        return None
+    if kind in ("control", "heartbeat", "presence", "rejects"):
+        if len(rest) == 1 and is_valid_id(rest[0]) and rest[0] not in RESERVED_NODE_IDS:
+            return ParsedTopic(kind, node=rest[0])  # type: ignore[arg-type]
+        return None
+    if kind in ("results", "events"):
+        if (
+            len(rest) == 2
+            and is_valid_id(rest[0])
+            and is_valid_id(rest[1])
+            and rest[0] not in RESERVED_NODE_IDS
+        ):
+            return ParsedTopic(kind, node=rest[0], task_id=rest[1])  # type: ignore[arg-type]
+        return None
+    return None

@@ -37,6 +37,7 @@ from .errors import AuthenticationError, TrustStoreError
 from .keys import ALGORITHMS, Alg, Ed25519Verifier, HmacVerifier, Verifier
 
 FORMAT_VERSION = 1
+MAX_KID_LENGTH = 128
 ROLES = frozenset({"task", "control", "agent"})
 _KNOWN_FIELDS = {
     "kid",
@@ -138,6 +139,8 @@ def _roles(raw: Mapping[str, Any], fail: Callable[[str, str], TrustStoreError]) 
         raise fail("must be a list of role names", "roles")
     if set(roles) - ROLES:
         raise fail(f"unknown role(s) {sorted(set(roles) - ROLES)}; roles are {sorted(ROLES)}", "roles")
+    if not roles:
+        raise fail(f"needs at least one of {sorted(ROLES)}", "roles")
     return frozenset(roles)
 
 
@@ -151,8 +154,8 @@ def parse_entry(raw: Mapping[str, Any], index: int, path: str | None = None) -> 
     if unknown:
         raise fail(f"unknown field(s) {', '.join(sorted(unknown))}", sorted(unknown)[0])
     kid = raw.get("kid")
-    if not isinstance(kid, str) or not kid or len(kid) > 128:
-        raise fail("must be a non-empty string of at most 128 characters", "kid")
+    if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH:
+        raise fail(f"must be a non-empty string of at most {MAX_KID_LENGTH} characters", "kid")
     alg = raw.get("alg")
     if alg not in ALGORITHMS:
         raise fail(f"must be one of {', '.join(ALGORITHMS)}", "alg")
@@ -162,13 +165,17 @@ def parse_entry(raw: Mapping[str, Any], index: int, path: str | None = None) -> 
     comment = raw.get("comment")
     if comment is not None and not isinstance(comment, str):
         raise fail("must be a string", "comment")
+    not_before = _epoch(raw.get("not_before"), "not_before", index, path)
+    not_after = _epoch(raw.get("not_after"), "not_after", index, path)
+    if not_before is not None and not_after is not None and not_after < not_before:
+        raise fail("is before not_before: the key would never be valid", "not_after")
     return TrustedKey(
         kid=kid,
         alg=alg,
         material=_key_material(raw, alg, fail),
         roles=_roles(raw, fail),
-        not_before=_epoch(raw.get("not_before"), "not_before", index, path),
-        not_after=_epoch(raw.get("not_after"), "not_after", index, path),
+        not_before=not_before,
+        not_after=not_after,
         revoked=revoked,
         comment=comment,
     )
@@ -218,8 +225,13 @@ class TrustStore:
             doc = tomlio.loads(text)
         except tomlio.TOMLDecodeError as exc:
             raise TrustStoreError(f"not valid TOML: {exc}", path=source) from exc
+        unknown = sorted(set(doc) - {"format", "keys"})
+        if unknown:
+            raise TrustStoreError(
+                f"unknown top-level field(s) {', '.join(unknown)}", path=source, field=unknown[0]
+            )
         fmt = doc.get("format", FORMAT_VERSION)
-        if fmt != FORMAT_VERSION:
+        if type(fmt) is not int or fmt != FORMAT_VERSION:
             raise TrustStoreError(
                 f"format {fmt!r} is not supported (expected {FORMAT_VERSION})", path=source, field="format"
             )
@@ -261,21 +273,29 @@ class TrustStore:
         return sum(len(v) for v in self._by_kid.values())
 
     def resolve(self, kid: str, role: str, now: float) -> tuple[TrustedKey, ...]:
-        """Check 2 of PROTOCOL 4: the usable keys of `kid` for `role` at `now`, or an error."""
+        """Check 2 of PROTOCOL 4: the usable keys of `kid` for `role` at `now`, or an error.
+
+        In the protocol's order: known, not revoked, within its validity window, with the role.
+        """
         entries = self._by_kid.get(kid)
         if not entries:
-            raise AuthenticationError(f"unknown key {kid!r}", code="unknown_key", kid=kid)
+            shown = kid if len(kid) <= MAX_KID_LENGTH else None
+            raise AuthenticationError(f"unknown key {kid[:MAX_KID_LENGTH]!r}", code="unknown_key", kid=shown)
+        if len(entries) == 1:  # the common case, without building lists
+            key = entries[0]
+            if not key.revoked and key.valid_at(now) and role in key.roles:
+                return entries
         live = [k for k in entries if not k.revoked]
         if not live:
             raise AuthenticationError(f"key {kid!r} is revoked", code="revoked_key", kid=kid)
-        with_role = [k for k in live if role in k.roles]
-        if not with_role:
-            raise AuthenticationError(f"key {kid!r} lacks the role {role!r}", code="wrong_role", kid=kid)
-        usable = tuple(k for k in with_role if k.valid_at(now))
-        if not usable:
+        valid = [k for k in live if k.valid_at(now)]
+        if not valid:
             raise AuthenticationError(
                 f"key {kid!r} is outside its validity window", code="revoked_key", kid=kid
             )
+        usable = tuple(k for k in valid if role in k.roles)
+        if not usable:
+            raise AuthenticationError(f"key {kid!r} lacks the role {role!r}", code="wrong_role", kid=kid)
         return usable
 
 
