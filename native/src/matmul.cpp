@@ -75,7 +75,10 @@ EK_INLINE void micro_kernel(std::size_t kc, const double *a, std::size_t lda, st
     for (std::size_t r = 0; r < MR; ++r) {
         ar[r] = a + (r < rows ? r : 0) * lda;
     }
-    v4d acc[MR][2] = {};
+    v4d acc[MR][2];
+    for (std::size_t r = 0; r < MR; ++r) {  // not "= {}": GCC zero-fills that with a slow rep stos
+        acc[r][0] = acc[r][1] = v4d{};
+    }
     for (std::size_t p = 0; p < kc; ++p, bp += NR) {
         const v4d b0 = EK_LOAD4(bp);
         const v4d b1 = EK_LOAD4(bp + 4);
