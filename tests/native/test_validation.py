@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from native import InvalidParams, KernelError, Limits, Registry, UnknownKernel
+from native import InvalidParams, KernelError, Limits, Registry, UnknownKernel, load_registry
 from native.registry import SPECS
 
 X = [1.0, 2.0, 3.0, 4.0]
@@ -187,3 +187,17 @@ def test_native_status_codes_reach_python_as_typed_errors(registry: Registry) ->
             check(status, binding, err, "test")
         assert raised.value.field == field
     assert lib.ek_stats(x, 4, ffi.NULL, ffi.NULL) == lib.EK_INVALID_ARGUMENT  # no error buffer: no crash
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "10"])
+def test_limits_refuse_nonsense(bad: object) -> None:
+    with pytest.raises(ValueError, match="max_taps"):
+        Limits(max_taps=bad)  # type: ignore[arg-type]
+
+
+def test_limits_reach_the_kernels(registry: Registry) -> None:
+    tight = load_registry(Limits(max_taps=3))
+    assert tight.limits.max_taps == 3
+    with pytest.raises(InvalidParams, match="limit 3") as raised:
+        tight.get("fir_filter")({"signal": X, "taps": [1.0] * 4})
+    assert raised.value.field == "taps"
