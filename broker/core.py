@@ -18,6 +18,8 @@ expiry monitor. This subclass overrides the methods below, each for a fault list
 * `_cleanup_session`: an expired session is removed from the store; at shutdown nothing is.
 * `_start_listeners` (FIX-PERSISTENCE): restore the store before the first accept, listen with
   TCP_NODELAY and our TLS contexts (FIX-NODELAY, FIX-TLS-REQUIRE-CERT).
+* `add_subscription` also accepts shared subscriptions `$share/{group}/{filter}` (which amqtt
+  refuses), with the ACL applied to the filter or to the whole `$share/...` form.
 * Publishing to a `$` topic (FIX-DOLLAR): stock amqtt disconnects the client; here it is an
   ordinary publish subject to the ACL, except `$SYS/...`, reserved for the broker (dropped).
 """
@@ -46,7 +48,7 @@ from .errors import StartError
 from .handler import ClientViolation, EdgeProtocolHandler
 from .router import Router
 from .store import MemoryStore
-from .topicfilter import valid_filter, valid_topic
+from .topicfilter import parse_shared, valid_filter, valid_topic
 from .transport import (
     ClosingStreamWriter,
     CoalescingWebSocketsWriter,
@@ -371,9 +373,18 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
 
     async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
         topic_filter, qos = subscription
-        if not valid_filter(topic_filter) or qos not in (0, 1, 2) or topic_filter.startswith("$share/"):
+        try:
+            shared = parse_shared(topic_filter)
+        except ValueError:
             return SUBACK_FAILURE
-        if not self.router.allowed(session.username, topic_filter, "subscribe"):
+        inner = shared[1] if shared is not None else topic_filter
+        if not valid_filter(inner) or qos not in (0, 1, 2):
+            return SUBACK_FAILURE
+        username = session.username
+        allowed = self.router.allowed(username, inner, "subscribe")
+        if not allowed and shared is not None:  # an ACL may also list the `$share/...` form itself
+            allowed = self.router.allowed(username, topic_filter, "subscribe")
+        if not allowed:
             log.info(
                 "refused a subscription of %s (%s) to %s", session.client_id, session.username, topic_filter
             )

@@ -8,6 +8,9 @@ Replaces amqtt's broadcast loop (`Broker._run_broadcast`) and retained-message d
 * FIX-RETAINED-ACL: retained messages go only to the client that subscribed, only for the
   filter it subscribed with, and only where the receive ACL allows (stock amqtt sent, on every
   connect, the retained messages matching *every* client's subscriptions, unchecked).
+* Shared subscriptions (`$share/{group}/{filter}`; amqtt had none): each message goes to one
+  member of each matching group, round robin among members connected with room in their
+  window, else connected, else a persistent member's queue.
 * FIX-OFFLINE-QUEUE: QoS 1/2 messages for a disconnected persistent session are queued in its
   bounded outbox (journaled when persistence is on) with their own retain flag; a refusal at
   the bound is counted and logged.
@@ -24,8 +27,8 @@ from .config import LimitSettings
 from .outbox import Delivery, Outbox
 from .records import StoreState
 from .store import MemoryStore
-from .subscriptions import SubscriptionIndex
-from .topicfilter import has_wildcard, matches
+from .subscriptions import SharedKey, SubscriptionIndex
+from .topicfilter import has_wildcard, matches, parse_shared
 
 log = logging.getLogger("broker.router")
 
@@ -54,6 +57,7 @@ class Router:
         self.retained: dict[str, tuple[bytes, int]] = {}
         self.stats = RouterStats()
         self._drop_logged: dict[str, float] = {}
+        self._share_next: dict[SharedKey, int] = {}
 
     def allowed(self, username: str | None, topic: str, action: str) -> bool:
         return self.acl is None or self.acl(username, topic, action)
@@ -121,6 +125,32 @@ class Router:
             if outbox is None:
                 continue
             seq = self._offer(outbox, Delivery(topic, payload, min(qos, granted)), seq)
+        for key, members in self.index.match_shared(topic):
+            chosen = self._pick_member(key, members, topic, qos)
+            if chosen is not None:
+                seq = self._offer(chosen, Delivery(topic, payload, min(qos, members[chosen.client_id])), seq)
+
+    def _pick_member(self, key: SharedKey, members: dict[str, int], topic: str, qos: int) -> Outbox | None:
+        """One member of a shared group for this message (see the module docstring), or None."""
+        names = sorted(members)
+        start = self._share_next.get(key, 0) % len(names)
+        best: Outbox | None = None
+        best_rank = 3
+        for name in names[start:] + names[:start]:
+            outbox = self.outboxes.get(name)
+            if outbox is None or not self.allowed(outbox.username, topic, "receive"):
+                continue
+            if outbox.connected:
+                rank = 0 if len(outbox.inflight) < outbox.max_inflight and not outbox.queue else 1
+            else:
+                rank = 2 if outbox.persistent and min(qos, members[name]) > 0 else 3
+            if rank < best_rank:
+                best, best_rank = outbox, rank
+                if rank == 0:
+                    break
+        if best is not None:
+            self._share_next[key] = names.index(best.client_id) + 1
+        return best if best_rank < 3 else None
 
     def set_retained(self, topic: str, payload: bytes, qos: int) -> None:
         """Keep (or, with an empty payload, clear) the retained message of a topic [MQTT-3.3.1-5, -10]."""
@@ -131,9 +161,10 @@ class Router:
             self.store.clear_retained(topic)
 
     def send_retained(self, client_id: str, topic_filter: str, granted: int) -> int:
-        """After a SUBACK: the retained messages matching the new subscription [MQTT-3.3.1-6]."""
+        """After a SUBACK: the retained messages matching the new subscription [MQTT-3.3.1-6]
+        (none for a shared subscription, as in MQTT 5 section 4.8.2)."""
         outbox = self.outboxes.get(client_id)
-        if outbox is None:
+        if outbox is None or parse_shared(topic_filter) is not None:
             return 0
         sent = 0
         for topic, (payload, qos) in self._retained_matching(topic_filter):

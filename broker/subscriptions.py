@@ -5,9 +5,17 @@ cost of one publish grows with the number of subscriptions in the whole broker (
 agents with four filters each: four thousand matches per message). This index walks one
 path of a tree per topic level, and answers with one entry per client carrying the highest
 QoS of its matching subscriptions [MQTT-3.3.5-1], so overlapping subscriptions deliver once.
+
+Shared subscriptions (`$share/{group}/{filter}`, MQTT 5 section 4.8.2, which Mosquitto also
+accepts from MQTT 3.1.1 clients) are kept apart: `match_shared` lists the groups whose filter
+matches a topic, and the router gives each message to one member of each group.
 """
 
 from __future__ import annotations
+
+from .topicfilter import matches, parse_shared
+
+SharedKey = tuple[str, str]  # (group, filter)
 
 
 class _Node:
@@ -24,6 +32,7 @@ class SubscriptionIndex:
     def __init__(self) -> None:
         self._root = _Node()
         self._by_client: dict[str, dict[str, int]] = {}
+        self._shared: dict[SharedKey, dict[str, int]] = {}
 
     def __len__(self) -> int:
         return sum(len(filters) for filters in self._by_client.values())
@@ -37,6 +46,13 @@ class SubscriptionIndex:
 
     def add(self, client_id: str, topic_filter: str, qos: int) -> bool:
         """Subscribe (or replace the QoS of an existing identical subscription); True if new."""
+        shared = parse_shared(topic_filter)
+        if shared is not None:
+            members = self._shared.setdefault(shared, {})
+            is_new = client_id not in members
+            members[client_id] = qos
+            self._by_client.setdefault(client_id, {})[topic_filter] = qos
+            return is_new
         node = self._root
         for level in topic_filter.split("/"):
             node = node.children.setdefault(level, _Node())
@@ -53,7 +69,14 @@ class SubscriptionIndex:
         del filters[topic_filter]
         if not filters:
             del self._by_client[client_id]
-        self._prune(topic_filter.split("/"), client_id)
+        shared = parse_shared(topic_filter)
+        if shared is None:
+            self._prune(topic_filter.split("/"), client_id)
+        else:
+            members = self._shared[shared]
+            del members[client_id]
+            if not members:
+                del self._shared[shared]
         return True
 
     def remove_client(self, client_id: str) -> list[str]:
@@ -96,6 +119,10 @@ class SubscriptionIndex:
             if single is not None:
                 stack.append((single, depth + 1))
         return found
+
+    def match_shared(self, topic: str) -> list[tuple[SharedKey, dict[str, int]]]:
+        """The shared groups whose filter matches `topic`, with their members `{client_id: qos}`."""
+        return [(key, members) for key, members in self._shared.items() if matches(key[1], topic)]
 
 
 def _merge(found: dict[str, int], subscribers: dict[str, int]) -> None:

@@ -10,6 +10,7 @@ subscription lies inside what a user may read) and the subscription index.
 from __future__ import annotations
 
 MAX_TOPIC_BYTES = 65535
+SHARE_PREFIX = "$share/"
 
 
 def _length_ok(text: str) -> bool:
@@ -32,6 +33,20 @@ def valid_filter(topic_filter: str) -> bool:
         if "+" in level and level != "+":
             return False
     return True
+
+
+def parse_shared(topic_filter: str) -> tuple[str, str] | None:
+    """`$share/{group}/{filter}` -> (group, filter); None for an ordinary filter.
+
+    Raises ValueError for a malformed shared subscription (an empty group, a wildcard in the
+    group, an invalid or missing filter), as MQTT 5 section 4.8.2 defines them.
+    """
+    if not topic_filter.startswith(SHARE_PREFIX):
+        return None
+    group, sep, inner = topic_filter[len(SHARE_PREFIX) :].partition("/")
+    if not sep or not group or "+" in group or "#" in group or not valid_filter(inner):
+        raise ValueError(f"malformed shared subscription {topic_filter!r}")
+    return group, inner
 
 
 def has_wildcard(topic_filter: str) -> bool:

@@ -63,6 +63,8 @@ SUBSCRIBE = [
     ("node-1", "edge/tasks/all", "op-1", "edge/tasks/all", True),
     ("node-1", "edge/control/node-1", "op-1", "edge/control/node-1", True),
     ("node-1", "edge/tasks/pool/cameras", "op-1", "edge/tasks/pool/cameras", True),
+    ("node-1", "$share/cameras/edge/tasks/pool/cameras", "op-1", "edge/tasks/pool/cameras", True),
+    ("node-2", "$share/cameras/edge/tasks/pool/cameras", "op-1", "edge/tasks/pool/cameras", False),
     ("node-1", "edge/tasks/node-2", "op-1", "edge/tasks/node-2", False),
     ("node-1", "edge/control/node-2", "op-1", "edge/control/node-2", False),
     ("node-1", "edge/results/#", "node-2", "edge/results/node-2/t1", False),

@@ -248,3 +248,33 @@ def test_refused_connects(raw: RawFactory) -> None:
     assert connack.body[1] in (4, 5)
     anonymous = raw()
     assert anonymous.connect("anon")[1] in (4, 5)  # anonymous access is off unless enabled
+
+
+def test_shared_subscription_gives_each_message_to_one_member(
+    mqtt_broker: RunningBroker, client: ClientFactory
+) -> None:
+    members = [client("share-a"), client("share-b", user="bob")]
+    for member in members:
+        assert member.subscribe("$share/workers/test/jobs/#", 1) == 1
+    pub = client("pub")
+    for i in range(20):
+        pub.publish(f"test/jobs/{i}", b"%d" % i, qos=1)
+    got: list[bytes] = []
+    for member in members:
+        member.sync()
+        while not member.messages.empty():
+            got.append(member.messages.get_nowait().payload)
+    assert sorted(got) == sorted(b"%d" % i for i in range(20))  # every job once, to one member
+
+
+def test_shared_subscription_queues_for_an_offline_member(
+    mqtt_broker: RunningBroker, client: ClientFactory
+) -> None:
+    worker = client("share-offline", clean=False)
+    assert worker.subscribe("$share/workers/test/jobs/#", 1) == 1
+    worker.disconnect()
+    pub = client("pub")
+    for i in range(3):
+        pub.publish(f"test/jobs/{i}", b"%d" % i, qos=1)
+    back = client("share-offline", clean=False)
+    assert [m.payload for m in back.expect(3)] == [b"0", b"1", b"2"]

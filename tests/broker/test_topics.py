@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker.subscriptions import SubscriptionIndex
-from broker.topicfilter import covers, matches, valid_filter, valid_topic
+from broker.topicfilter import covers, matches, parse_shared, valid_filter, valid_topic
 
 LEVELS = st.sampled_from(["a", "b", "c", "", "$x"])
 TOPICS = st.lists(LEVELS, min_size=1, max_size=4).map("/".join).filter(valid_topic)
@@ -89,3 +90,19 @@ def test_removing_a_client_prunes_the_tree() -> None:
     assert sorted(index.remove_client("c")) == ["a/+", "a/b/c"]
     assert index.match("a/b/c") == {} and len(index) == 0
     assert index._root.children == {}  # nothing left behind
+
+
+def test_shared_subscriptions() -> None:
+    assert parse_shared("a/b") is None
+    assert parse_shared("$share/g/a/+") == ("g", "a/+")
+    for bad in ("$share/g", "$share//a", "$share/g+/a", "$share/g/a/#/b"):
+        with pytest.raises(ValueError):
+            parse_shared(bad)
+    index = SubscriptionIndex()
+    index.add("c1", "$share/g/a/+", 1)
+    index.add("c2", "$share/g/a/+", 2)
+    index.add("c3", "a/b", 0)
+    assert index.match("a/b") == {"c3": 0}  # shared groups are not ordinary matches
+    assert index.match_shared("a/b") == [(("g", "a/+"), {"c1": 1, "c2": 2})]
+    assert index.remove("c1", "$share/g/a/+") and index.remove("c2", "$share/g/a/+")
+    assert index.match_shared("a/b") == []
