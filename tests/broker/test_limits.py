@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.broker.conftest import ACL, USERS, ClientFactory, _factory
-from tests.support.brokers import RunningBroker, broker_under_test
-from tests.support.mqtt import ConnectRefused, RawClient
+from tests.support.brokers import RunningBroker, broker_under_test, embedded
+from tests.support.mqtt import ConnectRefused, RawClient, TestClient
 
 LIMITS = {
     "limits.max_queued_messages": 5,
@@ -84,3 +85,41 @@ def test_a_persistent_session_belongs_to_its_identity(client: ClientFactory) -> 
     with pytest.raises(ConnectRefused):
         client("alice-device", user="bob", clean=True)  # may neither take it over nor wipe it
     assert client("alice-device", clean=False, connect=False).connect() is True
+
+
+def test_a_will_outside_the_publish_acl_is_refused_at_connect(limited: RunningBroker) -> None:
+    will = RawClient(limited.port)
+    try:
+        _, code = will.connect(
+            "will-out", username="alice", password=USERS["alice"], will=("secret/w", b"x", 1, False)
+        )
+        assert code == 5
+    finally:
+        will.close()
+
+
+def test_sys_topics_belong_to_the_broker_and_sessions_expire(tmp_path: Path) -> None:
+    settings = {"listeners.tcp.port": 0, "auth.allow_anonymous": True, "limits.session_expiry_s": 1}
+    with embedded(settings) as thread:
+        sub = TestClient(thread.port, "dollar")
+        sub.connect()
+        assert sub.subscribe_many([("$SYS/#", 1), ("$app/#", 1)]) == [1, 1]
+        pub = TestClient(thread.port, "writer")
+        pub.connect()
+        pub.publish("$SYS/broker/uptime", b"forged", qos=1)  # dropped: $SYS is the broker's
+        pub.publish("$app/x", b"fine", qos=1)
+        assert [m.topic for m in sub.expect_until("$app/x")] == ["$app/x"]
+        sub.disconnect()
+        pub.disconnect()
+
+        expiring = TestClient(thread.port, "expiring", clean=False)
+        expiring.connect()
+        expiring.disconnect()
+        deadline = time.monotonic() + 20
+        while (
+            thread.stats()["sessions"] and time.monotonic() < deadline
+        ):  # the expiry monitor ticks each second
+            time.sleep(0.1)
+        again = TestClient(thread.port, "expiring", clean=False)
+        assert again.connect() is False  # limits.session_expiry_s = 1: the session is gone
+        again.disconnect()

@@ -278,3 +278,14 @@ def test_shared_subscription_queues_for_an_offline_member(
         pub.publish(f"test/jobs/{i}", b"%d" % i, qos=1)
     back = client("share-offline", clean=False)
     assert [m.payload for m in back.expect(3)] == [b"0", b"1", b"2"]
+
+
+def test_subscribing_again_replaces_the_qos(mqtt_broker: RunningBroker, client: ClientFactory) -> None:
+    sub = client("resub")
+    assert sub.subscribe("test/rq", 0) == 0
+    assert sub.subscribe("test/rq", 2) == 2  # [MQTT-3.8.4-3]: replaces, does not add
+    client("pub").publish("test/rq", b"x", qos=2)
+    [message] = sub.expect(1)
+    assert message.qos == 2
+    sub.sync()
+    assert sub.messages.empty()  # one subscription, one copy
