@@ -79,7 +79,8 @@ def _signal(params: Params, limits: Limits, at_least: int = 1) -> FloatArray:
 
 
 def _dims(m: FloatArray, field: str, limit: int) -> None:
-    if max(m.shape) > limit:
+    rows, cols = m.shape
+    if rows > limit or cols > limit:
         raise InvalidParams(f"shape {m.shape} exceeds the limit of {limit} rows or columns", field=field)
 
 
