@@ -73,36 +73,34 @@ def set_nodelay(transport: Any) -> None:
             log.debug("TCP_NODELAY not set: %s", exc)
 
 
-class LimitedStreamReader(StreamReaderAdapter):  # type: ignore[misc]  # amqtt ships no type information
-    """amqtt's stream reader with a ceiling on any single read (every packet body is one read)."""
+class _SizeLimit:
+    """A reader adapter's `read` with a ceiling: no packet body can be larger than one read."""
+
+    max_packet_size: int
+
+    async def read(self, n: int = -1) -> bytes:
+        if n < 0 or n > self.max_packet_size:
+            raise PacketTooLarge(
+                f"a packet of more than {self.max_packet_size} bytes (limits.max_packet_size)"
+            )
+        data: bytes = await super().read(n)  # type: ignore[misc]  # the adapter this is mixed into
+        return data
+
+
+class LimitedStreamReader(_SizeLimit, StreamReaderAdapter):  # type: ignore[misc]  # amqtt: no types
+    """amqtt's stream reader with the size limit."""
 
     def __init__(self, reader: asyncio.StreamReader, max_packet_size: int) -> None:
         super().__init__(reader)
         self.max_packet_size = max_packet_size
 
-    async def read(self, n: int = -1) -> bytes:
-        if n < 0 or n > self.max_packet_size:
-            raise PacketTooLarge(
-                f"a packet of more than {self.max_packet_size} bytes (limits.max_packet_size)"
-            )
-        data: bytes = await super().read(n)
-        return data
 
-
-class LimitedWebSocketsReader(WebSocketsReader):  # type: ignore[misc]  # amqtt ships no type information
-    """amqtt's WebSocket reader with the same ceiling."""
+class LimitedWebSocketsReader(_SizeLimit, WebSocketsReader):  # type: ignore[misc]  # amqtt: no types
+    """amqtt's WebSocket reader with the size limit."""
 
     def __init__(self, protocol: Any, max_packet_size: int) -> None:
         super().__init__(protocol)
         self.max_packet_size = max_packet_size
-
-    async def read(self, n: int = -1) -> bytes:
-        if n < 0 or n > self.max_packet_size:
-            raise PacketTooLarge(
-                f"a packet of more than {self.max_packet_size} bytes (limits.max_packet_size)"
-            )
-        data: bytes = await super().read(n)
-        return data
 
 
 class ClosingStreamWriter(StreamWriterAdapter):  # type: ignore[misc]  # amqtt ships no type information

@@ -32,8 +32,15 @@ def mqtt_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runn
 
 
 @pytest.fixture
-def embedded_only(tmp_path: Path) -> Iterator[RunningBroker]:
-    with broker_under_test("embedded", tmp_path, USERS, ACL) as running:
+def embedded_settings() -> dict[str, Any]:
+    """Settings of `embedded_broker`; a test module overrides this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
+def embedded_broker(tmp_path: Path, embedded_settings: dict[str, Any]) -> Iterator[RunningBroker]:
+    """The embedded broker alone, with the suite's users and ACL and `embedded_settings`."""
+    with broker_under_test("embedded", tmp_path, USERS, ACL, settings=embedded_settings) as running:
         yield running
 
 
@@ -58,6 +65,21 @@ def _factory(running_port: Callable[[], int]) -> Iterator[ClientFactory]:
 def client(mqtt_broker: RunningBroker) -> Iterator[ClientFactory]:
     """`client("id", user="alice", clean=False, ...)`: a connected TestClient on `mqtt_broker`."""
     yield from _factory(lambda: mqtt_broker.port)
+
+
+@pytest.fixture
+def embedded_client(embedded_broker: RunningBroker) -> Iterator[ClientFactory]:
+    """The same factory on `embedded_broker`."""
+    yield from _factory(lambda: embedded_broker.port)
+
+
+def deliver_unacknowledged(client: ClientFactory, client_id: str, topic: str, payload: bytes) -> TestClient:
+    """A persistent subscriber that receives one QoS 1 message and never acknowledges it."""
+    sub = client(client_id, clean=False, manual_ack=True)
+    sub.subscribe(topic, 1)
+    client("pub").publish(topic, payload, qos=1)
+    assert sub.expect(1)[0].payload == payload
+    return sub
 
 
 RawFactory = Callable[..., RawClient]

@@ -10,26 +10,25 @@ import random
 import socket
 import struct
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.broker.conftest import ACL, USERS, ClientFactory, _factory
-from tests.support.brokers import RunningBroker, broker_under_test
+from tests.broker.conftest import USERS, ClientFactory
+from tests.support.brokers import RunningBroker
 from tests.support.mqtt import DISCONNECT, PUBLISH, SUBSCRIBE, RawClient, connect_packet, packet
 
 SETTINGS = {"limits.connect_timeout_s": 1.0}
 
 
 @pytest.fixture
-def target(tmp_path: Path) -> Iterator[RunningBroker]:
-    with broker_under_test("embedded", tmp_path, USERS, ACL, settings=SETTINGS) as running:
-        yield running
+def embedded_settings() -> dict[str, Any]:
+    return SETTINGS
 
 
 @pytest.fixture
-def client(target: RunningBroker) -> Iterator[ClientFactory]:
-    yield from _factory(lambda: target.port)
+def client(embedded_client: ClientFactory) -> ClientFactory:
+    return embedded_client
 
 
 @pytest.fixture
@@ -47,8 +46,8 @@ def bystanders(client: ClientFactory) -> Iterator[ClientFactory]:
     assert sub.expect(1)[0].topic == "test/alive/end"
 
 
-def _closes(target: RunningBroker, data: bytes) -> bool:
-    connection = RawClient(target.port, timeout=10)
+def _closes(embedded_broker: RunningBroker, data: bytes) -> bool:
+    connection = RawClient(embedded_broker.port, timeout=10)
     try:
         connection.send(data)
         return connection.closed_by_broker(timeout=10)
@@ -58,21 +57,21 @@ def _closes(target: RunningBroker, data: bytes) -> bool:
         connection.close()
 
 
-def test_garbage_bytes(target: RunningBroker, bystanders: ClientFactory) -> None:
+def test_garbage_bytes(embedded_broker: RunningBroker, bystanders: ClientFactory) -> None:
     rng = random.Random(4)
     samples = [bytes(rng.getrandbits(8) for _ in range(n)) for n in (1, 7, 100, 5000)]
     samples += [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x10\xff\xff\xff\x7f", b"\x00" * 64, b"\xf0\x00"]
     for data in samples:
-        assert _closes(target, data), data[:16]
+        assert _closes(embedded_broker, data), data[:16]
 
 
-def test_truncated_connect(target: RunningBroker, bystanders: ClientFactory) -> None:
+def test_truncated_connect(embedded_broker: RunningBroker, bystanders: ClientFactory) -> None:
     whole = connect_packet("cut", username="alice", password=USERS["alice"])
     for cut in (1, 2, 5, len(whole) // 2, len(whole) - 1):
-        assert _closes(target, whole[:cut]), cut  # closed after limits.connect_timeout_s
+        assert _closes(embedded_broker, whole[:cut]), cut  # closed after limits.connect_timeout_s
 
 
-def test_invalid_connects(target: RunningBroker, bystanders: ClientFactory) -> None:
+def test_invalid_connects(embedded_broker: RunningBroker, bystanders: ClientFactory) -> None:
     good = connect_packet("odd", username="alice", password=USERS["alice"])
     wrong_protocol = good.replace(b"MQTT", b"MQIsdp")
     not_utf8 = packet(
@@ -86,13 +85,13 @@ def test_invalid_connects(target: RunningBroker, bystanders: ClientFactory) -> N
         packet(PUBLISH, 0, b"\x00\x01a"),
         good[:2] + b"\xff" * 40,
     ):
-        assert _closes(target, data), data[:16]
+        assert _closes(embedded_broker, data), data[:16]
 
 
-def test_oversized_packet(target: RunningBroker, bystanders: ClientFactory) -> None:
+def test_oversized_packet(embedded_broker: RunningBroker, bystanders: ClientFactory) -> None:
     huge_header = bytes([0x10, 0xFF, 0xFF, 0xFF, 0x7F])  # a CONNECT announcing 256 MB
-    assert _closes(target, huge_header + b"\x00" * 100)
-    connection = RawClient(target.port)
+    assert _closes(embedded_broker, huge_header + b"\x00" * 100)
+    connection = RawClient(embedded_broker.port)
     try:
         assert connection.connect("big", username="bob", password=USERS["bob"])[1] == 0
         body = struct.pack(">H", 6) + b"test/x" + b"y" * (2 * 1024 * 1024)
@@ -102,7 +101,7 @@ def test_oversized_packet(target: RunningBroker, bystanders: ClientFactory) -> N
         connection.close()
 
 
-def test_garbage_after_a_valid_connect(target: RunningBroker, bystanders: ClientFactory) -> None:
+def test_garbage_after_a_valid_connect(embedded_broker: RunningBroker, bystanders: ClientFactory) -> None:
     rng = random.Random(7)
     valid = [
         packet(PUBLISH, 2, struct.pack(">H", 6) + b"test/z" + struct.pack(">H", 1) + b"payload"),
@@ -110,7 +109,7 @@ def test_garbage_after_a_valid_connect(target: RunningBroker, bystanders: Client
         packet(DISCONNECT, 0, b""),
     ]
     for round_ in range(30):
-        connection = RawClient(target.port, timeout=10)
+        connection = RawClient(embedded_broker.port, timeout=10)
         try:
             assert connection.connect(f"fuzz-{round_}", username="bob", password=USERS["bob"])[1] == 0
             data = bytearray(rng.choice(valid))
@@ -121,16 +120,16 @@ def test_garbage_after_a_valid_connect(target: RunningBroker, bystanders: Client
             connection.close()
 
 
-def test_a_flood_of_connections(target: RunningBroker, bystanders: ClientFactory) -> None:
+def test_a_flood_of_connections(embedded_broker: RunningBroker, bystanders: ClientFactory) -> None:
     flood = []
     try:
         for i in range(300):
-            sock = socket.create_connection(("127.0.0.1", target.port), timeout=10)
+            sock = socket.create_connection(("127.0.0.1", embedded_broker.port), timeout=10)
             if i % 3 == 1:
                 sock.sendall(b"\x10\x05")  # a CONNECT that never completes
             flood.append(sock)
         for i in range(100):  # and clients that connect and leave as fast as they can
-            quick = RawClient(target.port)
+            quick = RawClient(embedded_broker.port)
             assert quick.connect(f"quick-{i}", username="bob", password=USERS["bob"])[1] == 0
             quick.disconnect()
         for sock in flood:  # every idle socket is closed once limits.connect_timeout_s has passed

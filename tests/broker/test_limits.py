@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.broker.conftest import ACL, USERS, ClientFactory, _factory
-from tests.support.brokers import RunningBroker, broker_under_test, embedded
+from tests.broker.conftest import USERS, ClientFactory
+from tests.support.brokers import RunningBroker, embedded
 from tests.support.mqtt import ConnectRefused, RawClient, TestClient
 
 LIMITS = {
@@ -21,18 +20,17 @@ LIMITS = {
 
 
 @pytest.fixture
-def limited(tmp_path: Path) -> Iterator[RunningBroker]:
-    with broker_under_test("embedded", tmp_path, USERS, ACL, settings=LIMITS) as running:
-        yield running
+def embedded_settings() -> dict[str, Any]:
+    return LIMITS
 
 
 @pytest.fixture
-def client(limited: RunningBroker) -> Iterator[ClientFactory]:
-    yield from _factory(lambda: limited.port)
+def client(embedded_client: ClientFactory) -> ClientFactory:
+    return embedded_client
 
 
 def test_a_full_offline_queue_drops_counts_and_logs(
-    limited: RunningBroker, client: ClientFactory, caplog: pytest.LogCaptureFixture
+    embedded_broker: RunningBroker, client: ClientFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     sub = client("bounded", clean=False)
     sub.subscribe("test/b/#", 1)
@@ -41,8 +39,8 @@ def test_a_full_offline_queue_drops_counts_and_logs(
     with caplog.at_level(logging.WARNING, logger="broker.router"):
         for i in range(8):
             pub.publish(f"test/b/{i}", b"%d" % i, qos=1)
-    assert limited.embedded is not None
-    assert limited.embedded.stats()["dropped"] == 3
+    assert embedded_broker.embedded is not None
+    assert embedded_broker.embedded.stats()["dropped"] == 3
     assert "queue of client bounded is full (limits.max_queued_messages = 5)" in caplog.text
     back = client("bounded", clean=False)
     assert [m.topic for m in back.expect(5)] == [f"test/b/{i}" for i in range(5)]  # the oldest are kept
@@ -65,11 +63,11 @@ def test_in_flight_window_holds_the_rest_until_acknowledged(client: ClientFactor
 
 
 def test_an_oversized_packet_closes_only_that_connection(
-    limited: RunningBroker, client: ClientFactory
+    embedded_broker: RunningBroker, client: ClientFactory
 ) -> None:
     watcher = client("watcher")
     watcher.subscribe("test/#", 1)
-    big = RawClient(limited.port)
+    big = RawClient(embedded_broker.port)
     try:
         assert big.connect("big", username="bob", password=USERS["bob"])[1] == 0
         big.publish("test/big", b"x" * 10_000, qos=0)
@@ -87,8 +85,8 @@ def test_a_persistent_session_belongs_to_its_identity(client: ClientFactory) -> 
     assert client("alice-device", clean=False, connect=False).connect() is True
 
 
-def test_a_will_outside_the_publish_acl_is_refused_at_connect(limited: RunningBroker) -> None:
-    will = RawClient(limited.port)
+def test_a_will_outside_the_publish_acl_is_refused_at_connect(embedded_broker: RunningBroker) -> None:
+    will = RawClient(embedded_broker.port)
     try:
         _, code = will.connect(
             "will-out", username="alice", password=USERS["alice"], will=("secret/w", b"x", 1, False)
@@ -98,7 +96,7 @@ def test_a_will_outside_the_publish_acl_is_refused_at_connect(limited: RunningBr
         will.close()
 
 
-def test_sys_topics_belong_to_the_broker_and_sessions_expire(tmp_path: Path) -> None:
+def test_sys_topics_belong_to_the_broker_and_sessions_expire() -> None:
     settings = {"listeners.tcp.port": 0, "auth.allow_anonymous": True, "limits.session_expiry_s": 1}
     with embedded(settings) as thread:
         sub = TestClient(thread.port, "dollar")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from tests.broker.conftest import USERS, ClientFactory, RawFactory
+from tests.broker.conftest import USERS, ClientFactory, RawFactory, deliver_unacknowledged
 from tests.support.brokers import RunningBroker
 from tests.support.mqtt import CONNACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, connect_packet
 
@@ -64,12 +64,7 @@ def test_offline_messages_are_queued_for_a_persistent_session(
 def test_unacknowledged_qos1_is_redelivered_with_dup_after_reconnect(
     mqtt_broker: RunningBroker, client: ClientFactory
 ) -> None:
-    sub = client("redeliver-1", clean=False, manual_ack=True)
-    sub.subscribe("test/r1", 1)
-    pub = client("pub")
-    pub.publish("test/r1", b"m1", qos=1)
-    [first] = sub.expect(1)
-    assert not first.dup
+    sub = deliver_unacknowledged(client, "redeliver-1", "test/r1", b"m1")
     sub.drop()  # never acknowledged
 
     again = client("redeliver-1", clean=False, connect=False)
@@ -230,10 +225,7 @@ def test_unacknowledged_qos1_outlives_the_old_five_second_timer(
     mqtt_broker: RunningBroker, client: ClientFactory
 ) -> None:
     """Stock amqtt dropped a QoS 1 message unacknowledged for 5 s; here it waits for its PUBACK."""
-    sub = client("slow", clean=False, manual_ack=True)
-    sub.subscribe("test/slow", 1)
-    client("pub").publish("test/slow", b"patience", qos=1)
-    sub.expect(1)
+    sub = deliver_unacknowledged(client, "slow", "test/slow", b"patience")
     time.sleep(6)  # the point of the test: longer than amqtt's hard-coded 5 s
     sub.drop()
     again = client("slow", clean=False)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker.conftest import ACL, USERS, ClientFactory
+from tests.broker.conftest import ACL, USERS, ClientFactory, deliver_unacknowledged
 from tests.support.brokers import RunningBroker, write_credentials
 from tests.support.mqtt import TestClient
 from tests.support.services import free_port, wait_for_port
@@ -53,10 +53,7 @@ def test_sessions_queues_and_retained_messages_survive_a_restart(
 def test_a_message_in_flight_at_restart_is_delivered_after_it(
     mqtt_broker: RunningBroker, client: ClientFactory
 ) -> None:
-    sub = client("inflight-sub", clean=False, manual_ack=True)
-    sub.subscribe("test/if", 1)
-    client("pub").publish("test/if", b"unacked", qos=1)
-    sub.expect(1)  # delivered, never acknowledged
+    sub = deliver_unacknowledged(client, "inflight-sub", "test/if", b"unacked")
     sub.close()
     mqtt_broker.restart()
     again = client("inflight-sub", clean=False)
