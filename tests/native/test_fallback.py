@@ -84,3 +84,24 @@ def test_native_backend_reports_itself(registry: Registry) -> None:
 )
 def test_target_name(machine: str, bits: int, target: str) -> None:
     assert target_name(machine, bits) == target
+
+
+def test_board_check_passes_with_the_native_library(
+    registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from native.__main__ import main
+
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "backend: native" in out and out.rstrip().endswith(" passed, 0 failed")
+
+
+def test_board_check_fails_on_the_numpy_fallback_unless_allowed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from native.__main__ import main
+
+    monkeypatch.setenv(ENV_BACKEND, "numpy")
+    assert main([]) == 1
+    assert main(["--allow-numpy"]) == 0
+    assert "backend: numpy" in capsys.readouterr().out
