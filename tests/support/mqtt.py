@@ -8,6 +8,7 @@ send garbage or a truncated CONNECT.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import socket
 import ssl
@@ -22,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 LOCALHOST = "127.0.0.1"
 TIMEOUT = 15.0
+_CLOSED = object()
 
 
 def _nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
@@ -85,12 +87,16 @@ class TestClient:
         self.client.on_message = lambda c, u, m: self.messages.put(m)
         self.client.on_subscribe = self._on_subscribe
         self.client.on_publish = self._on_publish
-        self.client.on_disconnect = lambda c, u, f, rc, p: self.disconnected.set()
+        self.client.on_disconnect = self._on_disconnect
 
     # -- callbacks (paho's network thread) ---------------------------------------------------------
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._connack.put((reason, bool(flags.session_present)))
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.disconnected.set()
+        self._connack.put((_CLOSED, False))  # ends a connect() still waiting for its CONNACK
 
     def _on_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, codes: list[Any], props: Any
@@ -107,6 +113,8 @@ class TestClient:
     def connect(self, timeout: float = TIMEOUT) -> bool:
         """Connect and wait for CONNACK; returns session-present; raises `ConnectRefused`."""
         self.disconnected.clear()
+        while not self._connack.empty():
+            self._connack.get_nowait()
         self.client.connect(self.host, self.port, keepalive=self.keepalive)
         self.client.loop_start()
         try:
@@ -114,6 +122,9 @@ class TestClient:
         except queue.Empty:
             self.close()
             raise TimeoutError(f"no CONNACK within {timeout} s") from None
+        if reason is _CLOSED:
+            self.close()
+            raise ConnectRefused("the connection was closed before CONNACK")
         if reason.is_failure:
             self.close()
             raise ConnectRefused(reason)
@@ -185,17 +196,18 @@ class TestClient:
 
     def drop(self) -> None:
         """Lose the connection without DISCONNECT (the Will is published)."""
-        self.client.loop_stop()
         sock = self.client.socket()
+        shutdown = getattr(sock, "shutdown", None)  # a WebSocket wrapper has none
+        if shutdown is not None:  # shut down first: paho's loop wakes at once instead of in up to 1 s
+            with contextlib.suppress(OSError):
+                shutdown(socket.SHUT_RDWR)
+        self.client.loop_stop()
         if sock is not None:
-            sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
     def close(self) -> None:
-        self.client.loop_stop()
-        sock = self.client.socket()
-        if sock is not None:
-            sock.close()
+        """Release everything (without DISCONNECT)."""
+        self.drop()
 
 
 # --- raw MQTT 3.1.1 -----------------------------------------------------------------------------
