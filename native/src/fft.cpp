@@ -233,20 +233,25 @@ struct Plan::Bluestein {
         for (std::size_t k = 1; k < n; ++k) {
             filter[k] = filter[m - k] = conj(chirp[k]);
         }
-        inner.forward(filter.data());
+        const Workspace work(inner.workspace());
+        inner.forward(filter.data(), work.get());
     }
 
-    void forward(cpx *data) const {
+    std::size_t workspace() const { return 2 * inner.size(); }
+
+    // work: workspace() entries, the convolution's buffer and the inner transforms' own.
+    void forward(cpx *data, cpx *work) const {
         const std::size_t n = chirp.size(), m = inner.size();
-        std::vector<cpx> a(m, cpx{0.0, 0.0});
+        cpx *a = work;
         for (std::size_t k = 0; k < n; ++k) {
             a[k] = data[k] * chirp[k];
         }
-        inner.forward(a.data());
+        std::fill(a + n, a + m, cpx{0.0, 0.0});
+        inner.forward(a, work + m);
         for (std::size_t i = 0; i < m; ++i) {
             a[i] = conj(a[i] * filter[i]);  // the inverse transform as conj(forward(conj(.)))
         }
-        inner.forward(a.data());
+        inner.forward(a, work + m);
         const double scale = 1.0 / static_cast<double>(m);
         for (std::size_t k = 0; k < n; ++k) {
             data[k] = cpx{a[k].re * scale, -a[k].im * scale} * chirp[k];
@@ -303,11 +308,10 @@ void Plan::build(const std::vector<std::size_t> &factors) {
 
 Plan::~Plan() = default;
 
-void Plan::stockham(cpx *data) const {
-    std::vector<cpx> work(n_);
-    std::vector<cpx> scratch(2 * kMaxRadix);
+void Plan::stockham(cpx *data, cpx *work) const {
+    cpx scratch[2 * kMaxRadix];
     cpx *src = data;
-    cpx *dst = work.data();
+    cpx *dst = work;
     for (const Stage &st : stages_) {
         if (st.radix == 4) {
             stage4(src, dst, st.span, st.stride, Walk{*roots_, st.stride * step_});
@@ -319,7 +323,7 @@ void Plan::stockham(cpx *data) const {
             stage5(src, dst, st.span, st.stride, Walk{*roots_, st.stride * step_});
         } else {
             stage_generic(src, dst, st.radix, st.span, st.stride, Walk{*roots_, st.stride * step_}, st.dft.data(),
-                          scratch.data(), scratch.data() + kMaxRadix);
+                          scratch, scratch + kMaxRadix);
         }
         std::swap(src, dst);
     }
@@ -328,12 +332,19 @@ void Plan::stockham(cpx *data) const {
     }
 }
 
-void Plan::forward(cpx *data) const {
+std::size_t Plan::workspace() const { return bluestein_ ? bluestein_->workspace() : n_; }
+
+void Plan::forward(cpx *data, cpx *work) const {
     if (bluestein_) {
-        bluestein_->forward(data);
+        bluestein_->forward(data, work);
     } else if (n_ > 1) {
-        stockham(data);
+        stockham(data, work);
     }
+}
+
+void Plan::forward(cpx *data) const {
+    const Workspace work(workspace());
+    forward(data, work.get());
 }
 
 }  // namespace ek::fft

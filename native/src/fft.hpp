@@ -16,6 +16,16 @@ struct cpx {
 
 constexpr std::size_t kMaxRadix = 61;
 
+// An uninitialised buffer of complex numbers (std::vector would zero it first: one more pass).
+class Workspace {
+  public:
+    explicit Workspace(std::size_t n) : data_(new cpx[n]) {}
+    cpx *get() const { return data_.get(); }
+
+  private:
+    std::unique_ptr<cpx[]> data_;
+};
+
 // exp(-2 pi i t / n) for any t < n from two tables of about sqrt(n) directly computed entries:
 // each value is one complex product (within a few ulp), and nothing of size n is allocated,
 // because every page of fresh memory costs a page fault on each call.
@@ -64,7 +74,11 @@ class Plan {
     Plan &operator=(const Plan &) = delete;
 
     std::size_t size() const { return n_; }
-    // In-place forward DFT of data[0 .. size()).
+    // Entries of the work buffer that forward(data, work) needs.
+    std::size_t workspace() const;
+    // In-place forward DFT of data[0 .. size()), with a caller's work buffer (one allocation for
+    // several transforms: fresh pages cost a page fault each, on every call) or its own.
+    void forward(cpx *data, cpx *work) const;
     void forward(cpx *data) const;
 
   private:
@@ -74,7 +88,7 @@ class Plan {
     };
     struct Bluestein;
 
-    void stockham(cpx *data) const;
+    void stockham(cpx *data, cpx *work) const;
 
     void build(const std::vector<std::size_t> &factors);
 

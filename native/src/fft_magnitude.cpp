@@ -49,12 +49,14 @@ EK_CLONES void magnitudes(double *re, const double *im, std::size_t n) {
 // Writes the spectrum's real parts to re and imaginary parts to im (h + 1 each).
 void even_length(const double *x, std::size_t n, double *re, double *im) {
     const std::size_t h = n / 2;
-    std::vector<cpx> z(h);
+    const fft::Roots roots(n);
+    const fft::Plan plan(h, roots, 2);
+    const fft::Workspace buffer(h + plan.workspace());  // the data, then the transform's work area
+    cpx *z = buffer.get();
     for (std::size_t k = 0; k < h; ++k) {
         z[k] = {x[2 * k], x[2 * k + 1]};
     }
-    const fft::Roots roots(n);
-    fft::Plan(h, roots, 2).forward(z.data());
+    plan.forward(z, z + h);
     re[0] = z[0].re + z[0].im;  // the DC and Nyquist bins are real
     im[0] = 0.0;
     re[h] = z[0].re - z[0].im;
@@ -73,11 +75,13 @@ void even_length(const double *x, std::size_t n, double *re, double *im) {
 }
 
 void odd_length(const double *x, std::size_t n, double *re, double *im) {
-    std::vector<cpx> z(n);
+    const fft::Plan plan(n);
+    const fft::Workspace buffer(n + plan.workspace());
+    cpx *z = buffer.get();
     for (std::size_t k = 0; k < n; ++k) {
         z[k] = {x[k], 0.0};
     }
-    fft::Plan(n).forward(z.data());
+    plan.forward(z, z + n);
     for (std::size_t k = 0; k <= n / 2; ++k) {
         re[k] = z[k].re;
         im[k] = z[k].im;
