@@ -37,9 +37,12 @@ class EdgeAclPlugin(BaseTopicPlugin):  # type: ignore[misc]  # amqtt ships no ty
         self.table: AclTable | None = None
         self.reload()
 
+    def load(self) -> AclTable | None:
+        """Read the ACL file (None without one); raises `CredentialsError`."""
+        return AclTable.load(Path(self.config.acl_file)) if self.config.acl_file else None
+
     def reload(self) -> None:
-        """Re-read the ACL (SIGHUP); raises `CredentialsError` and keeps the old table on failure."""
-        self.table = AclTable.load(Path(self.config.acl_file)) if self.config.acl_file else None
+        self.table = self.load()
 
     def check(self, username: str | None, topic: str, action: str) -> bool:
         table = self.table

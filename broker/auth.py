@@ -66,11 +66,13 @@ class EdgeAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no ty
         self.known: frozenset[str] | None = None
         self.reload()
 
-    def reload(self) -> None:
-        """Re-read the files (SIGHUP); raises `CredentialsError` and keeps the old ones on failure."""
+    def reload(self, acl: AclTable | None = None) -> None:
+        """Re-read the files (SIGHUP; `acl` if the caller already read it); raises
+        `CredentialsError` and keeps the old ones on failure."""
         config = self.config
         passwords = PasswordFile.load(Path(config.password_file)) if config.password_file else None
-        acl = AclTable.load(Path(config.acl_file)) if config.acl_file else None
+        if acl is None and config.acl_file:
+            acl = AclTable.load(Path(config.acl_file))
         known: set[str] | None = None
         if passwords is not None or acl is not None:
             known = set(passwords.users if passwords else ()) | set(acl.users if acl else ())

@@ -120,27 +120,31 @@ def describe(settings: BrokerSettings) -> str:
 
 
 async def serve(settings: BrokerSettings) -> int:
-    """Run until SIGTERM or SIGINT; SIGHUP reloads credentials."""
+    """Run until SIGTERM or SIGINT; SIGHUP reloads credentials. The handlers are installed
+    before the listeners open, so an early signal is never fatal."""
     broker = EmbeddedBroker(settings)
-    await broker.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, _reload, broker)
-    log.info("ready: %s", "; ".join(describe(settings).splitlines()))
     try:
+        await broker.start()
+        log.info("ready: %s", "; ".join(describe(settings).splitlines()))
         await stop.wait()
-    finally:
         log.info("stopping")
+        await broker.stop()
+    finally:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
-        await broker.stop()
     log.info("stopped")
     return 0
 
 
 def _reload(broker: EmbeddedBroker) -> None:
+    if not broker.running:
+        log.warning("SIGHUP before the broker was ready: nothing to reload yet")
+        return
     try:
         dropped = broker.reload()
     except BrokerError as exc:

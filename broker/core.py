@@ -459,9 +459,11 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
             await self.store.close()
 
     def reload_credentials(self) -> int:
-        """Re-read passwords and ACL; disconnect clients whose identity is gone. Returns how many."""
-        self.auth_plugin.reload()
-        self.acl_plugin.reload()
+        """Re-read passwords and ACL, both or neither (a `CredentialsError` changes nothing);
+        disconnect clients whose identity is gone. Returns how many."""
+        acl = self.acl_plugin.load()
+        self.auth_plugin.reload(acl)
+        self.acl_plugin.table = acl
         dropped = 0
         for session, handler in list(self._sessions.values()):
             if session.transitions.is_connected() and not self.auth_plugin.still_valid(session):

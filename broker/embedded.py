@@ -86,6 +86,10 @@ class EmbeddedBroker:
     # -- what it is doing -------------------------------------------------------------------------
 
     @property
+    def running(self) -> bool:
+        return self._broker is not None
+
+    @property
     def broker(self) -> EdgeBroker:
         if self._broker is None:
             raise StartError("the broker is not running")

@@ -281,3 +281,15 @@ def test_subscribing_again_replaces_the_qos(mqtt_broker: RunningBroker, client: 
     assert message.qos == 2
     sub.sync()
     assert sub.messages.empty()  # one subscription, one copy
+
+
+def test_a_second_connection_with_the_same_client_id_takes_over(
+    mqtt_broker: RunningBroker, client: ClientFactory
+) -> None:
+    first = client("twin", clean=False)
+    first.subscribe("test/twin", 1)
+    second = client("twin", clean=False, connect=False)
+    assert second.connect() is True  # the session continues [MQTT-3.1.4-2]
+    assert first.disconnected.wait(15)  # and the first connection is closed
+    client("pub").publish("test/twin", b"to the new one", qos=1)
+    assert second.expect(1)[0].payload == b"to the new one"
