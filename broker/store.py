@@ -231,7 +231,10 @@ class Store(MemoryStore):
         waiter, self._next = self._next, None
         self._writing = waiter
         try:
-            await asyncio.to_thread(self._write, data)
+            # Only a batch someone waits for (a PUBACK, SUBACK or CONNACK) needs its fsync; one of
+            # acknowledgements and deletions alone rides on the next fsync (losing it in a crash
+            # means a redelivery, never a loss).
+            await asyncio.to_thread(self._write, data, waiter is not None)
         except OSError as exc:
             log.error("journal write failed (%s): the messages it held are not acknowledged", exc)
             if waiter is not None and not waiter.done():
@@ -244,12 +247,12 @@ class Store(MemoryStore):
         finally:
             self._writing = None
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, sync: bool) -> None:
         journal = self._journal
         if journal is None:
             raise OSError("journal is closed")
         journal.write(data)
-        if self.fsync:
+        if sync and self.fsync:
             os.fsync(journal.fileno())
 
     async def _compact(self) -> None:
