@@ -244,3 +244,30 @@ def test_reload_after_revocation_disconnects_and_refuses(tmp_path: Path) -> None
             survivor.sync()  # everyone else carries on
         finally:
             made.close()
+
+
+def test_secure_websocket_for_a_browser_dashboard(fleet: Fleet) -> None:
+    """wss: the broker's certificate, no client certificate, the dashboard's password."""
+    files = fleet.amqtt_files
+    settings = {
+        "listeners.ws.enabled": True,
+        "listeners.ws.port": 0,
+        "listeners.ws.certfile": str(files / "server.crt"),
+        "listeners.ws.keyfile": str(files / "server.key"),
+        "listeners.ws.require_certificate": False,
+    }
+    with fleet_broker("embedded", fleet, **settings) as running:
+        assert running.embedded is not None
+        dash = TestClient(
+            running.embedded.ws_port,
+            "dash-wss",
+            username="dash-1",
+            password=fleet.password("dash-1"),
+            transport="websockets",
+            tls=fleet.tls(None),
+        )
+        try:
+            dash.connect()
+            assert dash.subscribe("edge/heartbeat/+", 1) == 1
+        finally:
+            dash.close()
