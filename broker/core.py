@@ -202,6 +202,8 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         finally:
             await self._connection_ended(session, handler)
             done.set()
+            if self._connections.get(session.client_id) is done:
+                del self._connections[session.client_id]
 
     async def _admit(
         self, reader: ReaderAdapter, writer: WriterAdapter

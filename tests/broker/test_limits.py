@@ -121,3 +121,29 @@ def test_sys_topics_belong_to_the_broker_and_sessions_expire() -> None:
         again = TestClient(thread.port, "expiring", clean=False)
         assert again.connect() is False  # limits.session_expiry_s = 1: the session is gone
         again.disconnect()
+
+
+def test_nothing_is_left_behind_by_clients_that_come_and_go(embedded_broker: RunningBroker) -> None:
+    for i in range(50):
+        quick = TestClient(embedded_broker.port, f"passing-{i}", username="bob", password=USERS["bob"])
+        quick.connect()
+        quick.subscribe("test/x", 1)
+        quick.disconnect()
+    assert embedded_broker.embedded is not None
+
+    async def leftovers() -> dict[str, int]:
+        broker = embedded_broker.embedded.embedded.broker  # type: ignore[union-attr]
+        router = broker.router
+        return {
+            "sessions": len(broker.sessions),
+            "connections": len(broker._connections),
+            "writers": len(broker._writers),
+            "outboxes": len(router.outboxes),
+            "subscriptions": len(router.index),
+        }
+
+    empty = dict.fromkeys(("sessions", "connections", "writers", "outboxes", "subscriptions"), 0)
+    deadline = time.monotonic() + 15  # the last DISCONNECT may still be in flight
+    while embedded_broker.embedded.call(leftovers) != empty and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert embedded_broker.embedded.call(leftovers) == empty
