@@ -1,0 +1,424 @@
+"""The durable store: one writer, a checksummed journal with group commit, snapshots, history partitions.
+
+    store = Store.open(data_dir)                     # lock, snapshot + journal replayed, writer started
+    store.commit([Op(TASKS, key, doc), ...], on_durable=callback)   # applied now, durable soon
+    store.commit_sync(ops)                           # returns once on disk
+    store.get(TASKS, key); store.rows(OUTBOX); store.db.table(TASKS).search(...)  (under store.lock)
+
+A commit is applied to the in-memory tables at once (readers see it) and handed to the writer
+thread, which writes everything that arrived meanwhile as one journal record and one fsync (group
+commit), then calls the `on_durable` callbacks in commit order. Effects the outside world sees (an
+MQTT acknowledgement, a result published) happen only in those callbacks. Every op sets a key to
+a whole document or deletes it, so replaying an op twice changes nothing.
+
+The cost of a commit is its own bytes plus one fsync, whatever the history: finished tasks leave
+the tables (their final record goes to `history/YYYY-MM-DD.log`, dropped after `retention_days`),
+replay rows are forgotten after their task's expiry, and when the journal passes `compact_bytes`
+the live state is written as a new snapshot (temporary file, fsync, rename) and a new journal
+starts. Files (`state/`): `snapshot` (magic, crc32, MessagePack of schema, generation and tables),
+`journal.<generation>.log` (records, see records.py), `LOCK` (flock: one agent per data directory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import msgpack
+
+from ..errors import StoreCorrupt, StoreError, StoreLocked
+from ..fileio import PRIVATE, fsync_dir, write_atomic
+from . import records
+from .state import HISTORY, META, SCHEMA_VERSION, TABLES, StateDB, Tables, empty_tables, open_db
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_MAGIC = b"EDGESNAP"
+_SNAP_HEADER = struct.Struct("<8sIQ")  # magic, crc32, length
+DAY = 86400.0
+
+
+class Op(NamedTuple):
+    table: str
+    key: str
+    doc: Any  # None deletes the key; a document is never changed after it is committed
+
+
+Callback = Callable[[], None]
+
+
+class StoreStats(NamedTuple):
+    generation: int
+    journal_bytes: int
+    commits: int
+    batches: int
+    compactions: int
+    last_batch_s: float
+
+
+def _history_day(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, tz=dt.timezone.utc).strftime("%Y-%m-%d")
+
+
+class Store:
+    """See the module docstring. Thread-safe; one instance per data directory."""
+
+    def __init__(
+        self, data_dir: Path, *, fsync: bool = True, compact_bytes: int = 8 << 20, retention_days: int = 7
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.state_dir = self.data_dir / "state"
+        self.history_dir = self.data_dir / "history"
+        self._fsync = fsync
+        self._compact_bytes = compact_bytes
+        self.retention_days = retention_days
+        self.lock = threading.RLock()  # guards the tables: hold it to read several documents consistently
+        self.tables: Tables = empty_tables()
+        self.db: StateDB = open_db(self.tables)
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: list[tuple[list[Op], Callback | None]] = []
+        self._closing = False
+        self._failure: BaseException | None = None
+        self._writer: threading.Thread | None = None
+        self._lock_fd: int | None = None
+        self._journal: Any = None
+        self.generation = 0
+        self._journal_bytes = 0
+        self._commits = self._batches = self._compactions = 0
+        self._last_batch_s = 0.0
+        self._durable_seq = 0  # commits written so far
+        self._submitted_seq = 0
+        self.on_failure: Callable[[BaseException], None] = lambda exc: None
+
+    # -- opening ------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, data_dir: Path, **options: Any) -> Store:
+        store = cls(data_dir, **options)
+        store._open()
+        return store
+
+    def _open(self) -> None:
+        for directory in (self.data_dir, self.state_dir, self.history_dir):
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._take_lock()
+        snapshot = self.state_dir / "snapshot"
+        journals = self._journal_files()
+        if snapshot.exists():
+            self._load_snapshot(snapshot)
+        elif journals:
+            names = ", ".join(p.name for _, p in journals)
+            raise StoreCorrupt(f"{snapshot} is missing but {names} exist: the state cannot be rebuilt")
+        else:
+            log.info("no state in %s: starting with an empty store", self.state_dir)
+            self._write_snapshot(0, self._serialise())
+        self._replay_journals(journals)
+        self._open_journal(append=True)
+        self._writer = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
+        self._writer.start()
+
+    def _take_lock(self) -> None:
+        fd = os.open(self.state_dir / "LOCK", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreLocked(f"{self.data_dir} is in use by another agent (state/LOCK is held)") from None
+        self._lock_fd = fd
+
+    def _journal_files(self) -> list[tuple[int, Path]]:
+        found = []
+        for path in self.state_dir.glob("journal.*.log"):
+            middle = path.name[len("journal.") : -len(".log")]
+            if middle.isdigit():
+                found.append((int(middle), path))
+        return sorted(found)
+
+    def _load_snapshot(self, path: Path) -> None:
+        data = path.read_bytes()
+        if len(data) < _SNAP_HEADER.size:
+            raise StoreCorrupt(f"{path}: too short to be a snapshot ({len(data)} bytes)")
+        magic, crc, length = _SNAP_HEADER.unpack_from(data)
+        body = data[_SNAP_HEADER.size :]
+        if magic != SNAPSHOT_MAGIC or length != len(body) or zlib.crc32(body) != crc:
+            raise StoreCorrupt(f"{path}: not a valid snapshot (bad magic, length or checksum)")
+        doc = records.unpack(body)
+        schema = doc.get("schema")
+        if not isinstance(schema, int) or schema > SCHEMA_VERSION:
+            raise StoreError(
+                f"{path}: state schema {schema!r} is newer than this agent's ({SCHEMA_VERSION}); "
+                "run the agent version that wrote it, or move the data directory away"
+            )
+        self.generation = int(doc["generation"])
+        for name in TABLES:
+            self.tables[name].update(doc["tables"].get(name, {}))
+
+    def _replay_journals(self, journals: list[tuple[int, Path]]) -> None:
+        for generation, path in journals:
+            if generation < self.generation:  # compaction finished but had not yet removed it
+                path.unlink()
+            elif generation > self.generation:
+                raise StoreCorrupt(
+                    f"{path} is newer than the snapshot (generation {self.generation}): "
+                    "the snapshot was replaced by an older one"
+                )
+            else:
+                self._replay(path)
+
+    def _replay(self, path: Path) -> None:
+        scan = records.scan(path)
+        if scan.torn_bytes:
+            log.warning("%s: cutting off %d bytes of a record torn by a crash", path, scan.torn_bytes)
+            with open(path, "r+b") as f:
+                f.truncate(scan.valid_length)
+                os.fsync(f.fileno())
+        for batch in scan.values:
+            self._apply(Op(*op) for op in batch)
+
+    def _open_journal(self, *, append: bool) -> None:
+        path = self.state_dir / f"journal.{self.generation}.log"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, PRIVATE)
+        self._journal = os.fdopen(fd, "ab", buffering=0)
+        self._journal_bytes = os.fstat(fd).st_size if append else 0
+        if self._fsync:
+            fsync_dir(self.state_dir)
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def get(self, table: str, key: str) -> Any:
+        return self.tables[table].get(key)
+
+    def rows(self, table: str) -> list[tuple[str, Any]]:
+        """A consistent copy of a table's (key, document) pairs."""
+        with self.lock:
+            return list(self.tables[table].items())
+
+    def count(self, table: str) -> int:
+        return len(self.tables[table])
+
+    # -- writing ---------------------------------------------------------------------------------------
+
+    def _apply(self, ops: Iterable[Op]) -> None:
+        touched = set()
+        for table, key, doc in ops:
+            if table == HISTORY:
+                continue
+            rows = self.tables[table]
+            if doc is None:
+                rows.pop(key, None)
+            else:
+                rows[key] = doc
+            touched.add(table)
+        for table in touched:
+            self.db.table(table).clear_cache()
+
+    def commit(self, ops: list[Op], on_durable: Callback | None = None) -> None:
+        """Apply `ops` now; make them durable with the next group commit, then call `on_durable`."""
+        if self._failure is not None:
+            raise StoreError(f"the store failed and accepts no more changes: {self._failure}")
+        with self.lock:
+            self._apply(ops)
+            with self._cond:
+                self._pending.append((ops, on_durable))
+                self._submitted_seq += 1
+                self._cond.notify()
+
+    def commit_sync(self, ops: list[Op], timeout: float = 30.0) -> None:
+        done = threading.Event()
+        self.commit(ops, done.set)
+        if not done.wait(timeout):
+            raise StoreError(self._failure_text() or f"commit not durable within {timeout} s")
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything committed so far is durable."""
+        with self._cond:
+            target = self._submitted_seq
+            return (
+                self._cond.wait_for(lambda: self._durable_seq >= target or self._failure is not None, timeout)
+                and self._failure is None
+            )
+
+    def forget(self, table: str, keys: Iterable[str]) -> None:
+        """Drop keys from memory without a journal record (expired replay rows: the next
+        snapshot leaves them out, and a replayed journal brings back only rows that expire again)."""
+        with self.lock:
+            rows = self.tables[table]
+            for key in keys:
+                rows.pop(key, None)
+
+    def _failure_text(self) -> str | None:
+        return None if self._failure is None else f"the store failed: {self._failure}"
+
+    # -- the writer thread -----------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._pending) or self._closing)
+                batch, self._pending = self._pending, []
+                if not batch and self._closing:
+                    return
+            try:
+                self._write_batch(batch)
+            except BaseException as exc:  # disk full, I/O error: nothing more may be acknowledged
+                log.critical("the store cannot write: %s", exc)
+                with self._cond:
+                    self._failure = exc
+                    self._cond.notify_all()
+                self.on_failure(exc)
+                return
+            for _, callback in batch:
+                if callback is not None:
+                    try:
+                        callback()
+                    except Exception:  # a failing callback is the caller's bug: log it, keep writing
+                        log.exception("store commit callback failed")
+            with self._cond:
+                self._durable_seq += len(batch)
+                self._cond.notify_all()
+            if self._journal_bytes >= self._compact_bytes:
+                self.compact()
+
+    def _write_batch(self, batch: list[tuple[list[Op], Callback | None]]) -> None:
+        started = time.perf_counter()
+        ops = [op for commit_ops, _ in batch for op in commit_ops]
+        history = [op.doc for op in ops if op.table == HISTORY]
+        if history:
+            self._append_history(history)
+        record = records.frame([list(op) for op in ops if op.table != HISTORY])
+        self._journal.write(record)
+        if self._fsync:
+            os.fdatasync(self._journal.fileno())
+        self._journal_bytes += len(record)
+        self._commits += len(batch)
+        self._batches += 1
+        self._last_batch_s = time.perf_counter() - started
+
+    def _append_history(self, docs: list[Any]) -> None:
+        """Final records of finished tasks, by UTC day of `finished_at`. Not fsynced here: kill -9
+        keeps what write() handed to the kernel, and `compact()` syncs them before the journal that
+        also holds them is dropped."""
+        by_day: dict[str, list[bytes]] = {}
+        for doc in docs:
+            day = _history_day(doc.get("finished_at") or time.time())
+            by_day.setdefault(day, []).append(records.frame(doc))
+        for day, framed in by_day.items():
+            with open(self.history_dir / f"{day}.log", "ab") as f:
+                f.write(b"".join(framed))
+
+    # -- snapshots ---------------------------------------------------------------------------------------
+
+    def _serialise(self) -> bytes:
+        with self.lock:
+            doc = {
+                "schema": SCHEMA_VERSION,
+                "generation": self.generation,
+                "created_at": time.time(),
+                "tables": self.tables,
+            }
+            return msgpack.packb(doc, use_bin_type=True)  # type: ignore[no-any-return]
+
+    def _write_snapshot(self, generation: int, body: bytes) -> None:
+        header = _SNAP_HEADER.pack(SNAPSHOT_MAGIC, zlib.crc32(body), len(body))
+        write_atomic(self.state_dir / "snapshot", header + body, PRIVATE)
+
+    def compact(self) -> None:
+        """Write the live state as generation N+1 and start its journal (writer thread, or tests)."""
+        started = time.perf_counter()
+        self._sync_history()
+        with self.lock:
+            old = self.state_dir / f"journal.{self.generation}.log"
+            self.generation += 1
+            body = self._serialise()
+        self._write_snapshot(self.generation, body)
+        self._journal.close()
+        self._open_journal(append=False)
+        old.unlink(missing_ok=True)
+        self._compactions += 1
+        log.info(
+            "state compacted to generation %d (%d bytes) in %.1f ms",
+            self.generation,
+            len(body),
+            (time.perf_counter() - started) * 1e3,
+        )
+
+    def _sync_history(self) -> None:
+        if not self._fsync:
+            return
+        for path in self.history_dir.glob("*.log"):
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    # -- history -----------------------------------------------------------------------------------------
+
+    def history_days(self) -> list[Path]:
+        return sorted(self.history_dir.glob("*.log"))
+
+    def history(self) -> Iterator[Any]:
+        """Finished task records, oldest day first."""
+        for path in self.history_days():
+            yield from records.iter_values(path)
+
+    def expire_history(self, now: float | None = None) -> int:
+        """Delete day partitions older than `retention_days`; returns how many."""
+        cutoff = _history_day((now or time.time()) - self.retention_days * DAY)
+        removed = 0
+        for path in self.history_days():
+            if path.stem < cutoff:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    # -- meta ----------------------------------------------------------------------------------------------
+
+    def next_session(self) -> int:
+        """The presence session counter, incremented and durable before it is returned."""
+        with self.lock:
+            meta = dict(self.get(META, "agent") or {})
+            meta["session"] = int(meta.get("session", 0)) + 1
+            self.commit([Op(META, "agent", meta)])
+        self.flush()
+        return int(meta["session"])
+
+    # -- closing -------------------------------------------------------------------------------------------
+
+    def stats(self) -> StoreStats:
+        return StoreStats(
+            self.generation,
+            self._journal_bytes,
+            self._commits,
+            self._batches,
+            self._compactions,
+            self._last_batch_s,
+        )
+
+    @property
+    def failed(self) -> BaseException | None:
+        return self._failure
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is pending, then release the files and the lock."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._writer is not None:
+            self._writer.join(timeout)
+        if self._journal is not None:
+            with contextlib.suppress(OSError):
+                self._journal.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
