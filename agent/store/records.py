@@ -64,6 +64,8 @@ def _record_problem(data: bytes, offset: int) -> str | None:
         return "a record header cut short"
     length, crc = HEADER.unpack_from(data, offset)
     start = offset + HEADER.size
+    if length == 0:
+        return "an empty record"  # a MessagePack value is at least one byte: this is zero fill
     if length > MAX_RECORD or start + length > len(data):
         return f"a record of {length} bytes running past the end"
     if zlib.crc32(data[start : start + length]) != crc:

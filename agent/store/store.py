@@ -105,7 +105,11 @@ class Store:
     @classmethod
     def open(cls, data_dir: Path, **options: Any) -> Store:
         store = cls(data_dir, **options)
-        store._open()
+        try:
+            store._open()
+        except BaseException:
+            store._release_lock()
+            raise
         return store
 
     def _open(self) -> None:
@@ -419,6 +423,9 @@ class Store:
         if self._journal is not None:
             with contextlib.suppress(OSError):
                 self._journal.close()
+        self._release_lock()
+
+    def _release_lock(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

@@ -1,0 +1,282 @@
+"""The durable store: group commit, recovery after kill -9 at any instant, damage detection,
+compaction, history partitions, the replay cache, TinyDB reads."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+import pytest
+from tinydb import Query
+
+from agent.errors import StoreCorrupt, StoreError, StoreLocked
+from agent.protocol import ReplayRecord
+from agent.store import HISTORY, META, REPLAY, TASKS, DurableReplayCache, Op, Store, frame
+from agent.store.store import SNAPSHOT_MAGIC
+
+
+def _open(path: Path, **options: object) -> Store:
+    return Store.open(path, **options)  # type: ignore[arg-type]
+
+
+def test_commits_survive_a_reopen_and_callbacks_follow_durability(tmp_path: Path) -> None:
+    store = _open(tmp_path)
+    done: list[int] = []
+    for i in range(100):
+        store.commit([Op(TASKS, f"k/{i}", {"n": i, "body": b"\x00" * 10})], lambda i=i: done.append(i))
+    assert store.flush(10)
+    assert done == list(range(100))  # in commit order
+    assert store.stats().batches < 100  # group commit: many commits per write
+    store.commit_sync([Op(TASKS, "k/5", None)])
+    store.close()
+    store = _open(tmp_path)
+    assert store.count(TASKS) == 99 and store.get(TASKS, "k/7") == {"n": 7, "body": b"\x00" * 10}
+    assert store.get(TASKS, "k/5") is None
+    store.close()
+
+
+def test_one_agent_per_data_directory(tmp_path: Path) -> None:
+    store = _open(tmp_path)
+    with pytest.raises(StoreLocked):
+        _open(tmp_path)
+    store.close()
+    _open(tmp_path).close()
+
+
+def test_tinydb_reads_the_tables_and_refuses_to_write(tmp_path: Path) -> None:
+    store = _open(tmp_path)
+    store.commit([Op(TASKS, "a/1", {"state": "queued"}), Op(TASKS, "a/2", {"state": "running"})])
+    task = Query()
+    with store.lock:
+        assert [d.doc_id for d in store.db.table(TASKS).search(task.state == "queued")] == ["a/1"]
+    store.commit([Op(TASKS, "a/2", {"state": "queued"})])
+    with store.lock:  # the query cache is cleared by every commit
+        assert len(store.db.table(TASKS).search(task.state == "queued")) == 2
+    with pytest.raises((StoreError, TypeError)):
+        store.db.table(TASKS).truncate()
+    store.close()
+
+
+def _journal(path: Path) -> Path:
+    [journal] = sorted((path / "state").glob("journal.*.log"))
+    return journal
+
+
+def test_a_torn_last_record_is_cut_off(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = _open(tmp_path)
+    store.commit_sync([Op(TASKS, "k/1", {"n": 1})])
+    store.close()
+    whole = frame([[TASKS, "k/2", {"n": 2}]])
+    with _journal(tmp_path).open("ab") as f:
+        f.write(whole[:-3])  # the last write of a crash
+    store = _open(tmp_path)
+    assert store.get(TASKS, "k/1") == {"n": 1} and store.get(TASKS, "k/2") is None
+    assert "torn by a crash" in caplog.text
+    store.commit_sync([Op(TASKS, "k/3", {"n": 3})])  # appends after the cut
+    store.close()
+    store = _open(tmp_path)
+    assert store.get(TASKS, "k/3") == {"n": 3}
+    store.close()
+
+
+def test_zero_fill_after_the_last_record_is_a_crash_not_damage(tmp_path: Path) -> None:
+    store = _open(tmp_path)
+    store.commit_sync([Op(TASKS, "k/1", {"n": 1})])
+    store.close()
+    with _journal(tmp_path).open("ab") as f:
+        f.write(b"\0" * 4096)
+    store = _open(tmp_path)
+    assert store.get(TASKS, "k/1") == {"n": 1}
+    store.close()
+
+
+def test_damage_before_the_end_stops_the_start_naming_the_file(tmp_path: Path) -> None:
+    store = _open(tmp_path)
+    store.commit_sync([Op(TASKS, "k/1", {"n": 1})])
+    store.commit_sync([Op(TASKS, "k/2", {"n": 2})])
+    store.close()
+    journal = _journal(tmp_path)
+    data = bytearray(journal.read_bytes())
+    data[10] ^= 0xFF  # inside the first record: the second one follows it
+    journal.write_bytes(bytes(data))
+    with pytest.raises(StoreCorrupt, match=r"journal\.0\.log.*wrong checksum"):
+        _open(tmp_path)
+
+
+def test_a_damaged_or_missing_snapshot_is_an_error_not_an_empty_start(tmp_path: Path) -> None:
+    store = _open(tmp_path)
+    store.commit_sync([Op(TASKS, "k/1", {"n": 1})])
+    store.close()
+    snapshot = tmp_path / "state" / "snapshot"
+    good = snapshot.read_bytes()
+    snapshot.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    with pytest.raises(StoreCorrupt, match="snapshot"):
+        _open(tmp_path)
+    snapshot.unlink()
+    with pytest.raises(StoreCorrupt, match="snapshot is missing"):
+        _open(tmp_path)
+    snapshot.write_bytes(good)
+    assert _open(tmp_path).get(TASKS, "k/1") == {"n": 1}
+
+
+def test_state_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    import msgpack
+
+    (tmp_path / "state").mkdir()
+    body = msgpack.packb({"schema": 99, "generation": 0, "tables": {}})
+    header = struct.pack("<8sIQ", SNAPSHOT_MAGIC, zlib.crc32(body), len(body))
+    (tmp_path / "state" / "snapshot").write_bytes(header + body)
+    with pytest.raises(StoreError, match="schema 99 is newer"):
+        _open(tmp_path)
+
+
+def test_compaction_bounds_the_journal_and_keeps_the_state(tmp_path: Path) -> None:
+    store = _open(tmp_path, compact_bytes=16 << 10)
+    for i in range(400):
+        store.commit([Op(TASKS, f"k/{i % 50}", {"n": i, "pad": b"x" * 200})])
+        if i % 10 == 0:
+            store.flush()
+    assert store.flush()
+    stats = store.stats()
+    assert stats.compactions >= 2 and stats.journal_bytes < 20 << 10
+    store.close()
+    assert len(list((tmp_path / "state").glob("journal.*.log"))) == 1
+    store = _open(tmp_path)
+    assert store.count(TASKS) == 50 and store.get(TASKS, "k/49") == {"n": 399, "pad": b"x" * 200}
+    store.close()
+
+
+def test_a_journal_left_by_an_interrupted_compaction_is_removed(tmp_path: Path) -> None:
+    store = _open(tmp_path)
+    store.commit_sync([Op(TASKS, "k/1", {"n": 1})])
+    old = _journal(tmp_path).read_bytes()
+    store.compact()  # generation 1
+    store.close()
+    (tmp_path / "state" / "journal.0.log").write_bytes(old)  # as if the unlink had not happened
+    store = _open(tmp_path)
+    assert [p.name for p in (tmp_path / "state").glob("journal.*.log")] == ["journal.1.log"]
+    assert store.get(TASKS, "k/1") == {"n": 1}
+    store.close()
+
+
+def test_finished_tasks_go_to_day_partitions_and_expire(tmp_path: Path) -> None:
+    store = _open(tmp_path, retention_days=2)
+    now = time.time()
+    old = now - 5 * 86400
+    store.commit([Op(TASKS, "k/1", {"n": 1})])
+    store.commit_sync(
+        [
+            Op(HISTORY, "k/1", {"key": "k/1", "finished_at": now}),
+            Op(HISTORY, "k/0", {"key": "k/0", "finished_at": old}),
+            Op(TASKS, "k/1", None),
+        ]
+    )
+    assert store.count(TASKS) == 0
+    assert sorted(doc["key"] for doc in store.history()) == ["k/0", "k/1"]
+    assert store.expire_history(now) == 1
+    assert [doc["key"] for doc in store.history()] == ["k/1"]
+    store.compact()  # the snapshot holds live state only
+    assert store.count(TASKS) == 0
+    store.close()
+
+
+def test_the_replay_cache_survives_a_restart_and_forgets_expired_rows(tmp_path: Path) -> None:
+    store = _open(tmp_path)
+    cache = DurableReplayCache(store)
+    now = time.time()
+    live = ReplayRecord("dev", b"n" * 16, "t1", b"s" * 64, now + 100)
+    stale = ReplayRecord("dev", b"m" * 16, "t2", b"z" * 64, now - 1)
+    for record in (live, stale):
+        assert cache.claim(record) is None
+    assert cache.claim(live._replace(task_id="other")) == live  # same nonce
+    assert cache.claim(live._replace(nonce=b"q" * 16)) == live  # same id
+    store.commit_sync([cache.row_op(live), cache.row_op(stale)])
+    uncommitted = ReplayRecord("dev", b"u" * 16, "t3", b"y" * 64, now + 100)
+    assert cache.claim(uncommitted) is None
+    cache.release(uncommitted)
+    assert cache.by_nonce("dev", b"u" * 16) is None
+    store.close()
+    store = _open(tmp_path)
+    cache = DurableReplayCache(store)
+    assert cache.by_nonce("dev", b"n" * 16) == live and cache.by_id("dev", "t1") == live
+    assert cache.expire(now) == 1 and cache.by_id("dev", "t2") is None
+    assert store.count(REPLAY) == 1
+    store.close()
+
+
+def test_the_session_counter_is_durable(tmp_path: Path) -> None:
+    store = _open(tmp_path)
+    assert [store.next_session() for _ in range(3)] == [1, 2, 3]
+    store.close()
+    store = _open(tmp_path)
+    assert store.next_session() == 4 and store.get(META, "agent")["session"] == 4
+    store.close()
+
+
+# --- kill -9 at any instant ----------------------------------------------------------------------------
+
+_WRITER = """
+import sys, threading
+from pathlib import Path
+from agent.store import Op, Store, TASKS, HISTORY
+store = Store.open(Path(sys.argv[1]), compact_bytes=int(sys.argv[2]))
+start = len(store.tables[TASKS])
+lock = threading.Lock()
+def durable(i):
+    with lock:
+        sys.stdout.write(f"{i}\\n"); sys.stdout.flush()
+i = int(sys.argv[3])
+while True:
+    ops = [Op(TASKS, f"k/{i}", {"n": i, "pad": b"p" * 300})]
+    if i % 3 == 0:
+        ops.append(Op(HISTORY, f"k/{i}", {"key": f"k/{i}", "finished_at": 1.7e9}))
+    store.commit(ops, lambda i=i: durable(i))
+    i += 1
+"""
+
+
+def _read_ints(stream: IO[bytes], into: list[int]) -> None:
+    into.extend(int(line) for line in stream)
+
+
+@pytest.mark.parametrize("compact_bytes", [1 << 30, 32 << 10])
+def test_kill_9_at_any_instant_loses_nothing_that_was_durable(tmp_path: Path, compact_bytes: int) -> None:
+    """A writer commits as fast as it can and prints each commit once durable; it is killed at
+    random moments (during compactions too, with a small `compact_bytes`); every printed commit
+    must be there after each restart."""
+    import random
+
+    rng = random.Random(7)
+    next_key = 0
+    for _round in range(4):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(tmp_path), str(compact_bytes), str(next_key)],
+            stdout=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        durable: list[int] = []
+        reader = threading.Thread(target=_read_ints, args=(proc.stdout, durable))
+        reader.start()
+        deadline = time.monotonic() + 30
+        while len(durable) < 200 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, 0.2))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        reader.join()
+        proc.stdout.close()
+        assert durable, "the writer made no progress"
+        store = _open(tmp_path)
+        missing = [i for i in durable if store.get(TASKS, f"k/{i}") != {"n": i, "pad": b"p" * 300}]
+        assert not missing, f"acknowledged but lost: {missing[:10]}"
+        next_key = max(durable) + 10_000
+        store.close()
