@@ -139,6 +139,12 @@ def load_settings(
         fleet_dir = Path(str(fleet_files))
         if not fleet_dir.is_dir():
             raise ConfigError("fleet_files", f"{fleet_dir} is not a directory (make it with edge-provision)")
+        if (fleet_dir / "fleet.toml").is_file() and not (fleet_dir / "passwd").is_file():
+            raise ConfigError(
+                "fleet_files",
+                f"{fleet_dir} is a fleet directory, not its broker files: run "
+                f"`edge-provision --fleet {fleet_dir} broker-files --format amqtt --out DIR` and use DIR",
+            )
         snippet = fleet_dir / "broker.toml"
         if snippet.is_file():
             layers.append(_relative_paths(_read_toml(snippet, "fleet_files"), fleet_dir))

@@ -91,3 +91,9 @@ def test_cli_check_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--bind" in capsys.readouterr().err
     assert main(["--check"]) == 2
     assert "edge-broker: error: auth: nobody could connect" in capsys.readouterr().err
+
+
+def test_a_fleet_directory_is_not_its_broker_files(tmp_path: Path) -> None:
+    (tmp_path / "fleet.toml").write_text("format = 1\n")
+    with pytest.raises(ConfigError, match="broker-files --format amqtt"):
+        load_settings(None, environ={}, overrides={"fleet_files": str(tmp_path)})
