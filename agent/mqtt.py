@@ -132,6 +132,8 @@ class MqttLink:
         self._lock = threading.Lock()  # generation and acks
         self._generation = 0
         self._connected = threading.Event()
+        self._subscribed = threading.Event()  # SUBACK of this connection's subscriptions
+        self._subscribe_mid = -1
         self._stop = threading.Event()
         self._rng = random.Random()
         self._client = self._make_client()
@@ -155,6 +157,7 @@ class MqttLink:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
         client.max_inflight_messages_set(100)
         if s.username is not None:
             client.username_pw_set(s.username, s.password)
@@ -178,7 +181,9 @@ class MqttLink:
         with self._lock:
             self._generation += 1
         self.connects += 1
-        client.subscribe([(topic, 1) for topic in self.settings.subscriptions])
+        self._subscribed.clear()
+        _, mid = client.subscribe([(topic, 1) for topic in self.settings.subscriptions])
+        self._subscribe_mid = -1 if mid is None else mid
         self._connected.set()
         self.handlers.connected(bool(flags.session_present), self.protocol)
 
@@ -187,8 +192,16 @@ class MqttLink:
             self._generation += 1
         was_connected = self._connected.is_set()
         self._connected.clear()
+        self._subscribed.clear()
         if was_connected:
             self.handlers.disconnected()
+
+    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, codes: Any, props: Any) -> None:
+        if mid == self._subscribe_mid:
+            refused = [str(c) for c in codes if getattr(c, "is_failure", False) or c == 0x80]
+            if refused:
+                log.error("the broker refused subscriptions (%s): check the ACL", ", ".join(refused))
+            self._subscribed.set()
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         self.handlers.message(
@@ -212,6 +225,11 @@ class MqttLink:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Connected and the broker acknowledged the subscriptions (tasks can arrive)."""
+        deadline = time.monotonic() + timeout
+        return self._connected.wait(timeout) and self._subscribed.wait(max(0.0, deadline - time.monotonic()))
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> int:
         """Queue a publish; returns its mid. QoS 1 survives reconnects in paho's memory."""

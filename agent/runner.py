@@ -1,11 +1,15 @@
 """The agent process: every part wired together, started and stopped in the right order.
 
     agent = Agent(config)        # loads keys and trust store, opens the store (ConfigError / StoreError)
-    agent.start()                # connects; returns at once
-    agent.stop()                 # clean stop: offline presence, disconnect, store closed
+    agent.start()                # workers, timers, outbox, intake, then the broker connection
+    agent.run_until_idle()       # tests: until nothing is queued, running or unacknowledged
+    agent.stop()                 # clean stop (below)
 
-`run_agent(config)` is what `edge-agent run` calls: start, wait for SIGTERM/SIGINT (clean stop,
-exit 0) while SIGHUP reloads the trust store.
+A clean stop (SIGTERM, SIGINT): the intake stops (what it had not committed is never acknowledged,
+so the broker redelivers it), running attempts get `grace_s` to finish (an attempt still running
+then is killed and does not count: it runs again at the next start), results are flushed to the
+broker, offline presence is published, and the state is closed. `run_agent` is what
+`edge-agent run` calls; SIGHUP reloads the trust store.
 """
 
 from __future__ import annotations
@@ -13,56 +17,93 @@ from __future__ import annotations
 import logging
 import queue
 import signal
+import threading
 import time
 from types import FrameType
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
-
+from .audit import AuditLog
 from .config import Config
+from .errors import WorkerError
 from .identity import link_settings, load_agent_signer, load_trust
-from .mqtt import Delivery, Handlers, MqttLink
+from .intake import Intake
+from .kernels import Catalogue
+from .lifecycle import Lifecycle
+from .mqtt import Handlers, MqttLink
+from .outbox import Outbox
 from .presence import Counts, Heartbeats, PresenceRecords
 from .protocol import TrustStoreError
+from .results import Publication, Signing
 from .store import Store
+from .workers import Outcome, Worker, WorkerPool, WorkerSettings
 
 log = logging.getLogger(__name__)
 
+HOUSEKEEPING_S = 10.0
+EXPIRY_SWEEP_S = 0.5
+
 
 class Agent:
-    """One agent: its store, its MQTT link, its presence and heartbeats."""
+    """One agent process's parts; see the module docstring for the order of things."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, catalogue: Catalogue | None = None) -> None:
         self.config = config
-        self.topics = config.topics
+        node, topics = config.node, config.topics
         self.signer = load_agent_signer(config)
         self.trust = load_trust(config)
+        self.catalogue = catalogue or Catalogue.load(config.testing.test_kernels)
+        settings = link_settings(config)
         self.store = Store.open(
             config.agent.data_dir,
             fsync=config.store.fsync,
             compact_bytes=config.store.compact_bytes,
             retention_days=config.store.retention_days,
         )
-        self.kernel_names: list[str] = []
-        self.backend = "numpy"
-        self.presence = PresenceRecords(config.node, self.topics, self.signer, self.store, self.kernel_names)
-        self.heartbeats = Heartbeats(config.node, self.topics, self.signer, self.backend, self.counts)
+        self.audit = AuditLog(config.audit_file, config.audit.max_bytes, config.audit.backups)
+        self.signing = Signing(node, topics, self.signer)
+        self.presence = PresenceRecords(node, topics, self.signer, self.store, self.catalogue.names())
+        self.heartbeats = Heartbeats(node, topics, self.signer, self.catalogue.backend, self.counts)
         self.link = MqttLink(
-            link_settings(config),
+            settings,
             Handlers(
-                message=self._on_message,
+                message=lambda delivery: self.intake.submit(delivery),
+                published=lambda mid: self.outbox.on_puback(mid),
                 connected=self._on_connected,
                 before_connect=self.presence.will,
             ),
         )
-        self.scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(2)}, timezone="UTC")
+        self.outbox = Outbox(self.store, self.link)
+        self.lifecycle = Lifecycle(
+            config,
+            self.store,
+            self.signing,
+            self.outbox,
+            self._publish_event if config.events.enabled else None,
+        )
+        self.intake = Intake(
+            config,
+            self.store,
+            self.trust,
+            self.catalogue,
+            self.lifecycle,
+            self.link,
+            self.outbox,
+            self.signing,
+            self.audit,
+        )
+        self.pool = WorkerPool(
+            WorkerSettings(
+                count=config.worker_count,
+                memory_limit_mb=config.workers.memory_limit_mb,
+                test_kernels=config.testing.test_kernels,
+                max_payload=config.security.max_payload,
+                start_timeout_s=config.workers.start_timeout_s,
+            )
+        )
         self.state = "running"
-        self.started_at = time.time()
+        self._stopping = threading.Event()
+        self._drivers: list[threading.Thread] = []
 
-    # -- callbacks from the network thread --------------------------------------------------------
-
-    def _on_message(self, delivery: Delivery) -> None:
-        log.debug("message on %s not handled yet", delivery.topic)
+    # -- callbacks ----------------------------------------------------------------------------------
 
     def _on_connected(self, session_present: bool, protocol: str) -> None:
         log.info(
@@ -73,27 +114,77 @@ class Agent:
         )
         self.link.publish(self.presence.topic, self.presence.birth(), qos=1, retain=True)
 
-    # -- periodic work -------------------------------------------------------------------------------
+    def _publish_event(self, publication: Publication) -> None:
+        self.link.publish(publication.topic, publication.payload, qos=0)
+
+    # -- periodic work --------------------------------------------------------------------------------
 
     def counts(self) -> Counts:
-        return Counts(state=self.state)
+        totals = self.lifecycle.totals
+        return Counts(
+            state=self.state,
+            queued=len(self.lifecycle.ready),
+            running=self.pool.busy,
+            completed_total=totals["completed"],
+            abandoned_total=totals["abandoned"],
+            rejected_total=self.intake.counts["rejected"],
+            outbox=self.outbox.pending,
+        )
 
     def publish_heartbeat(self) -> None:
         if self.link.connected:
             self.link.publish(self.heartbeats.topic, self.heartbeats.payload(), qos=0)
 
-    # -- life cycle ------------------------------------------------------------------------------------
+    def housekeeping(self) -> None:
+        self.intake.replay.expire(time.time())
+        self.store.expire_history()
+
+    # -- workers ----------------------------------------------------------------------------------------
+
+    def _drive(self, worker: Worker) -> None:
+        """One thread per worker: take the most urgent ready task, run it, report how it ended."""
+        while not self._stopping.is_set():
+            attempt = self.lifecycle.take(timeout=0.2)
+            if attempt is None:
+                continue
+            self.lifecycle.running[attempt.key] = worker
+            try:
+                outcome = worker.run(
+                    attempt.plan.kernel,
+                    attempt.body,
+                    attempt.attempt,
+                    self.lifecycle.timeout_for(attempt.plan),
+                )
+            except WorkerError as exc:
+                log.error("worker %d cannot start: %s", worker.index, exc)
+                outcome = Outcome(False, time.time(), time.time(), code="worker_crashed", message=str(exc))
+                self._stopping.wait(1.0)
+            finally:
+                self.lifecycle.running.pop(attempt.key, None)
+            if self._stopping.is_set() and not outcome.ok and outcome.code in ("worker_crashed", "timeout"):
+                self.lifecycle.requeue(attempt)  # killed by the stop, not by its own doing
+            else:
+                self.lifecycle.finished(attempt, outcome)
+
+    # -- life cycle -----------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.scheduler.add_job(
-            self.publish_heartbeat,
-            "interval",
-            seconds=self.config.heartbeat.interval_s,
-            id="heartbeat",
-            coalesce=True,
-            max_instances=1,
-        )
-        self.scheduler.start()
+        self.pool.start()
+        restored = self.lifecycle.start()
+        timers = self.lifecycle.timers
+        timers.every(self.config.heartbeat.interval_s, self.publish_heartbeat, "heartbeat")
+        timers.every(EXPIRY_SWEEP_S, self.lifecycle.expire_due, "expiry")
+        timers.every(HOUSEKEEPING_S, self.housekeeping, "housekeeping")
+        self.outbox.start()
+        unsent = self.outbox.restore()
+        self.intake.start()
+        for worker in self.pool.workers:
+            thread = threading.Thread(
+                target=self._drive, args=(worker,), name=f"worker-{worker.index}", daemon=True
+            )
+            thread.start()
+            self._drivers.append(thread)
+        self.audit.record("start", node=self.config.node, restored_tasks=restored, unsent_results=unsent)
         self.link.start()
 
     def reload(self) -> None:
@@ -102,21 +193,63 @@ class Agent:
             self.trust.reload()
         except TrustStoreError as exc:
             log.error("trust store not reloaded, keeping the current keys: %s", exc)
+            self.audit.record("trust_reload_failed", error=str(exc))
             return
         log.info("trust store reloaded: %d keys", len(self.trust))
+        self.audit.record("trust_reload", keys=len(self.trust))
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Clean stop: offline presence (acknowledged by the broker), DISCONNECT, store closed."""
+    def idle(self) -> bool:
+        """Nothing ready, running or waiting for the broker (timers may still be set)."""
+        return (
+            not len(self.lifecycle.ready)
+            and not self.pool.busy
+            and not self.lifecycle.running
+            and self.outbox.pending == 0
+            and self.intake.idle()
+        )
+
+    def run_until_idle(self, timeout: float = 60.0, settle: float = 0.05) -> bool:
+        """Tests: wait until `idle()` holds twice `settle` apart; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.idle():
+                time.sleep(settle)
+                if self.idle():
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def stop(self, grace: float | None = None) -> None:
+        """Clean stop; see the module docstring."""
+        grace = self.config.workers.grace_s if grace is None else grace
         self.state = "draining"
-        self.scheduler.shutdown(wait=False)
+        self.intake.stop()
+        self.lifecycle.timers.stop()
+        deadline = time.monotonic() + grace
+        while self.pool.busy and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self._stopping.set()
+        self.lifecycle.ready.close()
+        self.pool.stop(timeout=1.0)  # running attempts still there are killed, then requeued
+        for thread in self._drivers:
+            thread.join(10)
+        self.lifecycle.stop()
+        if self.link.connected and not self.outbox.wait_empty(min(5.0, max(grace, 1.0))):
+            log.warning(
+                "stopping with %d results not acknowledged: they are sent at the next start",
+                self.outbox.pending,
+            )
         if self.link.connected:
             delivered = self.link.publish_and_wait(
-                self.presence.topic, self.presence.death(), qos=1, retain=True, timeout=timeout
+                self.presence.topic, self.presence.death(), qos=1, retain=True, timeout=5.0
             )
             if not delivered:
                 log.warning("offline presence not acknowledged by the broker")
-        self.link.stop(timeout)
+        self.link.stop()
+        self.outbox.stop()
+        self.audit.record("stop", node=self.config.node)
         self.store.close()
+        self.audit.close()
 
 
 def run_agent(config: Config) -> int:
@@ -135,10 +268,13 @@ def run_agent(config: Config) -> int:
         try:
             received = signal.Signals(signals.get(timeout=1.0))
         except queue.Empty:
+            if agent.store.failed is not None:
+                log.critical("the store failed (%s): stopping", agent.store.failed)
+                return 1
             continue
         if received != signal.SIGHUP:
             break
         agent.reload()
     log.info("stopping (%s)", received.name)
-    agent.stop(config.workers.grace_s)
+    agent.stop()
     return 0

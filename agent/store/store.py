@@ -299,7 +299,10 @@ class Store:
         history = [op.doc for op in ops if op.table == HISTORY]
         if history:
             self._append_history(history)
-        record = records.frame([list(op) for op in ops if op.table != HISTORY])
+        changes = [list(op) for op in ops if op.table != HISTORY]
+        if not changes:  # commits made only to keep the order of their callbacks
+            return
+        record = records.frame(changes)
         self._journal.write(record)
         if self._fsync:
             os.fdatasync(self._journal.fileno())

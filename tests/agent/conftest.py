@@ -92,7 +92,7 @@ class Site:
         agent = Agent(self.config(node, **overrides))
         agent.start()
         try:
-            assert agent.link.wait_connected(TIMEOUT), "the agent did not connect"
+            assert agent.link.wait_subscribed(TIMEOUT), "the agent did not connect and subscribe"
             yield agent
         finally:
             agent.stop()

@@ -1,0 +1,343 @@
+"""Intake: every check of PROTOCOL 4 and 5, one durable commit per batch, acks after it, in order.
+
+The network thread only queues deliveries (`submit`). The intake thread takes whatever has
+arrived (up to `intake_batch`), decides each message in receive order, commits the whole batch
+(task records, replay rows, rejected results) as one group commit, and goes on with the next
+batch while the disk works. When a batch is durable the writer thread queues a marker back to
+the intake thread, which then sends that batch's acks (dropped if their connection is gone),
+starts its tasks and publishes its rejections: acks leave in receive order, and only for what
+is on disk.
+
+    checks 1-7   agent.protocol.accept_task (signature verification releases the GIL: the
+                 network thread keeps running meanwhile)
+    check 8      Catalogue.check: kernel name and params validation, never a kernel run
+    check 9      queue capacity (tasks with a future in the store plus this batch)
+    control      `{p}/control/{node}`: handed to `control` (sys.* commands, a later issue)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from native import KernelError
+
+from .audit import AuditLog
+from .config import Config
+from .kernels import Catalogue
+from .lifecycle import Lifecycle, Plan
+from .mqtt import Delivery, MqttLink
+from .outbox import Outbox, outbox_op
+from .protocol import (
+    AcceptancePolicy,
+    AcceptedTask,
+    AuthenticationError,
+    Limits,
+    ReplayRecord,
+    TaskRejected,
+    TrustStore,
+    accept_task,
+    open_envelope,
+)
+from .ratelimit import TokenBucket
+from .results import Publication, Signing, peek_body
+from .store import DurableReplayCache, Op, Store
+
+log = logging.getLogger(__name__)
+
+#: Rejections worth an audit line (the others are ordinary mistakes: unknown kernel, bad params, full queue).
+_AUDITED = frozenset(
+    {"replayed", "duplicate_id", "target_mismatch", "not_yet_valid", "expired", "ttl_too_long"}
+)
+_STOP = object()
+
+Control = Callable[[AcceptedTask], Publication]
+
+
+def no_control(accepted: AcceptedTask) -> Publication:
+    raise TaskRejected(
+        f"control command {accepted.task.kernel!r} is not supported by this agent",
+        code="unknown_kernel",
+        task_id=accepted.task.id,
+        kid=accepted.kid,
+    )
+
+
+@dataclass
+class Decision:
+    """What one delivery led to; `after` runs once the batch is durable (before its ack)."""
+
+    delivery: Delivery
+    ops: list[Op] = field(default_factory=list)
+    after: Callable[[], None] | None = None
+
+
+@dataclass
+class _Durable:
+    decisions: list[Decision]
+
+
+class Intake:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        trust: TrustStore,
+        catalogue: Catalogue,
+        lifecycle: Lifecycle,
+        link: MqttLink,
+        outbox: Outbox,
+        signing: Signing,
+        audit: AuditLog,
+        control: Control = no_control,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.trust = trust
+        self.catalogue = catalogue
+        self.lifecycle = lifecycle
+        self.link = link
+        self.outbox = outbox
+        self.signing = signing
+        self.audit = audit
+        self.control = control
+        self.replay = DurableReplayCache(store)
+        self.policy = AcceptancePolicy(
+            topics=config.topics,
+            limits=Limits(max_payload=config.security.max_payload),
+            clock_skew_s=config.security.clock_skew_s,
+            max_lifetime_s=config.security.max_lifetime_s,
+        )
+        self.rejects_limit = TokenBucket(config.rejects.rate_per_s)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="intake", daemon=True)
+        self._pending = 0  # batches committed but not yet acknowledged
+        self._in_batch = 0  # tasks accepted in the batch being decided (not yet in the store)
+        self.accepting = True
+        self._working = False
+        self.counts = {
+            "accepted": 0,
+            "redelivered": 0,
+            "rejected": 0,
+            "unauthenticated": 0,
+            "acks_dropped": 0,
+        }
+
+    # -- the network thread ---------------------------------------------------------------------------
+
+    def submit(self, delivery: Delivery) -> None:
+        self._queue.put(delivery)
+
+    # -- the intake thread --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking deliveries; what is committed is still acknowledged first."""
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def idle(self) -> bool:
+        """Nothing queued, being decided, or committed but not yet acknowledged."""
+        return self._queue.empty() and not self._working and self._pending == 0
+
+    def _loop(self) -> None:
+        limit = self.config.limits.intake_batch
+        while True:
+            self._working = False
+            item = self._queue.get()
+            self._working = True
+            batch: list[Delivery] = []
+            while True:
+                if item is _STOP:
+                    self._finish_pending()
+                    return
+                if isinstance(item, _Durable):
+                    self._durable(item.decisions)
+                else:
+                    batch.append(item)
+                if len(batch) >= limit or self._queue.empty():
+                    break
+                item = self._queue.get()
+            if batch:
+                self._process(batch)
+
+    def _finish_pending(self) -> None:
+        """At stop: wait for the markers of committed batches and acknowledge them."""
+        deadline = time.monotonic() + 10
+        while self._pending and time.monotonic() < deadline:
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if isinstance(item, _Durable):
+                self._durable(item.decisions)
+
+    def _process(self, batch: list[Delivery]) -> None:
+        self._in_batch = 0
+        decisions = [self._decide(delivery) for delivery in batch]
+        ops = [op for d in decisions for op in d.ops]
+        self._pending += 1
+        self.store.commit(ops, lambda: self._queue.put(_Durable(decisions)))
+
+    def _durable(self, decisions: list[Decision]) -> None:
+        self._pending -= 1
+        for decision in decisions:
+            if decision.after is not None:
+                try:
+                    decision.after()
+                except Exception:  # contained: the rest of the batch is still acknowledged
+                    log.exception("after-commit step failed for a message on %s", decision.delivery.topic)
+            if not self.link.ack(decision.delivery):
+                self.counts["acks_dropped"] += 1
+
+    # -- one message -------------------------------------------------------------------------------------
+
+    def _decide(self, delivery: Delivery) -> Decision:
+        try:
+            accepted = accept_task(
+                delivery.payload, delivery.topic, time.time(), self.trust, self.replay, self.policy
+            )
+        except AuthenticationError as exc:
+            return self._unauthenticated(delivery, exc)
+        except TaskRejected as exc:
+            return self._rejected(delivery, exc, None)
+        if accepted.redelivery:
+            self.counts["redelivered"] += 1
+            return Decision(delivery)
+        claim = self.replay.row_op(self._record(accepted))
+        try:
+            if accepted.topic.kind == "control":
+                publication = self.control(accepted)
+                return self._answered(delivery, accepted, publication, claim)
+            self._check_kernel(accepted)
+            self._check_room(accepted)
+        except TaskRejected as exc:
+            if exc.code == "overloaded":  # the same bytes may be sent again later
+                self.replay.release(self._record(accepted))
+                return self._rejected(delivery, exc, None)
+            return self._rejected(delivery, exc, claim)
+        return self._accepted(delivery, accepted, claim)
+
+    def _record(self, accepted: AcceptedTask) -> ReplayRecord:
+        task = accepted.task
+        return ReplayRecord(
+            accepted.kid, task.nonce, task.id, accepted.sig, task.expires_at + self.policy.clock_skew_s
+        )
+
+    def _check_kernel(self, accepted: AcceptedTask) -> None:
+        """Check 8."""
+        task = accepted.task
+        try:
+            self.catalogue.check(task.kernel, task.params)
+        except KernelError as exc:
+            raise TaskRejected(str(exc), code=exc.code, task_id=task.id, kid=accepted.kid) from None
+
+    def _check_room(self, accepted: AcceptedTask) -> None:
+        """Check 9 (and a drained agent takes nothing)."""
+        capacity = self.config.limits.queue_capacity
+        if not self.accepting:
+            raise TaskRejected(
+                "the agent is draining", code="overloaded", task_id=accepted.task.id, kid=accepted.kid
+            )
+        if self.lifecycle.active() + self._in_batch >= capacity:
+            raise TaskRejected(
+                f"the queue is full ({capacity} tasks)",
+                code="overloaded",
+                task_id=accepted.task.id,
+                kid=accepted.kid,
+            )
+
+    def _accepted(self, delivery: Delivery, accepted: AcceptedTask, claim: Op) -> Decision:
+        plan, record = self.lifecycle.record_for(accepted, delivery.received_at)
+        self.counts["accepted"] += 1
+        self._in_batch += 1
+        return Decision(
+            delivery, [claim, Op("tasks", plan.key, record)], lambda: self._activate(plan, record)
+        )
+
+    def _activate(self, plan: Plan, record: dict[str, Any]) -> None:
+        self.lifecycle.activate(plan, record)
+
+    def _answered(
+        self, delivery: Delivery, accepted: AcceptedTask, publication: Publication, claim: Op
+    ) -> Decision:
+        key = f"{accepted.kid}/{accepted.task.id}#1"
+        return Decision(
+            delivery, [claim, outbox_op(key, publication)], lambda: self.outbox.send(key, publication)
+        )
+
+    def _rejected(self, delivery: Delivery, exc: TaskRejected, claim: Op | None) -> Decision:
+        """Checks 4-9 with a readable id: a `rejected` result (PROTOCOL 4)."""
+        self.counts["rejected"] += 1
+        fields = _readable_fields(delivery.payload)
+        if exc.code in _AUDITED:
+            self.audit.record(
+                "task_rejected",
+                code=exc.code,
+                kid=exc.kid,
+                id=exc.task_id,
+                topic=delivery.topic,
+                message=exc.message,
+                sha256=hashlib.sha256(delivery.payload).digest(),
+            )
+        publication = self.signing.result(
+            exc.task_id,
+            str(fields.get("kernel", "")),
+            "rejected",
+            run=1,
+            attempt=0,
+            received_at=delivery.received_at,
+            error={"code": exc.code, "message": exc.message},
+            trace=fields.get("trace") if isinstance(fields.get("trace"), str) else None,
+        )
+        key = f"{exc.kid}/{exc.task_id}#rejected#{delivery.received_at!r}"
+        ops = [outbox_op(key, publication)] + ([claim] if claim is not None else [])
+        return Decision(delivery, ops, lambda: self.outbox.send(key, publication))
+
+    def _unauthenticated(self, delivery: Delivery, exc: AuthenticationError) -> Decision:
+        """Checks 1-3 (or 4 without an id): never answered, acknowledged, counted, audited, reported."""
+        self.counts["unauthenticated"] += 1
+        digest = hashlib.sha256(delivery.payload).digest()
+        self.audit.record(
+            "unauthenticated",
+            code=exc.code,
+            kid=exc.kid,
+            id=exc.task_id,
+            topic=delivery.topic,
+            message=exc.message,
+            sha256=digest,
+            size=len(delivery.payload),
+        )
+        report = {
+            "node": self.config.node,
+            "topic": delivery.topic,
+            "code": exc.code,
+            "sha256": digest,
+            "at": time.time(),
+        }
+        if exc.kid is not None:
+            report["kid"] = exc.kid
+        if exc.task_id is not None:
+            report["id"] = exc.task_id
+        return Decision(delivery, after=lambda: self._report(report))
+
+    def _report(self, report: dict[str, Any]) -> None:
+        if self.rejects_limit.allow():
+            publication = self.signing.reject_report(report)
+            self.link.publish(publication.topic, publication.payload, qos=0)
+
+
+def _readable_fields(payload: bytes) -> dict[str, Any]:
+    """Kernel and trace of an authenticated task that failed a later check, for its answer."""
+    try:
+        return peek_body(open_envelope(payload, Limits(max_payload=len(payload) + 1)).body)
+    except AuthenticationError:
+        return {}

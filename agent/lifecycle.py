@@ -1,0 +1,416 @@
+"""The life of an accepted task (PROTOCOL 6), from its record to its last result.
+
+    queued -> running -> completed                       (one result per run)
+                     \\-> failed -> retrying (a timer) -> running ...
+                                \\-> abandoned
+    scheduled (run_at, retry back-off, next recurring run) -> queued
+    queued / scheduled -> expired (one-shot, first attempt not started by expires_at) | cancelled
+
+Every transition is a new task record committed to the store (records are never changed in place).
+A task's record lives in the `tasks` table while it has a future; its final record then goes to
+the history partitions. What waits for a time is an APScheduler job (`scheduler.Timers`); what may
+start now is in the `ReadyQueue`. Results are signed and committed with the record that ends the
+run, and published by the outbox once that commit is durable.
+
+After a restart `restore` rebuilds the ready queue and the timers from the records: an attempt that
+was running when the agent died counts as a failed attempt (`worker_crashed`), so a task that kills
+its agent cannot loop for ever, and a completed run (its result committed) never runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import itertools
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from .config import Config
+from .outbox import Outbox, outbox_op
+from .protocol import AcceptedTask, Limits, Task, unpackb
+from .results import Publication, Signing
+from .scheduler import ReadyQueue, Timers, backoff_s, date_spec
+from .store import HISTORY, TASKS, Op, Store
+from .workers import Outcome
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the agent needs of a task besides its record, decoded once from the signed body."""
+
+    key: str
+    id: str
+    kid: str
+    kernel: str
+    priority: int
+    timeout_s: float
+    max_retries: int
+    expires_at: float
+    run_at: float | None
+    every_s: float | None
+    cron: str | None
+    tz: str | None
+    until: float | None
+    trace: str | None
+
+    @property
+    def recurring(self) -> bool:
+        return self.every_s is not None or self.cron is not None
+
+    @classmethod
+    def of(cls, task: Task, kid: str) -> Plan:
+        return cls(
+            task_key(kid, task.id),
+            task.id,
+            kid,
+            task.kernel,
+            task.priority,
+            task.timeout_s,
+            task.max_retries,
+            task.expires_at,
+            task.run_at,
+            task.every_s,
+            task.cron,
+            task.tz,
+            task.until,
+            task.trace,
+        )
+
+    def schedule_spec(self, received_at: float) -> dict[str, Any]:
+        """The trigger of a recurring task (first run at `run_at`, else at once)."""
+        start = self.run_at if self.run_at is not None else received_at
+        if self.every_s is not None:
+            return {"type": "interval", "seconds": self.every_s, "start": start, "end": self.until}
+        return {"type": "cron", "expr": self.cron, "tz": self.tz, "start": self.run_at, "end": self.until}
+
+
+class Attempt(NamedTuple):
+    """One attempt handed to a worker."""
+
+    key: str
+    plan: Plan
+    body: bytes
+    run: int
+    attempt: int
+
+
+def task_key(kid: str, task_id: str) -> str:
+    return f"{kid}/{task_id}"
+
+
+def _updated(record: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return {**record, **changes}
+
+
+class Lifecycle:
+    """Owns every state transition; thread-safe (intake, scheduler, worker threads call it)."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        signing: Signing,
+        outbox: Outbox,
+        publish_event: Callable[[Publication], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.signing = signing
+        self.outbox = outbox
+        self.publish_event = publish_event
+        self.ready = ReadyQueue()
+        self.timers = Timers(store, self._due_later)
+        self._due: queue.SimpleQueue[tuple[str, dict[str, Any], float] | None] = queue.SimpleQueue()
+        self._due_thread = threading.Thread(target=self._due_loop, name="timers", daemon=True)
+        self._lock = threading.RLock()
+        self._plans: dict[str, Plan] = {}
+        self._expiry: list[tuple[float, str]] = []  # one-shot tasks not started yet
+        self._seq = itertools.count(1)
+        self._rng = random.Random()
+        self.totals = {"completed": 0, "abandoned": 0, "expired": 0, "cancelled": 0}
+        self.running: dict[str, Any] = {}  # key -> worker (for cancel)
+
+    # -- admission (intake thread) --------------------------------------------------------------------
+
+    def record_for(self, accepted: AcceptedTask, received_at: float) -> tuple[Plan, dict[str, Any]]:
+        """The first record of an accepted task (committed by the intake with its replay row)."""
+        plan = Plan.of(accepted.task, accepted.kid)
+        waits = plan.recurring or (plan.run_at is not None and plan.run_at > received_at)
+        record = {
+            "key": plan.key,
+            "id": plan.id,
+            "kid": plan.kid,
+            "kernel": plan.kernel,
+            "priority": plan.priority,
+            "seq": next(self._seq),
+            "received_at": received_at,
+            "body": accepted.body,
+            "status": "scheduled" if waits else "queued",
+            "wait": "next" if plan.recurring else "start",
+            "run": 0 if plan.recurring else 1,
+            "attempt": 0,
+            "started_at": None,
+            "last_error": None,
+        }
+        return plan, record
+
+    def activate(self, plan: Plan, record: dict[str, Any]) -> None:
+        """After the record's commit is durable: queue it, or set its timer."""
+        with self._lock:
+            self._plans[plan.key] = plan
+            if not plan.recurring:
+                heapq.heappush(self._expiry, (plan.expires_at, plan.key))
+            self._event(plan, "queued", record)
+            if record["status"] == "queued":
+                self.ready.push(plan.priority, record["seq"], plan.key)
+            elif plan.recurring:
+                self._schedule_runs(plan, record)
+            else:
+                self.timers.at(f"start:{plan.key}", date_spec(plan.run_at or 0.0), key=plan.key)
+
+    def active(self) -> int:
+        return self.store.count(TASKS)
+
+    # -- timers ------------------------------------------------------------------------------------------
+
+    def start(self) -> int:
+        """Load the timers, restore the stored tasks, then let timers fire; returns how many tasks."""
+        self.timers.scheduler.start(paused=True)  # job stores loaded, nothing fires yet
+        restored = self.restore()
+        self._due_thread.start()
+        self.timers.scheduler.resume()
+        return restored
+
+    def stop(self) -> None:
+        self.timers.stop()
+        self._due.put(None)
+        self._due_thread.join(10)
+        self.ready.close()
+
+    def _due_later(self, job_id: str, kwargs: dict[str, Any], run_time: float) -> None:
+        """APScheduler's thread, holding its job store lock: hand over, never take our lock here
+        (we take ours, then APScheduler's, when we set timers)."""
+        self._due.put((job_id, kwargs, run_time))
+
+    def _due_loop(self) -> None:
+        while (item := self._due.get()) is not None:
+            try:
+                self.due(*item)
+            except Exception:  # contained: timers must keep firing
+                log.exception("due job %s failed", item[0])
+
+    def due(self, job_id: str, kwargs: dict[str, Any], run_time: float) -> None:
+        """A task job fired: a start time, a retry back-off or a recurring run is due."""
+        key = kwargs["key"]
+        with self._lock:
+            record = self.store.get(TASKS, key)
+            plan = self._plans.get(key)
+            if record is None or plan is None:
+                return
+            if job_id.startswith("run:"):
+                if record["status"] != "scheduled" or record["wait"] != "next":
+                    log.warning(
+                        "task %s: run at %.3f skipped, the previous run is not finished", key, run_time
+                    )
+                    return
+                record = _updated(record, run=record["run"] + 1, attempt=0, last_error=None)
+            elif record["status"] != "scheduled":
+                return
+            self._queue(plan, record)
+
+    def _queue(self, plan: Plan, record: dict[str, Any]) -> None:
+        record = _updated(record, status="queued", seq=next(self._seq))
+        self.store.commit([Op(TASKS, plan.key, record)])
+        self.ready.push(plan.priority, record["seq"], plan.key)
+
+    def _schedule_runs(self, plan: Plan, record: dict[str, Any]) -> None:
+        first = self.timers.at(f"run:{plan.key}", plan.schedule_spec(record["received_at"]), key=plan.key)
+        if first is None:
+            self._finish(
+                plan, record, "expired", error={"code": "expired", "message": "no run before 'until'"}
+            )
+
+    # -- attempts (worker threads) --------------------------------------------------------------------
+
+    def take(self, timeout: float) -> Attempt | None:
+        """The next attempt for a free worker, by priority; None if nothing is ready in time."""
+        key = self.ready.pop(timeout)
+        if key is None:
+            return None
+        with self._lock:
+            record = self.store.get(TASKS, key)
+            plan = self._plans.get(key)
+            if record is None or plan is None or record["status"] != "queued":
+                return None  # cancelled or finished meanwhile
+            now = time.time()
+            if not plan.recurring and record["attempt"] == 0 and now > plan.expires_at:
+                self._finish(
+                    plan, record, "expired", error={"code": "expired", "message": "not started in time"}
+                )
+                return None
+            attempt = record["attempt"] + 1
+            record = _updated(record, status="running", attempt=attempt, started_at=now)
+            self.store.commit([Op(TASKS, key, record)])
+            self._event(plan, "running", record)
+            return Attempt(key, plan, record["body"], record["run"], attempt)
+
+    def timeout_for(self, plan: Plan) -> float:
+        return min(plan.timeout_s, self.config.limits.max_timeout_s)
+
+    def finished(self, attempt: Attempt, outcome: Outcome) -> None:
+        """An attempt ended: a result, a retry, or the end of the task."""
+        with self._lock:
+            record = self.store.get(TASKS, attempt.key)
+            if record is None or record["status"] != "running":
+                return
+            plan = attempt.plan
+            times = {"started_at": outcome.started_at, "finished_at": outcome.finished_at}
+            if outcome.ok:
+                self._end_run(
+                    plan, record, "completed", output=outcome.result, duration_ms=outcome.duration_ms, **times
+                )
+                return
+            error = outcome.error
+            self._event(plan, "failed", record, **error)
+            if outcome.code != "cancelled" and attempt.attempt < 1 + plan.max_retries:
+                self._retry(plan, _updated(record, last_error=error))
+            else:
+                status = "cancelled" if outcome.code == "cancelled" else "abandoned"
+                self._end_run(plan, record, status, error=error, **times)
+
+    def requeue(self, attempt: Attempt) -> None:
+        """A clean stop interrupted the attempt: it does not count, the task waits for the next start."""
+        with self._lock:
+            record = self.store.get(TASKS, attempt.key)
+            if record is not None and record["status"] == "running":
+                record = _updated(record, status="queued", attempt=record["attempt"] - 1, started_at=None)
+                self.store.commit([Op(TASKS, attempt.key, record)])
+
+    def _retry(self, plan: Plan, record: dict[str, Any]) -> None:
+        s = self.config.scheduling
+        delay = backoff_s(record["attempt"], s.retry_base_s, s.retry_max_s, s.retry_jitter, self._rng)
+        record = _updated(record, status="scheduled", wait="retry")
+        self.store.commit([Op(TASKS, plan.key, record)])
+        self._event(plan, "retrying", record, message=f"next attempt in {delay:.1f} s")
+        self.timers.at(f"retry:{plan.key}", date_spec(time.time() + delay), key=plan.key)
+
+    # -- ending runs and tasks ----------------------------------------------------------------------------
+
+    def _end_run(self, plan: Plan, record: dict[str, Any], status: str, **outcome: Any) -> None:
+        """One run ended: its result; then the task waits for its next run, or is finished."""
+        if plan.recurring and status != "cancelled" and self.timers.has(f"run:{plan.key}"):
+            publication = self._result(plan, record, status, **outcome)
+            record = _updated(record, status="scheduled", wait="next", started_at=None)
+            self._commit_result(plan, record, status, publication, [Op(TASKS, plan.key, record)])
+            return
+        self._finish(plan, record, status, **outcome)
+
+    def _finish(self, plan: Plan, record: dict[str, Any], status: str, **outcome: Any) -> None:
+        """The task's last result and its move to the history."""
+        if record["run"] == 0:  # a recurring task that never ran: its answer is run 1
+            record = _updated(record, run=1)
+        publication = self._result(plan, record, status, **outcome)
+        final = {k: v for k, v in record.items() if k != "body"}
+        final.update(
+            status=status, finished_at=time.time(), body_sha256=hashlib.sha256(record["body"]).digest()
+        )
+        if outcome.get("error"):
+            final["last_error"] = outcome["error"]
+        ops = [Op(TASKS, plan.key, None), Op(HISTORY, plan.key, final)]
+        for prefix in ("start", "retry", "run"):
+            self.timers.cancel(f"{prefix}:{plan.key}")
+        self._plans.pop(plan.key, None)
+        self._commit_result(plan, record, status, publication, ops)
+
+    def _result(self, plan: Plan, record: dict[str, Any], status: str, **outcome: Any) -> Publication:
+        return self.signing.result(
+            plan.id,
+            plan.kernel,
+            status,
+            run=max(1, record["run"]),
+            attempt=record["attempt"],
+            received_at=record["received_at"],
+            trace=plan.trace,
+            **outcome,
+        )
+
+    def _commit_result(
+        self, plan: Plan, record: dict[str, Any], status: str, publication: Publication, ops: list[Op]
+    ) -> None:
+        key = f"{plan.key}#{max(1, record['run'])}"
+        self.store.commit([outbox_op(key, publication), *ops], lambda: self.outbox.send(key, publication))
+        if status in self.totals:
+            self.totals[status] += 1
+        self._event(plan, status, record)
+
+    def expire_due(self, now: float | None = None) -> int:
+        """Periodic: one-shot tasks whose first attempt has not started by `expires_at` end `expired`."""
+        now = time.time() if now is None else now
+        expired = 0
+        with self._lock:
+            while self._expiry and self._expiry[0][0] < now:
+                _, key = heapq.heappop(self._expiry)
+                record, plan = self.store.get(TASKS, key), self._plans.get(key)
+                if record and plan and record["attempt"] == 0 and record["status"] in ("queued", "scheduled"):
+                    self._finish(
+                        plan, record, "expired", error={"code": "expired", "message": "not started in time"}
+                    )
+                    expired += 1
+        return expired
+
+    def _event(self, plan: Plan, status: str, record: dict[str, Any], **detail: Any) -> None:
+        if self.publish_event is not None:
+            self.publish_event(
+                self.signing.event(
+                    plan.id, status, run=max(1, record["run"]), attempt=record["attempt"], **detail
+                )
+            )
+
+    # -- restart --------------------------------------------------------------------------------------------
+
+    def restore(self) -> int:
+        """Rebuild plans, the ready queue and the timers from the stored records; returns how many."""
+        limits = Limits(max_payload=self.config.security.max_payload)
+        rows = sorted(self.store.rows(TASKS), key=lambda row: row[1]["seq"])
+        if rows:
+            self._seq = itertools.count(rows[-1][1]["seq"] + 1)
+        for _, record in rows:
+            task = Task.from_body(unpackb(record["body"], limits))
+            plan = Plan.of(task, record["kid"])
+            self._restore_one(plan, record)
+        return len(rows)
+
+    def _restore_one(self, plan: Plan, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._plans[plan.key] = plan
+            if not plan.recurring and record["attempt"] == 0:
+                heapq.heappush(self._expiry, (plan.expires_at, plan.key))
+            status = record["status"]
+            if status == "queued":
+                self.ready.push(plan.priority, record["seq"], plan.key)
+            elif status == "running":  # the agent died during the attempt
+                interrupted = Outcome(
+                    False,
+                    record["started_at"] or time.time(),
+                    time.time(),
+                    code="worker_crashed",
+                    message="the agent stopped during the attempt",
+                )
+                self.finished(
+                    Attempt(plan.key, plan, record["body"], record["run"], record["attempt"]), interrupted
+                )
+            elif record["wait"] == "next":
+                if not self.timers.has(f"run:{plan.key}"):
+                    self._schedule_runs(plan, record)
+            elif record["wait"] == "retry" and not self.timers.has(f"retry:{plan.key}"):
+                self._queue(plan, record)
+            elif record["wait"] == "start" and not self.timers.has(f"start:{plan.key}"):
+                self.timers.at(f"start:{plan.key}", date_spec(plan.run_at or 0.0), key=plan.key)

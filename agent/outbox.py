@@ -1,0 +1,102 @@
+"""Results until the broker has them: stored first, published QoS 1, forgotten on PUBACK.
+
+A result enters the `outbox` table in the same commit as the task's final record; once that commit
+is durable, `send` queues it here and one thread publishes it. The broker's PUBACK (paho's
+`on_publish`, on the network thread) is queued too and handled by the same thread, which knows
+every packet id it published, so no lock is ever held across a paho call. Within one process paho
+re-sends unacknowledged QoS 1 messages after a reconnect; after a restart `restore` re-publishes
+every stored result, with the bytes it was stored with.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+from .mqtt import MqttLink
+from .results import Publication
+from .store import OUTBOX, Op, Store
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+def outbox_op(key: str, publication: Publication) -> Op:
+    return Op(OUTBOX, key, {"topic": publication.topic, "payload": publication.payload, "at": time.time()})
+
+
+class Outbox:
+    def __init__(self, store: Store, link: MqttLink) -> None:
+        self._store = store
+        self._link = link
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._inflight: dict[int, str] = {}  # mid -> outbox key (outbox thread only)
+        self._idle = threading.Condition()
+        self._thread = threading.Thread(target=self._loop, name="outbox", daemon=True)
+        self.published = 0
+        self.acknowledged = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def restore(self) -> int:
+        """Queue every stored result (a restart): same bytes, same topic."""
+        rows = self._store.rows(OUTBOX)
+        for key, doc in sorted(rows, key=lambda row: row[1]["at"]):
+            self.send(key, Publication(doc["topic"], doc["payload"]))
+        return len(rows)
+
+    def send(self, key: str, publication: Publication) -> None:
+        """Publish a stored result (call only once its commit is durable)."""
+        self._queue.put(("send", key, publication))
+
+    def on_puback(self, mid: int) -> None:
+        """paho's on_publish (network thread): queued, handled by the outbox thread."""
+        self._queue.put(("acked", mid, None))
+
+    @property
+    def pending(self) -> int:
+        return self._store.count(OUTBOX)
+
+    def wait_empty(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self.pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(min(left, 0.1))
+        return True
+
+    def stop(self) -> None:
+        self._queue.put(_STOP)
+        self._thread.join(10)
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            kind, what, publication = item
+            try:
+                if kind == "send":
+                    mid = self._link.publish(publication.topic, publication.payload, qos=1)
+                    self._inflight[mid] = what
+                    self.published += 1
+                else:
+                    self._acked(what)
+            except Exception:  # contained: the outbox must keep going
+                log.exception("outbox: %s failed", kind)
+
+    def _acked(self, mid: int) -> None:
+        key = self._inflight.pop(mid, None)
+        if key is None:
+            return  # presence or another QoS 1 message of the agent
+        self.acknowledged += 1
+        self._store.commit([Op(OUTBOX, key, None)])
+        with self._idle:
+            self._idle.notify_all()

@@ -1,0 +1,243 @@
+"""The worker pool: kernel attempts in separate processes, never in the agent's.
+
+    pool = WorkerPool(WorkerSettings(count=2, memory_limit_mb=512))
+    pool.start()
+    outcome = pool.workers[0].run("stats", body, attempt=1, timeout=30.0)   # one thread per worker
+    pool.stop()
+
+An attempt ends in one of the outcomes of PROTOCOL 6, and the worker is replaced whenever it
+cannot be trusted any more:
+
+| what happened | code | worker |
+|---|---|---|
+| the kernel returned | (ok) | kept |
+| the kernel raised an error | `kernel_error` (or `invalid_params`) | kept |
+| past `timeout_s` | `timeout` | SIGKILL, replaced |
+| the process died (segfault, abort, exit) | `worker_crashed` | replaced |
+| past the memory limit (allocation failed, or SIGKILL from the OOM killer) | `out_of_memory` | replaced |
+| `cancel()` from another thread (sys.cancel) | `cancelled` | SIGKILL, replaced |
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, NamedTuple
+
+import msgpack
+
+from .errors import WorkerError
+from .worker_main import serve
+
+log = logging.getLogger(__name__)
+_PRELOAD = ["agent._worker_preload"]
+
+
+class Outcome(NamedTuple):
+    """How one attempt ended; `result` is the MessagePack of the kernel's output when `ok`."""
+
+    ok: bool
+    started_at: float
+    finished_at: float
+    result: bytes | None = None
+    duration_ms: float | None = None
+    code: str | None = None
+    message: str | None = None
+
+    @property
+    def error(self) -> dict[str, str]:
+        return {"code": self.code or "kernel_error", "message": self.message or ""}
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    count: int = 1
+    memory_limit_mb: int = 1024
+    test_kernels: bool = False
+    max_payload: int = 1 << 20
+    start_timeout_s: float = 60.0
+
+
+def _context() -> Any:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
+def _death(process: BaseProcess) -> tuple[str, str]:
+    """(code, message) for a worker that died during an attempt."""
+    process.join(5)
+    exitcode = process.exitcode
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        if -exitcode == signal.SIGKILL:  # not ours (we say timeout/cancelled): the OOM killer
+            return "out_of_memory", "the worker was killed (SIGKILL), most likely by the kernel's OOM killer"
+        return "worker_crashed", f"the worker died of {name}"
+    return "worker_crashed", f"the worker exited with status {exitcode}"
+
+
+class Worker:
+    """One worker process. `run` is called by one thread at a time; `cancel` from any thread."""
+
+    def __init__(self, index: int, settings: WorkerSettings) -> None:
+        self.index = index
+        self.settings = settings
+        self._process: BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._cancelled = threading.Event()
+        self.backend = "numpy"
+        self.pid: int | None = None
+        self.busy = False
+        self.restarts = 0
+
+    # -- process life ------------------------------------------------------------------------------
+
+    def spawn(self) -> None:
+        ctx = _context()
+        parent, child = ctx.Pipe()
+        s = self.settings
+        process = ctx.Process(
+            target=serve,
+            args=(child, s.memory_limit_mb, s.test_kernels, s.max_payload),
+            name=f"edge-worker-{self.index}",
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        if not parent.poll(s.start_timeout_s):
+            process.kill()
+            raise WorkerError(f"worker {self.index} did not start within {s.start_timeout_s} s")
+        try:
+            hello = msgpack.unpackb(parent.recv_bytes())
+        except (EOFError, OSError):
+            raise WorkerError(f"worker {self.index} died while starting: {_death(process)[1]}") from None
+        self._process, self._conn = process, parent
+        self.backend, self.pid = hello["backend"], hello["pid"]
+
+    def _replace(self) -> None:
+        self._discard()
+        self.restarts += 1
+        self.spawn()
+
+    def _discard(self) -> None:
+        process, conn = self._process, self._conn
+        self._process = self._conn = None
+        if process is not None and process.is_alive():
+            process.kill()
+        if process is not None:
+            process.join(5)
+        if conn is not None:
+            conn.close()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close the pipe (the worker exits at EOF); kill it if it does not."""
+        process, conn = self._process, self._conn
+        self._process = self._conn = None
+        if conn is not None:
+            conn.close()
+        if process is not None:
+            process.join(timeout)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout)
+
+    # -- attempts ------------------------------------------------------------------------------------
+
+    def cancel(self) -> bool:
+        """Kill the running attempt (it ends `cancelled`); False if idle."""
+        process = self._process
+        if not self.busy or process is None:
+            return False
+        self._cancelled.set()
+        process.kill()
+        return True
+
+    def run(self, kernel: str, body: bytes, attempt: int, timeout: float) -> Outcome:
+        """One attempt of `kernel` on the task `body`, at most `timeout` seconds."""
+        if self._process is None or not self._process.is_alive():
+            self._replace()
+        conn, process = self._conn, self._process
+        assert conn is not None and process is not None
+        self._cancelled.clear()
+        self.busy = True
+        started = time.time()
+        try:
+            return self._exchange(conn, process, kernel, body, attempt, timeout, started)
+        finally:
+            self.busy = False
+
+    def _exchange(
+        self,
+        conn: Connection,
+        process: BaseProcess,
+        kernel: str,
+        body: bytes,
+        attempt: int,
+        timeout: float,
+        started: float,
+    ) -> Outcome:
+        try:
+            conn.send_bytes(msgpack.packb([kernel, body, attempt], use_bin_type=True))
+            ready = conn.poll(timeout)
+        except OSError:
+            ready = True  # the pipe broke: the worker is dead, read the reason below
+        if not ready:
+            process.kill()
+            self._replace()
+            return Outcome(
+                False, started, time.time(), code="timeout", message=f"no result after {timeout:g} s"
+            )
+        try:
+            reply = msgpack.unpackb(conn.recv_bytes(), raw=False)
+        except (EOFError, OSError):
+            code, message = (
+                ("cancelled", "cancelled while running") if self._cancelled.is_set() else _death(process)
+            )
+            self._replace()
+            return Outcome(False, started, time.time(), code=code, message=message)
+        finished = time.time()
+        if reply["ok"]:
+            return Outcome(True, started, finished, result=reply["result"], duration_ms=reply["duration_ms"])
+        if reply["code"] == "out_of_memory":
+            self._replace()  # it exits after reporting: start its successor now
+        return Outcome(False, started, finished, code=reply["code"], message=reply["message"])
+
+
+class WorkerPool:
+    """`count` workers, started together; each is driven by one thread of the caller's."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.workers = [Worker(i, settings) for i in range(settings.count)]
+
+    def start(self) -> None:
+        started: list[Worker] = []
+        try:
+            for worker in self.workers:
+                worker.spawn()
+                started.append(worker)
+        except WorkerError:
+            for worker in started:
+                worker.stop()
+            raise
+        log.info("%d workers started (backend %s)", len(self.workers), self.workers[0].backend)
+
+    @property
+    def backend(self) -> str:
+        return self.workers[0].backend if self.workers else "numpy"
+
+    @property
+    def busy(self) -> int:
+        return sum(1 for w in self.workers if w.busy)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        for worker in self.workers:
+            with contextlib.suppress(Exception):
+                worker.stop(timeout)
