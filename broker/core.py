@@ -61,7 +61,7 @@ from .transport import (
 log = logging.getLogger("broker.core")
 
 SUBACK_FAILURE = 0x80
-TAKEOVER_TIMEOUT_S = 5.0
+TAKEOVER_TIMEOUT_S = 10.0  # longer than a closing connection's bounded drain
 
 
 def amqtt_config(settings: BrokerSettings) -> BrokerConfig:
@@ -228,6 +228,8 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
 
     async def _open(self, handler: EdgeProtocolHandler, session: Session) -> None:
         """Register the connection, make a new persistent session durable, CONNACK, start delivery."""
+        if session.transitions.is_connected():  # a previous connection slower to close than the takeover wait
+            session.transitions.disconnect()
         session.transitions.connect()
         handler.publish_sink = self._on_publish
         self._sessions[session.client_id] = (session, handler)
