@@ -131,7 +131,9 @@ async def serve(settings: BrokerSettings) -> int:
     try:
         await broker.start()
         log.info("ready: %s", "; ".join(describe(settings).splitlines()))
+        reporter = asyncio.create_task(_report(broker, settings.log.stats_interval_s))
         await stop.wait()
+        reporter.cancel()
         log.info("stopping")
         await broker.stop()
     finally:
@@ -139,6 +141,16 @@ async def serve(settings: BrokerSettings) -> int:
             loop.remove_signal_handler(signum)
     log.info("stopped")
     return 0
+
+
+async def _report(broker: EmbeddedBroker, interval: float) -> None:
+    """Every `log.stats_interval_s`: one line of counters (JSON logs carry them as fields)."""
+    if interval <= 0:
+        return
+    while True:
+        await asyncio.sleep(interval)
+        stats = broker.stats()
+        log.info("stats: %s", ", ".join(f"{k} {v}" for k, v in stats.items()), extra=stats)
 
 
 def _reload(broker: EmbeddedBroker) -> None:

@@ -96,6 +96,7 @@ class PersistenceSettings:
 class LogSettings:
     format: LogFormat = "text"
     level: LogLevel = "info"
+    stats_interval_s: float = 60.0  # a `stats` line (clients, sessions, queued, dropped...); 0: never
 
 
 @dataclass(frozen=True)
@@ -355,6 +356,8 @@ def _validate(settings: BrokerSettings) -> None:
     settings.load_passwords()
     settings.load_acl()
     _validate_limits(settings.limits)
+    if settings.log.stats_interval_s < 0:
+        raise ConfigError("log.stats_interval_s", "must be 0 (never) or more")
     if settings.persistence.compact_bytes < 4096:
         raise ConfigError("persistence.compact_bytes", "must be at least 4096")
     data_dir = settings.persistence.data_dir

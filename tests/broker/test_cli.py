@@ -18,12 +18,16 @@ from tests.support.mqtt import TestClient
 from tests.support.services import free_port, wait_for_port
 
 
-def _start(tmp_path: Path, *flags: str) -> tuple[subprocess.Popen[str], int]:
+def _start(tmp_path: Path, *flags: str, stats: float = 0) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
     passwd = tmp_path / "passwd"
     passwd.write_text(f"alice:{hash_password('pw')}\n")
     command = [sys.executable, "-m", "broker", "--bind", f"127.0.0.1:{port}", *flags]
-    env = {**os.environ, "EDGE_BROKER_AUTH_PASSWORD_FILE": str(passwd)}
+    env = {
+        **os.environ,
+        "EDGE_BROKER_AUTH_PASSWORD_FILE": str(passwd),
+        "EDGE_BROKER_LOG_STATS_INTERVAL_S": str(stats),
+    }
     proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     wait_for_port(port, proc=proc)  # type: ignore[arg-type]
     return proc, port
@@ -31,15 +35,23 @@ def _start(tmp_path: Path, *flags: str) -> tuple[subprocess.Popen[str], int]:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_json_logs_and_a_clean_stop(tmp_path: Path, signum: signal.Signals) -> None:
-    proc, port = _start(tmp_path, "--log-format", "json", "--data-dir", str(tmp_path / "data"))
+    proc, port = _start(tmp_path, "--log-format", "json", "--data-dir", str(tmp_path / "data"), stats=0.2)
     client = TestClient(port, "c", username="alice", password="pw")
     client.connect()
     client.publish("t/retained", b"kept", qos=1, retain=True)
     client.disconnect()
+    stderr = proc.stderr
+    assert stderr is not None
+    seen = []
+    while '"stats: ' not in (line := stderr.readline()):
+        assert line, "edge-broker exited"
+        seen.append(line)
+    stats = json.loads(line)
+    assert stats["retained"] == 1 and stats["dropped"] == 0  # the counters as fields
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+    lines = [json.loads(line) for line in [*seen, *err.splitlines()] if line.strip()]
     messages = [entry["message"] for entry in lines]
     assert any(m.startswith("ready: listener tcp: 127.0.0.1:") for m in messages)
     assert messages[-1] == "stopped"
