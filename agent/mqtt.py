@@ -278,6 +278,10 @@ class MqttLink:
     # -- the network thread ----------------------------------------------------------------------------
 
     def _run(self) -> None:
+        # paho writes to the socket from the publishing thread unless it believes a network thread
+        # of its own exists: with TLS, two threads writing corrupt the stream. Tell it this is that
+        # thread, so other threads only queue their packets and wake it (paho's loop_start does this).
+        self._client._thread = threading.current_thread()
         failures = 0
         while not self._stop.is_set():
             try:
@@ -332,3 +336,4 @@ class MqttLink:
             log.info("broker did not accept MQTT 5; using MQTT 3.1.1")
             self.protocol = MQTT311
             self._client = self._make_client()
+            self._client._thread = threading.current_thread()

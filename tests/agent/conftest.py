@@ -17,6 +17,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 import pytest
 
 from agent.config import Config, load_config
-from agent.protocol import Signer, Topics, TrustStore, load_signer, make_task, open_agent_message
+from agent.protocol import Result, Signer, Topics, TrustStore, load_signer, make_task, open_agent_message
 from agent.runner import Agent
 from tests.support.brokers import RunningBroker
 from tests.support.fleet import Fleet, edge_provision, fleet_broker, provision
@@ -57,6 +58,7 @@ class Site:
     tmp: Path
     env: dict[str, str] = field(default_factory=dict)  # extra EDGE_* for every agent of the test
     _clients: list[TestClient] = field(default_factory=list)
+    _trust: TrustStore | None = None
 
     @property
     def kind(self) -> str:
@@ -137,7 +139,30 @@ class Site:
         return client
 
     def open(self, message: Any) -> Any:
-        return open_agent_message(message.payload, message.topic, self.trust())
+        """Verify with the agent's key (a dashboard's trust store) and decode."""
+        if self._trust is None:
+            self._trust = self.trust()
+        return open_agent_message(message.payload, message.topic, self._trust)
+
+    def submit(
+        self, device: TestClient, issuer: str, kernel: str, params: dict[str, Any], **options: Any
+    ) -> Any:
+        """Sign and publish a task (QoS 1); returns the Task."""
+        topic, payload, task = self.task(issuer, kernel, params, **options)
+        device.publish(topic, payload)
+        return task
+
+    def results(self, watcher: TestClient, count: int, timeout: float = TIMEOUT) -> list[Result]:
+        """The next `count` results on `watcher` (other topics skipped), verified."""
+        got: list[Result] = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count:
+            left = deadline - time.monotonic()
+            assert left > 0, f"expected {count} results, got {[(r.id, r.status) for r in got]}"
+            message = watcher.expect(1, left)[0]
+            if "/results/" in message.topic:
+                got.append(self.open(message))
+        return got
 
     def close(self) -> None:
         for client in self._clients:
