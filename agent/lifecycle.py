@@ -85,7 +85,8 @@ class Plan:
         )
 
     def schedule_spec(self, received_at: float) -> dict[str, Any]:
-        """The trigger of a recurring task (first run at `run_at`, else at once)."""
+        """The trigger of a recurring task: `every_s` on the grid of `run_at` (else of its arrival,
+        whose first run is queued at once), `cron` from `run_at` on; both until `until`."""
         start = self.run_at if self.run_at is not None else received_at
         if self.every_s is not None:
             return {"type": "interval", "seconds": self.every_s, "start": start, "end": self.until}
@@ -143,7 +144,8 @@ class Lifecycle:
     def record_for(self, accepted: AcceptedTask, received_at: float) -> tuple[Plan, dict[str, Any]]:
         """The first record of an accepted task (committed by the intake with its replay row)."""
         plan = Plan.of(accepted.task, accepted.kid)
-        waits = plan.recurring or (plan.run_at is not None and plan.run_at > received_at)
+        # Waits: for a start time to come, or for its cron schedule; `every_s` runs at once, then every N s.
+        waits = plan.cron is not None or (plan.run_at is not None and plan.run_at > received_at)
         record = {
             "key": plan.key,
             "id": plan.id,
@@ -155,7 +157,7 @@ class Lifecycle:
             "body": accepted.body,
             "status": "scheduled" if waits else "queued",
             "wait": "next" if plan.recurring else "start",
-            "run": 0 if plan.recurring else 1,
+            "run": 0 if waits and plan.recurring else 1,
             "attempt": 0,
             "started_at": None,
             "last_error": None,
@@ -171,9 +173,9 @@ class Lifecycle:
             self._event(plan, "queued", record)
             if record["status"] == "queued":
                 self.ready.push(plan.priority, record["seq"], plan.key)
-            elif plan.recurring:
+            if plan.recurring:
                 self._schedule_runs(plan, record)
-            else:
+            elif record["status"] == "scheduled":
                 self.timers.at(f"start:{plan.key}", date_spec(plan.run_at or 0.0), key=plan.key)
 
     def active(self) -> int:
@@ -233,7 +235,7 @@ class Lifecycle:
 
     def _schedule_runs(self, plan: Plan, record: dict[str, Any]) -> None:
         first = self.timers.at(f"run:{plan.key}", plan.schedule_spec(record["received_at"]), key=plan.key)
-        if first is None:
+        if first is None and record["status"] != "queued":  # no run at all (a queued first run ends it)
             self._finish(
                 plan, record, "expired", error={"code": "expired", "message": "no run before 'until'"}
             )

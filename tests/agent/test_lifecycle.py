@@ -1,0 +1,151 @@
+"""Scheduling and faults (PROTOCOL 6): priority, run_at, every_s, cron, until, retries with back-off,
+timeout, crash, memory limit, expiry; lifecycle events."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+
+from agent.protocol import Event
+from agent.store import TASKS
+from tests.agent.conftest import TIMEOUT, TOPICS, Site
+
+RESULTS = TOPICS.prefix + "/results/node-1/#"
+GOOD = {"signal": [1.0, 2.0, 3.0]}
+
+
+def _wait(condition: object, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def test_a_high_priority_task_starts_before_every_queued_lower_one(any_site: Site) -> None:
+    site = any_site
+    watcher = site.watch(RESULTS)
+    device = site.client("sensor-1")
+    with site.agent(workers_count=1) as agent:
+        site.submit(device, "sensor-1", "test.sleep", {"seconds": 1.5}, task_id="busy")
+        _wait(lambda: agent.pool.busy == 1)
+        for n in range(5):
+            site.submit(device, "sensor-1", "stats", GOOD, task_id=f"low-{n}", priority=1)
+        site.submit(device, "sensor-1", "stats", GOOD, task_id="mid", priority=5)
+        site.submit(device, "sensor-1", "stats", GOOD, task_id="high", priority=9)
+        order = [r.id for r in site.results(watcher, 8)]
+        assert agent.run_until_idle()
+    assert order == ["busy", "high", "mid", "low-0", "low-1", "low-2", "low-3", "low-4"]
+
+
+def test_faults_cost_one_attempt_each_and_retries_back_off(site: Site) -> None:
+    watcher = site.watch(RESULTS, TOPICS.prefix + "/events/node-1/#")
+    device = site.client("sensor-1")
+    with site.agent(
+        workers_memory_limit_mb=64, scheduling_retry_base_s=0.4, scheduling_retry_jitter=0.25
+    ) as agent:
+        submit = site.submit
+        submit(device, "sensor-1", "test.hang", {}, task_id="hang", timeout_s=1.0, max_retries=0)
+        submit(device, "sensor-1", "test.crash", {}, task_id="segv", max_retries=0)
+        submit(device, "sensor-1", "test.crash", {"how": "abort"}, task_id="abort", max_retries=0)
+        submit(device, "sensor-1", "test.eat_memory", {}, task_id="oom", max_retries=0)
+        submit(device, "sensor-1", "test.fail", {"message": "no"}, task_id="fails", max_retries=1)
+        flaky = submit(
+            device, "sensor-1", "test.flaky", {"fail_attempts": 2, "how": "crash"}, task_id="flaky"
+        )
+        messages = watcher.expect(1, TIMEOUT)
+        while sum(1 for m in messages if "/results/" in m.topic) < 6:
+            messages += watcher.expect(1, TIMEOUT)
+        submit(device, "sensor-1", "stats", GOOD, task_id="after")
+        assert site.results(watcher, 1)[0].status == "completed"  # still serving
+        assert agent.run_until_idle()
+    opened = [site.open(m) for m in messages]
+    results = {r.id: r for r in opened if not isinstance(r, Event)}
+    outcome = {k: (r.status, r.attempt, (r.error or {}).get("code")) for k, r in results.items()}
+    assert outcome == {
+        "hang": ("abandoned", 1, "timeout"),
+        "segv": ("abandoned", 1, "worker_crashed"),
+        "abort": ("abandoned", 1, "worker_crashed"),
+        "oom": ("abandoned", 1, "out_of_memory"),
+        "fails": ("abandoned", 2, "kernel_error"),
+        "flaky": ("completed", 3, None),
+    }
+    assert "SIGSEGV" in results["segv"].error["message"] and "SIGABRT" in results["abort"].error["message"]
+    assert results["fails"].error["message"].endswith("no")
+    flaky_events = [(e.status, e.attempt) for e in opened if isinstance(e, Event) and e.id == flaky.id]
+    assert flaky_events == [
+        ("queued", 0),
+        ("running", 1),
+        ("failed", 1),
+        ("retrying", 1),
+        ("running", 2),
+        ("failed", 2),
+        ("retrying", 2),
+        ("running", 3),
+        ("completed", 3),
+    ]
+    # back-off: 0.4 s then 0.8 s, each within +-25 %
+    assert results["flaky"].finished_at - results["flaky"].received_at >= 0.3 + 0.6
+
+
+def test_run_at_every_s_and_until(site: Site) -> None:
+    watcher = site.watch(RESULTS)
+    device = site.client("sensor-1")
+    with site.agent() as agent:
+        now = time.time()
+        site.submit(device, "sensor-1", "stats", GOOD, task_id="later", run_at=now + 1.5)
+        site.submit(device, "sensor-1", "stats", GOOD, task_id="every", every_s=1.0, until=now + 2.6)
+        results = site.results(watcher, 4)
+        _wait(lambda: agent.store.get(TASKS, "sensor-1/every") is None)  # the schedule ended
+        time.sleep(1.2)
+        assert agent.run_until_idle()
+        assert watcher.messages.empty(), "a run after `until`"
+    later = next(r for r in results if r.id == "later")
+    assert later.status == "completed" and later.started_at >= now + 1.5
+    runs = [r for r in results if r.id == "every"]
+    assert [(r.run, r.status) for r in runs] == [(1, "completed"), (2, "completed"), (3, "completed")]
+    starts = [r.started_at for r in runs]
+    assert all(0.8 < b - a < 1.5 for a, b in itertools.pairwise(starts))
+
+
+def test_tasks_not_started_by_their_expiry_end_expired(site: Site) -> None:
+    watcher = site.watch(RESULTS)
+    device = site.client("sensor-1")
+    with site.agent(workers_count=1) as agent:
+        now = time.time()
+        site.submit(device, "sensor-1", "test.sleep", {"seconds": 2.0}, task_id="busy")
+        _wait(lambda: agent.pool.busy == 1)
+        site.submit(device, "sensor-1", "stats", GOOD, task_id="queued-too-long", ttl_s=0.5)
+        site.submit(device, "sensor-1", "stats", GOOD, task_id="run-at-too-late", run_at=now + 30, ttl_s=1.0)
+        results = {r.id: r for r in site.results(watcher, 3)}
+        assert agent.run_until_idle()
+    for task_id in ("queued-too-long", "run-at-too-late"):
+        result = results[task_id]
+        assert (result.status, result.error["code"], result.started_at) == ("expired", "expired", None)
+    assert results["busy"].status == "completed"
+
+
+@pytest.mark.slow
+def test_a_cron_task_runs_at_the_minute_in_its_time_zone(site: Site) -> None:
+    """Waits for the next minute boundary (up to a minute): marked slow."""
+    watcher = site.watch(RESULTS)
+    device = site.client("sensor-1")
+    with site.agent() as agent:
+        now = time.time()
+        boundary = (int(now) // 60 + 1) * 60
+        site.submit(
+            device,
+            "sensor-1",
+            "stats",
+            GOOD,
+            task_id="cron",
+            cron="* * * * *",
+            tz="Asia/Kolkata",
+            until=boundary + 5,
+            ttl_s=120,
+        )
+        [result] = site.results(watcher, 1, timeout=90)
+        _wait(lambda: agent.store.get(TASKS, "sensor-1/cron") is None)
+    assert (result.status, result.run) == ("completed", 1)
+    assert boundary <= result.started_at < boundary + 5
