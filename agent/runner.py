@@ -161,7 +161,7 @@ class Agent:
                 self._stopping.wait(1.0)
             finally:
                 self.lifecycle.running.pop(attempt.key, None)
-            if self._stopping.is_set() and not outcome.ok and outcome.code in ("worker_crashed", "timeout"):
+            if outcome.code == "stopped":
                 self.lifecycle.requeue(attempt)  # killed by the stop, not by its own doing
             else:
                 self.lifecycle.finished(attempt, outcome)

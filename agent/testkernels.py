@@ -72,6 +72,24 @@ def _fail(params: Params, attempt: int) -> Any:
     raise KernelFailed(str(params.get("message", "failing on purpose")))
 
 
+def _check_mark(params: Params) -> None:
+    if not isinstance(params.get("path"), str) or not isinstance(params.get("tag"), str):
+        raise InvalidParams("'path' and 'tag' must be strings", field="path")
+    _number(params, "seconds", 0.0)
+
+
+def _mark(params: Params, attempt: int) -> Any:
+    """Appends `tag attempt time` to `path` when it starts, then sleeps: tests count executions."""
+    line = f"{params['tag']} {attempt} {time.time():.6f}\n".encode()
+    fd = os.open(params["path"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    time.sleep(_number(params, "seconds", 0.0))
+    return {"tag": params["tag"], "attempt": attempt}
+
+
 def _echo(params: Params, attempt: int) -> Any:
     return dict(params)
 
@@ -89,4 +107,5 @@ TEST_KERNELS: dict[str, tuple[Callable[[Params], None], Callable[[Params, int], 
     "test.flaky": (_check_flaky, _flaky),
     "test.fail": (_no_check, _fail),
     "test.echo": (_no_check, _echo),
+    "test.mark": (_check_mark, _mark),
 }

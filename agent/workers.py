@@ -16,6 +16,7 @@ cannot be trusted any more:
 | the process died (segfault, abort, exit) | `worker_crashed` | replaced |
 | past the memory limit (allocation failed, or SIGKILL from the OOM killer) | `out_of_memory` | replaced |
 | `cancel()` from another thread (sys.cancel) | `cancelled` | SIGKILL, replaced |
+| `stop()` during the attempt (the agent stops) | `stopped` (ours: the attempt does not count) | SIGKILL |
 """
 
 from __future__ import annotations
@@ -83,6 +84,12 @@ def _death(process: BaseProcess) -> tuple[str, str]:
     return "worker_crashed", f"the worker exited with status {exitcode}"
 
 
+def _stopped(started: float) -> Outcome:
+    return Outcome(
+        False, started, time.time(), code="stopped", message="the agent stopped during the attempt"
+    )
+
+
 class Worker:
     """One worker process. `run` is called by one thread at a time; `cancel` from any thread."""
 
@@ -92,6 +99,7 @@ class Worker:
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
         self._cancelled = threading.Event()
+        self._stopped = threading.Event()
         self.backend = "numpy"
         self.pid: int | None = None
         self.busy = False
@@ -137,16 +145,20 @@ class Worker:
             conn.close()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Close the pipe (the worker exits at EOF); kill it if it does not."""
-        process, conn = self._process, self._conn
-        self._process = self._conn = None
-        if conn is not None:
-            conn.close()
-        if process is not None:
+        """An idle worker: close its pipe (it exits at EOF). A busy one: kill it; its attempt ends
+        `stopped` (it does not count, see Agent.stop). Never replaced afterwards."""
+        self._stopped.set()
+        process = self._process
+        if process is None:
+            return
+        if self.busy:
+            process.kill()  # the driving thread sees the pipe end and returns
+        elif self._conn is not None:
+            self._conn.close()
+        process.join(timeout)
+        if process.is_alive():
+            process.kill()
             process.join(timeout)
-            if process.is_alive():
-                process.kill()
-                process.join(timeout)
 
     # -- attempts ------------------------------------------------------------------------------------
 
@@ -161,6 +173,8 @@ class Worker:
 
     def run(self, kernel: str, body: bytes, attempt: int, timeout: float) -> Outcome:
         """One attempt of `kernel` on the task `body`, at most `timeout` seconds."""
+        if self._stopped.is_set():
+            return _stopped(time.time())
         if self._process is None or not self._process.is_alive():
             self._replace()
         conn, process = self._conn, self._process
@@ -188,6 +202,8 @@ class Worker:
             ready = conn.poll(timeout)
         except OSError:
             ready = True  # the pipe broke: the worker is dead, read the reason below
+        if self._stopped.is_set():
+            return _stopped(started)
         if not ready:
             process.kill()
             self._replace()
@@ -197,6 +213,8 @@ class Worker:
         try:
             reply = msgpack.unpackb(conn.recv_bytes(), raw=False)
         except (EOFError, OSError):
+            if self._stopped.is_set():
+                return _stopped(started)
             code, message = (
                 ("cancelled", "cancelled while running") if self._cancelled.is_set() else _death(process)
             )

@@ -28,9 +28,11 @@ import pytest
 from agent.config import Config, load_config
 from agent.protocol import Result, Signer, Topics, TrustStore, load_signer, make_task, open_agent_message
 from agent.runner import Agent
+from broker import EmbeddedBroker, load_settings
 from tests.support.brokers import RunningBroker
-from tests.support.fleet import Fleet, edge_provision, fleet_broker, provision
+from tests.support.fleet import Fleet, edge_provision, provision
 from tests.support.mqtt import TestClient
+from tests.support.services import run_mosquitto
 
 IDENTITIES = [
     ["agent", "node-1", "--pool", "cams"],
@@ -170,9 +172,45 @@ class Site:
 
 
 @contextlib.contextmanager
+def restartable_broker(kind: str, fleet: Fleet) -> Iterator[RunningBroker]:
+    """Either broker from the fleet's files; `restart()` stops it and starts it again on the same
+    ports and data directory (what a reboot of the broker machine does)."""
+    with contextlib.ExitStack() as stack:
+        if kind == "embedded":
+            settings = load_settings(None, environ={}, overrides={"fleet_files": str(fleet.amqtt_files)})
+            threads = [EmbeddedBroker(settings).start_in_thread()]
+            stack.callback(lambda: threads[-1].stop())
+
+            def restart() -> None:
+                threads[-1].stop()
+                threads.append(EmbeddedBroker(settings).start_in_thread())
+                running.embedded = threads[-1]
+
+            running = RunningBroker(
+                kind, threads[0].port, fleet.amqtt_files / "data", restart, threads[0].tls_port, threads[0]
+            )
+        else:
+            conf = (fleet.mosquitto_files / "mosquitto.conf").read_text()
+            ports = [fleet.tcp_port, fleet.tls_port]
+            procs = [run_mosquitto(conf, fleet.mosquitto_files, ports)]
+            procs[0].__enter__()
+            stack.callback(lambda: procs[-1].__exit__(None, None, None))
+
+            def restart() -> None:
+                procs[-1].__exit__(None, None, None)
+                procs.append(run_mosquitto(conf, fleet.mosquitto_files, ports))
+                procs[-1].__enter__()
+
+            running = RunningBroker(
+                kind, fleet.tcp_port, fleet.mosquitto_files / "data", restart, fleet.tls_port
+            )
+        yield running
+
+
+@contextlib.contextmanager
 def _site(kind: str, tmp: Path) -> Iterator[Site]:
     fleet = provision(tmp, IDENTITIES, revoked=REVOKED)
-    with fleet_broker(kind, fleet) as running:
+    with restartable_broker(kind, fleet) as running:
         site = Site(fleet, running, tmp)
         try:
             yield site
