@@ -1,0 +1,342 @@
+"""The agent through a real Mosquitto: throughput beside a bare paho echo, latency, commit cost, RSS.
+
+    .venv/bin/python benchmarks/agent.py [--tasks N] [--rate R] [--seconds S] [--rss-tasks M] [--check]
+
+A fleet is made by `edge-provision`; Mosquitto runs from its broker files (plain listener on
+127.0.0.1, TCP_NODELAY); the agent runs as `python -m agent run` from its bundle (MQTT 5, default
+settings, durable: fsync on); devices publish signed `stats` tasks of 64 samples, pre-signed
+before the clock starts. Figures:
+
+  throughput    N tasks published QoS 1 as fast as one paho client goes; tasks / (last result
+                received - first task published); zero loss = every result received and verified
+                with the agent's key afterwards (not inside the timing)
+  echo          the same N messages through a bare paho client in its own process that receives
+                QoS 1 and publishes a QoS 1 reply (no verification, no storage, no worker)
+  latency       R tasks/s for S seconds: result received - task published, p50 and p99
+  commit cost   one task's commit (record + replay row + history move, fsync) with 1,000 and with
+                200,000 finished tasks in the history partitions: medians
+  rss           the agent's RSS after the first 10 % of M tasks and after all M: growth in %
+
+Targets (issue 5): throughput >= 1,000 tasks/s and >= 0.3x echo; latency p50 <= 3 ms, p99 <= 15 ms;
+commit cost at 200k within 1.5x of 1k; RSS growth < 10 %. `--check` exits 1 when one is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import psutil
+from paho.mqtt.enums import CallbackAPIVersion
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agent.protocol import Topics, TrustStore, load_signer, make_task, open_agent_message  # noqa: E402
+from agent.store import HISTORY, REPLAY, TASKS, Op, Store  # noqa: E402
+from tests.support.fleet import edge_provision, provision  # noqa: E402
+from tests.support.services import run_mosquitto, wait_for_port  # noqa: E402
+
+HOST = "127.0.0.1"
+TOPICS = Topics()
+SIGNAL = np.random.default_rng(1).normal(size=64)
+ECHO = """
+import sys
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+port, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="echo", protocol=mqtt.MQTTv5)
+c.username_pw_set(user, password)
+c.on_socket_open = lambda cl, u, s: s.setsockopt(6, 1, 1)
+c.max_inflight_messages_set(100)
+def on_message(cl, u, m):
+    cl.publish("edge/results/node-1/" + m.topic.rsplit("/", 1)[-1] + "-" + str(m.mid), m.payload[:64], qos=1)
+c.on_message = on_message
+c.on_connect = lambda cl, u, f, r, p: (cl.subscribe("edge/tasks/node-1", 1), print("ready", flush=True))
+c.connect("127.0.0.1", port)
+c.loop_forever()
+"""
+
+
+def _client(name: str, password: str, port: int, client_id: str) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.username_pw_set(name, password)
+    client.on_socket_open = lambda c, u, s: s.setsockopt(6, 1, 1)  # TCP_NODELAY
+    client.max_inflight_messages_set(100)
+    client.connect(HOST, port)
+    client.loop_start()
+    return client
+
+
+class Receiver:
+    """A dashboard subscribed to the results: arrival time and payload of each."""
+
+    def __init__(self, fleet: Any, port: int) -> None:
+        self.arrivals: dict[str, float] = {}
+        self.payloads: dict[str, bytes] = {}
+        self.count = 0
+        self.done = threading.Event()
+        self.expect = 0
+        self.subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-receiver", protocol=mqtt.MQTTv5)
+        self.client.username_pw_set("dash-1", fleet.password("dash-1"))
+        self.client.on_socket_open = lambda c, u, s: s.setsockopt(6, 1, 1)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
+        self.client.on_connect = lambda c, u, f, r, p: c.subscribe(TOPICS.prefix + "/results/node-1/#", 1)
+        self.client.connect(HOST, port)
+        self.client.loop_start()
+        self.subscribed.wait(10)
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        task_id = message.topic.rsplit("/", 1)[-1]
+        if task_id not in self.arrivals:
+            self.arrivals[task_id] = time.perf_counter()
+            self.payloads[task_id] = bytes(message.payload)
+            self.count += 1
+            if self.count >= self.expect:
+                self.done.set()
+
+    def reset(self, expect: int) -> None:
+        self.arrivals.clear()
+        self.payloads.clear()
+        self.count = 0
+        self.expect = expect
+        self.done.clear()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _sign(signer: Any, n: int, tag: str) -> list[tuple[str, bytes, str]]:
+    out = []
+    for i in range(n):
+        topic, payload, task = make_task(
+            signer, "node-1", "stats", {"signal": SIGNAL}, task_id=f"{tag}-{i}", ttl_s=30.0
+        )
+        out.append((topic, payload, task.id))
+    return out
+
+
+def _publish_all(client: mqtt.Client, tasks: list[tuple[str, bytes, str]]) -> dict[str, float]:
+    sent = {}
+    for topic, payload, task_id in tasks:
+        sent[task_id] = time.perf_counter()
+        client.publish(topic, payload, qos=1)
+    return sent
+
+
+def _paced(client: mqtt.Client, tasks: list[tuple[str, bytes, str]], rate: float) -> dict[str, float]:
+    sent = {}
+    start = time.perf_counter()
+    for n, (topic, payload, task_id) in enumerate(tasks):
+        due = start + n / rate
+        while (now := time.perf_counter()) < due:
+            time.sleep(min(0.001, due - now))
+        sent[task_id] = time.perf_counter()
+        client.publish(topic, payload, qos=1)
+    return sent
+
+
+@contextlib.contextmanager
+def _agent(bundle: Path, port: int, data: Path) -> Iterator[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "EDGE_MQTT_TLS": "false",
+        "EDGE_MQTT_PORT": str(port),
+        "EDGE_MQTT_PROTOCOL": "5",
+        "EDGE_AGENT_DATA_DIR": str(data),
+        "EDGE_LOG_LEVEL": "warning",
+    }
+    log = open(data.parent / "agent.log", "ab")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(bundle)], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        log.close()
+
+
+def _wait_online(receiver_port: int, fleet: Any, timeout: float = 60) -> None:
+    online = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-presence", protocol=mqtt.MQTTv5)
+    client.username_pw_set("dash-1", fleet.password("dash-1"))
+    client.on_connect = lambda c, u, f, r, p: c.subscribe(TOPICS.presence("node-1"), 1)
+    client.on_message = lambda c, u, m: online.set() if b"online" in m.payload else None
+    client.connect(HOST, receiver_port)
+    client.loop_start()
+    ok = online.wait(timeout)
+    client.disconnect()
+    client.loop_stop()
+    if not ok:
+        raise RuntimeError("the agent did not come online")
+
+
+def throughput(tasks: list[tuple[str, bytes, str]], device: mqtt.Client, receiver: Receiver) -> tuple[float, float]:
+    receiver.reset(len(tasks))
+    sent = _publish_all(device, tasks)
+    if not receiver.done.wait(300):
+        raise RuntimeError(f"lost: {len(tasks) - receiver.count} of {len(tasks)} results never came")
+    first = min(sent.values())
+    last = max(receiver.arrivals.values())
+    return len(tasks) / (last - first), last - first
+
+
+def echo_rate(fleet: Any, port: int, tasks: list[tuple[str, bytes, str]], device: mqtt.Client,
+              receiver: Receiver) -> float:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ECHO, str(port), "node-1", fleet.password("node-1")], stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()  # "ready"
+        time.sleep(0.3)
+        receiver.reset(len(tasks))
+        sent = _publish_all(device, tasks)
+        if not receiver.done.wait(120):
+            raise RuntimeError("echo lost messages")
+        return len(tasks) / (max(receiver.arrivals.values()) - min(sent.values()))
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def latency(tasks: list[tuple[str, bytes, str]], rate: float, device: mqtt.Client,
+            receiver: Receiver) -> tuple[float, float]:
+    receiver.reset(len(tasks))
+    sent = _paced(device, tasks, rate)
+    if not receiver.done.wait(120):
+        raise RuntimeError("latency run lost results")
+    samples = sorted((receiver.arrivals[t] - sent[t]) * 1e3 for t in sent)
+    return samples[len(samples) // 2], samples[int(len(samples) * 0.99)]
+
+
+def commit_cost(workdir: Path, samples: int = 400) -> dict[int, float]:
+    """Median seconds of one task's commit with 1k and 200k tasks already in the history."""
+    store = Store.open(workdir / "commit-store")
+    doc = {"key": "k", "body": b"b" * 700, "status": "queued", "seq": 1, "received_at": time.time()}
+    filled = 0
+    out: dict[int, float] = {}
+    for target in (1_000, 200_000):
+        while filled < target:  # history built in big batches
+            batch = min(5_000, target - filled)
+            ops = [Op(HISTORY, f"h/{filled + i}", {**doc, "finished_at": time.time()}) for i in range(batch)]
+            ops.append(Op(TASKS, "filler", doc))
+            store.commit_sync(ops)
+            filled += batch
+        times = []
+        for i in range(samples):
+            key = f"m{target}/{i}"
+            started = time.perf_counter()
+            store.commit_sync([Op(TASKS, key, {**doc, "key": key}), Op(REPLAY, key, ["kid", b"n" * 16, key, b"s" * 64, 0.0])])
+            store.commit_sync([Op(TASKS, key, None), Op(HISTORY, key, {**doc, "finished_at": time.time()})])
+            times.append(time.perf_counter() - started)
+        out[target] = statistics.median(times)
+    store.close()
+    return out
+
+
+def rss_growth(tasks: list[tuple[str, bytes, str]], device: mqtt.Client, receiver: Receiver, pid: int) -> tuple[int, int]:
+    process = psutil.Process(pid)
+    tenth = len(tasks) // 10
+    receiver.reset(tenth)
+    _publish_all(device, tasks[:tenth])
+    receiver.done.wait(600)
+    time.sleep(1.0)
+    early = process.memory_info().rss
+    receiver.reset(len(tasks) - tenth)
+    _publish_all(device, tasks[tenth:])
+    if not receiver.done.wait(1200):
+        raise RuntimeError("rss run lost results")
+    time.sleep(1.0)
+    return early, process.memory_info().rss
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rss-tasks", type=int, default=100_000)
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp:
+        workdir = Path(tmp)
+        figures = run(workdir, args)
+    print(
+        f"throughput   {figures['throughput']:8.0f} tasks/s ({args.tasks} tasks, zero loss, verified)\n"
+        f"echo         {figures['echo']:8.0f} msg/s  -> agent/echo = {figures['throughput'] / figures['echo']:.2f}\n"
+        f"latency      p50 {figures['p50']:.2f} ms  p99 {figures['p99']:.2f} ms at {args.rate:g} tasks/s\n"
+        f"commit cost  {figures['commit_1k'] * 1e3:.3f} ms with 1k in history, "
+        f"{figures['commit_200k'] * 1e3:.3f} ms with 200k ({figures['commit_200k'] / figures['commit_1k']:.2f}x)\n"
+        f"rss          {figures['rss_early'] / 2**20:.1f} MiB after {args.rss_tasks // 10} tasks, "
+        f"{figures['rss_late'] / 2**20:.1f} MiB after {args.rss_tasks} "
+        f"({(figures['rss_late'] / figures['rss_early'] - 1) * 100:+.1f} %)"
+    )
+    met = (
+        figures["throughput"] >= 1000
+        and figures["throughput"] >= 0.3 * figures["echo"]
+        and figures["p50"] <= 3
+        and figures["p99"] <= 15
+        and figures["commit_200k"] <= 1.5 * figures["commit_1k"]
+        and figures["rss_late"] < 1.1 * figures["rss_early"]
+    )
+    print("targets met" if met else "targets NOT met")
+    return 0 if met or not args.check else 1
+
+
+def run(workdir: Path, args: argparse.Namespace) -> dict[str, float]:
+    fleet = provision(workdir, [["agent", "node-1"], ["device", "sensor-1"], ["dashboard", "dash-1"],
+                                ["operator", "op-1"]])
+    edge_provision("--fleet", fleet.root, "bundle", "node-1", "--out", workdir / "node-1")
+    edge_provision("--fleet", fleet.root, "bundle", "dash-1", "--out", workdir / "dash-1")
+    conf = (fleet.mosquitto_files / "mosquitto.conf").read_text().replace(
+        "max_queued_messages 10000", "max_queued_messages 1000000"
+    )
+    signer = load_signer(next((fleet.root / "identities" / "sensor-1").glob("signing-*.key")), "sensor-1")
+    trust = TrustStore.load(workdir / "dash-1" / "trust.toml")
+    port = fleet.tcp_port
+    figures: dict[str, float] = {}
+    with run_mosquitto(conf, fleet.mosquitto_files, [port, fleet.tls_port]):
+        wait_for_port(port)
+        device = _client("sensor-1", fleet.password("sensor-1"), port, "bench-device")
+        receiver = Receiver(fleet, port)
+        warm = _sign(signer, 500, "warm")
+        main_tasks = _sign(signer, args.tasks, "t")
+        paced = _sign(signer, int(args.rate * args.seconds), "lat")
+        figures["echo"] = echo_rate(fleet, port, _sign(signer, args.tasks, "echo"), device, receiver)
+        with _agent(workdir / "node-1" / "agent.toml", port, workdir / "data") as proc:
+            _wait_online(port, fleet)
+            throughput(warm, device, receiver)
+            figures["throughput"], _ = throughput(main_tasks, device, receiver)
+            for task_id, payload in list(receiver.payloads.items())[:2000]:  # verified outside the timing
+                result = open_agent_message(payload, TOPICS.results("node-1", task_id), trust)
+                assert result.status == "completed", result
+            figures["p50"], figures["p99"] = latency(paced, args.rate, device, receiver)
+            rss_tasks = _sign(signer, args.rss_tasks, "rss")
+            figures["rss_early"], figures["rss_late"] = rss_growth(rss_tasks, device, receiver, proc.pid)
+        device.disconnect()
+        receiver.close()
+    costs = commit_cost(workdir)
+    figures["commit_1k"], figures["commit_200k"] = costs[1_000], costs[200_000]
+    return figures
+
+
+if __name__ == "__main__":
+    sys.exit(main())
