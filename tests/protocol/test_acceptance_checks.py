@@ -1,0 +1,332 @@
+"""Acceptance checks 1-7 of PROTOCOL 4, each against the text of the protocol.
+
+Every test states the clock (NOW) and uses real keys and real signed bytes.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import msgpack
+import pytest
+
+from agent.protocol import (
+    AcceptancePolicy,
+    AuthenticationError,
+    Limits,
+    MemoryReplayCache,
+    TaskRejected,
+    Topics,
+    TrustStore,
+    accept_task,
+    generate_signer,
+    packb,
+)
+
+from .keyring import NODE, NOW, POOL, Keyring, key_entry, sign, task_body
+
+TOPICS = Topics()
+TASKS = TOPICS.tasks(NODE)
+
+
+@pytest.fixture(scope="module")
+def keys() -> Keyring:
+    return Keyring()
+
+
+@pytest.fixture
+def trust(keys: Keyring) -> TrustStore:
+    return keys.trust()
+
+
+@pytest.fixture
+def replay() -> MemoryReplayCache:
+    return MemoryReplayCache()
+
+
+def accept(payload: bytes, trust: TrustStore, replay: MemoryReplayCache, topic: str = TASKS,
+           now: float = NOW, policy: AcceptancePolicy | None = None) -> Any:
+    return accept_task(payload, topic, now, trust, replay, policy or AcceptancePolicy())
+
+
+def auth_code(payload: bytes, trust: TrustStore, replay: MemoryReplayCache, **kw: Any) -> str:
+    with pytest.raises(AuthenticationError) as info:
+        accept(payload, trust, replay, **kw)
+    return info.value.code
+
+
+def reject_code(payload: bytes, trust: TrustStore, replay: MemoryReplayCache, **kw: Any) -> str:
+    with pytest.raises(TaskRejected) as info:
+        accept(payload, trust, replay, **kw)
+    return info.value.code
+
+
+# --- accepted ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("who", ["device", "mcu"])
+def test_a_valid_task_is_accepted_with_both_algorithms(keys: Keyring, trust, replay, who: str) -> None:
+    body = task_body(priority=9, trace="00-" + "a" * 32 + "-" + "b" * 16 + "-01")
+    accepted = accept(sign(body, getattr(keys, who)), trust, replay)
+    assert accepted.task.id == body["id"]
+    assert accepted.task.priority == 9
+    assert accepted.kid == getattr(keys, who).kid
+    assert accepted.redelivery is False
+    assert accepted.body == packb(body)
+
+
+@pytest.mark.parametrize(
+    ("target", "topic"),
+    [("all", TOPICS.tasks_all()), (f"pool:{POOL}", TOPICS.tasks_pool(POOL)), (NODE, TOPICS.tasks(NODE))],
+)
+def test_target_must_match_the_topic_it_arrived_on(keys: Keyring, trust, replay, target: str, topic: str) -> None:
+    assert accept(sign(task_body(target=target), keys.device), trust, replay, topic=topic).task.target == target
+    # the same signed task re-routed to any other task topic is refused
+    for other in {TOPICS.tasks_all(), TOPICS.tasks_pool(POOL), TOPICS.tasks("node-2"), TOPICS.tasks(NODE)} - {topic}:
+        payload = sign(task_body(target=target), keys.device)
+        assert reject_code(payload, trust, replay, topic=other) == "target_mismatch"
+
+
+def test_control_needs_a_control_key_and_the_node_as_target(keys: Keyring, trust, replay) -> None:
+    control = TOPICS.control(NODE)
+    ok = accept(sign(task_body(kernel="sys.status", params={"task": "x"}), keys.operator), trust, replay,
+                topic=control)
+    assert ok.task.kernel == "sys.status"
+    assert auth_code(sign(task_body(kernel="sys.drain", params={}), keys.device), trust, replay,
+                     topic=control) == "wrong_role"
+    assert reject_code(sign(task_body(kernel="sys.drain", params={}, target="node-2"), keys.operator), trust,
+                       replay, topic=control) == "target_mismatch"
+
+
+def test_no_task_is_accepted_on_a_topic_that_is_not_a_task_topic(keys: Keyring, trust, replay) -> None:
+    payload = sign(task_body(), keys.device)
+    for topic in (TOPICS.results(NODE, "x"), TOPICS.heartbeat(NODE), "other/tasks/node-1", "edge/tasks/a/b/c"):
+        assert auth_code(payload, trust, replay, topic=topic) == "malformed"
+
+
+# --- check 1: form and size -------------------------------------------------------------------
+
+
+def test_size_limit_is_checked_first(keys: Keyring, trust, replay) -> None:
+    policy = AcceptancePolicy(limits=Limits(max_payload=512))
+    small = sign(task_body(), keys.device)
+    assert accept(small, trust, replay, policy=policy)
+    big = sign(task_body(params={"signal": [0.5] * 100}), keys.device)
+    assert len(big) > 512
+    assert auth_code(big, trust, replay, policy=policy) == "too_large"
+    # too large wins over every later failure, e.g. an unknown key
+    assert auth_code(sign(task_body(params={"signal": [0.5] * 100}), generate_signer("nobody")), trust, replay,
+                     policy=policy) == "too_large"
+
+
+def test_default_size_limit_is_one_mebibyte(keys: Keyring, trust, replay) -> None:
+    payload = sign(task_body(params={"blob": b"\0" * (1 << 20)}), keys.mcu)
+    assert auth_code(payload, trust, replay) == "too_large"
+
+
+def envelope(**fields: Any) -> bytes:
+    return msgpack.packb(fields, use_bin_type=True)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"\xc1",
+        b"not msgpack at all",
+        msgpack.packb([1, "ed25519", "dev-ed", b"b", b"s"]),
+        envelope(v=2, alg="ed25519", kid="dev-ed", body=b"x", sig=b"s" * 64),
+        envelope(v="1", alg="ed25519", kid="dev-ed", body=b"x", sig=b"s" * 64),
+        envelope(v=1, alg="rsa", kid="dev-ed", body=b"x", sig=b"s" * 64),
+        envelope(v=1, alg="ed25519", kid="dev-ed", body="text body", sig=b"s" * 64),
+        envelope(v=1, alg="ed25519", kid="dev-ed", body=b"x"),
+        envelope(v=1, alg="ed25519", kid=7, body=b"x", sig=b"s" * 64),
+    ],
+    ids=["empty", "reserved-byte", "text", "array", "v2", "v-str", "alg", "body-str", "no-sig", "kid-int"],
+)
+def test_payloads_that_are_not_an_envelope_are_malformed(payload: bytes, trust, replay) -> None:
+    assert auth_code(payload, trust, replay) == "malformed"
+
+
+# --- checks 2 and 3: key and signature ----------------------------------------------------------
+
+
+def test_unknown_revoked_and_wrong_role_keys(keys: Keyring, trust, replay) -> None:
+    assert auth_code(sign(task_body(), generate_signer("nobody")), trust, replay) == "unknown_key"
+    assert auth_code(sign(task_body(), keys.revoked), trust, replay) == "revoked_key"
+    assert auth_code(sign(task_body(), keys.agent), trust, replay) == "wrong_role"
+
+
+def test_a_key_outside_its_validity_window_is_refused(keys: Keyring, replay) -> None:
+    signer = generate_signer("dev-window")
+    trust = TrustStore([key_entry(signer, {"task"}, not_before=NOW - 10, not_after=NOW + 10)])
+    assert accept(sign(task_body(), signer), trust, replay)
+    assert auth_code(sign(task_body(issued_at=NOW - 30), signer), trust, replay, now=NOW - 20) == "revoked_key"
+    assert auth_code(sign(task_body(), signer), trust, replay, now=NOW + 20) == "revoked_key"
+
+
+def test_bad_signatures(keys: Keyring, trust, replay) -> None:
+    # a key with the same kid that the trust store does not hold
+    assert auth_code(sign(task_body(), keys.stranger), trust, replay) == "bad_signature"
+    raw = msgpack.unpackb(sign(task_body(), keys.device), raw=False)
+    tampered = dict(raw, body=raw["body"][:-1] + bytes([raw["body"][-1] ^ 1]))
+    assert auth_code(envelope(**tampered), trust, replay) == "bad_signature"
+    # the envelope claims HMAC for an Ed25519 key
+    hmac_claim = dict(raw, alg="hmac-sha256", sig=raw["sig"][:32])
+    assert auth_code(envelope(**hmac_claim), trust, replay) == "bad_signature"
+
+
+def test_rotation_old_key_until_its_not_after_then_only_the_new(replay: MemoryReplayCache) -> None:
+    old, new = generate_signer("dev-rot"), generate_signer("dev-rot")
+    trust = TrustStore([
+        key_entry(old, {"task"}, not_after=NOW + 60),
+        key_entry(new, {"task"}, not_before=NOW - 1),
+    ])
+    assert accept(sign(task_body(), old), trust, replay).kid == "dev-rot"
+    assert accept(sign(task_body(), new), trust, replay).kid == "dev-rot"
+    later = NOW + 120
+    body = task_body(issued_at=later, expires_at=later + 60)
+    assert auth_code(sign(body, old), trust, replay, now=later) == "revoked_key"
+    assert accept(sign(task_body(issued_at=later, expires_at=later + 60), new), trust, replay, now=later)
+
+
+# --- check 4: fields and types -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("kernel", None), ("kernel", 3), ("params", None), ("params", [1, 2]), ("target", None),
+        ("target", b"node-1"), ("issued_at", None), ("issued_at", "now"), ("issued_at", float("nan")),
+        ("expires_at", None), ("expires_at", float("inf")), ("nonce", None), ("nonce", b"short"),
+        ("nonce", b"x" * 33), ("nonce", "text-nonce-16-by"), ("priority", 10), ("priority", -1),
+        ("priority", 5.0), ("priority", True), ("timeout_s", 0), ("timeout_s", "30"), ("max_retries", 11),
+        ("max_retries", -1), ("run_at", "soon"), ("every_s", 0.5), ("cron", "* * *"), ("cron", "61 * * * *"),
+        ("tz", "Mars/Olympus"), ("until", [1]), ("trace", "not-a-traceparent"),
+    ],
+)
+def test_each_field_error_is_malformed_and_names_the_field(keys: Keyring, trust, replay, field: str,
+                                                           value: Any) -> None:
+    body = task_body()
+    if value is None:
+        del body[field]
+    else:
+        body[field] = value
+    with pytest.raises(TaskRejected) as info:
+        accept(sign(body, keys.device), trust, replay)
+    assert info.value.code == "malformed"
+    assert info.value.task_id == body["id"]
+    assert field in info.value.message
+
+
+@pytest.mark.parametrize("body_id", [None, 42, "", "x" * 65, "has space", "a/b"])
+def test_a_body_without_a_readable_id_goes_to_the_rejects_topic(keys: Keyring, trust, replay, body_id) -> None:
+    body = task_body()
+    if body_id is None:
+        del body["id"]
+    else:
+        body["id"] = body_id
+    assert auth_code(sign(body, keys.device), trust, replay) == "malformed"
+
+
+@pytest.mark.parametrize("body", [b"\xc1", packb([1, 2, 3]), packb("a task"), b"\x81\xa2id"])
+def test_a_body_that_is_not_a_map_is_malformed_without_an_id(keys: Keyring, trust, replay, body: bytes) -> None:
+    assert auth_code(sign(body, keys.device), trust, replay) == "malformed"
+
+
+def test_unknown_extra_fields_are_ignored(keys: Keyring, trust, replay) -> None:
+    assert accept(sign(task_body(colour="blue"), keys.device), trust, replay).task.kernel == "stats"
+
+
+# --- check 5: target and times -----------------------------------------------------------------
+
+
+def test_clock_skew_boundary(keys: Keyring, trust, replay) -> None:
+    skew = AcceptancePolicy().clock_skew_s
+    assert skew == 60
+    assert accept(sign(task_body(issued_at=NOW + skew), keys.device), trust, replay)
+    assert reject_code(sign(task_body(issued_at=NOW + skew + 0.01), keys.device), trust, replay) == "not_yet_valid"
+
+
+def test_expiry_boundary(keys: Keyring, trust, replay) -> None:
+    assert reject_code(sign(task_body(expires_at=NOW), keys.device), trust, replay) == "expired"
+    assert accept(sign(task_body(expires_at=NOW + 0.01), keys.device), trust, replay)
+
+
+def test_maximum_lifetime(keys: Keyring, trust, replay) -> None:
+    day = AcceptancePolicy().max_lifetime_s
+    assert day == 24 * 3600
+    assert accept(sign(task_body(issued_at=NOW - 1, expires_at=NOW - 1 + day), keys.device), trust, replay)
+    over = task_body(issued_at=NOW - 1, expires_at=NOW - 1 + day + 1)
+    assert reject_code(sign(over, keys.device), trust, replay) == "ttl_too_long"
+
+
+def test_the_first_failing_check_decides(keys: Keyring, trust, replay) -> None:
+    # wrong target AND expired AND too long: target comes first in check 5
+    body = task_body(target="node-9", expires_at=NOW - 1, issued_at=NOW - 10 * 86400)
+    assert reject_code(sign(body, keys.device), trust, replay) == "target_mismatch"
+    # malformed field (check 4) before the target (check 5)
+    assert reject_code(sign(task_body(target="node-9", priority=99), keys.device), trust, replay) == "malformed"
+    # a bad signature (check 3) before a malformed body (check 4)
+    raw = msgpack.unpackb(sign(task_body(priority=99), keys.device), raw=False)
+    assert auth_code(envelope(**dict(raw, sig=bytes(64))), trust, replay) == "bad_signature"
+    # expired (check 5) before replayed (check 6)
+    body = task_body()
+    accept(sign(body, keys.device), trust, replay)
+    assert reject_code(sign(body, keys.device), trust, replay, now=NOW + 1000) == "expired"
+
+
+# --- checks 6 and 7: replay and ids ------------------------------------------------------------
+
+
+def test_redelivery_of_an_accepted_task_is_acknowledged_again(keys: Keyring, trust, replay) -> None:
+    payload = sign(task_body(), keys.device)
+    assert accept(payload, trust, replay).redelivery is False
+    again = accept(payload, trust, replay, now=NOW + 5)
+    assert again.redelivery is True
+
+
+def test_a_nonce_is_never_accepted_twice(keys: Keyring, trust, replay) -> None:
+    first = task_body()
+    accept(sign(first, keys.device), trust, replay)
+    copy = task_body(nonce=first["nonce"])  # a new id, the same nonce
+    assert reject_code(sign(copy, keys.device), trust, replay) == "replayed"
+    # the same nonce from another issuer is a different pair (kid, nonce)
+    assert accept(sign(task_body(nonce=first["nonce"]), keys.mcu), trust, replay)
+
+
+def test_an_id_is_not_reused_for_another_body(keys: Keyring, trust, replay) -> None:
+    first = task_body()
+    accept(sign(first, keys.device), trust, replay)
+    assert reject_code(sign(task_body(id=first["id"]), keys.device), trust, replay) == "duplicate_id"
+    # ids are unique per issuer: another issuer may use the same id
+    assert accept(sign(task_body(id=first["id"]), keys.mcu), trust, replay)
+
+
+def test_replay_records_are_forgotten_only_after_the_task_expired(keys: Keyring, trust, replay) -> None:
+    body = task_body(expires_at=NOW + 100)
+    accept(sign(body, keys.device), trust, replay)
+    replay.expire(NOW + 50)
+    assert reject_code(sign(task_body(nonce=body["nonce"]), keys.device), trust, replay) == "replayed"
+    replay.expire(NOW + 100 + AcceptancePolicy().clock_skew_s + 1)
+    assert accept(sign(task_body(nonce=body["nonce"]), keys.device), trust, replay).redelivery is False
+
+
+def test_two_threads_racing_the_same_task_accept_it_once(keys: Keyring, trust) -> None:
+    for _ in range(20):
+        replay = MemoryReplayCache()
+        payload = sign(task_body(), keys.device)
+        outcomes: list[bool] = []
+        barrier = threading.Barrier(4)
+
+        def run(payload: bytes = payload, replay: MemoryReplayCache = replay) -> None:
+            barrier.wait()
+            outcomes.append(accept(payload, trust, replay).redelivery)
+
+        threads = [threading.Thread(target=run) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes) == [False, True, True, True]
