@@ -45,8 +45,14 @@ def replay() -> MemoryReplayCache:
     return MemoryReplayCache()
 
 
-def accept(payload: bytes, trust: TrustStore, replay: MemoryReplayCache, topic: str = TASKS,
-           now: float = NOW, policy: AcceptancePolicy | None = None) -> Any:
+def accept(
+    payload: bytes,
+    trust: TrustStore,
+    replay: MemoryReplayCache,
+    topic: str = TASKS,
+    now: float = NOW,
+    policy: AcceptancePolicy | None = None,
+) -> Any:
     return accept_task(payload, topic, now, trust, replay, policy or AcceptancePolicy())
 
 
@@ -80,28 +86,52 @@ def test_a_valid_task_is_accepted_with_both_algorithms(keys: Keyring, trust, rep
     ("target", "topic"),
     [("all", TOPICS.tasks_all()), (f"pool:{POOL}", TOPICS.tasks_pool(POOL)), (NODE, TOPICS.tasks(NODE))],
 )
-def test_target_must_match_the_topic_it_arrived_on(keys: Keyring, trust, replay, target: str, topic: str) -> None:
-    assert accept(sign(task_body(target=target), keys.device), trust, replay, topic=topic).task.target == target
+def test_target_must_match_the_topic_it_arrived_on(
+    keys: Keyring, trust, replay, target: str, topic: str
+) -> None:
+    assert (
+        accept(sign(task_body(target=target), keys.device), trust, replay, topic=topic).task.target == target
+    )
     # the same signed task re-routed to any other task topic is refused
-    for other in {TOPICS.tasks_all(), TOPICS.tasks_pool(POOL), TOPICS.tasks("node-2"), TOPICS.tasks(NODE)} - {topic}:
+    for other in {TOPICS.tasks_all(), TOPICS.tasks_pool(POOL), TOPICS.tasks("node-2"), TOPICS.tasks(NODE)} - {
+        topic
+    }:
         payload = sign(task_body(target=target), keys.device)
         assert reject_code(payload, trust, replay, topic=other) == "target_mismatch"
 
 
 def test_control_needs_a_control_key_and_the_node_as_target(keys: Keyring, trust, replay) -> None:
     control = TOPICS.control(NODE)
-    ok = accept(sign(task_body(kernel="sys.status", params={"task": "x"}), keys.operator), trust, replay,
-                topic=control)
+    ok = accept(
+        sign(task_body(kernel="sys.status", params={"task": "x"}), keys.operator),
+        trust,
+        replay,
+        topic=control,
+    )
     assert ok.task.kernel == "sys.status"
-    assert auth_code(sign(task_body(kernel="sys.drain", params={}), keys.device), trust, replay,
-                     topic=control) == "wrong_role"
-    assert reject_code(sign(task_body(kernel="sys.drain", params={}, target="node-2"), keys.operator), trust,
-                       replay, topic=control) == "target_mismatch"
+    assert (
+        auth_code(sign(task_body(kernel="sys.drain", params={}), keys.device), trust, replay, topic=control)
+        == "wrong_role"
+    )
+    assert (
+        reject_code(
+            sign(task_body(kernel="sys.drain", params={}, target="node-2"), keys.operator),
+            trust,
+            replay,
+            topic=control,
+        )
+        == "target_mismatch"
+    )
 
 
 def test_no_task_is_accepted_on_a_topic_that_is_not_a_task_topic(keys: Keyring, trust, replay) -> None:
     payload = sign(task_body(), keys.device)
-    for topic in (TOPICS.results(NODE, "x"), TOPICS.heartbeat(NODE), "other/tasks/node-1", "edge/tasks/a/b/c"):
+    for topic in (
+        TOPICS.results(NODE, "x"),
+        TOPICS.heartbeat(NODE),
+        "other/tasks/node-1",
+        "edge/tasks/a/b/c",
+    ):
         assert auth_code(payload, trust, replay, topic=topic) == "malformed"
 
 
@@ -116,8 +146,15 @@ def test_size_limit_is_checked_first(keys: Keyring, trust, replay) -> None:
     assert len(big) > 512
     assert auth_code(big, trust, replay, policy=policy) == "too_large"
     # too large wins over every later failure, e.g. an unknown key
-    assert auth_code(sign(task_body(params={"signal": [0.5] * 100}), generate_signer("nobody")), trust, replay,
-                     policy=policy) == "too_large"
+    assert (
+        auth_code(
+            sign(task_body(params={"signal": [0.5] * 100}), generate_signer("nobody")),
+            trust,
+            replay,
+            policy=policy,
+        )
+        == "too_large"
+    )
 
 
 def test_default_size_limit_is_one_mebibyte(keys: Keyring, trust, replay) -> None:
@@ -162,7 +199,9 @@ def test_a_key_outside_its_validity_window_is_refused(keys: Keyring, replay) -> 
     signer = generate_signer("dev-window")
     trust = TrustStore([key_entry(signer, {"task"}, not_before=NOW - 10, not_after=NOW + 10)])
     assert accept(sign(task_body(), signer), trust, replay)
-    assert auth_code(sign(task_body(issued_at=NOW - 30), signer), trust, replay, now=NOW - 20) == "revoked_key"
+    assert (
+        auth_code(sign(task_body(issued_at=NOW - 30), signer), trust, replay, now=NOW - 20) == "revoked_key"
+    )
     assert auth_code(sign(task_body(), signer), trust, replay, now=NOW + 20) == "revoked_key"
 
 
@@ -179,10 +218,12 @@ def test_bad_signatures(keys: Keyring, trust, replay) -> None:
 
 def test_rotation_old_key_until_its_not_after_then_only_the_new(replay: MemoryReplayCache) -> None:
     old, new = generate_signer("dev-rot"), generate_signer("dev-rot")
-    trust = TrustStore([
-        key_entry(old, {"task"}, not_after=NOW + 60),
-        key_entry(new, {"task"}, not_before=NOW - 1),
-    ])
+    trust = TrustStore(
+        [
+            key_entry(old, {"task"}, not_after=NOW + 60),
+            key_entry(new, {"task"}, not_before=NOW - 1),
+        ]
+    )
     assert accept(sign(task_body(), old), trust, replay).kid == "dev-rot"
     assert accept(sign(task_body(), new), trust, replay).kid == "dev-rot"
     later = NOW + 120
@@ -197,17 +238,41 @@ def test_rotation_old_key_until_its_not_after_then_only_the_new(replay: MemoryRe
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("kernel", None), ("kernel", 3), ("params", None), ("params", [1, 2]), ("target", None),
-        ("target", b"node-1"), ("issued_at", None), ("issued_at", "now"), ("issued_at", float("nan")),
-        ("expires_at", None), ("expires_at", float("inf")), ("nonce", None), ("nonce", b"short"),
-        ("nonce", b"x" * 33), ("nonce", "text-nonce-16-by"), ("priority", 10), ("priority", -1),
-        ("priority", 5.0), ("priority", True), ("timeout_s", 0), ("timeout_s", "30"), ("max_retries", 11),
-        ("max_retries", -1), ("run_at", "soon"), ("every_s", 0.5), ("cron", "* * *"), ("cron", "61 * * * *"),
-        ("tz", "Mars/Olympus"), ("until", [1]), ("trace", "not-a-traceparent"),
+        ("kernel", None),
+        ("kernel", 3),
+        ("params", None),
+        ("params", [1, 2]),
+        ("target", None),
+        ("target", b"node-1"),
+        ("issued_at", None),
+        ("issued_at", "now"),
+        ("issued_at", float("nan")),
+        ("expires_at", None),
+        ("expires_at", float("inf")),
+        ("nonce", None),
+        ("nonce", b"short"),
+        ("nonce", b"x" * 33),
+        ("nonce", "text-nonce-16-by"),
+        ("priority", 10),
+        ("priority", -1),
+        ("priority", 5.0),
+        ("priority", True),
+        ("timeout_s", 0),
+        ("timeout_s", "30"),
+        ("max_retries", 11),
+        ("max_retries", -1),
+        ("run_at", "soon"),
+        ("every_s", 0.5),
+        ("cron", "* * *"),
+        ("cron", "61 * * * *"),
+        ("tz", "Mars/Olympus"),
+        ("until", [1]),
+        ("trace", "not-a-traceparent"),
     ],
 )
-def test_each_field_error_is_malformed_and_names_the_field(keys: Keyring, trust, replay, field: str,
-                                                           value: Any) -> None:
+def test_each_field_error_is_malformed_and_names_the_field(
+    keys: Keyring, trust, replay, field: str, value: Any
+) -> None:
     body = task_body()
     if value is None:
         del body[field]
@@ -221,7 +286,9 @@ def test_each_field_error_is_malformed_and_names_the_field(keys: Keyring, trust,
 
 
 @pytest.mark.parametrize("body_id", [None, 42, "", "x" * 65, "has space", "a/b"])
-def test_a_body_without_a_readable_id_goes_to_the_rejects_topic(keys: Keyring, trust, replay, body_id) -> None:
+def test_a_body_without_a_readable_id_goes_to_the_rejects_topic(
+    keys: Keyring, trust, replay, body_id
+) -> None:
     body = task_body()
     if body_id is None:
         del body["id"]
@@ -231,7 +298,9 @@ def test_a_body_without_a_readable_id_goes_to_the_rejects_topic(keys: Keyring, t
 
 
 @pytest.mark.parametrize("body", [b"\xc1", packb([1, 2, 3]), packb("a task"), b"\x81\xa2id"])
-def test_a_body_that_is_not_a_map_is_malformed_without_an_id(keys: Keyring, trust, replay, body: bytes) -> None:
+def test_a_body_that_is_not_a_map_is_malformed_without_an_id(
+    keys: Keyring, trust, replay, body: bytes
+) -> None:
     assert auth_code(sign(body, keys.device), trust, replay) == "malformed"
 
 
@@ -246,7 +315,10 @@ def test_clock_skew_boundary(keys: Keyring, trust, replay) -> None:
     skew = AcceptancePolicy().clock_skew_s
     assert skew == 60
     assert accept(sign(task_body(issued_at=NOW + skew), keys.device), trust, replay)
-    assert reject_code(sign(task_body(issued_at=NOW + skew + 0.01), keys.device), trust, replay) == "not_yet_valid"
+    assert (
+        reject_code(sign(task_body(issued_at=NOW + skew + 0.01), keys.device), trust, replay)
+        == "not_yet_valid"
+    )
 
 
 def test_expiry_boundary(keys: Keyring, trust, replay) -> None:
@@ -267,7 +339,9 @@ def test_the_first_failing_check_decides(keys: Keyring, trust, replay) -> None:
     body = task_body(target="node-9", expires_at=NOW - 1, issued_at=NOW - 10 * 86400)
     assert reject_code(sign(body, keys.device), trust, replay) == "target_mismatch"
     # malformed field (check 4) before the target (check 5)
-    assert reject_code(sign(task_body(target="node-9", priority=99), keys.device), trust, replay) == "malformed"
+    assert (
+        reject_code(sign(task_body(target="node-9", priority=99), keys.device), trust, replay) == "malformed"
+    )
     # a bad signature (check 3) before a malformed body (check 4)
     raw = msgpack.unpackb(sign(task_body(priority=99), keys.device), raw=False)
     assert auth_code(envelope(**dict(raw, sig=bytes(64))), trust, replay) == "bad_signature"
@@ -320,7 +394,12 @@ def test_two_threads_racing_the_same_task_accept_it_once(keys: Keyring, trust) -
         outcomes: list[bool] = []
         barrier = threading.Barrier(4)
 
-        def run(payload: bytes = payload, replay: MemoryReplayCache = replay) -> None:
+        def run(
+            payload: bytes = payload,
+            replay: MemoryReplayCache = replay,
+            barrier: threading.Barrier = barrier,
+            outcomes: list[bool] = outcomes,
+        ) -> None:
             barrier.wait()
             outcomes.append(accept(payload, trust, replay).redelivery)
 

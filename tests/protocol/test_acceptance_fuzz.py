@@ -28,20 +28,79 @@ from agent.protocol import (
 from .keyring import NODE, NOW, Keyring, sign, task_body
 
 REJECT_CODES = {"malformed", "too_large", "unknown_key", "revoked_key", "wrong_role", "bad_signature"}
-RESULT_CODES = {"malformed", "target_mismatch", "not_yet_valid", "expired", "ttl_too_long", "replayed",
-                "duplicate_id", "unknown_kernel", "invalid_params", "overloaded"}
+RESULT_CODES = {
+    "malformed",
+    "target_mismatch",
+    "not_yet_valid",
+    "expired",
+    "ttl_too_long",
+    "replayed",
+    "duplicate_id",
+    "unknown_kernel",
+    "invalid_params",
+    "overloaded",
+}
 TOPIC = Topics().tasks(NODE)
 TOTAL = 100_000
 
 ODD_VALUES: list[Any] = [
-    None, True, False, 0, -1, 2**63 - 1, -(2**63), 2**64 - 1, 1.5, -0.0, math.nan, math.inf, -math.inf,
-    "", "x" * 70, "node-1", "all", "pool:cams", "\u2603", b"", b"\x00" * 8, b"\xff" * 40, [], [1, [2, [3]]],
-    {}, {"a": {"b": {"c": {}}}}, {1: 2}, msgpack.ExtType(1, b"\x93\xa3<f8\x91\x02\xc4\x10" + b"\0" * 16),
-    msgpack.ExtType(1, b"junk"), msgpack.ExtType(5, b"x"), msgpack.Timestamp(1, 0), "*/5 * * * *",
-    "Europe/Paris", "../../etc/passwd", NOW, NOW + 1e9, -NOW,
+    None,
+    True,
+    False,
+    0,
+    -1,
+    2**63 - 1,
+    -(2**63),
+    2**64 - 1,
+    1.5,
+    -0.0,
+    math.nan,
+    math.inf,
+    -math.inf,
+    "",
+    "x" * 70,
+    "node-1",
+    "all",
+    "pool:cams",
+    "\u2603",
+    b"",
+    b"\x00" * 8,
+    b"\xff" * 40,
+    [],
+    [1, [2, [3]]],
+    {},
+    {"a": {"b": {"c": {}}}},
+    {1: 2},
+    msgpack.ExtType(1, b"\x93\xa3<f8\x91\x02\xc4\x10" + b"\0" * 16),
+    msgpack.ExtType(1, b"junk"),
+    msgpack.ExtType(5, b"x"),
+    msgpack.Timestamp(1, 0),
+    "*/5 * * * *",
+    "Europe/Paris",
+    "../../etc/passwd",
+    NOW,
+    NOW + 1e9,
+    -NOW,
 ]
-FIELDS = ["id", "kernel", "params", "target", "issued_at", "expires_at", "nonce", "priority", "timeout_s",
-          "max_retries", "run_at", "every_s", "cron", "tz", "until", "trace", "extra"]
+FIELDS = [
+    "id",
+    "kernel",
+    "params",
+    "target",
+    "issued_at",
+    "expires_at",
+    "nonce",
+    "priority",
+    "timeout_s",
+    "max_retries",
+    "run_at",
+    "every_s",
+    "cron",
+    "tz",
+    "until",
+    "trace",
+    "extra",
+]
 
 
 def _pack(value: Any) -> bytes:
@@ -139,9 +198,18 @@ def test_a_hundred_thousand_fuzzed_payloads_end_in_a_protocol_outcome() -> None:
             pytest.fail(f"{type(exc).__name__}: {exc} for payload {payload[:200]!r}")
     assert sum(outcomes.values()) == TOTAL
     # the fuzzer reached every stage: not a vacuous pass
-    for reached in ("accepted", "reject:malformed", "reject:bad_signature", "reject:unknown_key",
-                    "reject:revoked_key", "reject:wrong_role", "result:malformed", "result:target_mismatch",
-                    "result:expired", "result:not_yet_valid"):
+    for reached in (
+        "accepted",
+        "reject:malformed",
+        "reject:bad_signature",
+        "reject:unknown_key",
+        "reject:revoked_key",
+        "reject:wrong_role",
+        "result:malformed",
+        "result:target_mismatch",
+        "result:expired",
+        "result:not_yet_valid",
+    ):
         assert outcomes[reached] > 0, (reached, outcomes)
     assert outcomes["result:malformed"] > 10_000, outcomes
     print(dict(outcomes))
@@ -158,7 +226,9 @@ def test_every_single_bit_flip_of_a_signed_envelope_is_rejected(who: str) -> Non
         for bit in range(8):
             mutated = bytearray(payload)
             mutated[byte] ^= 1 << bit
-            with pytest.raises(AuthenticationError):  # the signature covers the body: no flip gets past check 3
+            with pytest.raises(
+                AuthenticationError
+            ):  # the signature covers the body: no flip gets past check 3
                 accept_task(bytes(mutated), TOPIC, NOW, trust, MemoryReplayCache(), policy)
             flips += 1
     assert flips == 8 * len(payload) > 1000
