@@ -260,7 +260,7 @@ class Lifecycle:
                 return None
             attempt = record["attempt"] + 1
             record = _updated(record, status="running", attempt=attempt, started_at=now)
-            self.store.commit([Op(TASKS, key, record)])
+            self.store.commit([Op(TASKS, key, record)], sync=False)  # lost only to a power cut
             self._event(plan, "running", record)
             return Attempt(key, plan, record["body"], record["run"], attempt)
 
@@ -327,8 +327,13 @@ class Lifecycle:
         if outcome.get("error"):
             final["last_error"] = outcome["error"]
         ops = [Op(TASKS, plan.key, None), Op(HISTORY, plan.key, final)]
-        for prefix in ("start", "retry", "run"):
-            self.timers.cancel(f"{prefix}:{plan.key}")
+        for prefix, exists in (
+            ("start", plan.run_at is not None),
+            ("retry", record["attempt"] >= 1),
+            ("run", plan.recurring),
+        ):
+            if exists:
+                self.timers.cancel(f"{prefix}:{plan.key}")
         self._plans.pop(plan.key, None)
         self._commit_result(plan, record, status, publication, ops)
 

@@ -1,11 +1,12 @@
 """Results until the broker has them: stored first, published QoS 1, forgotten on PUBACK.
 
 A result enters the `outbox` table in the same commit as the task's final record; once that commit
-is durable, `send` queues it here and one thread publishes it. The broker's PUBACK (paho's
-`on_publish`, on the network thread) is queued too and handled by the same thread, which knows
-every packet id it published, so no lock is ever held across a paho call. Within one process paho
-re-sends unacknowledged QoS 1 messages after a reconnect; after a restart `restore` re-publishes
-every stored result, with the bytes it was stored with.
+is durable, `send` publishes it (on the store's writer thread: paho only queues it) and remembers
+its packet id. The broker's PUBACK (paho's `on_publish`, on the network thread, which holds paho's
+own locks then) is only queued; the outbox thread takes it, forgets the result (a lazy commit: a
+lost deletion means one harmless re-send) and wakes whoever waits for an empty outbox. Within one
+process paho re-sends unacknowledged QoS 1 messages after a reconnect; after a restart `restore`
+re-publishes every stored result, with the bytes it was stored with.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class Outbox:
         self._store = store
         self._link = link
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._inflight: dict[int, str] = {}  # mid -> outbox key (outbox thread only)
+        self._inflight: dict[int, str] = {}  # mid -> outbox key
+        self._lock = threading.Lock()  # never held by the network thread (it only queues)
         self._idle = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name="outbox", daemon=True)
         self.published = 0
@@ -52,7 +54,10 @@ class Outbox:
 
     def send(self, key: str, publication: Publication) -> None:
         """Publish a stored result (call only once its commit is durable)."""
-        self._queue.put(("send", key, publication))
+        with self._lock:  # a PUBACK handled before the packet id is known would be missed
+            mid = self._link.publish(publication.topic, publication.payload, qos=1)
+            self._inflight[mid] = key
+            self.published += 1
 
     def on_puback(self, mid: int) -> None:
         """paho's on_publish (network thread): queued, handled by the outbox thread."""
@@ -81,22 +86,17 @@ class Outbox:
             item = self._queue.get()
             if item is _STOP:
                 return
-            kind, what, publication = item
             try:
-                if kind == "send":
-                    mid = self._link.publish(publication.topic, publication.payload, qos=1)
-                    self._inflight[mid] = what
-                    self.published += 1
-                else:
-                    self._acked(what)
+                self._acked(item[1])
             except Exception:  # contained: the outbox must keep going
-                log.exception("outbox: %s failed", kind)
+                log.exception("outbox: handling a PUBACK failed")
 
     def _acked(self, mid: int) -> None:
-        key = self._inflight.pop(mid, None)
+        with self._lock:
+            key = self._inflight.pop(mid, None)
         if key is None:
             return  # presence or another QoS 1 message of the agent
         self.acknowledged += 1
-        self._store.commit([Op(OUTBOX, key, None)])
+        self._store.commit([Op(OUTBOX, key, None)], sync=False)
         with self._idle:
             self._idle.notify_all()

@@ -43,10 +43,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.protocol import Topics, TrustStore, load_signer, make_task, open_agent_message  # noqa: E402
-from agent.store import HISTORY, REPLAY, TASKS, Op, Store  # noqa: E402
-from tests.support.fleet import edge_provision, provision  # noqa: E402
-from tests.support.services import run_mosquitto, wait_for_port  # noqa: E402
+from agent.protocol import Topics, TrustStore, load_signer, make_task, open_agent_message
+from agent.store import HISTORY, REPLAY, TASKS, Op, Store
+from tests.support.fleet import edge_provision, provision
+from tests.support.services import run_mosquitto, wait_for_port
 
 HOST = "127.0.0.1"
 TOPICS = Topics()
@@ -89,7 +89,9 @@ class Receiver:
         self.done = threading.Event()
         self.expect = 0
         self.subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-receiver", protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="bench-receiver", protocol=mqtt.MQTTv5
+        )
         self.client.username_pw_set("dash-1", fleet.password("dash-1"))
         self.client.on_socket_open = lambda c, u, s: s.setsockopt(6, 1, 1)
         self.client.on_message = self._on_message
@@ -161,8 +163,12 @@ def _agent(bundle: Path, port: int, data: Path) -> Iterator[subprocess.Popen[byt
         "EDGE_LOG_LEVEL": "warning",
     }
     log = open(data.parent / "agent.log", "ab")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(bundle)], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--config", str(bundle)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         yield proc
     finally:
@@ -186,7 +192,9 @@ def _wait_online(receiver_port: int, fleet: Any, timeout: float = 60) -> None:
         raise RuntimeError("the agent did not come online")
 
 
-def throughput(tasks: list[tuple[str, bytes, str]], device: mqtt.Client, receiver: Receiver) -> tuple[float, float]:
+def throughput(
+    tasks: list[tuple[str, bytes, str]], device: mqtt.Client, receiver: Receiver
+) -> tuple[float, float]:
     receiver.reset(len(tasks))
     sent = _publish_all(device, tasks)
     if not receiver.done.wait(300):
@@ -196,8 +204,9 @@ def throughput(tasks: list[tuple[str, bytes, str]], device: mqtt.Client, receive
     return len(tasks) / (last - first), last - first
 
 
-def echo_rate(fleet: Any, port: int, tasks: list[tuple[str, bytes, str]], device: mqtt.Client,
-              receiver: Receiver) -> float:
+def echo_rate(
+    fleet: Any, port: int, tasks: list[tuple[str, bytes, str]], device: mqtt.Client, receiver: Receiver
+) -> float:
     proc = subprocess.Popen(
         [sys.executable, "-c", ECHO, str(port), "node-1", fleet.password("node-1")], stdout=subprocess.PIPE
     )
@@ -217,8 +226,9 @@ def echo_rate(fleet: Any, port: int, tasks: list[tuple[str, bytes, str]], device
             proc.stdout.close()
 
 
-def latency(tasks: list[tuple[str, bytes, str]], rate: float, device: mqtt.Client,
-            receiver: Receiver) -> tuple[float, float]:
+def latency(
+    tasks: list[tuple[str, bytes, str]], rate: float, device: mqtt.Client, receiver: Receiver
+) -> tuple[float, float]:
     receiver.reset(len(tasks))
     sent = _paced(device, tasks, rate)
     if not receiver.done.wait(120):
@@ -244,7 +254,12 @@ def commit_cost(workdir: Path, samples: int = 400) -> dict[int, float]:
         for i in range(samples):
             key = f"m{target}/{i}"
             started = time.perf_counter()
-            store.commit_sync([Op(TASKS, key, {**doc, "key": key}), Op(REPLAY, key, ["kid", b"n" * 16, key, b"s" * 64, 0.0])])
+            store.commit_sync(
+                [
+                    Op(TASKS, key, {**doc, "key": key}),
+                    Op(REPLAY, key, ["kid", b"n" * 16, key, b"s" * 64, 0.0]),
+                ]
+            )
             store.commit_sync([Op(TASKS, key, None), Op(HISTORY, key, {**doc, "finished_at": time.time()})])
             times.append(time.perf_counter() - started)
         out[target] = statistics.median(times)
@@ -252,7 +267,9 @@ def commit_cost(workdir: Path, samples: int = 400) -> dict[int, float]:
     return out
 
 
-def rss_growth(tasks: list[tuple[str, bytes, str]], device: mqtt.Client, receiver: Receiver, pid: int) -> tuple[int, int]:
+def rss_growth(
+    tasks: list[tuple[str, bytes, str]], device: mqtt.Client, receiver: Receiver, pid: int
+) -> tuple[int, int]:
     process = psutil.Process(pid)
     tenth = len(tasks) // 10
     receiver.reset(tenth)
@@ -269,7 +286,9 @@ def rss_growth(tasks: list[tuple[str, bytes, str]], device: mqtt.Client, receive
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -279,16 +298,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp:
         workdir = Path(tmp)
         figures = run(workdir, args)
-    print(
-        f"throughput   {figures['throughput']:8.0f} tasks/s ({args.tasks} tasks, zero loss, verified)\n"
-        f"echo         {figures['echo']:8.0f} msg/s  -> agent/echo = {figures['throughput'] / figures['echo']:.2f}\n"
-        f"latency      p50 {figures['p50']:.2f} ms  p99 {figures['p99']:.2f} ms at {args.rate:g} tasks/s\n"
-        f"commit cost  {figures['commit_1k'] * 1e3:.3f} ms with 1k in history, "
-        f"{figures['commit_200k'] * 1e3:.3f} ms with 200k ({figures['commit_200k'] / figures['commit_1k']:.2f}x)\n"
-        f"rss          {figures['rss_early'] / 2**20:.1f} MiB after {args.rss_tasks // 10} tasks, "
-        f"{figures['rss_late'] / 2**20:.1f} MiB after {args.rss_tasks} "
-        f"({(figures['rss_late'] / figures['rss_early'] - 1) * 100:+.1f} %)"
-    )
+    print(_report(figures, args))
     met = (
         figures["throughput"] >= 1000
         and figures["throughput"] >= 0.3 * figures["echo"]
@@ -301,13 +311,32 @@ def main() -> int:
     return 0 if met or not args.check else 1
 
 
+def _report(f: dict[str, float], args: argparse.Namespace) -> str:
+    ratio, cost_ratio = f["throughput"] / f["echo"], f["commit_200k"] / f["commit_1k"]
+    growth = (f["rss_late"] / f["rss_early"] - 1) * 100
+    return "\n".join(
+        [
+            f"throughput   {f['throughput']:8.0f} tasks/s ({args.tasks} tasks, zero loss, verified)",
+            f"echo         {f['echo']:8.0f} msg/s  -> agent/echo = {ratio:.2f}",
+            f"latency      p50 {f['p50']:.2f} ms  p99 {f['p99']:.2f} ms at {args.rate:g} tasks/s",
+            f"commit cost  {f['commit_1k'] * 1e3:.3f} ms with 1k in history, "
+            f"{f['commit_200k'] * 1e3:.3f} ms with 200k ({cost_ratio:.2f}x)",
+            f"rss          {f['rss_early'] / 2**20:.1f} MiB after {args.rss_tasks // 10} tasks, "
+            f"{f['rss_late'] / 2**20:.1f} MiB after {args.rss_tasks} ({growth:+.1f} %)",
+        ]
+    )
+
+
 def run(workdir: Path, args: argparse.Namespace) -> dict[str, float]:
-    fleet = provision(workdir, [["agent", "node-1"], ["device", "sensor-1"], ["dashboard", "dash-1"],
-                                ["operator", "op-1"]])
+    fleet = provision(
+        workdir, [["agent", "node-1"], ["device", "sensor-1"], ["dashboard", "dash-1"], ["operator", "op-1"]]
+    )
     edge_provision("--fleet", fleet.root, "bundle", "node-1", "--out", workdir / "node-1")
     edge_provision("--fleet", fleet.root, "bundle", "dash-1", "--out", workdir / "dash-1")
-    conf = (fleet.mosquitto_files / "mosquitto.conf").read_text().replace(
-        "max_queued_messages 10000", "max_queued_messages 1000000"
+    conf = (
+        (fleet.mosquitto_files / "mosquitto.conf")
+        .read_text()
+        .replace("max_queued_messages 10000", "max_queued_messages 1000000")
     )
     signer = load_signer(next((fleet.root / "identities" / "sensor-1").glob("signing-*.key")), "sensor-1")
     trust = TrustStore.load(workdir / "dash-1" / "trust.toml")

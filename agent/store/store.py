@@ -86,7 +86,7 @@ class Store:
         self.tables: Tables = empty_tables()
         self.db: StateDB = open_db(self.tables)
         self._cond = threading.Condition(threading.Lock())
-        self._pending: list[tuple[list[Op], Callback | None]] = []
+        self._pending: list[tuple[list[Op], Callback | None, bool]] = []
         self._closing = False
         self._failure: BaseException | None = None
         self._writer: threading.Thread | None = None
@@ -226,14 +226,20 @@ class Store:
         for table in touched:
             self.db.table(table).clear_cache()
 
-    def commit(self, ops: list[Op], on_durable: Callback | None = None) -> None:
-        """Apply `ops` now; make them durable with the next group commit, then call `on_durable`."""
+    def commit(self, ops: list[Op], on_durable: Callback | None = None, *, sync: bool = True) -> None:
+        """Apply `ops` now; make them durable with the next group commit, then call `on_durable`.
+
+        `sync=False`: written with the next batch but not worth an fsync of its own (kill -9 keeps
+        it; a power cut may lose it): for changes whose loss only repeats harmless work, such as
+        forgetting a result the broker acknowledged (it is re-sent, same bytes) or marking an
+        attempt started (it is not counted).
+        """
         if self._failure is not None:
             raise StoreError(f"the store failed and accepts no more changes: {self._failure}")
         with self.lock:
             self._apply(ops)
             with self._cond:
-                self._pending.append((ops, on_durable))
+                self._pending.append((ops, on_durable, sync))
                 self._submitted_seq += 1
                 self._cond.notify()
 
@@ -281,7 +287,7 @@ class Store:
                     self._cond.notify_all()
                 self.on_failure(exc)
                 return
-            for _, callback in batch:
+            for _, callback, _ in batch:
                 if callback is not None:
                     try:
                         callback()
@@ -293,9 +299,9 @@ class Store:
             if self._journal_bytes >= self._compact_bytes:
                 self.compact()
 
-    def _write_batch(self, batch: list[tuple[list[Op], Callback | None]]) -> None:
+    def _write_batch(self, batch: list[tuple[list[Op], Callback | None, bool]]) -> None:
         started = time.perf_counter()
-        ops = [op for commit_ops, _ in batch for op in commit_ops]
+        ops = [op for commit_ops, _, _ in batch for op in commit_ops]
         history = [op.doc for op in ops if op.table == HISTORY]
         if history:
             self._append_history(history)
@@ -304,7 +310,7 @@ class Store:
             return
         record = records.frame(changes)
         self._journal.write(record)
-        if self._fsync:
+        if self._fsync and any(sync for _, _, sync in batch):
             os.fdatasync(self._journal.fileno())
         self._journal_bytes += len(record)
         self._commits += len(batch)

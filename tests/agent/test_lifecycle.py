@@ -42,9 +42,8 @@ def test_a_high_priority_task_starts_before_every_queued_lower_one(any_site: Sit
 def test_faults_cost_one_attempt_each_and_retries_back_off(site: Site) -> None:
     watcher = site.watch(RESULTS, TOPICS.prefix + "/events/node-1/#")
     device = site.client("sensor-1")
-    with site.agent(
-        workers_memory_limit_mb=64, scheduling_retry_base_s=0.4, scheduling_retry_jitter=0.25
-    ) as agent:
+    options = {"workers_memory_limit_mb": 64, "scheduling_retry_base_s": 0.4, "scheduling_retry_jitter": 0.25}
+    with site.agent(events_enabled=True, **options) as agent:
         submit = site.submit
         submit(device, "sensor-1", "test.hang", {}, task_id="hang", timeout_s=1.0, max_retries=0)
         submit(device, "sensor-1", "test.crash", {}, task_id="segv", max_retries=0)
