@@ -14,6 +14,8 @@ accept time = accept rate / verify rate) the median of the per-round ratios.
 
 from __future__ import annotations
 
+import _bootstrap  # noqa: F401, I001 - first: sys.path without the benchmarks' own names
+
 import argparse
 import gc
 import statistics

@@ -9,6 +9,8 @@ compares the two under the same machine load. Also the task bodies the acceptanc
 
 from __future__ import annotations
 
+import _bootstrap  # noqa: F401, I001 - first: sys.path without the benchmarks' own names
+
 import argparse
 import os
 import statistics
