@@ -212,7 +212,7 @@ class Intake:
         if accepted.redelivery:
             self.counts["redelivered"] += 1
             return Decision(delivery)
-        claim = self.replay.row_op(self._record(accepted))
+        claim = self.replay.row_op(accepted.kid, accepted.task.nonce)
         try:
             if accepted.topic.kind == "control":
                 publication = self.control(accepted)

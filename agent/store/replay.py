@@ -13,6 +13,7 @@ of the same signed bytes fails check 5 from then on.
 from __future__ import annotations
 
 import heapq
+import sys
 import threading
 
 from ..protocol import ReplayRecord
@@ -33,8 +34,10 @@ class DurableReplayCache:
         self._nonces: dict[tuple[str, bytes], ReplayRecord] = {}
         self._ids: dict[tuple[str, str], ReplayRecord] = {}
         self._deadlines: list[tuple[float, str, bytes]] = []
-        for _, row in store.rows(REPLAY):
-            self._index(ReplayRecord(*row))
+        for key, row in store.rows(REPLAY):
+            record = ReplayRecord(sys.intern(row[0]), *row[1:])
+            store.tables[REPLAY][key] = record  # one object for the index and the table
+            self._index(record)
 
     # -- the ReplayCache protocol -------------------------------------------------------------------
 
@@ -48,7 +51,7 @@ class DurableReplayCache:
         with self._lock:
             seen = self._nonces.get((record.kid, record.nonce)) or self._ids.get((record.kid, record.task_id))
             if seen is None:
-                self._index(record)
+                self._index(record._replace(kid=sys.intern(record.kid)))  # one kid string per issuer
             return seen
 
     def remember(self, record: ReplayRecord) -> None:
@@ -81,9 +84,11 @@ class DurableReplayCache:
             if self._ids.get((record.kid, record.task_id)) == record:
                 del self._ids[(record.kid, record.task_id)]
 
-    @staticmethod
-    def row_op(record: ReplayRecord) -> Op:
-        return Op(REPLAY, row_key(record.kid, record.nonce), list(record))
+    def row_op(self, kid: str, nonce: bytes) -> Op:
+        """The row to commit for a claim: the indexed record itself (a tuple is a MessagePack
+        array), so the cache and the table share one object."""
+        record = self._nonces[(kid, nonce)]
+        return Op(REPLAY, row_key(kid, nonce), record)
 
     def _index(self, record: ReplayRecord) -> None:
         self._nonces[(record.kid, record.nonce)] = record
