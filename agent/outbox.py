@@ -86,17 +86,24 @@ class Outbox:
             item = self._queue.get()
             if item is _STOP:
                 return
+            mids = [item[1]]
+            while not self._queue.empty() and len(mids) < 1000:  # every PUBACK that came meanwhile
+                more = self._queue.get()
+                if more is _STOP:
+                    self._queue.put(_STOP)
+                    break
+                mids.append(more[1])
             try:
-                self._acked(item[1])
+                self._acked(mids)
             except Exception:  # contained: the outbox must keep going
                 log.exception("outbox: handling a PUBACK failed")
 
-    def _acked(self, mid: int) -> None:
+    def _acked(self, mids: list[int]) -> None:
         with self._lock:
-            key = self._inflight.pop(mid, None)
-        if key is None:
-            return  # presence or another QoS 1 message of the agent
-        self.acknowledged += 1
-        self._store.commit([Op(OUTBOX, key, None)], sync=False)
+            keys = [key for key in (self._inflight.pop(mid, None) for mid in mids) if key is not None]
+        if not keys:
+            return  # presence or other QoS 1 messages of the agent
+        self.acknowledged += len(keys)
+        self._store.commit([Op(OUTBOX, key, None) for key in keys], sync=False)
         with self._idle:
             self._idle.notify_all()

@@ -30,12 +30,15 @@ def _map_header(n: int) -> bytes:
     return b"\xde" + n.to_bytes(2, "big")
 
 
+_HEADER_LENGTH = {0xDE: 3, 0xDF: 5}  # map16, map32; a fixmap's header is its first byte
+
+
 def pack_with_raw(fields: dict[str, Any], raw: dict[str, bytes]) -> bytes:
-    """MessagePack of `fields` plus the entries of `raw`, whose values are MessagePack already."""
-    parts = [_map_header(len(fields) + len(raw))]
-    for key, value in fields.items():
-        parts.append(packb(key))
-        parts.append(packb(value))
+    """MessagePack of `fields` plus the entries of `raw`, whose values are MessagePack already:
+    `fields` packed in one call, its map header replaced by one counting the raw entries too."""
+    packed = packb(fields)
+    skip = _HEADER_LENGTH.get(packed[0], 1)
+    parts = [_map_header(len(fields) + len(raw)), packed[skip:]]
     for key, encoded in raw.items():
         parts.append(packb(key))
         parts.append(encoded)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import select
 import signal
 import threading
 import time
@@ -97,6 +98,7 @@ class Worker:
         self.index = index
         self.settings = settings
         self._process: BaseProcess | None = None
+        self._poller = select.poll()
         self._conn: Connection | None = None
         self._cancelled = threading.Event()
         self._stopped = threading.Event()
@@ -127,6 +129,8 @@ class Worker:
         except (EOFError, OSError):
             raise WorkerError(f"worker {self.index} died while starting: {_death(process)[1]}") from None
         self._process, self._conn = process, parent
+        self._poller = select.poll()  # built once: Connection.poll() builds a selector per call
+        self._poller.register(parent.fileno(), select.POLLIN)
         self.backend, self.pid = hello["backend"], hello["pid"]
 
     def _replace(self) -> None:
@@ -199,7 +203,7 @@ class Worker:
     ) -> Outcome:
         try:
             conn.send_bytes(msgpack.packb([kernel, body, attempt], use_bin_type=True))
-            ready = conn.poll(timeout)
+            ready = bool(self._poller.poll(timeout * 1000))
         except OSError:
             ready = True  # the pipe broke: the worker is dead, read the reason below
         if self._stopped.is_set():

@@ -92,6 +92,7 @@ class Store:
         self._writer: threading.Thread | None = None
         self._lock_fd: int | None = None
         self._journal: Any = None
+        self._history: tuple[str, Any] | None = None  # (day, open partition file): writer thread only
         self.generation = 0
         self._journal_bytes = 0
         self._commits = self._batches = self._compactions = 0
@@ -326,8 +327,15 @@ class Store:
             day = _history_day(doc.get("finished_at") or time.time())
             by_day.setdefault(day, []).append(records.frame(doc))
         for day, framed in by_day.items():
-            with open(self.history_dir / f"{day}.log", "ab") as f:
-                f.write(b"".join(framed))
+            self._history_file(day).write(b"".join(framed))
+
+    def _history_file(self, day: str) -> Any:
+        """The open partition of `day` (today's, nearly always: one open file, not one per batch)."""
+        if self._history is None or self._history[0] != day:
+            if self._history is not None:
+                self._history[1].close()
+            self._history = (day, open(self.history_dir / f"{day}.log", "ab", buffering=0))  # noqa: SIM115
+        return self._history[1]
 
     # -- snapshots ---------------------------------------------------------------------------------------
 
@@ -429,9 +437,10 @@ class Store:
             self._cond.notify_all()
         if self._writer is not None:
             self._writer.join(timeout)
-        if self._journal is not None:
-            with contextlib.suppress(OSError):
-                self._journal.close()
+        for handle in (self._journal, self._history[1] if self._history else None):
+            if handle is not None:
+                with contextlib.suppress(OSError):
+                    handle.close()
         self._release_lock()
 
     def _release_lock(self) -> None:
