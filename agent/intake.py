@@ -1,19 +1,14 @@
 """Intake: every check of PROTOCOL 4 and 5, one durable commit per batch, acks after it, in order.
 
 The network thread only queues deliveries (`submit`). The intake thread takes whatever has
-arrived (up to `intake_batch`), decides each message in receive order, commits the whole batch
-(task records, replay rows, rejected results) as one group commit, and goes on with the next
-batch while the disk works. When a batch is durable the writer thread queues a marker back to
-the intake thread, which then sends that batch's acks (dropped if their connection is gone),
-starts its tasks and publishes its rejections: acks leave in receive order, and only for what
-is on disk.
-
-    checks 1-7   agent.protocol.accept_task (signature verification releases the GIL: the
-                 network thread keeps running meanwhile)
-    check 8      Catalogue.check: kernel name and params validation, never a kernel run
-    check 9      queue capacity (tasks with a future in the store plus this batch)
-    control      `{p}/control/{node}`: handed to `control` (sys.* commands, a later issue)
-"""
+arrived (up to `intake_batch`), authenticates the batch (checks 1-7, on two threads: signature
+verification releases the GIL), decides each message in receive order (checks 8, 9), commits the
+whole batch (task records, replay rows, rejected results) as one group commit, hands its tasks to
+the scheduler at once, and goes on with the next batch while the disk works. A task may thus run
+before its record is on disk; its result is committed after the record and published only once
+durable, so no result can outlive a lost acceptance. When a batch is durable the writer thread
+queues a marker back to the intake thread, which then publishes its rejections and sends its acks
+(dropped if their connection is gone): acks leave in receive order, and only for what is on disk."""
 
 from __future__ import annotations
 
@@ -23,6 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +27,7 @@ from native import KernelError
 from .audit import AuditLog
 from .config import Config
 from .kernels import Catalogue
-from .lifecycle import Lifecycle, Plan
+from .lifecycle import Lifecycle
 from .mqtt import Delivery, MqttLink
 from .outbox import Outbox, outbox_op
 from .protocol import (
@@ -56,6 +52,7 @@ _AUDITED = frozenset(
     {"replayed", "duplicate_id", "target_mismatch", "not_yet_valid", "expired", "ttl_too_long"}
 )
 _STOP = object()
+VERIFY_THREADS = 2
 
 Control = Callable[[AcceptedTask], Publication]
 
@@ -71,11 +68,13 @@ def no_control(accepted: AcceptedTask) -> Publication:
 
 @dataclass
 class Decision:
-    """What one delivery led to; `after` runs once the batch is durable (before its ack)."""
+    """What one delivery led to: `ops` to commit; `start` runs once they are committed (in memory),
+    `after` once they are durable (then the delivery is acknowledged)."""
 
     delivery: Delivery
     ops: list[Op] = field(default_factory=list)
     after: Callable[[], None] | None = None
+    start: Callable[[], None] | None = None
 
 
 @dataclass
@@ -116,6 +115,7 @@ class Intake:
         )
         self.rejects_limit = TokenBucket(config.rejects.rate_per_s)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._verifiers = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify")
         self._thread = threading.Thread(target=self._loop, name="intake", daemon=True)
         self._pending = 0  # batches committed but not yet acknowledged
         self._in_batch = 0  # tasks accepted in the batch being decided (not yet in the store)
@@ -143,6 +143,7 @@ class Intake:
         """Stop taking deliveries; what is committed is still acknowledged first."""
         self._queue.put(_STOP)
         self._thread.join(timeout)
+        self._verifiers.shutdown(wait=False)
 
     def idle(self) -> bool:
         """Nothing queued, being decided, or committed but not yet acknowledged."""
@@ -182,10 +183,19 @@ class Intake:
 
     def _process(self, batch: list[Delivery]) -> None:
         self._in_batch = 0
-        decisions = [self._decide(delivery) for delivery in batch]
+        if len(batch) > 1:  # signature checks release the GIL: several at once
+            verdicts = list(self._verifiers.map(self._authenticate, batch))
+        else:
+            verdicts = [self._authenticate(batch[0])]
+        decisions = [
+            self._decide(delivery, verdict) for delivery, verdict in zip(batch, verdicts, strict=True)
+        ]
         ops = [op for d in decisions for op in d.ops]
         self._pending += 1
         self.store.commit(ops, lambda: self._queue.put(_Durable(decisions)))
+        for decision in decisions:  # tasks may run before their commit is durable: their results
+            if decision.start is not None:  # are committed after it, and acks wait for it
+                decision.start()
 
     def _durable(self, decisions: list[Decision]) -> None:
         self._pending -= 1
@@ -200,15 +210,23 @@ class Intake:
 
     # -- one message -------------------------------------------------------------------------------------
 
-    def _decide(self, delivery: Delivery) -> Decision:
+    def _authenticate(self, delivery: Delivery) -> AcceptedTask | AuthenticationError | TaskRejected:
+        """Checks 1-7 (any thread)."""
         try:
-            accepted = accept_task(
+            return accept_task(
                 delivery.payload, delivery.topic, time.time(), self.trust, self.replay, self.policy
             )
-        except AuthenticationError as exc:
-            return self._unauthenticated(delivery, exc)
-        except TaskRejected as exc:
-            return self._rejected(delivery, exc, None)
+        except (AuthenticationError, TaskRejected) as exc:
+            return exc
+
+    def _decide(
+        self, delivery: Delivery, accepted: AcceptedTask | AuthenticationError | TaskRejected
+    ) -> Decision:
+        """Checks 8 and 9, and what to commit and do (the intake thread, in receive order)."""
+        if isinstance(accepted, AuthenticationError):
+            return self._unauthenticated(delivery, accepted)
+        if isinstance(accepted, TaskRejected):
+            return self._rejected(delivery, accepted, None)
         if accepted.redelivery:
             self.counts["redelivered"] += 1
             return Decision(delivery)
@@ -260,11 +278,10 @@ class Intake:
         self.counts["accepted"] += 1
         self._in_batch += 1
         return Decision(
-            delivery, [claim, Op("tasks", plan.key, record)], lambda: self._activate(plan, record)
+            delivery,
+            [claim, Op("tasks", plan.key, record)],
+            start=lambda: self.lifecycle.activate(plan, record),
         )
-
-    def _activate(self, plan: Plan, record: dict[str, Any]) -> None:
-        self.lifecycle.activate(plan, record)
 
     def _answered(
         self, delivery: Delivery, accepted: AcceptedTask, publication: Publication, claim: Op
