@@ -12,7 +12,6 @@ Arrays decode with `numpy.frombuffer` straight over the ext's bytes (read-only, 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,27 +20,24 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from .errors import (
-    ArrayDataError,
-    BodyError,
-    CodecError,
-    DepthError,
-    DtypeError,
-    ElementLimitError,
-    EncodeError,
-    ExtTypeError,
-    PayloadTooLarge,
-    ShapeError,
-)
+from .arrays import ALLOWED_DTYPES, ARRAY_EXT_TYPE, as_array, pack_array, unpack_array, wire_dtype
+from .errors import CodecError, DepthError, ElementLimitError, EncodeError, ExtTypeError, PayloadTooLarge
 
-ARRAY_EXT_TYPE = 1
-#: The dtypes an ext array may carry: little endian or byte-sized (PROTOCOL 2).
-ALLOWED_DTYPES: frozenset[str] = frozenset({"<f8", "<f4", "<i8", "<i4", "<i2", "<u2", "|i1", "|u1"})
-_ITEMSIZE = {d: int(d[2]) for d in ALLOWED_DTYPES}
+__all__ = [
+    "ALLOWED_DTYPES",
+    "ARRAY_EXT_TYPE",
+    "DEFAULT_LIMITS",
+    "Limits",
+    "as_array",
+    "packb",
+    "unpackb",
+    "wire_dtype",
+]
+
 _CONTAINERS = (list, dict)
-MAX_DEPTH = 512  # msgpack's parser stops at 1,024 levels anyway
 _LEAF_TYPES = frozenset({str, bytes, int, float, bool, type(None), np.ndarray})
 _TREE_TYPES = _LEAF_TYPES | {list, dict}
+MAX_DEPTH = 512  # msgpack's parser stops at 1,024 levels anyway
 
 
 @dataclass(frozen=True)
@@ -72,41 +68,9 @@ DEFAULT_LIMITS = Limits()
 # --- encoding ------------------------------------------------------------------
 
 
-def wire_dtype(dtype: np.dtype[Any]) -> str:
-    """The PROTOCOL 2 dtype string an array of `dtype` is sent as (big endian becomes little)."""
-    name: str = dtype.str
-    if name[0] == ">":
-        name = "<" + name[1:]
-    if name not in ALLOWED_DTYPES:
-        raise EncodeError(
-            f"arrays of dtype {dtype.str} cannot be sent; allowed: {', '.join(sorted(ALLOWED_DTYPES))}"
-        )
-    return name
-
-
-def _bin_header(size: int) -> bytes:
-    if size < 1 << 8:
-        return b"\xc4" + size.to_bytes(1, "big")
-    if size < 1 << 16:
-        return b"\xc5" + size.to_bytes(2, "big")
-    if size < 1 << 32:
-        return b"\xc6" + size.to_bytes(4, "big")
-    raise EncodeError(f"array data of {size} bytes is over MessagePack's 4 GiB bin limit")
-
-
-def _pack_array(arr: np.ndarray[Any, Any]) -> msgpack.ExtType:
-    """`[dtype, shape, data]` built around the array's own buffer: one copy of the data."""
-    dtype = wire_dtype(arr.dtype)
-    data = np.ascontiguousarray(arr, dtype=dtype)  # no copy for a C-contiguous little-endian array
-    # packb([dtype, shape]) is a 2-array; the same bytes after a 3-array header start [dtype, shape, data].
-    head = msgpack.packb([dtype, list(arr.shape)])
-    inner = b"".join((b"\x93", head[1:], _bin_header(data.nbytes), data.data))
-    return msgpack.ExtType(ARRAY_EXT_TYPE, inner)
-
-
 def _default(obj: object) -> object:
     if isinstance(obj, np.ndarray):
-        return _pack_array(obj)
+        return pack_array(obj)
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, (set, frozenset)):
@@ -126,63 +90,12 @@ def packb(obj: object) -> bytes:
 
 # --- decoding --------------------------------------------------------------------
 
-_BIN_SIZE_BYTES = {0xC4: 1, 0xC5: 2, 0xC6: 4}
-
-
-def _array_head(data: bytes, limits: Limits) -> tuple[str, list[int], int]:
-    """Read `[dtype, shape, ` of an ext 1 array: the dtype, the shape and where `data` starts."""
-    # Only the head is parsed: at most a 5-byte array header, a 3-character str with a 5-byte
-    # header, a shape header and max_dims ints of 9 bytes each. The data is never copied.
-    head = msgpack.Unpacker(raw=False, max_buffer_size=18 + 9 * limits.max_dims)
-    head.feed(data[: 18 + 9 * limits.max_dims])
-    try:
-        if head.read_array_header() != 3:
-            raise CodecError("array ext must hold [dtype, shape, data]")
-        dtype = head.unpack()
-    except (ValueError, msgpack.OutOfData):
-        raise DtypeError("array ext must start with [dtype, ...] and dtype must be a short str") from None
-    if not isinstance(dtype, str) or dtype not in ALLOWED_DTYPES:
-        raise DtypeError(
-            f"array dtype {dtype!r} is not allowed; allowed: {', '.join(sorted(ALLOWED_DTYPES))}"
-        )
-    try:
-        ndims = head.read_array_header()
-        if ndims > limits.max_dims:
-            raise ShapeError(f"array of {ndims} dimensions exceeds the limit of {limits.max_dims}")
-        shape = [head.unpack() for _ in range(ndims)]
-    except (ValueError, msgpack.OutOfData):
-        raise ShapeError("array shape must be a list of non-negative ints") from None
-    for dim in shape:
-        if type(dim) is not int or not 0 <= dim <= limits.max_elements:
-            raise ShapeError(f"array dimension {dim!r} is not an int from 0 to {limits.max_elements}")
-    return dtype, shape, head.tell()
-
-
-def _unpack_array(data: bytes, limits: Limits) -> np.ndarray[Any, Any]:
-    """Decode the `[dtype, shape, data]` of an ext 1 array, viewing `data` without a copy."""
-    dtype, shape, offset = _array_head(data, limits)
-    count = math.prod(shape)
-    if count > limits.max_elements:
-        raise ElementLimitError(f"array of {count} elements exceeds the limit of {limits.max_elements}")
-    size_bytes = _BIN_SIZE_BYTES.get(data[offset]) if offset < len(data) else None
-    if size_bytes is None:
-        raise ArrayDataError("array data must be a MessagePack bin")
-    start = offset + 1 + size_bytes
-    declared = int.from_bytes(data[offset + 1 : start], "big")
-    needed = count * _ITEMSIZE[dtype]
-    if declared != needed or start + declared != len(data):
-        raise ArrayDataError(
-            f"array data is {len(data) - start} bytes in a bin of {declared}; "
-            f"shape {shape} of {dtype} needs {needed}"
-        )
-    return np.frombuffer(data, dtype=dtype, count=count, offset=start).reshape(shape)
-
 
 def _ext_hook(limits: Limits) -> Callable[[int, bytes], object]:
     def hook(code: int, data: bytes) -> object:
         if code != ARRAY_EXT_TYPE:
             raise ExtTypeError(f"unknown MessagePack ext type {code}")
-        return _unpack_array(data, limits)
+        return unpack_array(data, limits.max_dims, limits.max_elements)
 
     return hook
 
@@ -243,27 +156,3 @@ def unpackb(payload: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LI
     elif type(value) not in _LEAF_TYPES:
         raise ExtTypeError(f"a {type(value).__name__} is not a value of this protocol")
     return value
-
-
-def as_array(value: object, dtype: str | None = "<f8", *, field: str = "array") -> np.ndarray[Any, Any]:
-    """Accept an ext array or a plain (nested) list of numbers wherever an array is expected.
-
-    Raises `BodyError` (code `invalid_params`, naming `field`) for anything else: strings,
-    None, ragged lists, ints beyond 64 bits. `dtype=None` keeps an ext array's own dtype.
-    """
-    if isinstance(value, np.ndarray):
-        arr = value
-    elif isinstance(value, (list, int, float)) and not isinstance(value, bool):
-        try:
-            arr = np.asarray(value)
-        except (ValueError, OverflowError) as exc:
-            raise BodyError(
-                f"'{field}' is not a rectangular array: {exc}", field=field, code="invalid_params"
-            ) from None
-    else:
-        raise BodyError(
-            f"'{field}' must be an array or a list of numbers", field=field, code="invalid_params"
-        )
-    if arr.dtype.kind not in "iuf":
-        raise BodyError(f"'{field}' must hold numbers only", field=field, code="invalid_params")
-    return arr if dtype is None or arr.dtype == np.dtype(dtype) else arr.astype(dtype)

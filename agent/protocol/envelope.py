@@ -61,25 +61,41 @@ def open_envelope(payload: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
         raw = msgpack.unpackb(payload, raw=False, max_array_len=0, max_map_len=8, max_ext_len=0)
     except Exception as exc:  # any decoding failure is check 1
         raise _malformed(f"not a MessagePack envelope: {exc}") from None
+    if type(raw) is dict and len(raw) == len(_FIELDS):  # the common case in one test
+        v, alg, kid, body, sig = raw.get("v"), raw.get("alg"), raw.get("kid"), raw.get("body"), raw.get("sig")
+        if (
+            type(v) is int
+            and v == ENVELOPE_VERSION
+            and type(alg) is str
+            and alg in _SIG_LENGTH
+            and type(kid) is str
+            and kid
+            and type(body) is bytes
+            and type(sig) is bytes
+        ):
+            # An over-long kid is of the right form but in no trust store: check 2 says unknown_key.
+            return Envelope(alg, kid, body, sig, v)
+    raise _form_error(raw)
+
+
+def _form_error(raw: object) -> AuthenticationError:
+    """Why a decoded payload is not an envelope, the first problem found, with the kid if readable."""
     if type(raw) is not dict:
-        raise _malformed("the envelope must be a map")
+        return _malformed("the envelope must be a map")
     kid = raw.get("kid")
-    kid = kid if type(kid) is str and 0 < len(kid) <= MAX_KID_LENGTH else None
+    shown = kid if type(kid) is str and 0 < len(kid) <= MAX_KID_LENGTH else None
     if raw.keys() != _FIELDS:
         missing = sorted(_FIELDS - raw.keys())
         extra = sorted(repr(k) for k in raw.keys() - _FIELDS)
-        raise _malformed(f"envelope fields: missing {missing}, unexpected {extra}", kid)
-    v, alg, body, sig = raw["v"], raw["alg"], raw["body"], raw["sig"]
+        return _malformed(f"envelope fields: missing {missing}, unexpected {extra}", shown)
+    v, alg = raw["v"], raw["alg"]
     if type(v) is not int or v != ENVELOPE_VERSION:
-        raise _malformed(f"envelope version {v!r} is not supported (expected {ENVELOPE_VERSION})", kid)
+        return _malformed(f"envelope version {v!r} is not supported (expected {ENVELOPE_VERSION})", shown)
     if type(alg) is not str or alg not in _SIG_LENGTH:
-        raise _malformed(f"unknown algorithm {alg!r}", kid)
-    if type(raw["kid"]) is not str or not raw["kid"]:
-        raise _malformed("kid must be a non-empty string")
-    if type(body) is not bytes or type(sig) is not bytes:
-        raise _malformed("body and sig must be MessagePack bin", kid)
-    # An over-long kid is of the right form but can be in no trust store: check 2 says unknown_key.
-    return Envelope(alg, raw["kid"], body, sig, v)
+        return _malformed(f"unknown algorithm {alg!r}", shown)
+    if type(kid) is not str or not kid:
+        return _malformed("kid must be a non-empty string")
+    return _malformed("body and sig must be MessagePack bin", shown)
 
 
 def verify_envelope(env: Envelope, trust: TrustStore, role: str, now: float) -> TrustedKey:

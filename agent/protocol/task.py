@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -27,8 +28,7 @@ _TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 _TZ_NAME = re.compile(r"[A-Za-z0-9_+-]{1,32}(?:/[A-Za-z0-9_+-]{1,32}){0,3}")
 
 
-def _number(body: dict[Any, Any], name: str, *, required: bool = False) -> float | None:
-    value = body.get(name)
+def _number(value: object, name: str, *, required: bool = False) -> float | None:
     if value is None:
         if required:
             raise BodyError(f"'{name}' is required (a float, seconds since the epoch)", field=name)
@@ -40,8 +40,7 @@ def _number(body: dict[Any, Any], name: str, *, required: bool = False) -> float
     return float(value)
 
 
-def _integer(body: dict[Any, Any], name: str, lo: int, hi: int, default: int) -> int:
-    value = body.get(name)
+def _integer(value: object, name: str, lo: int, hi: int, default: int) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
@@ -51,8 +50,7 @@ def _integer(body: dict[Any, Any], name: str, lo: int, hi: int, default: int) ->
     return value
 
 
-def _string(body: dict[Any, Any], name: str, *, required: bool = False) -> str | None:
-    value = body.get(name)
+def _string(value: object, name: str, *, required: bool = False) -> str | None:
     if value is None:
         if required:
             raise BodyError(f"'{name}' is required (a string)", field=name)
@@ -124,13 +122,13 @@ def _required_checked(body: dict[Any, Any]) -> dict[str, Any]:
     task_id = body.get("id")
     if not is_valid_id(task_id):
         raise BodyError(f"'id' must be a string matching {ID_PATTERN}", field="id")
-    kernel = _string(body, "kernel", required=True)
+    kernel = _string(body.get("kernel"), "kernel", required=True)
     params = body.get("params")
     if not isinstance(params, dict):
         raise BodyError("'params' is required (a map, may be empty)", field="params")
-    target = _string(body, "target", required=True)
-    issued_at = _number(body, "issued_at", required=True)
-    expires_at = _number(body, "expires_at", required=True)
+    target = _string(body.get("target"), "target", required=True)
+    issued_at = _number(body.get("issued_at"), "issued_at", required=True)
+    expires_at = _number(body.get("expires_at"), "expires_at", required=True)
     nonce = body.get("nonce")
     if not isinstance(nonce, bytes) or not NONCE_MIN <= len(nonce) <= NONCE_MAX:
         raise BodyError(f"'nonce' is required: {NONCE_MIN} to {NONCE_MAX} bytes (bin)", field="nonce")
@@ -145,39 +143,80 @@ def _required_checked(body: dict[Any, Any]) -> dict[str, Any]:
     }
 
 
-def _optional(body: dict[Any, Any]) -> dict[str, Any]:
-    """The optional fields, in the table's order; absent (or nil) ones get their defaults."""
-    priority = _integer(body, "priority", PRIORITY_MIN, PRIORITY_MAX, DEFAULT_PRIORITY)
-    timeout_s = _number(body, "timeout_s")
+def _priority(value: object) -> int:
+    return _integer(value, "priority", PRIORITY_MIN, PRIORITY_MAX, DEFAULT_PRIORITY)
+
+
+def _timeout_s(value: object) -> float | None:
+    timeout_s = _number(value, "timeout_s")
     if timeout_s is not None and timeout_s <= 0:
         raise BodyError("'timeout_s' must be > 0", field="timeout_s")
-    max_retries = _integer(body, "max_retries", 0, MAX_RETRIES_LIMIT, DEFAULT_MAX_RETRIES)
-    run_at = _number(body, "run_at")
-    every_s = _number(body, "every_s")
+    return timeout_s
+
+
+def _max_retries(value: object) -> int:
+    return _integer(value, "max_retries", 0, MAX_RETRIES_LIMIT, DEFAULT_MAX_RETRIES)
+
+
+def _every_s(value: object) -> float | None:
+    every_s = _number(value, "every_s")
     if every_s is not None and every_s < MIN_EVERY_S:
         raise BodyError(f"'every_s' must be >= {MIN_EVERY_S:g}", field="every_s")
-    cron, tz = _string(body, "cron"), _string(body, "tz")
-    if cron is not None and every_s is not None:
-        raise BodyError("give either 'every_s' or 'cron', not both", field="cron")
+    return every_s
+
+
+def _cron(value: object) -> str | None:
+    cron = _string(value, "cron")
     if cron is not None:
         check_cron(cron, None)  # the syntax; the zone is the next field's check
+    return cron
+
+
+def _tz(value: object) -> str | None:
+    tz = _string(value, "tz")
     if tz is not None:
         check_timezone(tz)
-    until = _number(body, "until")
-    trace = _string(body, "trace")
+    return tz
+
+
+def _trace(value: object) -> str | None:
+    trace = _string(value, "trace")
     if trace is not None and not _TRACEPARENT.fullmatch(trace):
         raise BodyError("'trace' must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)", field="trace")
-    return {
-        "priority": priority,
-        "timeout_s": DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s,
-        "max_retries": max_retries,
-        "run_at": run_at,
-        "every_s": every_s,
-        "cron": cron,
-        "tz": tz,
-        "until": until,
-        "trace": trace,
-    }
+    return trace
+
+
+def _time(name: str) -> Callable[[object], float | None]:
+    return lambda value: _number(value, name)
+
+
+#: The optional fields in the table's order, each with its check (None stays "absent").
+_OPTIONAL: dict[str, Callable[[object], Any]] = {
+    "priority": _priority,
+    "timeout_s": _timeout_s,
+    "max_retries": _max_retries,
+    "run_at": _time("run_at"),
+    "every_s": _every_s,
+    "cron": _cron,
+    "tz": _tz,
+    "until": _time("until"),
+    "trace": _trace,
+}
+
+
+_ORDER = {name: i for i, name in enumerate(_OPTIONAL)}
+
+
+def _optional(body: dict[Any, Any], present: set[str]) -> dict[str, Any]:
+    """The optional fields `present` in the body, checked in the table's order; nil counts as absent."""
+    out: dict[str, Any] = {}
+    for name in sorted(present, key=_ORDER.__getitem__):
+        value = _OPTIONAL[name](body[name])
+        if value is not None:
+            out[name] = value
+    if "cron" in out and "every_s" in out:
+        raise BodyError("give either 'every_s' or 'cron', not both", field="cron")
+    return out
 
 
 @dataclass(frozen=True)
@@ -221,14 +260,17 @@ class Task:
         if not isinstance(body, dict):
             raise BodyError("the task body must be a map", field="body")
         values = _required(body)
-        present = body.keys() & _OPTIONAL_NAMES
-        values.update(_optional(body) if present else _DEFAULTS)
-        known = len(_REQUIRED_NAMES) + len(present)
-        values["extra"] = (
-            {k: v for k, v in body.items() if k not in _FIELD_NAMES} if len(body) > known else {}
-        )
-        # Filling __dict__ skips the frozen dataclass's per-field object.__setattr__, which
-        # costs more than all the checks above; every field is set, so nothing is left unset.
+        values["extra"] = {}
+        others = len(body) - len(_REQUIRED_NAMES)
+        if others:
+            present = body.keys() & _ORDER.keys()
+            if present:
+                values.update(_optional(body, present))
+            if others > len(present):
+                values["extra"] = {k: v for k, v in body.items() if k not in _FIELD_NAMES}
+        # Filling __dict__ skips the frozen dataclass's per-field object.__setattr__, which costs
+        # more than all the checks above. An optional field left out reads as its default, the
+        # class attribute dataclass keeps for it.
         task = object.__new__(cls)
         task.__dict__.update(values)
         return task
@@ -243,5 +285,4 @@ class Task:
 
 _FIELD_NAMES = frozenset(f for f in Task.__dataclass_fields__ if f != "extra")
 _REQUIRED_NAMES = ("id", "kernel", "params", "target", "issued_at", "expires_at", "nonce")
-_OPTIONAL_NAMES = _FIELD_NAMES - set(_REQUIRED_NAMES)
-_DEFAULTS: dict[str, Any] = {name: Task.__dataclass_fields__[name].default for name in _OPTIONAL_NAMES}
+assert {*_REQUIRED_NAMES, *_OPTIONAL} == _FIELD_NAMES, "the checks must cover every field of Task"

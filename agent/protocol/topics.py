@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Literal, TypeGuard
 
 from .errors import TopicError
@@ -75,7 +75,7 @@ class ParsedTopic:
     pool: str | None = None
     task_id: str | None = None
 
-    @property
+    @cached_property
     def task_target(self) -> str | None:
         """The `target` a task arriving on this topic must carry (PROTOCOL 4, check 5)."""
         if self.kind in ("tasks", "control"):
@@ -86,7 +86,7 @@ class ParsedTopic:
             return f"pool:{self.pool}"
         return None
 
-    @property
+    @cached_property
     def required_role(self) -> str:
         return ROLE_FOR_KIND[self.kind]
 
