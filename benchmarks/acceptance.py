@@ -14,8 +14,6 @@ accept time = accept rate / verify rate) the median of the per-round ratios.
 
 from __future__ import annotations
 
-import _bootstrap  # noqa: F401, I001 - first: sys.path without the benchmarks' own names
-
 import argparse
 import gc
 import statistics
@@ -24,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import _bootstrap  # noqa: F401 - before `agent`: benchmarks/agent.py must not shadow the package
 import msgpack
 from codec import array_task_body, small_task_body
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey

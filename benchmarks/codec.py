@@ -9,8 +9,6 @@ compares the two under the same machine load. Also the task bodies the acceptanc
 
 from __future__ import annotations
 
-import _bootstrap  # noqa: F401, I001 - first: sys.path without the benchmarks' own names
-
 import argparse
 import os
 import statistics
@@ -19,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import _bootstrap  # noqa: F401 - before `agent`: benchmarks/agent.py must not shadow the package
 import msgpack
 import numpy as np
 

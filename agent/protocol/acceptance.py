@@ -97,9 +97,9 @@ def _read_task(body: bytes, kid: str, limits: Limits) -> Task:
         task_id = Task.readable_id(value)
         if task_id is None:
             raise AuthenticationError(
-                f"task without a readable id: {exc.message}", code="malformed", kid=kid
+                f"task without a readable id: {exc.message}", code="malformed", kid=kid, field=exc.field
             ) from None
-        raise TaskRejected(exc.message, code="malformed", task_id=task_id, kid=kid) from None
+        raise TaskRejected(exc.message, code="malformed", task_id=task_id, kid=kid, field=exc.field) from None
 
 
 def _check_target(task: Task, parsed: ParsedTopic, topic: str, kid: str) -> None:

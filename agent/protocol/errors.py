@@ -91,12 +91,14 @@ class AuthenticationError(ProtocolError):
         code: str,
         kid: str | None = None,
         task_id: str | None = None,
+        field: str | None = None,
     ) -> None:
         if code not in REJECT_CODES:
             raise ValueError(f"not a rejects code: {code!r}")
         super().__init__(message, code=code)
         self.kid = kid
         self.task_id = task_id
+        self.field = field  # for a body without a readable id: the field check 4 refused
 
 
 # --- task rejection (checks 4-9, a result with status "rejected") ----------
@@ -120,12 +122,15 @@ TASK_REJECT_CODES = frozenset(
 class TaskRejected(ProtocolError):
     """An authenticated task with a readable `id` fails a check: answer with `rejected`."""
 
-    def __init__(self, message: str, *, code: str, task_id: str, kid: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str, task_id: str, kid: str | None = None, field: str | None = None
+    ) -> None:
         if code not in TASK_REJECT_CODES:
             raise ValueError(f"not a task rejection code: {code!r}")
         super().__init__(message, code=code)
         self.task_id = task_id
         self.kid = kid
+        self.field = field  # for `malformed`: the field check 4 refused
 
 
 class BodyError(ProtocolError):
