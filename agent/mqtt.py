@@ -43,6 +43,9 @@ from .errors import ConfigError
 log = logging.getLogger(__name__)
 
 MQTT5, MQTT311 = "5", "3.1.1"
+#: QoS 1 publishes (results) awaiting their PUBACK. paho ignores an MQTT 5 broker's Receive Maximum,
+#: and exceeding it is a protocol error: 20 is Mosquitto's default and the usual minimum.
+MAX_INFLIGHT = {MQTT5: 20, MQTT311: 100}
 _PAHO_PROTOCOL = {MQTT5: paho.MQTTv5, MQTT311: paho.MQTTv311}
 
 
@@ -153,12 +156,12 @@ class MqttLink:
             manual_ack=True,
         )
         client.on_socket_open = _nodelay
+        client.max_inflight_messages_set(MAX_INFLIGHT[self.protocol])
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         client.on_subscribe = self._on_subscribe
-        client.max_inflight_messages_set(100)
         if s.username is not None:
             client.username_pw_set(s.username, s.password)
         if s.tls is not None:
