@@ -21,9 +21,9 @@ from typing import NamedTuple
 
 import msgpack
 
-from .codec import DEFAULT_LIMITS, Limits, unpackb
+from .codec import DEFAULT_LIMITS, Limits, check_tree, parse
 from .envelope import open_envelope, verify_envelope
-from .errors import AuthenticationError, BodyError, CodecError, TaskRejected, TopicError
+from .errors import AuthenticationError, BodyError, CodecError, ProtocolError, TaskRejected, TopicError
 from .replay import ReplayCache, ReplayRecord
 from .task import Task
 from .topics import ParsedTopic, Topics
@@ -82,24 +82,30 @@ def _salvaged_id(body: bytes) -> str | None:
     return Task.readable_id(value)
 
 
+def _refused(message: str, task_id: str | None, kid: str, field: str | None) -> ProtocolError:
+    """A check-4 failure: answered with a result when the id is readable, else a rejects report."""
+    if task_id is None:
+        return AuthenticationError(
+            f"task without a readable id: {message}", code="malformed", kid=kid, field=field
+        )
+    return TaskRejected(message, code="malformed", task_id=task_id, kid=kid, field=field)
+
+
 def _read_task(body: bytes, kid: str, limits: Limits) -> Task:
-    """Check 4; without a readable id the failure is an `AuthenticationError` (PROTOCOL 4, last paragraph)."""
+    """Check 4. `Task.from_body` checks the type of every known field, so only `params` and
+    unknown extra fields still need the codec's depth and type check."""
     try:
-        value = unpackb(body, limits)
+        value = parse(body, limits)
     except CodecError as exc:
-        task_id = _salvaged_id(body)
-        if task_id is None:
-            raise AuthenticationError(f"task body: {exc.message}", code="malformed", kid=kid) from None
-        raise TaskRejected(f"task body: {exc.message}", code="malformed", task_id=task_id, kid=kid) from None
+        raise _refused(f"task body: {exc.message}", _salvaged_id(body), kid, None) from None
     try:
-        return Task.from_body(value)
-    except BodyError as exc:
-        task_id = Task.readable_id(value)
-        if task_id is None:
-            raise AuthenticationError(
-                f"task without a readable id: {exc.message}", code="malformed", kid=kid, field=exc.field
-            ) from None
-        raise TaskRejected(exc.message, code="malformed", task_id=task_id, kid=kid, field=exc.field) from None
+        task = Task.from_body(value)
+        check_tree(task.params, limits.max_depth, 2)
+        if task.extra:
+            check_tree(task.extra, limits.max_depth, 2)
+    except (BodyError, CodecError) as exc:
+        raise _refused(exc.message, Task.readable_id(value), kid, getattr(exc, "field", None)) from None
+    return task
 
 
 def _check_target(task: Task, parsed: ParsedTopic, topic: str, kid: str) -> None:

@@ -30,6 +30,7 @@ ARRAY_EXT_TYPE = 1
 ALLOWED_DTYPES: frozenset[str] = frozenset({"<f8", "<f4", "<i8", "<i4", "<i2", "<u2", "|i1", "|u1"})
 _DTYPE_BY_BYTES = {d.encode(): d for d in ALLOWED_DTYPES}
 _ITEMSIZE = {d: int(d[2]) for d in ALLOWED_DTYPES}
+_NUMPY_DTYPES = {d: np.dtype(d) for d in ALLOWED_DTYPES}
 
 
 # --- encoding ------------------------------------------------------------------
@@ -109,8 +110,9 @@ def _integer(data: bytes, pos: int) -> tuple[int, int]:
     raise ValueError(f"unexpected type byte 0x{byte:02x}")
 
 
-def _array_head(data: bytes, max_dims: int, max_elements: int) -> tuple[str, list[int], int]:
-    """Read `[dtype, shape, ` of an ext 1 array: the dtype, the shape and where `data` starts."""
+def _array_head(data: bytes, max_dims: int) -> tuple[str, list[int], int]:
+    """Read `[dtype, shape, ` of an ext 1 array in any MessagePack encoding: the dtype, the
+    shape and where `data` starts."""
     try:
         count, pos = _length(data, 0, *_ARRAY)
         if count != 3:
@@ -134,16 +136,42 @@ def _array_head(data: bytes, max_dims: int, max_elements: int) -> tuple[str, lis
             shape.append(dim)
     except (IndexError, ValueError):
         raise ShapeError("an array shape must be a list of ints") from None
-    for dim in shape:
-        if not 0 <= dim <= max_elements:
-            raise ShapeError(f"array dimension {dim} is not from 0 to {max_elements}")
+    return dtype, shape, pos
+
+
+#: The head every mainstream encoder writes: fixarray 3, fixstr 3 (the dtype), fixarray of ndims.
+_CANONICAL = {b"\x93\xa3" + d.encode() + bytes([0x90 + n]): (d, n) for d in ALLOWED_DTYPES for n in range(16)}
+_UINT_SIZES = {0xCC: 1, 0xCD: 2, 0xCE: 4}
+
+
+def _canonical_head(data: bytes, max_dims: int) -> tuple[str, list[int], int] | None:
+    """`_array_head` for the common encoding (dimensions as fixint or uint 8-32); None otherwise."""
+    known = _CANONICAL.get(data[:6])
+    if known is None or known[1] > max_dims:
+        return None
+    dtype, ndims = known
+    shape, pos = [], 6
+    for _ in range(ndims):
+        byte = data[pos] if pos < len(data) else 0xC1
+        if byte < 0x80:
+            shape.append(byte)
+            pos += 1
+        elif byte in _UINT_SIZES:
+            end = pos + 1 + _UINT_SIZES[byte]
+            shape.append(int.from_bytes(data[pos + 1 : end], "big"))
+            pos = end
+        else:
+            return None
     return dtype, shape, pos
 
 
 def unpack_array(data: bytes, max_dims: int, max_elements: int) -> np.ndarray[Any, Any]:
     """Decode the `[dtype, shape, data]` of an ext 1 array, viewing `data` without a copy."""
-    dtype, shape, pos = _array_head(data, max_dims, max_elements)
-    count = math.prod(shape)
+    dtype, shape, pos = _canonical_head(data, max_dims) or _array_head(data, max_dims)
+    for dim in shape:
+        if not 0 <= dim <= max_elements:
+            raise ShapeError(f"array dimension {dim} is not from 0 to {max_elements}")
+    count = shape[0] if len(shape) == 1 else math.prod(shape)
     if count > max_elements:
         raise ElementLimitError(f"an array of {count} elements exceeds the limit of {max_elements}")
     try:
@@ -156,7 +184,8 @@ def unpack_array(data: bytes, max_dims: int, max_elements: int) -> np.ndarray[An
             f"array data is {len(data) - start} bytes in a bin of {declared}; "
             f"shape {shape} of {dtype} needs {needed}"
         )
-    return np.frombuffer(data, dtype=dtype, count=count, offset=start).reshape(shape)
+    arr = np.frombuffer(data, _NUMPY_DTYPES[dtype], count, start)
+    return arr if len(shape) == 1 else arr.reshape(shape)
 
 
 def as_array(value: object, dtype: str | None = "<f8", *, field: str = "array") -> np.ndarray[Any, Any]:

@@ -100,9 +100,11 @@ def _ext_hook(limits: Limits) -> Callable[[int, bytes], object]:
     return hook
 
 
-def _check_tree(node: list[Any] | dict[Any, Any], max_depth: int, depth: int = 1) -> None:
-    """Bound nesting and refuse foreign types (a msgpack Timestamp): recursion is bounded by
-    `max_depth`; a long list is first checked in one C pass, `set(map(type, ...))`."""
+def check_tree(node: list[Any] | dict[Any, Any], max_depth: int, depth: int = 1) -> None:
+    """Bound nesting (`node` is at level `depth`) and refuse foreign types (a msgpack Timestamp).
+
+    Recursion is bounded by `max_depth`; a long list is first checked in one C pass.
+    """
     items = node.values() if type(node) is dict else node
     if len(items) > 16:
         kinds = set(map(type, items))
@@ -120,7 +122,7 @@ def _check_tree(node: list[Any] | dict[Any, Any], max_depth: int, depth: int = 1
             raise ExtTypeError(f"a {kind.__name__} is not a value of this protocol")
         if depth >= max_depth:
             raise DepthError(f"maps and lists nest deeper than {max_depth} levels")
-        _check_tree(child, max_depth, depth + 1)
+        check_tree(child, max_depth, depth + 1)
 
 
 def _decode_error(exc: Exception) -> CodecError:
@@ -132,13 +134,14 @@ def _decode_error(exc: Exception) -> CodecError:
     return CodecError(f"not a valid MessagePack value: {text}")
 
 
-def unpackb(payload: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS) -> Any:
-    """Decode one MessagePack value within `limits`; raises `CodecError` for anything else."""
+def parse(payload: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS) -> Any:
+    """`unpackb` without the final `check_tree`: for a caller that checks the types of most of
+    the value itself and runs `check_tree` on the rest (as acceptance does with `params`)."""
     size = len(payload)
     if size > limits.max_payload:
         raise PayloadTooLarge(f"payload of {size} bytes exceeds the limit of {limits.max_payload}")
     try:
-        value = msgpack.unpackb(
+        return msgpack.unpackb(
             payload,
             raw=False,
             strict_map_key=True,
@@ -151,8 +154,13 @@ def unpackb(payload: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LI
         raise
     except Exception as exc:  # ValueError, ExtraData, StackError, UnicodeDecodeError, TypeError...
         raise _decode_error(exc) from None
+
+
+def unpackb(payload: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS) -> Any:
+    """Decode one MessagePack value within `limits`; raises `CodecError` for anything else."""
+    value = parse(payload, limits)
     if type(value) in _CONTAINERS:
-        _check_tree(value, limits.max_depth)
+        check_tree(value, limits.max_depth)
     elif type(value) not in _LEAF_TYPES:
         raise ExtTypeError(f"a {type(value).__name__} is not a value of this protocol")
     return value
