@@ -49,6 +49,8 @@ class _Message:
 
     _types: ClassVar[dict[str, str]] = {}
     _optional: ClassVar[frozenset[str]] = frozenset()
+    #: Optional fields sent as nil rather than left out when unset (PROTOCOL 7: "null if it never ran").
+    _nullable: ClassVar[frozenset[str]] = frozenset()
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False, kw_only=True)
 
     @classmethod
@@ -78,7 +80,17 @@ class _Message:
         """Field relations beyond types; overridden where the protocol has them."""
 
     def to_body(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        """The wire map: unset optional fields are left out (or nil where the protocol says null)."""
+        out = {
+            f.name: value
+            for f in fields(self)
+            if f.name != "extra"
+            and (
+                (value := getattr(self, f.name)) is not None
+                or f.name not in self._optional
+                or f.name in self._nullable
+            )
+        }
         out.update(self.extra)
         return out
 
@@ -119,6 +131,7 @@ class Result(_Message):
     _optional: ClassVar[frozenset[str]] = frozenset(
         {"started_at", "finished_at", "duration_ms", "result", "error", "trace"}
     )
+    _nullable: ClassVar[frozenset[str]] = frozenset({"started_at", "finished_at"})
 
     def _validate(self) -> None:
         if self.status not in RESULT_STATUSES:
@@ -127,6 +140,12 @@ class Result(_Message):
             not isinstance(self.error, dict) or not isinstance(self.error.get("code"), str)
         ):
             raise BodyError("result: a non-completed result needs error.code", field="error")
+        if self.error is not None and not isinstance(self.error.get("message", ""), str):
+            raise BodyError("result: error.message must be a string", field="error")
+        if self.run < 1 or self.attempt < 0:
+            raise BodyError(
+                "result: run must be >= 1 and attempt >= 0", field="run" if self.run < 1 else "attempt"
+            )
 
     @property
     def ok(self) -> bool:
@@ -227,6 +246,8 @@ class Presence(_Message):
     def _validate(self) -> None:
         if self.state not in ("online", "offline"):
             raise BodyError(f"presence: unknown state {self.state!r}", field="state")
+        if not all(isinstance(k, str) for k in self.kernels):
+            raise BodyError("presence: kernels must be a list of names", field="kernels")
 
 
 @dataclass(frozen=True)
