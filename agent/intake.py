@@ -35,6 +35,7 @@ from .protocol import (
     AcceptedTask,
     AuthenticationError,
     Limits,
+    ReplayCache,
     ReplayRecord,
     TaskRejected,
     TrustStore,
@@ -183,13 +184,17 @@ class Intake:
 
     def _process(self, batch: list[Delivery]) -> None:
         self._in_batch = 0
-        if len(batch) > 1:  # signature checks release the GIL: several at once
-            verdicts = list(self._verifiers.map(self._authenticate, batch))
+        if not self.accepting or self.lifecycle.active() + len(batch) >= self.config.limits.queue_capacity:
+            # Near full: claim only what gets in, so that a task refused as `overloaded` may be
+            # sent again as it is. Checks 1-7 see the replay cache through a view that keeps nothing.
+            peek = self.replay.peek()
+            decisions = [self._decide(d, self._authenticate(d, peek), claimed=False) for d in batch]
         else:
-            verdicts = [self._authenticate(batch[0])]
-        decisions = [
-            self._decide(delivery, verdict) for delivery, verdict in zip(batch, verdicts, strict=True)
-        ]
+            if len(batch) > 1:  # signature checks release the GIL: several at once
+                verdicts = list(self._verifiers.map(self._authenticate, batch))
+            else:
+                verdicts = [self._authenticate(batch[0])]
+            decisions = [self._decide(d, v) for d, v in zip(batch, verdicts, strict=True)]
         ops = [op for d in decisions for op in d.ops]
         self._pending += 1
         self.store.commit(ops, lambda: self._queue.put(_Durable(decisions)))
@@ -210,17 +215,22 @@ class Intake:
 
     # -- one message -------------------------------------------------------------------------------------
 
-    def _authenticate(self, delivery: Delivery) -> AcceptedTask | AuthenticationError | TaskRejected:
+    def _authenticate(
+        self, delivery: Delivery, replay: ReplayCache | None = None
+    ) -> AcceptedTask | AuthenticationError | TaskRejected:
         """Checks 1-7 (any thread)."""
         try:
             return accept_task(
-                delivery.payload, delivery.topic, time.time(), self.trust, self.replay, self.policy
+                delivery.payload, delivery.topic, time.time(), self.trust, replay or self.replay, self.policy
             )
         except (AuthenticationError, TaskRejected) as exc:
             return exc
 
     def _decide(
-        self, delivery: Delivery, accepted: AcceptedTask | AuthenticationError | TaskRejected
+        self,
+        delivery: Delivery,
+        accepted: AcceptedTask | AuthenticationError | TaskRejected,
+        claimed: bool = True,
     ) -> Decision:
         """Checks 8 and 9, and what to commit and do (the intake thread, in receive order)."""
         if isinstance(accepted, AuthenticationError):
@@ -230,25 +240,31 @@ class Intake:
         if accepted.redelivery:
             self.counts["redelivered"] += 1
             return Decision(delivery)
-        claim = self.replay.row_op(accepted.kid, accepted.task.nonce)
         try:
-            if accepted.topic.kind == "control":
-                publication = self.control(accepted)
-                return self._answered(delivery, accepted, publication, claim)
-            self._check_kernel(accepted)
-            self._check_room(accepted)
+            if accepted.topic.kind != "control":  # control commands bypass the queue (PROTOCOL 8)
+                self._check_kernel(accepted)
+                self._check_room(accepted)
         except TaskRejected as exc:
-            if exc.code == "overloaded":  # the same bytes may be sent again later
-                self.replay.release(self._record(accepted))
-                return self._rejected(delivery, exc, None)
-            return self._rejected(delivery, exc, claim)
+            return self._rejected(delivery, exc, self._claim(accepted) if exc.code != "overloaded" else None)
+        claim = (
+            self._claim(accepted) if not claimed else self.replay.row_op(accepted.kid, accepted.task.nonce)
+        )
+        if accepted.topic.kind == "control":
+            try:
+                return self._answered(delivery, accepted, self.control(accepted), claim)
+            except TaskRejected as exc:
+                return self._rejected(delivery, exc, claim)
         return self._accepted(delivery, accepted, claim)
 
-    def _record(self, accepted: AcceptedTask) -> ReplayRecord:
+    def _claim(self, accepted: AcceptedTask) -> Op:
+        """Claim a task seen through the peek view (or already claimed: the same row either way)."""
         task = accepted.task
-        return ReplayRecord(
-            accepted.kid, task.nonce, task.id, accepted.sig, task.expires_at + self.policy.clock_skew_s
+        self.replay.claim(
+            ReplayRecord(
+                accepted.kid, task.nonce, task.id, accepted.sig, task.expires_at + self.policy.clock_skew_s
+            )
         )
+        return self.replay.row_op(accepted.kid, task.nonce)
 
     def _check_kernel(self, accepted: AcceptedTask) -> None:
         """Check 8."""
@@ -296,15 +312,7 @@ class Intake:
         self.counts["rejected"] += 1
         fields = _readable_fields(delivery.payload)
         if exc.code in _AUDITED:
-            self.audit.record(
-                "task_rejected",
-                code=exc.code,
-                kid=exc.kid,
-                id=exc.task_id,
-                topic=delivery.topic,
-                message=exc.message,
-                sha256=hashlib.sha256(delivery.payload).digest(),
-            )
+            self._audit("task_rejected", delivery, exc, hashlib.sha256(delivery.payload).digest())
         publication = self.signing.result(
             exc.task_id,
             str(fields.get("kernel", "")),
@@ -323,16 +331,7 @@ class Intake:
         """Checks 1-3 (or 4 without an id): never answered, acknowledged, counted, audited, reported."""
         self.counts["unauthenticated"] += 1
         digest = hashlib.sha256(delivery.payload).digest()
-        self.audit.record(
-            "unauthenticated",
-            code=exc.code,
-            kid=exc.kid,
-            id=exc.task_id,
-            topic=delivery.topic,
-            message=exc.message,
-            sha256=digest,
-            size=len(delivery.payload),
-        )
+        self._audit("unauthenticated", delivery, exc, digest, size=len(delivery.payload))
         report = {
             "node": self.config.node,
             "topic": delivery.topic,
@@ -345,6 +344,26 @@ class Intake:
         if exc.task_id is not None:
             report["id"] = exc.task_id
         return Decision(delivery, after=lambda: self._report(report))
+
+    def _audit(
+        self,
+        event: str,
+        delivery: Delivery,
+        exc: AuthenticationError | TaskRejected,
+        digest: bytes,
+        **extra: Any,
+    ) -> None:
+        task_id = exc.task_id
+        self.audit.record(
+            event,
+            code=exc.code,
+            kid=exc.kid,
+            id=task_id,
+            topic=delivery.topic,
+            message=exc.message,
+            sha256=digest,
+            **extra,
+        )
 
     def _report(self, report: dict[str, Any]) -> None:
         if self.rejects_limit.allow():

@@ -200,10 +200,9 @@ def test_the_replay_cache_survives_a_restart_and_forgets_expired_rows(tmp_path: 
     assert cache.claim(live._replace(task_id="other")) == live  # same nonce
     assert cache.claim(live._replace(nonce=b"q" * 16)) == live  # same id
     store.commit_sync([cache.row_op("dev", live.nonce), cache.row_op("dev", stale.nonce)])
-    uncommitted = ReplayRecord("dev", b"u" * 16, "t3", b"y" * 64, now + 100)
-    assert cache.claim(uncommitted) is None
-    cache.release(uncommitted)
-    assert cache.by_nonce("dev", b"u" * 16) is None
+    peeked = ReplayRecord("dev", b"u" * 16, "t3", b"y" * 64, now + 100)
+    assert cache.peek().claim(peeked) is None and cache.peek().claim(live) == live
+    assert cache.by_nonce("dev", b"u" * 16) is None  # a peek claims nothing
     store.close()
     store = _open(tmp_path)
     cache = DurableReplayCache(store)
