@@ -168,12 +168,13 @@ def _canonical_head(data: bytes, max_dims: int) -> tuple[str, list[int], int] | 
 def unpack_array(data: bytes, max_dims: int, max_elements: int) -> np.ndarray[Any, Any]:
     """Decode the `[dtype, shape, data]` of an ext 1 array, viewing `data` without a copy."""
     dtype, shape, pos = _canonical_head(data, max_dims) or _array_head(data, max_dims)
-    for dim in shape:
-        if not 0 <= dim <= max_elements:
-            raise ShapeError(f"array dimension {dim} is not from 0 to {max_elements}")
+    if min(shape, default=0) < 0:
+        raise ShapeError(f"array shape {shape} has a negative dimension")
     count = shape[0] if len(shape) == 1 else math.prod(shape)
     if count > max_elements:
         raise ElementLimitError(f"an array of {count} elements exceeds the limit of {max_elements}")
+    if max(shape, default=0) > max_elements:  # an empty array may still declare an absurd dimension
+        raise ShapeError(f"array shape {shape} has a dimension over {max_elements}")
     try:
         declared, start = _length(data, pos, *_BIN)
     except (IndexError, ValueError):
