@@ -14,8 +14,10 @@ import pytest
 from agent.protocol import (
     AcceptancePolicy,
     AuthenticationError,
+    BodyError,
     Limits,
     MemoryReplayCache,
+    Task,
     TaskRejected,
     Topics,
     TrustStore,
@@ -216,6 +218,27 @@ def test_bad_signatures(keys: Keyring, trust, replay) -> None:
     assert auth_code(envelope(**hmac_claim), trust, replay) == "bad_signature"
 
 
+def test_an_over_long_kid_is_unknown_and_not_echoed(trust, replay) -> None:
+    with pytest.raises(AuthenticationError) as info:
+        accept(sign(task_body(), generate_signer("k" * 5000)), trust, replay)
+    assert info.value.code == "unknown_key"
+    assert info.value.kid is None
+
+
+def test_a_signature_by_an_entry_for_another_role_says_wrong_role(replay: MemoryReplayCache) -> None:
+    device, operator = generate_signer("shared"), generate_signer("shared")
+    trust = TrustStore([key_entry(device, {"task"}), key_entry(operator, {"control"})])
+    assert accept(sign(task_body(), device), trust, replay)
+    assert auth_code(sign(task_body(), operator), trust, replay) == "wrong_role"
+
+
+def test_rotation_with_the_old_key_revoked_at_once(replay: MemoryReplayCache) -> None:
+    old, new = generate_signer("dev-rot"), generate_signer("dev-rot", "hmac-sha256")
+    trust = TrustStore([key_entry(old, {"task"}, revoked=True), key_entry(new, {"task"})])
+    assert auth_code(sign(task_body(), old), trust, replay) == "revoked_key"
+    assert accept(sign(task_body(), new), trust, replay).kid == "dev-rot"
+
+
 def test_rotation_old_key_until_its_not_after_then_only_the_new(replay: MemoryReplayCache) -> None:
     old, new = generate_signer("dev-rot"), generate_signer("dev-rot")
     trust = TrustStore(
@@ -265,7 +288,16 @@ def test_rotation_old_key_until_its_not_after_then_only_the_new(replay: MemoryRe
         ("every_s", 0.5),
         ("cron", "* * *"),
         ("cron", "61 * * * *"),
+        ("cron", "*/0 * * * *"),
+        ("cron", "99999999999999999999 * * * *"),
+        ("cron", "* * * * " + "1," * 200 + "1"),
+        ("cron", 5),
         ("tz", "Mars/Olympus"),
+        ("tz", "../../etc/passwd"),
+        ("tz", "zone.tab"),
+        ("tz", "/etc/localtime"),
+        ("tz", "x" * 5000),
+        ("tz", "Europe/Paris\x00"),
         ("until", [1]),
         ("trace", "not-a-traceparent"),
     ],
@@ -273,16 +305,94 @@ def test_rotation_old_key_until_its_not_after_then_only_the_new(replay: MemoryRe
 def test_each_field_error_is_malformed_and_names_the_field(
     keys: Keyring, trust, replay, field: str, value: Any
 ) -> None:
-    body = task_body()
+    body = task_body(cron="*/5 * * * *") if field == "tz" else task_body()
     if value is None:
         del body[field]
     else:
         body[field] = value
+    for signer in (keys.device, keys.mcu):
+        with pytest.raises(TaskRejected) as info:
+            accept(sign(body, signer), trust, replay)
+        assert info.value.code == "malformed"
+        assert info.value.task_id == body["id"]
+        assert info.value.field == field
+        assert field in info.value.message
+        with pytest.raises(BodyError) as direct:
+            Task.from_body(body)
+        assert direct.value.field == field
+
+
+def test_the_first_bad_field_in_the_tables_order_is_named(keys: Keyring, trust, replay) -> None:
+    body = task_body(kernel=3, nonce=b"short", priority=99, trace="x")
     with pytest.raises(TaskRejected) as info:
         accept(sign(body, keys.device), trust, replay)
-    assert info.value.code == "malformed"
-    assert info.value.task_id == body["id"]
-    assert field in info.value.message
+    assert info.value.field == "kernel"
+    del body["kernel"]
+    body["kernel"] = "stats"
+    with pytest.raises(TaskRejected) as info:
+        accept(sign(body, keys.device), trust, replay)
+    assert info.value.field == "nonce"
+    body["nonce"] = b"n" * 16
+    with pytest.raises(TaskRejected) as info:
+        accept(sign(body, keys.device), trust, replay)
+    assert info.value.field == "priority"
+
+
+def test_optional_fields_are_read_and_defaulted(keys: Keyring, trust, replay) -> None:
+    plain = accept(sign(task_body(), keys.device), trust, replay).task
+    assert (plain.priority, plain.timeout_s, plain.max_retries, plain.cron, plain.recurring) == (
+        5,
+        30.0,
+        2,
+        None,
+        False,
+    )
+    body = task_body(
+        priority=0, timeout_s=2, max_retries=0, every_s=1, until=NOW + 60, run_at=NOW + 5, tz="UTC"
+    )
+    task = accept(sign(body, keys.mcu), trust, replay).task
+    assert (task.priority, task.timeout_s, task.max_retries, task.every_s, task.run_at) == (
+        0,
+        2.0,
+        0,
+        1.0,
+        NOW + 5,
+    )
+    assert task.recurring and type(task.timeout_s) is float
+    cron = accept(sign(task_body(cron="0 3 * * mon-fri", tz="Europe/Paris"), keys.device), trust, replay).task
+    assert (cron.cron, cron.tz) == ("0 3 * * mon-fri", "Europe/Paris")
+    # nil counts as absent; ints are accepted for times
+    nil = accept(
+        sign(task_body(priority=None, issued_at=int(NOW), trace=None), keys.device), trust, replay
+    ).task
+    assert nil.priority == 5 and nil.issued_at == float(int(NOW))
+
+
+def test_codec_refusals_inside_the_body_are_answered_when_the_id_is_readable(
+    keys: Keyring, trust, replay
+) -> None:
+    bad_array = msgpack.ExtType(1, b"\x93\xa3>f8\x91\x01\xc4\x08" + bytes(8))
+    deep: Any = 1
+    for _ in range(40):
+        deep = [deep]
+    for params in ({"signal": bad_array}, {"signal": deep}, {"at": msgpack.Timestamp(1, 0)}):
+        body = msgpack.packb(task_body(params=params), use_bin_type=True)
+        with pytest.raises(TaskRejected) as info:
+            accept(sign(body, keys.device), trust, replay)
+        assert info.value.code == "malformed"
+    # the same in an unknown extra field, and a timestamp where a time is expected
+    with pytest.raises(TaskRejected):
+        accept(sign(msgpack.packb(task_body(note=deep), use_bin_type=True), keys.device), trust, replay)
+    with pytest.raises(TaskRejected) as info:
+        stamp = msgpack.Timestamp.from_unix(NOW)
+        accept(sign(msgpack.packb(task_body(issued_at=stamp), use_bin_type=True), keys.device), trust, replay)
+    assert info.value.field == "issued_at"
+
+
+def test_acceptance_leaves_kernels_to_the_agent(keys: Keyring, trust, replay) -> None:
+    # checks 8 and 9 are the agent's: an unknown kernel, or sys.* on a tasks topic, passes 1-7
+    assert accept(sign(task_body(kernel="no_such_kernel"), keys.device), trust, replay)
+    assert accept(sign(task_body(kernel="sys.drain", params={}), keys.device), trust, replay)
 
 
 @pytest.mark.parametrize("body_id", [None, 42, "", "x" * 65, "has space", "a/b"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import math
 import random
+import time
 from typing import Any
 
 import msgpack
@@ -173,6 +174,8 @@ def classify(payload: bytes, replay: MemoryReplayCache, trust: Any, policy: Acce
         accepted = accept_task(payload, TOPIC, NOW, trust, replay, policy)
     except AuthenticationError as exc:
         assert exc.code in REJECT_CODES, exc
+        if exc.message.startswith(("task body", "task without")):  # check 4, past the signature
+            return "reject:malformed-body"
         return f"reject:{exc.code}"
     except TaskRejected as exc:
         assert exc.code in RESULT_CODES, exc
@@ -188,31 +191,47 @@ def test_a_hundred_thousand_fuzzed_payloads_end_in_a_protocol_outcome() -> None:
     trust, replay, policy = keys.trust(), MemoryReplayCache(), AcceptancePolicy()
     fuzzer = Fuzzer(keys, seed=20261127)
     outcomes: collections.Counter[str] = collections.Counter()
-    for _ in range(TOTAL):
-        payload = fuzzer.payload()
+    accepted: list[bytes] = []
+    started = time.monotonic()
+    for i in range(TOTAL):
+        # now and then a copy of an accepted task: a redelivery
+        payload = fuzzer.rng.choice(accepted) if accepted and i % 97 == 0 else fuzzer.payload()
         try:
-            outcomes[classify(payload, replay, trust, policy)] += 1
+            outcome = classify(payload, replay, trust, policy)
         except AssertionError:
             raise
         except Exception as exc:  # the defect this test exists to find
             pytest.fail(f"{type(exc).__name__}: {exc} for payload {payload[:200]!r}")
+        outcomes[outcome] += 1
+        if outcome == "accepted":
+            accepted.append(payload)
+    elapsed = time.monotonic() - started
+    print(f"{TOTAL} payloads in {elapsed:.1f} s: {dict(outcomes.most_common())}")
     assert sum(outcomes.values()) == TOTAL
-    # the fuzzer reached every stage: not a vacuous pass
+    # every check was reached, and decided some payloads: not a vacuous pass
     for reached in (
         "accepted",
+        "redelivery",
         "reject:malformed",
         "reject:bad_signature",
         "reject:unknown_key",
         "reject:revoked_key",
         "reject:wrong_role",
+        "reject:malformed-body",
         "result:malformed",
         "result:target_mismatch",
         "result:expired",
         "result:not_yet_valid",
+        "result:ttl_too_long",
+        "result:replayed",
+        "result:duplicate_id",
     ):
         assert outcomes[reached] > 0, (reached, outcomes)
+    past_signature = TOTAL - sum(
+        n for k, n in outcomes.items() if k.startswith("reject:") and k != "reject:malformed-body"
+    )
+    assert past_signature > 30_000, outcomes  # a third of the payloads reach the body checks
     assert outcomes["result:malformed"] > 10_000, outcomes
-    print(dict(outcomes))
 
 
 @pytest.mark.parametrize("who", ["device", "mcu"])
