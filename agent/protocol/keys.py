@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -134,7 +134,10 @@ def signer_from_bytes(kid: str, data: bytes) -> Ed25519Signer | HmacSigner:
         if len(secret) < 16:
             raise ValueError(f"HMAC key for {kid!r} is shorter than 16 bytes")
         return HmacSigner(kid, secret)
-    key = serialization.load_pem_private_key(text, password=None)
+    try:
+        key = serialization.load_pem_private_key(text, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # TypeError: an encrypted key
+        raise ValueError(f"key for {kid!r} is not an unencrypted PEM private key: {exc}") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"key for {kid!r} is a {type(key).__name__}, not an Ed25519 private key")
     return Ed25519Signer(kid, key)

@@ -17,9 +17,11 @@ from agent.protocol import (
     TrustStore,
     TrustStoreError,
     generate_signer,
+    load_signer,
     open_agent_message,
     packb,
     seal,
+    signer_from_bytes,
     write_trust_store,
 )
 
@@ -190,3 +192,100 @@ def test_result_bodies_are_validated(change: dict[str, object], field: str) -> N
     with pytest.raises(BodyError) as info:
         Result.from_body(body)
     assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        (
+            store_text(
+                f'kid = "a"\nalg = "ed25519"\npublic_key = "{PUB}"\nroles = ["task"]\n'
+                "not_before = 2027-01-01T00:00:00Z\nnot_after = 2026-01-01T00:00:00Z"
+            ),
+            "not_after",
+        ),
+        (store_text(f'kid = "a"\nalg = "ed25519"\npublic_key = "{PUB}"\nroles = []'), "roles"),
+        (store_text(f'kid = "a"\nalg = "ed25519"\npublic_key = "{PUB}"\nroles = "task"'), "roles"),
+        (store_text(f'kid = ""\nalg = "ed25519"\npublic_key = "{PUB}"\nroles = ["task"]'), "kid"),
+        ("format = true\n", "format"),
+        ("formt = 1\n", "formt"),
+        ("keys = 3\n", "keys"),
+    ],
+)
+def test_more_load_errors_are_named(text: str, field: str) -> None:
+    with pytest.raises(TrustStoreError) as info:
+        TrustStore.loads(text, source="t.toml")
+    assert info.value.field == field
+    assert str(info.value).startswith("t.toml")
+
+
+def test_the_second_entry_is_named_as_such(tmp_path: Path) -> None:
+    good = f'kid = "a"\nalg = "ed25519"\npublic_key = "{PUB}"\nroles = ["task"]'
+    path = tmp_path / "trust.toml"
+    path.write_text(
+        store_text(good) + '[[keys]]\nkid = "b"\nalg = "ed25519"\npublic_key = "AA=="\nroles = ["task"]\n'
+    )
+    with pytest.raises(TrustStoreError) as info:
+        TrustStore.load(path)
+    assert (info.value.entry, info.value.field) == (2, "public_key")
+    assert str(path) in str(info.value)
+
+
+def test_dates_as_datetimes_or_epoch_seconds_and_rotation_entries_load() -> None:
+    text = store_text(
+        f'kid = "a"\nalg = "ed25519"\npublic_key = "{PUB}"\nroles = ["task"]\nnot_after = 1800000000'
+    )
+    text += f'[[keys]]\nkid = "a"\nalg = "ed25519"\npublic_key = "{PUB}"\nroles = ["task"]\n'
+    text += "not_before = 2027-01-15T00:00:00Z\n"
+    store = TrustStore.loads(text)
+    assert len(store) == 2 and len(store.entries("a")) == 2
+    assert store.entries("a")[0].not_before is not None  # newest first: the successor is tried first
+    assert {k.not_after for k in store.entries("a")} == {1_800_000_000.0, None}
+
+
+def test_a_missing_file_is_an_error_that_names_it(tmp_path: Path) -> None:
+    with pytest.raises(TrustStoreError, match=r"missing\.toml"):
+        TrustStore.load(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"hmac-sha256:***",
+        b"hmac-sha256:c2hvcnQ=",
+        b"-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n",
+        b"not a key",
+    ],
+)
+def test_unreadable_key_files_are_value_errors_naming_the_kid(content: bytes) -> None:
+    with pytest.raises(ValueError, match="dev-1"):
+        signer_from_bytes("dev-1", content)
+
+
+def test_foreign_and_encrypted_private_keys_are_refused() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    ec_pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    encrypted = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+    for pem in (ec_pem, encrypted):
+        with pytest.raises(ValueError, match="dev-1"):
+            signer_from_bytes("dev-1", pem)
+
+
+@pytest.mark.parametrize("alg", ["ed25519", "hmac-sha256"])
+def test_key_files_round_trip_and_sign_the_same(tmp_path: Path, alg: str) -> None:
+    signer = generate_signer("dev-1", alg)  # type: ignore[arg-type]
+    path = tmp_path / "dev-1.key"
+    path.write_bytes(signer.private_pem())
+    loaded = load_signer(path, "dev-1")
+    assert loaded.sign(b"body") == signer.sign(b"body")
+    assert loaded.verifier().verify(signer.sign(b"body"), b"body")
+    assert not loaded.verifier().verify(signer.sign(b"body"), b"bodY")
