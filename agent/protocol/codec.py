@@ -141,14 +141,15 @@ def parse(payload: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMI
     if size > limits.max_payload:
         raise PayloadTooLarge(f"payload of {size} bytes exceeds the limit of {limits.max_payload}")
     try:
+        if size <= limits.max_elements:  # msgpack's own length limits (the payload size) are tighter
+            return msgpack.unpackb(payload, raw=False, strict_map_key=True, ext_hook=limits.ext_hook)
         return msgpack.unpackb(
             payload,
             raw=False,
             strict_map_key=True,
             ext_hook=limits.ext_hook,
-            # msgpack's own defaults tie these to the payload size; keep that and add ours.
-            max_array_len=min(limits.max_elements, size),
-            max_map_len=min(limits.max_elements, size // 2),
+            max_array_len=limits.max_elements,
+            max_map_len=limits.max_elements,
         )
     except CodecError:
         raise

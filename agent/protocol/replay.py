@@ -60,12 +60,13 @@ class MemoryReplayCache:
         return self._ids.get((kid, task_id))
 
     def claim(self, record: ReplayRecord) -> ReplayRecord | None:
+        kid = record.kid
         with self._lock:
-            seen = self._nonces.get((record.kid, record.nonce))
+            seen = self._nonces.get((kid, record.nonce))
             if seen is None:
-                seen = self._ids.get((record.kid, record.task_id))
-            if seen is None:
-                self._store(record)
+                seen = self._ids.get((kid, record.task_id))
+                if seen is None:
+                    self._store(record)
             return seen
 
     def remember(self, record: ReplayRecord) -> None:
