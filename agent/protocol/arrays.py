@@ -58,13 +58,27 @@ def _bin_header(size: int) -> bytes:
     raise EncodeError(f"array data of {size} bytes is over MessagePack's 4 GiB bin limit")
 
 
+def _packed_uint(value: int) -> bytes:
+    if value < 0x80:
+        return bytes((value,))
+    for header, size in ((0xCC, 1), (0xCD, 2), (0xCE, 4)):
+        if value < 1 << (8 * size):
+            return bytes((header,)) + value.to_bytes(size, "big")
+    return b"\xcf" + value.to_bytes(8, "big")
+
+
 def pack_array(arr: np.ndarray[Any, Any]) -> msgpack.ExtType:
-    """The ext 1 value of `arr`, in C order and little endian, built around its own buffer."""
+    """The ext 1 value of `arr`, in C order and little endian, built around its own buffer.
+
+    The head is written here (as msgpack would write it): a nested `msgpack.packb` would set
+    up a packer with a buffer of its own for a dozen bytes.
+    """
     dtype = wire_dtype(arr.dtype)
     data = np.ascontiguousarray(arr, dtype=dtype)  # no copy for a C-contiguous little-endian array
-    # packb([dtype, shape]) is a 2-array; the same bytes after a 3-array header start [dtype, shape, data].
-    head = msgpack.packb([dtype, list(arr.shape)])
-    return msgpack.ExtType(ARRAY_EXT_TYPE, b"".join((b"\x93", head[1:], _bin_header(data.nbytes), data.data)))
+    shape = arr.shape
+    dims = bytes((0x90 + len(shape),)) if len(shape) < 16 else b"\xdc" + len(shape).to_bytes(2, "big")
+    head = b"\x93\xa3" + dtype.encode() + dims + b"".join(map(_packed_uint, shape))
+    return msgpack.ExtType(ARRAY_EXT_TYPE, b"".join((head, _bin_header(data.nbytes), data.data)))
 
 
 # --- decoding --------------------------------------------------------------------
