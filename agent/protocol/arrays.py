@@ -9,7 +9,6 @@ cost more than the rest of accepting a task.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import msgpack
@@ -92,7 +91,7 @@ def _uint(data: bytes, pos: int, size: int) -> tuple[int, int]:
 
 
 def _length(data: bytes, pos: int, fix_lo: int, fix_hi: int, wide: dict[int, int]) -> tuple[int, int]:
-    """A str/array/bin length: a fix form (fix_lo + length) or a header byte and 1-4 length bytes."""
+    """A str or array length: a fix form (fix_lo + length) or a header byte and 2-4 length bytes."""
     byte = data[pos]
     if fix_lo <= byte <= fix_hi:
         return byte - fix_lo, pos + 1
@@ -103,7 +102,7 @@ def _length(data: bytes, pos: int, fix_lo: int, fix_hi: int, wide: dict[int, int
 
 _ARRAY = (0x90, 0x9F, {0xDC: 2, 0xDD: 4})
 _STR = (0xA0, 0xBF, {0xD9: 1, 0xDA: 2, 0xDB: 4})
-_BIN = (1, 0, {0xC4: 1, 0xC5: 2, 0xC6: 4})  # bin has no fix form: an empty range
+_BIN_SIZES = {0xC4: 1, 0xC5: 2, 0xC6: 4}  # bin 8/16/32: bytes of the length after the type byte
 _UINTS = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
 _INTS = {0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}
 
@@ -182,17 +181,20 @@ def _canonical_head(data: bytes, max_dims: int) -> tuple[str, list[int], int] | 
 def unpack_array(data: bytes, max_dims: int, max_elements: int) -> np.ndarray[Any, Any]:
     """Decode the `[dtype, shape, data]` of an ext 1 array, viewing `data` without a copy."""
     dtype, shape, pos = _canonical_head(data, max_dims) or _array_head(data, max_dims)
-    if min(shape, default=0) < 0:
-        raise ShapeError(f"array shape {shape} has a negative dimension")
-    count = shape[0] if len(shape) == 1 else math.prod(shape)
+    count = 1
+    for dim in shape:
+        if dim < 0:
+            raise ShapeError(f"array shape {shape} has a negative dimension")
+        count *= dim
     if count > max_elements:
         raise ElementLimitError(f"an array of {count} elements exceeds the limit of {max_elements}")
-    if max(shape, default=0) > max_elements:  # an empty array may still declare an absurd dimension
+    if count == 0 and max(shape, default=0) > max_elements:  # empty, yet with an absurd dimension
         raise ShapeError(f"array shape {shape} has a dimension over {max_elements}")
-    try:
-        declared, start = _length(data, pos, *_BIN)
-    except (IndexError, ValueError):
-        raise ArrayDataError("array data must be a MessagePack bin") from None
+    size_bytes = _BIN_SIZES.get(data[pos]) if pos < len(data) else None
+    if size_bytes is None:
+        raise ArrayDataError("array data must be a MessagePack bin")
+    start = pos + 1 + size_bytes
+    declared = int.from_bytes(data[pos + 1 : start], "big")
     needed = count * _ITEMSIZE[dtype]
     if declared != needed or start + declared != len(data):
         raise ArrayDataError(
