@@ -60,6 +60,7 @@ class MqttSection:
     session_expiry_s: int = field(default=7 * 86400, metadata=_limit(0, 0xFFFFFFFF))
     reconnect_min_s: float = field(default=0.5, metadata=_limit(above=0))
     reconnect_max_s: float = field(default=30.0, metadata=_limit(above=0))
+    connack_timeout_s: float = field(default=5.0, metadata=_limit(above=0))  # auto: then MQTT 3.1.1
     shared_pools: bool = True  # pools through $share (MQTT 5, Mosquitto, the embedded broker)
 
 

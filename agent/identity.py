@@ -59,6 +59,7 @@ def link_settings(config: Config, protocol: str | None = None) -> LinkSettings:
         session_expiry_s=m.session_expiry_s,
         reconnect_min_s=m.reconnect_min_s,
         reconnect_max_s=m.reconnect_max_s,
+        connack_timeout_s=m.connack_timeout_s,
         username=m.username,
         password=_read_password(m.password_file) if m.password_file is not None else None,
         tls=tls,

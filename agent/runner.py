@@ -34,7 +34,7 @@ from .outbox import Outbox
 from .presence import Counts, Heartbeats, PresenceRecords
 from .protocol import TrustStoreError
 from .results import Publication, Signing
-from .store import Store
+from .store import META, Op, Store
 from .workers import Outcome, Worker, WorkerPool, WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -53,13 +53,13 @@ class Agent:
         self.signer = load_agent_signer(config)
         self.trust = load_trust(config)
         self.catalogue = catalogue or Catalogue.load(config.testing.test_kernels)
-        settings = link_settings(config)
         self.store = Store.open(
             config.agent.data_dir,
             fsync=config.store.fsync,
             compact_bytes=config.store.compact_bytes,
             retention_days=config.store.retention_days,
         )
+        settings = link_settings(config, self._remembered_protocol())
         self.audit = AuditLog(config.audit_file, config.audit.max_bytes, config.audit.backups)
         self.signing = Signing(node, topics, self.signer)
         self.presence = PresenceRecords(node, topics, self.signer, self.store, self.catalogue.names())
@@ -107,7 +107,21 @@ class Agent:
 
     # -- callbacks ----------------------------------------------------------------------------------
 
+    def _broker(self) -> str:
+        return f"{self.config.mqtt.host}:{self.config.mqtt.port}"
+
+    def _remembered_protocol(self) -> str | None:
+        """With `protocol = "auto"`: the version this broker accepted last time (no probe again)."""
+        if self.config.mqtt.protocol != "auto":
+            return None
+        known = (self.store.get(META, "mqtt") or {}).get(self._broker())
+        return known if isinstance(known, str) else None
+
     def _on_connected(self, session_present: bool, protocol: str) -> None:
+        if self.config.mqtt.protocol == "auto" and self._remembered_protocol() != protocol:
+            known = dict(self.store.get(META, "mqtt") or {})
+            known[self._broker()] = protocol
+            self.store.commit([Op(META, "mqtt", known)], sync=False)
         log.info(
             "connected (MQTT %s, session present: %s, presence session %d)",
             protocol,

@@ -4,6 +4,7 @@ increases at every connect and across restarts; heartbeats carry every field, si
 from __future__ import annotations
 
 import signal
+import time
 
 from agent.protocol import Heartbeat, Presence
 from tests.agent.conftest import TIMEOUT, TOPICS, Site, agent_process
@@ -53,3 +54,14 @@ def test_the_process_stops_cleanly_on_sigterm(site: Site) -> None:
         assert agent.proc.wait(TIMEOUT) == 0, agent.output()
         assert site.open(watcher.expect(1, TIMEOUT)[0]).state == "offline"
         assert "trust store reloaded" in agent.output()
+
+
+def test_auto_falls_back_to_mqtt_311_and_remembers_it(site: Site) -> None:
+    """The embedded broker does not answer an MQTT 5 CONNECT: `auto` waits `connack_timeout_s`,
+    uses 3.1.1, and connects with 3.1.1 at once the next time."""
+    with site.agent(mqtt_protocol="auto", mqtt_connack_timeout_s=1) as agent:
+        assert agent.link.protocol == "3.1.1"
+    started = time.monotonic()
+    with site.agent(mqtt_protocol="auto", mqtt_connack_timeout_s=20) as agent:
+        assert agent.link.protocol == "3.1.1"
+        assert time.monotonic() - started < 15  # no second probe
