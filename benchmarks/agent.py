@@ -268,25 +268,36 @@ def commit_cost(workdir: Path, samples: int = 400) -> dict[int, float]:
     return out
 
 
+WARM_S = 45.0  # longer than a replay row lives here (30 s lifetime + 5 s clock skew)
+
+
 def rss_growth(signer: Any, count: int, device: mqtt.Client, receiver: Receiver, pid: int) -> tuple[int, int]:
-    """RSS after a warm-up of count/4 tasks (the replay cache has reached its steady size: tasks
-    are signed as they are sent, 30 s lifetime, 5 s clock skew), then after `count` more."""
+    """RSS after a warm-up of at least WARM_S seconds and count/4 tasks (the replay cache is at its
+    steady size: tasks are signed as they are sent, 30 s lifetime, 5 s clock skew), then after
+    `count` more."""
     process = psutil.Process(pid)
 
-    def send(n: int, tag: str) -> None:
-        receiver.reset(n)
-        for i in range(n):
+    def send(n: int, tag: str, min_seconds: float = 0.0) -> int:
+        started = time.monotonic()
+        receiver.reset(1 << 62)  # the real count is known at the end
+        i = 0
+        while i < n or time.monotonic() - started < min_seconds:
             topic, payload, _ = make_task(
                 signer, "node-1", "stats", {"signal": SIGNAL}, task_id=f"{tag}-{i}", ttl_s=30.0
             )
             device.publish(topic, payload, qos=1)
-            if i % 1000 == 999:  # keep the backlog at the broker small
-                while receiver.count < i - 2000:
-                    time.sleep(0.01)
+            i += 1
+            while receiver.count < i - 2000:  # keep the backlog at the broker small
+                time.sleep(0.01)
+        receiver.expect = i
+        receiver.done.clear()
+        if receiver.count >= i:
+            receiver.done.set()
         if not receiver.done.wait(600):
-            raise RuntimeError(f"rss run lost results: {n - receiver.count}")
+            raise RuntimeError(f"rss run lost results: {i - receiver.count}")
+        return i
 
-    send(count // 4, "rss-warm")
+    send(count // 4, "rss-warm", WARM_S)
     time.sleep(1.0)
     early = process.memory_info().rss
     send(count, "rss")
