@@ -105,19 +105,21 @@ def _required(body: dict[Any, Any]) -> dict[str, Any]:
         and NONCE_MIN <= len(nonce) <= NONCE_MAX
         and ID_RE.fullmatch(task_id)
     ):
-        return {
-            "id": task_id,
-            "kernel": kernel,
-            "params": params,
-            "target": target,
-            "issued_at": issued_at,
-            "expires_at": expires_at,
-            "nonce": nonce,
-        }
-    return _required_checked(body)
+        pass
+    else:
+        task_id, kernel, params, target, issued_at, expires_at, nonce = _required_checked(body)
+    return {
+        "id": task_id,
+        "kernel": kernel,
+        "params": params,
+        "target": target,
+        "issued_at": issued_at,
+        "expires_at": expires_at,
+        "nonce": nonce,
+    }
 
 
-def _required_checked(body: dict[Any, Any]) -> dict[str, Any]:
+def _required_checked(body: dict[Any, Any]) -> tuple[Any, ...]:
     """The seven required fields, one by one in the table's order, naming the first bad one."""
     task_id = body.get("id")
     if not is_valid_id(task_id):
@@ -132,15 +134,7 @@ def _required_checked(body: dict[Any, Any]) -> dict[str, Any]:
     nonce = body.get("nonce")
     if not isinstance(nonce, bytes) or not NONCE_MIN <= len(nonce) <= NONCE_MAX:
         raise BodyError(f"'nonce' is required: {NONCE_MIN} to {NONCE_MAX} bytes (bin)", field="nonce")
-    return {
-        "id": task_id,
-        "kernel": kernel,
-        "params": params,
-        "target": target,
-        "issued_at": issued_at,
-        "expires_at": expires_at,
-        "nonce": nonce,
-    }
+    return task_id, kernel, params, target, issued_at, expires_at, nonce
 
 
 def _priority(value: object) -> int:

@@ -28,19 +28,13 @@ from agent.protocol import (
 
 from .keyring import NODE, NOW, Keyring, sign, task_body
 
-REJECT_CODES = {"malformed", "too_large", "unknown_key", "revoked_key", "wrong_role", "bad_signature"}
-RESULT_CODES = {
-    "malformed",
-    "target_mismatch",
-    "not_yet_valid",
-    "expired",
-    "ttl_too_long",
-    "replayed",
-    "duplicate_id",
-    "unknown_kernel",
-    "invalid_params",
-    "overloaded",
-}
+# The code lists of PROTOCOL 5 and 4, as the protocol's text gives them (not errors.py's copies).
+_SECTION_5 = "malformed too_large unknown_key revoked_key wrong_role bad_signature"
+_SECTION_4 = (
+    "malformed target_mismatch not_yet_valid expired ttl_too_long replayed duplicate_id unknown_kernel"
+)
+REJECT_CODES = set(_SECTION_5.split())
+RESULT_CODES = {*_SECTION_4.split(), "invalid_params", "overloaded"}
 TOPIC = Topics().tasks(NODE)
 TOTAL = 100_000
 

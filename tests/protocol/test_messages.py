@@ -3,6 +3,7 @@ every kind of agent message from its topic with real keys."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -42,14 +43,13 @@ RESULT = Result(
     result={"mean": 2.0},
     trace="00-" + "a" * 32 + "-" + "b" * 16 + "-01",
 )
-REJECTED = Result(
+REJECTED = dataclasses.replace(
+    RESULT,
+    **dict.fromkeys(["started_at", "finished_at", "duration_ms", "result", "trace"]),
     id="t2",
-    node=NODE,
     kernel="nope",
     status="rejected",
-    run=1,
     attempt=0,
-    received_at=NOW,
     error={"code": "unknown_kernel", "message": "no kernel 'nope'"},
 )
 EVENT = Event(id="t1", node=NODE, status="failed", attempt=1, run=1, at=NOW, code="timeout", message="30 s")
