@@ -22,6 +22,7 @@ import ctypes
 import os
 import resource
 import signal
+import struct
 import time
 from multiprocessing.connection import Connection
 from typing import Any
@@ -48,6 +49,37 @@ def _catalogue(test_kernels: bool) -> Catalogue:
     elif _CATALOGUE.test_kernels != test_kernels:  # the forkserver's preloaded registry, reused
         _CATALOGUE = Catalogue(_CATALOGUE.registry, test_kernels)
     return _CATALOGUE
+
+
+_FRAME = struct.Struct("!i")  # multiprocessing.Connection's framing (spawn's hello uses send_bytes)
+
+
+def send_frame(fd: int, data: bytes) -> None:
+    """One frame straight to the pipe: Connection.send_bytes costs more than the I/O itself."""
+    view = memoryview(_FRAME.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def recv_frame(fd: int) -> bytes:
+    """One frame; EOFError when the other side is gone."""
+    head = _read_exactly(fd, _FRAME.size)
+    return _read_exactly(fd, _FRAME.unpack(head)[0])
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    chunk = os.read(fd, size)
+    if len(chunk) == size:
+        return chunk
+    parts = [chunk]
+    got = len(chunk)
+    while got < size:
+        if not chunk:
+            raise EOFError("the other side closed the pipe")
+        chunk = os.read(fd, size - got)
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
 
 
 def _limit_memory(limit_mb: int) -> None:
@@ -99,7 +131,7 @@ def serve(conn: Connection, memory_limit_mb: int, test_kernels: bool, max_payloa
     conn.send_bytes(msgpack.packb({"ready": True, "pid": os.getpid(), "backend": catalogue.backend}))
     while True:
         try:
-            request = conn.recv_bytes()
+            request = recv_frame(conn.fileno())
         except (EOFError, OSError):
             return  # the parent closed the pipe or died
         reply, keep_running = _run_one(catalogue, request, limits)

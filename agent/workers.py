@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 import msgpack
 
 from .errors import WorkerError
-from .worker_main import serve
+from .worker_main import recv_frame, send_frame, serve
 
 log = logging.getLogger(__name__)
 _PRELOAD = ["agent._worker_preload"]
@@ -202,7 +202,7 @@ class Worker:
         started: float,
     ) -> Outcome:
         try:
-            conn.send_bytes(msgpack.packb([kernel, body, attempt], use_bin_type=True))
+            send_frame(conn.fileno(), msgpack.packb([kernel, body, attempt], use_bin_type=True))
             ready = bool(self._poller.poll(timeout * 1000))
         except OSError:
             ready = True  # the pipe broke: the worker is dead, read the reason below
@@ -215,7 +215,7 @@ class Worker:
                 False, started, time.time(), code="timeout", message=f"no result after {timeout:g} s"
             )
         try:
-            reply = msgpack.unpackb(conn.recv_bytes(), raw=False)
+            reply = msgpack.unpackb(recv_frame(conn.fileno()), raw=False)
         except (EOFError, OSError):
             if self._stopped.is_set():
                 return _stopped(started)
