@@ -1,7 +1,7 @@
 """Helpers for everything that talks to agents: build and sign tasks, open what agents publish.
 
     signer = load_signer("device.key", kid="sensor-7")
-    topic, payload = make_task(signer, target="node-1", kernel="stats", params={"signal": xs})
+    topic, payload, task = make_task(signer, target="node-1", kernel="stats", params={"signal": xs})
     ...
     msg = open_agent_message(payload, topic, trust)   # a Result, Event, Heartbeat, Presence or RejectReport
 
@@ -95,6 +95,8 @@ def make_control(
     **options: Any,
 ) -> tuple[str, bytes, Task]:
     """A `sys.*` command for `node`, signed by a `control` key (PROTOCOL 8)."""
+    if not command.startswith("sys."):
+        raise ValueError(f"{command!r} is not a control command (sys.*); send kernels with make_task")
     task = build_task(command, params or {}, node, **options)
     return (topics or Topics()).control(node), sign_task(task, signer), task
 
