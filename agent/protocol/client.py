@@ -95,8 +95,6 @@ def make_control(
     **options: Any,
 ) -> tuple[str, bytes, Task]:
     """A `sys.*` command for `node`, signed by a `control` key (PROTOCOL 8)."""
-    if not command.startswith("sys."):
-        raise ValueError(f"{command!r} is not a control command (sys.*); send kernels with make_task")
     task = build_task(command, params or {}, node, **options)
     return (topics or Topics()).control(node), sign_task(task, signer), task
 
