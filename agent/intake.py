@@ -26,6 +26,7 @@ from native import KernelError
 
 from .audit import AuditLog
 from .config import Config
+from .errors import StoreError
 from .kernels import Catalogue
 from .lifecycle import Lifecycle
 from .mqtt import Delivery, MqttLink
@@ -169,7 +170,11 @@ class Intake:
                     break
                 item = self._queue.get()
             if batch:
-                self._process(batch)
+                try:
+                    self._process(batch)
+                except StoreError as exc:  # nothing more can be made durable: stop acknowledging
+                    log.critical("intake stopped: %s", exc)
+                    return
 
     def _finish_pending(self) -> None:
         """At stop: wait for the markers of committed batches and acknowledge them."""

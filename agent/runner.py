@@ -24,7 +24,7 @@ from types import FrameType
 
 from .audit import AuditLog
 from .config import Config
-from .errors import WorkerError
+from .errors import ConfigError, StoreError, WorkerError
 from .identity import link_settings, load_agent_signer, load_trust
 from .intake import Intake
 from .kernels import Catalogue
@@ -34,7 +34,7 @@ from .outbox import Outbox
 from .presence import Counts, Heartbeats, PresenceRecords
 from .protocol import TrustStoreError
 from .results import Publication, Signing
-from .store import META, Op, Store
+from .store import META, TASKS, Op, Store
 from .workers import Outcome, Worker, WorkerPool, WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,10 @@ class Agent:
             retention_days=config.store.retention_days,
         )
         settings = link_settings(config, self._remembered_protocol())
-        self.audit = AuditLog(config.audit_file, config.audit.max_bytes, config.audit.backups)
+        try:
+            self.audit = AuditLog(config.audit_file, config.audit.max_bytes, config.audit.backups)
+        except OSError as exc:
+            raise ConfigError("audit.file", f"cannot open {config.audit_file}: {exc.strerror}") from None
         self.signing = Signing(node, topics, self.signer)
         self.presence = PresenceRecords(node, topics, self.signer, self.store, self.catalogue.names())
         self.heartbeats = Heartbeats(node, topics, self.signer, self.catalogue.backend, self.counts)
@@ -139,7 +142,7 @@ class Agent:
         totals = self.lifecycle.totals
         return Counts(
             state=self.state,
-            queued=len(self.lifecycle.ready),
+            queued=max(0, self.store.count(TASKS) - self.pool.busy),  # waiting: ready or for a time
             running=self.pool.busy,
             completed_total=totals["completed"],
             abandoned_total=totals["abandoned"],
@@ -160,17 +163,21 @@ class Agent:
     def _drive(self, worker: Worker) -> None:
         """One thread per worker: take the most urgent ready task, run it, report how it ended."""
         while not self._stopping.is_set():
-            attempt = self.lifecycle.take(timeout=0.2)
-            if attempt is None:
-                continue
+            try:
+                self._attempt(worker)
+            except StoreError as exc:  # the agent is stopping (run_agent sees store.failed)
+                log.critical("worker %d stopped: %s", worker.index, exc)
+                return
+            except Exception:  # a bug: logged and contained, the worker goes on with the next task
+                log.exception("worker %d: an attempt failed in the agent", worker.index)
+
+    def _attempt(self, worker: Worker) -> None:
+        attempt = self.lifecycle.take(timeout=0.2)
+        if attempt is not None:
             self.lifecycle.running[attempt.key] = worker
             try:
-                outcome = worker.run(
-                    attempt.plan.kernel,
-                    attempt.body,
-                    attempt.attempt,
-                    self.lifecycle.timeout_for(attempt.plan),
-                )
+                timeout = self.lifecycle.timeout_for(attempt.plan)
+                outcome = worker.run(attempt.plan.kernel, attempt.body, attempt.attempt, timeout)
             except WorkerError as exc:
                 log.error("worker %d cannot start: %s", worker.index, exc)
                 outcome = Outcome(False, time.time(), time.time(), code="worker_crashed", message=str(exc))

@@ -73,8 +73,15 @@ def _task_cases(site: Site) -> list[tuple[str, str, bytes, str]]:
             "bad-params",
         ),
     ]
-    topic, payload, control = make_control(operator, "node-1", "stats", GOOD, task_id="stats-on-control")
-    cases.append(("unknown_kernel", topic, payload, control.id))
+    stats_on_control = build_task("stats", GOOD, "node-1", task_id="stats-on-control")
+    cases.append(
+        (
+            "unknown_kernel",
+            TOPICS.control("node-1"),
+            sign_task(stats_on_control, operator),
+            "stats-on-control",
+        )
+    )
     topic, payload, control = make_control(
         operator, "node-1", "sys.frobnicate", {}, task_id="unknown-command"
     )
