@@ -14,6 +14,7 @@ broker, offline presence is published, and the state is closed. `run_agent` is w
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import signal
@@ -289,6 +290,7 @@ def run_agent(config: Config) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
     agent.start()
+    gc.freeze()  # what start-up built lives for ever: later collections do not scan it again
     log.info("agent %s running (data in %s)", config.node, config.agent.data_dir)
     while True:
         try:
