@@ -45,6 +45,30 @@ EXPIRY_SWEEP_S = 0.5
 SWITCH_INTERVAL_S = 0.0005
 
 
+def _open_store(config: Config) -> Store:
+    s = config.store
+    return Store.open(
+        config.agent.data_dir, fsync=s.fsync, compact_bytes=s.compact_bytes, retention_days=s.retention_days
+    )
+
+
+def _open_audit(config: Config) -> AuditLog:
+    try:
+        return AuditLog(config.audit_file, config.audit.max_bytes, config.audit.backups)
+    except OSError as exc:
+        raise ConfigError("audit.file", f"cannot open {config.audit_file}: {exc.strerror}") from None
+
+
+def _worker_settings(config: Config) -> WorkerSettings:
+    return WorkerSettings(
+        count=config.worker_count,
+        memory_limit_mb=config.workers.memory_limit_mb,
+        test_kernels=config.testing.test_kernels,
+        max_payload=config.security.max_payload,
+        start_timeout_s=config.workers.start_timeout_s,
+    )
+
+
 class Agent:
     """One agent process's parts; see the module docstring for the order of things."""
 
@@ -54,17 +78,9 @@ class Agent:
         self.signer = load_agent_signer(config)
         self.trust = load_trust(config)
         self.catalogue = catalogue or Catalogue.load(config.testing.test_kernels)
-        self.store = Store.open(
-            config.agent.data_dir,
-            fsync=config.store.fsync,
-            compact_bytes=config.store.compact_bytes,
-            retention_days=config.store.retention_days,
-        )
+        self.store = _open_store(config)
         settings = link_settings(config, self._remembered_protocol())
-        try:
-            self.audit = AuditLog(config.audit_file, config.audit.max_bytes, config.audit.backups)
-        except OSError as exc:
-            raise ConfigError("audit.file", f"cannot open {config.audit_file}: {exc.strerror}") from None
+        self.audit = _open_audit(config)
         self.signing = Signing(node, topics, self.signer)
         self.presence = PresenceRecords(node, topics, self.signer, self.store, self.catalogue.names())
         self.heartbeats = Heartbeats(node, topics, self.signer, self.catalogue.backend, self.counts)
@@ -96,15 +112,7 @@ class Agent:
             self.signing,
             self.audit,
         )
-        self.pool = WorkerPool(
-            WorkerSettings(
-                count=config.worker_count,
-                memory_limit_mb=config.workers.memory_limit_mb,
-                test_kernels=config.testing.test_kernels,
-                max_payload=config.security.max_payload,
-                start_timeout_s=config.workers.start_timeout_s,
-            )
-        )
+        self.pool = WorkerPool(_worker_settings(config))
         self.state = "running"
         self._stopping = threading.Event()
         self._drivers: list[threading.Thread] = []
