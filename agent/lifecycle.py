@@ -327,12 +327,13 @@ class Lifecycle:
         if outcome.get("error"):
             final["last_error"] = outcome["error"]
         ops = [Op(TASKS, plan.key, None), Op(HISTORY, plan.key, final)]
+        waiting = record["status"] == "scheduled"
         for prefix, exists in (
-            ("start", plan.run_at is not None),
-            ("retry", record["attempt"] >= 1),
+            ("start", waiting and record["wait"] == "start"),
+            ("retry", waiting and record["wait"] == "retry"),
             ("run", plan.recurring),
         ):
-            if exists:
+            if exists:  # only timers that can exist: a failed cancel costs an exception
                 self.timers.cancel(f"{prefix}:{plan.key}")
         self._plans.pop(plan.key, None)
         self._commit_result(plan, record, status, publication, ops)

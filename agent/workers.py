@@ -99,6 +99,7 @@ class Worker:
         self.settings = settings
         self._process: BaseProcess | None = None
         self._poller = select.poll()
+        self._death = select.poll()
         self._conn: Connection | None = None
         self._cancelled = threading.Event()
         self._stopped = threading.Event()
@@ -131,6 +132,8 @@ class Worker:
         self._process, self._conn = process, parent
         self._poller = select.poll()  # built once: Connection.poll() builds a selector per call
         self._poller.register(parent.fileno(), select.POLLIN)
+        self._death = select.poll()  # the process sentinel: readable once it is gone (is_alive() costs more)
+        self._death.register(process.sentinel, select.POLLIN)
         self.backend, self.pid = hello["backend"], hello["pid"]
 
     def _replace(self) -> None:
@@ -179,7 +182,7 @@ class Worker:
         """One attempt of `kernel` on the task `body`, at most `timeout` seconds."""
         if self._stopped.is_set():
             return _stopped(time.time())
-        if self._process is None or not self._process.is_alive():
+        if self._process is None or self._death.poll(0):  # died while idle: start its successor
             self._replace()
         conn, process = self._conn, self._process
         assert conn is not None and process is not None

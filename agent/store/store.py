@@ -24,8 +24,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import functools
 import logging
 import os
+import queue
 import struct
 import threading
 import time
@@ -67,7 +69,12 @@ class StoreStats(NamedTuple):
 
 
 def _history_day(at: float) -> str:
-    return dt.datetime.fromtimestamp(at, tz=dt.timezone.utc).strftime("%Y-%m-%d")
+    return _day_name(int(at // DAY))
+
+
+@functools.lru_cache(maxsize=8)
+def _day_name(day: int) -> str:
+    return dt.datetime.fromtimestamp(day * DAY, tz=dt.timezone.utc).strftime("%Y-%m-%d")
 
 
 class Store:
@@ -84,10 +91,10 @@ class Store:
         self.retention_days = retention_days
         self.lock = threading.RLock()  # guards the tables: hold it to read several documents consistently
         self.tables: Tables = empty_tables()
-        self.db: StateDB = open_db(self.tables)
-        self._cond = threading.Condition(threading.Lock())
-        self._pending: list[tuple[list[Op], Callback | None, bool]] = []
-        self._closing = False
+        self._db: StateDB = open_db(self.tables)
+        self._dirty: set[str] = set()  # tables whose TinyDB query cache is stale
+        self._cond = threading.Condition(threading.Lock())  # durability progress, for flush()
+        self._pending: queue.SimpleQueue[tuple[list[Op], Callback | None, bool] | None] = queue.SimpleQueue()
         self._failure: BaseException | None = None
         self._writer: threading.Thread | None = None
         self._lock_fd: int | None = None
@@ -224,8 +231,16 @@ class Store:
             else:
                 rows[key] = doc
             touched.add(table)
-        for table in touched:
-            self.db.table(table).clear_cache()
+        self._dirty |= touched
+
+    @property
+    def db(self) -> StateDB:
+        """TinyDB over the tables (hold `lock` while querying); query caches cleared lazily."""
+        with self.lock:
+            for table in self._dirty:
+                self._db.table(table).clear_cache()
+            self._dirty.clear()
+        return self._db
 
     def commit(self, ops: list[Op], on_durable: Callback | None = None, *, sync: bool = True) -> None:
         """Apply `ops` now; make them durable with the next group commit, then call `on_durable`.
@@ -239,10 +254,8 @@ class Store:
             raise StoreError(f"the store failed and accepts no more changes: {self._failure}")
         with self.lock:
             self._apply(ops)
-            with self._cond:
-                self._pending.append((ops, on_durable, sync))
-                self._submitted_seq += 1
-                self._cond.notify()
+            self._submitted_seq += 1
+            self._pending.put((ops, on_durable, sync))
 
     def commit_sync(self, ops: list[Op], timeout: float = 30.0) -> None:
         done = threading.Event()
@@ -252,8 +265,9 @@ class Store:
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything committed so far is durable."""
-        with self._cond:
+        with self.lock:
             target = self._submitted_seq
+        with self._cond:
             return (
                 self._cond.wait_for(lambda: self._durable_seq >= target or self._failure is not None, timeout)
                 and self._failure is None
@@ -273,12 +287,18 @@ class Store:
     # -- the writer thread -----------------------------------------------------------------------------
 
     def _write_loop(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: bool(self._pending) or self._closing)
-                batch, self._pending = self._pending, []
-                if not batch and self._closing:
-                    return
+        closing = False
+        while not closing:
+            batch = []
+            item = self._pending.get()
+            while item is not None:  # everything that arrived meanwhile: one group commit
+                batch.append(item)
+                if self._pending.empty():
+                    break
+                item = self._pending.get()
+            closing = item is None
+            if not batch:
+                continue
             try:
                 self._write_batch(batch)
             except BaseException as exc:  # disk full, I/O error: nothing more may be acknowledged
@@ -432,9 +452,7 @@ class Store:
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is pending, then release the files and the lock."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
+        self._pending.put(None)  # after everything committed before
         if self._writer is not None:
             self._writer.join(timeout)
         for handle in (self._journal, self._history[1] if self._history else None):
