@@ -1,8 +1,8 @@
 """Intake: every check of PROTOCOL 4 and 5, one durable commit per batch, acks after it, in order.
 
 The network thread only queues deliveries (`submit`). The intake thread takes whatever has
-arrived (up to `intake_batch`), authenticates the batch (checks 1-7, on two threads: signature
-verification releases the GIL), decides each message in receive order (checks 8, 9), commits the
+arrived (up to `intake_batch`), checks each message in receive order (1-7 through `accept_task`,
+whose signature verification releases the GIL for the network thread; then 8 and 9), commits the
 whole batch (task records, replay rows, rejected results) as one group commit, hands its tasks to
 the scheduler at once, and goes on with the next batch while the disk works. A task may thus run
 before its record is on disk; its result is committed after the record and published only once
@@ -18,7 +18,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +53,6 @@ _AUDITED = frozenset(
     {"replayed", "duplicate_id", "target_mismatch", "not_yet_valid", "expired", "ttl_too_long"}
 )
 _STOP = object()
-VERIFY_THREADS = 2
 
 Control = Callable[[AcceptedTask], Publication]
 
@@ -117,7 +115,6 @@ class Intake:
         )
         self.rejects_limit = TokenBucket(config.rejects.rate_per_s)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._verifiers = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify")
         self._thread = threading.Thread(target=self._loop, name="intake", daemon=True)
         self._pending = 0  # batches committed but not yet acknowledged
         self._in_batch = 0  # tasks accepted in the batch being decided (not yet in the store)
@@ -145,7 +142,6 @@ class Intake:
         """Stop taking deliveries; what is committed is still acknowledged first."""
         self._queue.put(_STOP)
         self._thread.join(timeout)
-        self._verifiers.shutdown(wait=False)
 
     def idle(self) -> bool:
         """Nothing queued, being decided, or committed but not yet acknowledged."""
