@@ -125,7 +125,6 @@ class Intake:
             "redelivered": 0,
             "rejected": 0,
             "unauthenticated": 0,
-            "acks_dropped": 0,
         }
 
     # -- the network thread ---------------------------------------------------------------------------
@@ -211,8 +210,7 @@ class Intake:
                     decision.after()
                 except Exception:  # contained: the rest of the batch is still acknowledged
                     log.exception("after-commit step failed for a message on %s", decision.delivery.topic)
-            if not self.link.ack(decision.delivery):
-                self.counts["acks_dropped"] += 1
+        self.link.ack_all([decision.delivery for decision in decisions])  # in receive order
 
     # -- one message -------------------------------------------------------------------------------------
 

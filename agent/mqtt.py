@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import random
 import socket
 import ssl
@@ -142,6 +143,8 @@ class MqttLink:
         self._client = self._make_client()
         self._thread = threading.Thread(target=self._run, name="mqtt-network", daemon=True)
         self.connects = 0  # successful connections so far
+        self.acks_dropped = 0
+        self._soon: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
 
     # -- the paho client ---------------------------------------------------------------------------
 
@@ -258,6 +261,48 @@ class MqttLink:
             self._client.ack(delivery.mid, delivery.qos)
         return True
 
+    # The hot path: work handed to the network thread, which runs it between two loop iterations.
+    # One wake-up serves a whole batch, where a paho call from another thread costs a wake-up and
+    # a loop iteration each; and the network thread is where the connection generation changes.
+
+    def ack_all(self, deliveries: list[Delivery]) -> None:
+        """PUBACKs of a batch, in this order, by the network thread; those of an older connection
+        are dropped there (counted in `acks_dropped`)."""
+        self._soon.put(lambda: self._ack_now(deliveries))
+        self._wake()
+
+    def publish_soon(self, topic: str, payload: bytes, qos: int, on_mid: Callable[[int], None]) -> None:
+        """Publish from the network thread; `on_mid(mid)` runs there before any PUBACK of it can."""
+        self._soon.put(lambda: on_mid(self.publish(topic, payload, qos)))
+        self._wake()
+
+    def _ack_now(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            if delivery.qos == 0:
+                continue
+            if delivery.generation != self._generation or not self._connected.is_set():
+                self.acks_dropped += 1
+                continue
+            self._client.ack(delivery.mid, delivery.qos)
+
+    def _wake(self) -> None:
+        """Interrupt the network thread's select (paho's own wake-up socket, as loop_start uses)."""
+        sock = getattr(self._client, "_sockpairW", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.send(b"w")
+
+    def _run_soon(self) -> None:
+        while True:
+            try:
+                work = self._soon.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                work()
+            except Exception:  # contained: the network thread must go on
+                log.exception("queued MQTT work failed")
+
     def start(self) -> None:
         self._thread.start()
 
@@ -317,7 +362,9 @@ class MqttLink:
             return False
         if not self._await_connack():
             return False
-        client.loop_forever()  # returns when the connection ends (reconnect_on_failure=False)
+        while client.loop(timeout=1.0) == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._run_soon()
+        self._run_soon()  # acks of this connection are dropped, publishes wait in paho for the next
         return True
 
     def _await_connack(self) -> bool:

@@ -54,8 +54,11 @@ class Outbox:
 
     def send(self, key: str, publication: Publication) -> None:
         """Publish a stored result (call only once its commit is durable)."""
-        with self._lock:  # a PUBACK handled before the packet id is known would be missed
-            mid = self._link.publish(publication.topic, publication.payload, qos=1)
+        self._link.publish_soon(publication.topic, publication.payload, 1, lambda mid: self._sent(mid, key))
+
+    def _sent(self, mid: int, key: str) -> None:
+        """The network thread published it: remembered before its PUBACK can be handled."""
+        with self._lock:
             self._inflight[mid] = key
             self.published += 1
 
