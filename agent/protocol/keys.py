@@ -19,6 +19,10 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from . import sodium
+
+_sodium_verify = sodium.verify_detached
+
 Alg = Literal["ed25519", "hmac-sha256"]
 ALGORITHMS: tuple[Alg, ...] = ("ed25519", "hmac-sha256")
 HMAC_PREFIX = "hmac-sha256:"
@@ -43,14 +47,19 @@ class Signer(Protocol):
 
 @dataclass(frozen=True)
 class Ed25519Verifier:
+    """Verifies with libsodium when PyNaCl is installed (see `sodium`), else with `cryptography`."""
+
     public_key: Ed25519PublicKey
     alg: Alg = "ed25519"
+    raw: bytes = field(default=b"", repr=False)  # the 32 raw bytes of `public_key`
 
     @classmethod
     def from_raw(cls, raw: bytes) -> Ed25519Verifier:
-        return cls(Ed25519PublicKey.from_public_bytes(raw))
+        return cls(Ed25519PublicKey.from_public_bytes(raw), raw=bytes(raw))
 
     def verify(self, signature: bytes, data: bytes) -> bool:
+        if _sodium_verify is not None and self.raw and len(data) <= sodium.MAX_BODY:
+            return _sodium_verify(signature, data, self.raw)
         try:
             self.public_key.verify(signature, data)
         except InvalidSignature:
@@ -92,7 +101,7 @@ class Ed25519Signer:
         )
 
     def verifier(self) -> Ed25519Verifier:
-        return Ed25519Verifier(self.private_key.public_key())
+        return Ed25519Verifier.from_raw(self.public_raw())
 
 
 @dataclass(frozen=True)
