@@ -9,7 +9,10 @@ expiry monitor. This subclass overrides the methods below, each for a fault list
   (stock amqtt deletes or resumes the session named by an unauthenticated CONNECT); bound the
   time to a complete CONNECT; a client error never escapes into asyncio's accept loop; a session
   takeover waits for the old connection to finish; a persistent session stays bound to the
-  identity that created it; the Will topic must pass the publish ACL.
+  identity that created it; the Will topic must pass the publish ACL. A CONNECT of another
+  protocol level (an MQTT 5 client) is refused at once with CONNACK 0x01, which clients such as
+  paho read as "fall back to 3.1.1"; stock amqtt misparses its properties and waits for bytes
+  that never come until the connect timeout (FIX-PROTOCOL-LEVEL).
 * `_handle_disconnect`: Will through the router, outbox detached, clean sessions forgotten.
 * `_handle_subscription` / `add_subscription` / `_del_subscription` (FIX-SUBSCRIBE): SUBACK after
   the subscription is durable; a repeated filter replaces the old QoS [MQTT-3.8.4-3]; retained
@@ -37,7 +40,7 @@ from amqtt.broker import Broker, RetainedApplicationMessage, Server
 from amqtt.contexts import BrokerConfig, ListenerConfig, ListenerType
 from amqtt.errors import PluginError
 from amqtt.events import BrokerEvents
-from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
+from amqtt.mqtt.connack import NOT_AUTHORIZED, UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
 from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.session import Session
 
@@ -54,6 +57,10 @@ from .transport import (
     CoalescingWebSocketsWriter,
     LimitedStreamReader,
     LimitedWebSocketsReader,
+    ReplayReader,
+    encode_packet,
+    protocol_level,
+    read_packet,
     server_context,
     set_nodelay,
 )
@@ -209,7 +216,17 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         self, reader: ReaderAdapter, writer: WriterAdapter
     ) -> tuple[EdgeProtocolHandler, Session] | None:
         """Read CONNECT, authenticate, settle the session; None when refused (CONNACK sent)."""
-        handler, incoming = await EdgeProtocolHandler.init_from_connect(reader, writer, self.plugins_manager)
+        first, body = await read_packet(reader)  # FIX-PROTOCOL-LEVEL: look at the level first
+        if first >> 4 == 1 and (level := protocol_level(body)) not in (None, 4):
+            log.info(
+                "refused %s: MQTT protocol level %s (this broker speaks 3.1.1, level 4)",
+                writer.get_peer_info(),
+                level,
+            )
+            await _refuse(writer, UNACCEPTABLE_PROTOCOL_VERSION)
+            return None
+        connect = ReplayReader(encode_packet(first, body))  # amqtt parses it; later reads go to `reader`
+        handler, incoming = await EdgeProtocolHandler.init_from_connect(connect, writer, self.plugins_manager)
         if not await self._authenticate(incoming, None):
             await _refuse(writer, incoming.attributes.get(REFUSAL, NOT_AUTHORIZED))
             return None

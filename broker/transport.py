@@ -26,7 +26,13 @@ import socket
 import ssl
 from typing import Any
 
-from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter, WebSocketsReader, WebSocketsWriter
+from amqtt.adapters import (
+    ReaderAdapter,
+    StreamReaderAdapter,
+    StreamWriterAdapter,
+    WebSocketsReader,
+    WebSocketsWriter,
+)
 from websockets.exceptions import ConnectionClosed
 
 from .config import ListenerSettings
@@ -61,6 +67,40 @@ async def read_packet(reader: Any) -> tuple[int, bytes]:
     if len(body) < length:
         raise EOFError("connection closed")
     return first, bytes(body)
+
+
+def encode_packet(first: int, body: bytes) -> bytes:
+    """The bytes of a packet `read_packet` returned, as they came: fixed header, then body."""
+    head, length = bytearray([first]), len(body)
+    while True:
+        byte, length = length & 0x7F, length >> 7
+        head.append(byte | (0x80 if length else 0))
+        if not length:
+            return bytes(head) + body
+
+
+def protocol_level(body: bytes) -> int | None:
+    """The protocol level of a CONNECT body (4 = MQTT 3.1.1, 5 = MQTT 5, 3 = MQIsdp 3.1)."""
+    if len(body) < 2:
+        return None
+    name_end = 2 + int.from_bytes(body[:2], "big")
+    return body[name_end] if name_end < len(body) else None
+
+
+class ReplayReader(ReaderAdapter):  # type: ignore[misc]  # amqtt ships no type information
+    """Serves bytes already read from a connection (its CONNECT), for amqtt's parser to read again."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    async def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            n = len(self._data)
+        chunk, self._data = self._data[:n], self._data[n:]
+        return chunk
+
+    def feed_eof(self) -> None:
+        self._data = b""
 
 
 def set_nodelay(transport: Any) -> None:

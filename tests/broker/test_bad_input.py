@@ -143,3 +143,62 @@ def test_a_flood_of_connections(embedded_broker: RunningBroker, bystanders: Clie
     finally:
         for sock in flood:
             sock.close()
+
+
+def _mqtt5_connect(client_id: str, username: str, password: str) -> bytes:
+    """A CONNECT as an MQTT 5 client sends it: level 5 and properties (session expiry 3600 s)."""
+    properties = bytes([0x11]) + struct.pack(">I", 3600)
+    credentials = struct.pack(">H", len(username)) + username.encode()
+    credentials += struct.pack(">H", len(password)) + password.encode()
+    body = struct.pack(">H", 4) + b"MQTT" + bytes([5, 0xC2]) + struct.pack(">H", 60)
+    body += bytes([len(properties)]) + properties + bytes([0])  # CONNECT props, then Will-less payload
+    body += struct.pack(">H", len(client_id)) + client_id.encode() + credentials
+    return packet(1, 0, body)
+
+
+@pytest.mark.parametrize("level", [5, 3])
+def test_another_protocol_level_is_refused_at_once_with_connack_1(
+    embedded_broker: RunningBroker, bystanders: ClientFactory, level: int
+) -> None:
+    """FIX-PROTOCOL-LEVEL: an MQTT 5 client learns at once that this broker speaks 3.1.1, so
+    it can fall back, instead of waiting out the connect timeout (stock amqtt misparses the
+    properties and waits for bytes that never come)."""
+    data = _mqtt5_connect("v5-client", "alice", USERS["alice"])
+    if level == 3:  # an MQTT 3.1 client: MQIsdp, level 3
+        data = connect_packet("v3-client", username="alice", password=USERS["alice"])
+        data = packet(1, 0, struct.pack(">H", 6) + b"MQIsdp" + bytes([3]) + data[2 + 2 + 4 + 1 :])
+    connection = RawClient(embedded_broker.port, timeout=10)
+    try:
+        connection.send(data)
+        connack = connection.receive()
+        assert (connack.kind, connack.body) == (2, b"\x00\x01")  # CONNACK: unacceptable protocol version
+        assert connection.closed_by_broker(timeout=10)
+    finally:
+        connection.close()
+
+
+def test_a_paho_mqtt5_client_is_refused_with_unsupported_protocol(embedded_broker: RunningBroker) -> None:
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    refused: list[Any] = []
+    done = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="paho-v5", protocol=mqtt.MQTTv5)
+    client.username_pw_set("alice", USERS["alice"])
+
+    def on_connect(c: Any, u: Any, flags: Any, reason: Any, properties: Any) -> None:
+        refused.append(reason)
+        done.set()
+
+    client.on_connect = on_connect
+    client.connect("127.0.0.1", embedded_broker.port)
+    client.loop_start()
+    try:
+        assert done.wait(10), "no CONNACK: the broker did not answer the MQTT 5 CONNECT"
+        assert refused[0].is_failure
+        assert int(refused[0].value) in (0x01, 0x84)  # 3.1.1's code as read by paho, or MQTT 5's own
+    finally:
+        client.disconnect()
+        client.loop_stop()
