@@ -143,6 +143,7 @@ class MqttLink:
         self._client = self._make_client()
         self._thread = threading.Thread(target=self._run, name="mqtt-network", daemon=True)
         self.connects = 0  # successful connections so far
+        self._downgraded = False  # auto just switched to 3.1.1: reconnect at once
         self.acks_dropped = 0
         self._soon: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
 
@@ -340,6 +341,9 @@ class MqttLink:
             failures = 0 if accepted else failures + 1
             if self._stop.is_set():
                 break
+            if self._downgraded:  # not a failure: the broker answered, in another protocol
+                self._downgraded, failures = False, 0
+                continue
             delay = backoff_delay(
                 failures, self.settings.reconnect_min_s, self.settings.reconnect_max_s, self._rng
             )
@@ -387,3 +391,4 @@ class MqttLink:
             self.protocol = MQTT311
             self._client = self._make_client()
             self._client._thread = threading.current_thread()
+            self._downgraded = True

@@ -1,7 +1,7 @@
 """The agent process: every part wired together, started and stopped in the right order.
 
     agent = Agent(config)        # loads keys and trust store, opens the store (ConfigError / StoreError)
-    agent.start()                # workers, timers, outbox, intake, then the broker connection
+    agent.start()                # workers launched, timers, outbox, intake, broker connection, workers ready
     agent.run_until_idle()       # tests: until nothing is queued, running or unacknowledged
     agent.stop()                 # clean stop (below)
 
@@ -201,7 +201,9 @@ class Agent:
     # -- life cycle -----------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.pool.start()
+        # Workers boot (import, load the kernels) while the agent restores its state and connects:
+        # tasks that arrive meanwhile are stored and queued; the drivers start once workers are ready.
+        self.pool.launch()
         restored = self.lifecycle.start()
         timers = self.lifecycle.timers
         timers.every(self.config.heartbeat.interval_s, self.publish_heartbeat, "heartbeat")
@@ -210,6 +212,12 @@ class Agent:
         self.outbox.start()
         unsent = self.outbox.restore()
         self.intake.start()
+        self.link.start()
+        try:
+            self.pool.wait_ready()
+        except WorkerError:
+            self.link.stop()  # online for a moment, then the Will: no worker could start
+            raise
         for worker in self.pool.workers:
             thread = threading.Thread(
                 target=self._drive, args=(worker,), name=f"worker-{worker.index}", daemon=True
@@ -217,7 +225,6 @@ class Agent:
             thread.start()
             self._drivers.append(thread)
         self.audit.record("start", node=self.config.node, restored_tasks=restored, unsent_results=unsent)
-        self.link.start()
 
     def reload(self) -> None:
         """SIGHUP: re-read the trust store; a broken file keeps the current keys."""

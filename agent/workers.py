@@ -101,6 +101,7 @@ class Worker:
         self._poller = select.poll()
         self._death = select.poll()
         self._conn: Connection | None = None
+        self._launched: tuple[BaseProcess, Connection] | None = None  # started, no hello yet
         self._cancelled = threading.Event()
         self._stopped = threading.Event()
         self.backend = "numpy"
@@ -111,6 +112,11 @@ class Worker:
     # -- process life ------------------------------------------------------------------------------
 
     def spawn(self) -> None:
+        self.launch()
+        self.handshake()
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (a pool launches all, then waits for all)."""
         ctx = _context()
         parent, child = ctx.Pipe()
         s = self.settings
@@ -122,6 +128,13 @@ class Worker:
         )
         process.start()
         child.close()
+        self._launched = (process, parent)
+
+    def handshake(self) -> None:
+        """Wait for the launched process's hello; then it takes attempts."""
+        assert self._launched is not None, "launch() first"
+        process, parent = self._launched
+        s = self.settings
         if not parent.poll(s.start_timeout_s):
             process.kill()
             raise WorkerError(f"worker {self.index} did not start within {s.start_timeout_s} s")
@@ -135,6 +148,7 @@ class Worker:
         self._death = select.poll()  # the process sentinel: readable once it is gone (is_alive() costs more)
         self._death.register(process.sentinel, select.POLLIN)
         self.backend, self.pid = hello["backend"], hello["pid"]
+        self._launched = None
 
     def _replace(self) -> None:
         self._discard()
@@ -157,6 +171,10 @@ class Worker:
         self._stopped.set()
         process = self._process
         if process is None:
+            if self._launched is not None:  # launched, never ready: nothing to finish
+                launched, self._launched = self._launched[0], None
+                launched.kill()
+                launched.join(timeout)
             return
         if self.busy:
             process.kill()  # the driving thread sees the pipe end and returns
@@ -243,14 +261,24 @@ class WorkerPool:
         self.workers = [Worker(i, settings) for i in range(settings.count)]
 
     def start(self) -> None:
-        started: list[Worker] = []
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start every worker process at once: they import and load the kernels side by side,
+        while the agent goes on starting (the MQTT link connects meanwhile)."""
+        for worker in self.workers:
+            worker.launch()
+
+    def wait_ready(self) -> None:
+        """Wait for every launched worker's hello; on a failure, stop them all."""
         try:
             for worker in self.workers:
-                worker.spawn()
-                started.append(worker)
+                worker.handshake()
         except WorkerError:
-            for worker in started:
-                worker.stop()
+            for worker in self.workers:
+                with contextlib.suppress(Exception):
+                    worker.stop()
             raise
         log.info("%d workers started (backend %s)", len(self.workers), self.workers[0].backend)
 
