@@ -52,7 +52,8 @@ def test_counters_and_gauges_parse_with_types_and_help() -> None:
 
 def test_label_values_are_escaped_and_read_back_exactly() -> None:
     registry = Registry()
-    counter = registry.counter("edge_agent_odd_total", "Help with a \\ backslash\nand a new line.", ["a", "b"])
+    help_text = "Help with a \\ backslash\nand a new line."
+    counter = registry.counter("edge_agent_odd_total", help_text, ["a", "b"])
     nasty = 'back\\slash "quoted"\nnew line, {braces} = and ünïcode'
     counter.labels(nasty, "").inc()
     text = registry.expose()
