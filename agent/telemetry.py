@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .metrics import LabelValues, Registry
+from .protocol.errors import REJECT_CODES, TASK_REJECT_CODES
 
 if TYPE_CHECKING:
     from .runner import Agent
@@ -30,6 +31,8 @@ STATUSES = ("completed", "abandoned", "expired", "cancelled", "rejected")
 RESTART_REASONS = ("timeout", "crash", "memory", "cancel")
 QUEUE_STATES = ("queued", "scheduled", "running")
 HEALTH_CHECKS = ("broker", "store", "workers")
+#: Codes of a failed attempt (PROTOCOL 6, and `cancelled` from sys.cancel).
+ATTEMPT_CODES = ("kernel_error", "timeout", "worker_crashed", "out_of_memory", "cancelled")
 #: Kernel runs: a millisecond to ten minutes.
 RUN_BUCKETS = (
     0.001,
@@ -113,6 +116,16 @@ class Telemetry:
             ["status"],
             buckets=WAIT_BUCKETS,
         )
+        # Every known series exists at 0 from the start: increase() and rate() then see the first
+        # event too, and an alert on a code that never happened yet still has a series to watch.
+        for code in sorted(TASK_REJECT_CODES):
+            self.rejects.labels(code, "result")
+        for code in sorted(REJECT_CODES):
+            self.rejects.labels(code, "report")
+        for code in ATTEMPT_CODES:
+            self.attempts_failed.labels(code)
+        for status in STATUSES[:-1]:
+            self.accept_to_result.labels(status)
 
     # -- events (intake, lifecycle) -----------------------------------------------------------------
 
