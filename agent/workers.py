@@ -165,7 +165,11 @@ class Worker:
         if self._process is None or not self._death.poll(0) or self._stopped.is_set():
             return False  # not started, alive, or dead because the agent stops it
         log.warning("worker %d died while idle (%s): starting another", self.index, _death(self._process)[1])
-        self._replace("crash")
+        try:
+            self._replace("crash")
+        except WorkerError as exc:  # /health shows it down; run() tries again with the next task
+            log.error("worker %d cannot be restarted: %s", self.index, exc)
+            return False
         return True
 
     def _discard(self) -> None:

@@ -262,6 +262,26 @@ def test_the_endpoint_errors_are_clear_and_it_can_be_off(site: Site) -> None:
         assert agent.http is None and agent.health.ok()
 
 
+def test_the_endpoint_survives_bad_and_idle_clients(site: Site) -> None:
+    with site.agent() as agent:
+        base = url_of(agent)
+        assert agent.http is not None
+        address = ("127.0.0.1", agent.http.port)
+        with socket.create_connection(address) as idle, socket.create_connection(address) as bad:
+            idle.sendall(b"GET /metr")  # never finishes its request line
+            bad.sendall(b"\x00\xffnot http at all\r\n\r\n")
+            reply = bad.recv(4096)
+            assert b"Error code: 400" in reply  # (stdlib answers a line it cannot parse as HTTP/0.9)
+            assert health(base)[0] == 200  # served while the idle client holds its connection
+            assert value(scrape(base), "edge_agent_connected") == 1
+        request = urllib.request.Request(base + "/metrics", data=b"x", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _DIRECT.open(request, timeout=10)
+        assert refused.value.code == 501
+        refused.value.close()
+        assert health(base)[0] == 200 and http_get(base + "/metrics?name[]=x")[0] == 200
+
+
 def test_json_logs_carry_the_task_id_and_trace(site: Site) -> None:
     watcher = site.watch(RESULTS)
     presence = site.watch(TOPICS.presence("node-1"))
