@@ -316,7 +316,10 @@ class Intake:
         self.telemetry.task_rejected(exc.code)
         fields = _readable_fields(delivery.payload)
         trace = fields.get("trace") if isinstance(fields.get("trace"), str) else None
-        log.info(
+        # A full queue is answered quietly: a line per refused task would only add to the load.
+        level = logging.DEBUG if exc.code == "overloaded" else logging.INFO
+        log.log(
+            level,
             "task %s rejected: %s: %s",
             exc.task_id,
             exc.code,
