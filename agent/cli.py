@@ -18,13 +18,18 @@ from .errors import AgentError, ConfigError
 from .logs import setup_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+_EPILOG = {
+    "run": "While running it serves GET /metrics (Prometheus) and GET /health (200 or 503, JSON) on "
+    "127.0.0.1:9464 ([metrics] host, port, enabled; EDGE_METRICS_PORT=0 takes any free port and logs it). "
+    "Logs go to stderr: JSON lines when stderr is not a terminal, else text ([log] format, level).",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-agent", description="The edge agent of one node.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("run", "run the agent until SIGTERM/SIGINT"), ("check", "validate and exit")):
-        cmd = sub.add_parser(name, help=text, description=text)
+        cmd = sub.add_parser(name, help=text, description=text, epilog=_EPILOG.get(name))
         cmd.add_argument("--config", "-c", required=True, help="agent.toml (from edge-provision bundle)")
     return parser
 

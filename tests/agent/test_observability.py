@@ -256,6 +256,9 @@ def test_the_endpoint_errors_are_clear_and_it_can_be_off(site: Site) -> None:
         finally:
             agent.store.close()
             agent.audit.close()
+        with agent_process(site, metrics_port=port) as proc:  # `edge-agent run`: exit status 2
+            assert proc.proc.wait(TIMEOUT) == 2, proc.output()
+            assert f"configuration error: metrics.port: 127.0.0.1:{port} is in use" in proc.output()
     with pytest.raises(ConfigError, match=r"^metrics\.port: must be from 0 to 65535"):
         site.config(metrics_port=70000)
     with site.agent(metrics_enabled="false") as agent:
