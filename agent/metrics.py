@@ -139,10 +139,10 @@ class _Family(_Metric):
     def _new(self) -> _Value:
         raise NotImplementedError
 
-    def _child(self, values: Sequence[object]) -> _Value:
-        key = self._key(values)
-        child = self._children.get(key)
+    def _child(self, values: tuple[object, ...]) -> _Value:
+        child = self._children.get(values)  # type: ignore[arg-type]  # the hot path: labels seen before
         if child is None:
+            key = self._key(values)
             with self._lock:
                 child = self._children.setdefault(key, self._new())
         return child
@@ -248,9 +248,9 @@ class Histogram(_Metric):
             self.labels()
 
     def labels(self, *values: object) -> HistogramChild:
-        key = self._key(values)
-        child = self._children.get(key)
+        child = self._children.get(values)  # type: ignore[arg-type]  # the hot path: labels seen before
         if child is None:
+            key = self._key(values)
             with self._lock:
                 child = self._children.setdefault(key, HistogramChild(self.buckets))
         return child

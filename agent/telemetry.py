@@ -126,11 +126,14 @@ class Telemetry:
             self.attempts_failed.labels(code)
         for status in STATUSES[:-1]:
             self.accept_to_result.labels(status)
+        # Children of the task path, looked up once.
+        self._accepted = self.accepted.labels()
+        self._waited = self.queue_wait.labels()
 
     # -- events (intake, lifecycle) -----------------------------------------------------------------
 
     def task_accepted(self) -> None:
-        self.accepted.inc()
+        self._accepted.inc()
 
     def task_rejected(self, code: str) -> None:
         """A `rejected` result (checks 4-9)."""
@@ -145,7 +148,7 @@ class Telemetry:
         self.reports_suppressed.inc()
 
     def attempt_started(self, waited_s: float) -> None:
-        self.queue_wait.observe(waited_s)
+        self._waited.observe(waited_s)
 
     def attempt_ended(self, kernel: str, outcome: Outcome) -> None:
         self.run_time.labels(kernel).observe(max(0.0, outcome.finished_at - outcome.started_at))
