@@ -80,7 +80,8 @@ def url_of(agent: Agent) -> str:
     return agent.http.url
 
 
-def test_metrics_count_what_the_agent_did(site: Site) -> None:
+def test_metrics_count_what_the_agent_did(any_site: Site) -> None:
+    site = any_site
     watcher = site.watch(RESULTS, TOPICS.rejects("node-1"))
     device = site.client("sensor-1")
     with site.agent() as agent:
