@@ -168,7 +168,8 @@ def test_queue_depth_counts_queued_and_scheduled_tasks(site: Site) -> None:
         site.submit(device, "sensor-1", "stats", GOOD, task_id="waits-1")
         site.submit(device, "sensor-1", "stats", GOOD, task_id="waits-2")
         site.submit(device, "sensor-1", "stats", GOOD, task_id="later", run_at=time.time() + 600)
-        wait_for(lambda: agent.lifecycle.active() == 4, "four tasks accepted")
+        # Stored (active) first, then queued: wait for both, or the gauge may be read in between.
+        wait_for(lambda: agent.lifecycle.active() == 4 and len(agent.lifecycle.ready) == 2, "four tasks in")
         samples = scrape(base)
         assert value(samples, "edge_agent_queue_depth", state="running") == 1
         assert value(samples, "edge_agent_queue_depth", state="queued") == 2
