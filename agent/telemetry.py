@@ -30,7 +30,6 @@ STATUSES = ("completed", "abandoned", "expired", "cancelled", "rejected")
 #: Why a worker was replaced (workers.py): past its timeout, crashed, past its memory limit, sys.cancel.
 RESTART_REASONS = ("timeout", "crash", "memory", "cancel")
 QUEUE_STATES = ("queued", "scheduled", "running")
-HEALTH_CHECKS = ("broker", "store", "workers")
 #: Codes of a failed attempt (PROTOCOL 6, and `cancelled` from sys.cancel).
 ATTEMPT_CODES = ("kernel_error", "timeout", "worker_crashed", "out_of_memory", "cancelled")
 #: Kernel runs: a millisecond to ten minutes.
@@ -175,11 +174,14 @@ def _by(names: tuple[str, ...], read: Callable[[str], float]) -> Callable[[], di
 
 def watch_agent(registry: Registry, agent: Agent) -> None:
     """Gauges and counters read from `agent` at scrape time (no locks of the task path)."""
-    import psutil  # the agent imports it already (heartbeats)
+    _watch_work(registry, agent)
+    _watch_parts(registry, agent)
 
-    process = psutil.Process()
+
+def _watch_work(r: Registry, agent: Agent) -> None:
+    """What the agent is and what it has to do."""
     started = time.time()
-    pool, link, lifecycle = agent.pool, agent.link, agent.lifecycle
+    pool, lifecycle = agent.pool, agent.lifecycle
 
     def info() -> dict[LabelValues, float]:
         return {(agent.config.node, __version__, pool.backend): 1.0}
@@ -193,13 +195,9 @@ def watch_agent(registry: Registry, agent: Agent) -> None:
             return queued
         return max(0, lifecycle.active() - queued - running)
 
-    def restarts(reason: str) -> float:
-        return sum(worker.restarts_by.get(reason, 0) for worker in pool.workers)
-
     def draining() -> dict[LabelValues, float]:
         return _one(agent.state == "draining" or not agent.intake.accepting)
 
-    r = registry
     r.gauge_function(
         "edge_agent_info",
         "The agent's node, version and kernel backend (always 1).",
@@ -209,7 +207,6 @@ def watch_agent(registry: Registry, agent: Agent) -> None:
     r.gauge_function(
         "edge_agent_start_time_seconds", "When the agent started (Unix time).", lambda: _one(started)
     )
-    r.gauge_function("edge_agent_connected", "1 while connected to the broker.", lambda: _one(link.connected))
     r.gauge_function("edge_agent_draining", "1 while the agent takes no new tasks (drain or stop).", draining)
     r.gauge_function(
         "edge_agent_queue_depth",
@@ -222,6 +219,22 @@ def watch_agent(registry: Registry, agent: Agent) -> None:
         "Results stored but not yet acknowledged by the broker.",
         lambda: _one(agent.outbox.pending),
     )
+
+
+def _watch_parts(r: Registry, agent: Agent) -> None:
+    """The state of its parts: broker link, workers, memory, health."""
+    import psutil  # the agent imports it already (heartbeats)
+
+    process = psutil.Process()
+    pool, link, health = agent.pool, agent.link, agent.health
+
+    def restarts(reason: str) -> float:
+        return sum(worker.restarts_by.get(reason, 0) for worker in pool.workers)
+
+    def checks() -> dict[LabelValues, float]:
+        return {(check.name,): float(check.ok) for check in health.checks()}
+
+    r.gauge_function("edge_agent_connected", "1 while connected to the broker.", lambda: _one(link.connected))
     r.gauge_function("edge_agent_workers", "Worker processes configured.", lambda: _one(len(pool.workers)))
     r.gauge_function("edge_agent_workers_alive", "Worker processes alive.", lambda: _one(pool.alive))
     r.counter_function(
@@ -240,11 +253,6 @@ def watch_agent(registry: Registry, agent: Agent) -> None:
         "Resident memory of the agent process (workers excluded).",
         lambda: _one(process.memory_info().rss),
     )
-    health = agent.health
-
-    def checks() -> dict[LabelValues, float]:
-        return {(check.name,): float(check.ok) for check in health.checks()}
-
     r.gauge_function(
         "edge_agent_health_check",
         "1 when the check passes (broker, store, workers), as /health reports it.",
