@@ -8,8 +8,9 @@
     registry.gauge_function("edge_agent_connected", "...", lambda: {(): 1.0})
     registry.expose()   # the text a scraper reads
 
-Why not `prometheus_client`: its import alone costs a few megabytes of the agent's idle RSS budget,
-and the agent needs only counters, gauges and histograms. Every metric is thread-safe (one small
+Why not `prometheus_client`: its import costs about 1 MiB of RSS on top of the agent's own imports
+(measured; the agent idles near its 60 MB budget) and brings a process-wide default registry,
+while the agent needs only counters, gauges and histograms. Every metric is thread-safe (one small
 lock per labelled child, held for an addition); gauges whose value the agent already knows are
 functions read at scrape time, so the task path never pays for them.
 """
