@@ -10,51 +10,26 @@ unreadable), 2 bad configuration (the message names the key).
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import sys
-import time
 from collections.abc import Sequence
 
 from .config import Config, load_config
 from .errors import AgentError, ConfigError
+from .logs import setup_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message (and the traceback, if any)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            doc["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(doc)
-
-
-def setup_logging(config: Config) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if config.log.format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(config.log.level.upper())
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+_EPILOG = {
+    "run": "While running it serves GET /metrics (Prometheus) and GET /health (200 or 503, JSON) on "
+    "127.0.0.1:9464 ([metrics] host, port, enabled; EDGE_METRICS_PORT=0 takes any free port and logs it). "
+    "Logs go to stderr: JSON lines when stderr is not a terminal, else text ([log] format, level).",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-agent", description="The edge agent of one node.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("run", "run the agent until SIGTERM/SIGINT"), ("check", "validate and exit")):
-        cmd = sub.add_parser(name, help=text, description=text)
+        cmd = sub.add_parser(name, help=text, description=text, epilog=_EPILOG.get(name))
         cmd.add_argument("--config", "-c", required=True, help="agent.toml (from edge-provision bundle)")
     return parser
 

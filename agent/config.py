@@ -127,7 +127,16 @@ class AuditSection:
 @dataclass(frozen=True)
 class LogSection:
     level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["text", "json"] = "text"
+    format: Literal["auto", "text", "json"] = "auto"  # auto: json unless stderr is a terminal
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    """The HTTP endpoint of /metrics (Prometheus) and /health; no authentication: keep it local."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = field(default=9464, metadata=_limit(0, 65535))  # 0: any free port (logged)
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,7 @@ class Config:
     rejects: RejectsSection = RejectsSection()
     audit: AuditSection = AuditSection()
     log: LogSection = LogSection()
+    metrics: MetricsSection = MetricsSection()
     testing: TestingSection = TestingSection()
     source: Path | None = None  # the TOML file it came from
 
@@ -326,6 +336,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("mqtt.ca_file", "is required when mqtt.tls is true")
     if (config.mqtt.cert_file is None) != (config.mqtt.key_file is None):
         raise ConfigError("mqtt.key_file", "mqtt.cert_file and mqtt.key_file go together")
+    if not config.metrics.host:
+        raise ConfigError("metrics.host", "must not be empty (127.0.0.1 keeps /metrics on this machine)")
     for key in ("signing_key", "trust_store"):
         if getattr(config.security, key) is None:
             raise ConfigError(f"security.{key}", "is required")

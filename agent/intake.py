@@ -28,6 +28,7 @@ from .config import Config
 from .errors import StoreError
 from .kernels import Catalogue
 from .lifecycle import Lifecycle
+from .logs import task_extra
 from .mqtt import Delivery, MqttLink
 from .outbox import Outbox, outbox_op
 from .protocol import (
@@ -45,6 +46,7 @@ from .protocol import (
 from .ratelimit import TokenBucket
 from .results import Publication, Signing, peek_body
 from .store import DurableReplayCache, Op, Store
+from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,7 @@ class Intake:
         self._in_batch = 0  # tasks accepted in the batch being decided (not yet in the store)
         self.accepting = True
         self._working = False
+        self.telemetry = Telemetry()  # the agent's replaces it (runner.py)
         self.counts = {
             "accepted": 0,
             "redelivered": 0,
@@ -291,6 +294,7 @@ class Intake:
     def _accepted(self, delivery: Delivery, accepted: AcceptedTask, claim: Op) -> Decision:
         plan, record = self.lifecycle.record_for(accepted, delivery.received_at)
         self.counts["accepted"] += 1
+        self.telemetry.task_accepted()
         self._in_batch += 1
         return Decision(
             delivery,
@@ -309,7 +313,19 @@ class Intake:
     def _rejected(self, delivery: Delivery, exc: TaskRejected, claim: Op | None) -> Decision:
         """Checks 4-9 with a readable id: a `rejected` result (PROTOCOL 4)."""
         self.counts["rejected"] += 1
+        self.telemetry.task_rejected(exc.code)
         fields = _readable_fields(delivery.payload)
+        trace = fields.get("trace") if isinstance(fields.get("trace"), str) else None
+        # A full queue is answered quietly: a line per refused task would only add to the load.
+        level = logging.DEBUG if exc.code == "overloaded" else logging.INFO
+        log.log(
+            level,
+            "task %s rejected: %s: %s",
+            exc.task_id,
+            exc.code,
+            exc.message,
+            extra=task_extra(exc.task_id, trace),
+        )
         if exc.code in _AUDITED:
             self._audit("task_rejected", delivery, exc, hashlib.sha256(delivery.payload).digest())
         publication = self.signing.result(
@@ -320,7 +336,7 @@ class Intake:
             attempt=0,
             received_at=delivery.received_at,
             error={"code": exc.code, "message": exc.message},
-            trace=fields.get("trace") if isinstance(fields.get("trace"), str) else None,
+            trace=trace,
         )
         key = f"{exc.kid}/{exc.task_id}#rejected#{delivery.received_at!r}"
         ops = [outbox_op(key, publication)] + ([claim] if claim is not None else [])
@@ -329,6 +345,7 @@ class Intake:
     def _unauthenticated(self, delivery: Delivery, exc: AuthenticationError) -> Decision:
         """Checks 1-3 (or 4 without an id): never answered, acknowledged, counted, audited, reported."""
         self.counts["unauthenticated"] += 1
+        self.telemetry.unauthenticated(exc.code)
         digest = hashlib.sha256(delivery.payload).digest()
         self._audit("unauthenticated", delivery, exc, digest, size=len(delivery.payload))
         report = {
@@ -366,8 +383,17 @@ class Intake:
 
     def _report(self, report: dict[str, Any]) -> None:
         if self.rejects_limit.allow():
+            log.warning(
+                "message on %s not authenticated: %s (kid %s)",
+                report["topic"],
+                report["code"],
+                report.get("kid"),
+                extra=task_extra(report.get("id")),
+            )
             publication = self.signing.reject_report(report)
             self.link.publish(publication.topic, publication.payload, qos=0)
+        else:  # a flood: counted, audited, neither reported nor logged one by one
+            self.telemetry.report_suppressed()
 
 
 def _readable_fields(payload: bytes) -> dict[str, Any]:

@@ -32,14 +32,23 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .config import Config
+from .logs import task_extra
 from .outbox import Outbox, outbox_op
 from .protocol import AcceptedTask, Limits, Task, unpackb
 from .results import Publication, Signing
 from .scheduler import ReadyQueue, Timers, backoff_s, date_spec
 from .store import HISTORY, TASKS, Op, Store
+from .telemetry import Telemetry
 from .workers import Outcome
 
 log = logging.getLogger(__name__)
+#: How loud the end of a run is in the log: a completed run is routine, an abandoned task is not.
+_LEVEL = {"completed": logging.DEBUG, "abandoned": logging.WARNING}
+
+
+def _tag(plan: Plan) -> dict[str, Any]:
+    """`extra=` of a log line about the task of `plan`: its id and trace go into the line."""
+    return task_extra(plan.id, plan.trace)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +147,7 @@ class Lifecycle:
         self._rng = random.Random()
         self.totals = {"completed": 0, "abandoned": 0, "expired": 0, "cancelled": 0}
         self.running: dict[str, Any] = {}  # key -> worker (for cancel)
+        self.telemetry = Telemetry()  # the agent's replaces it (runner.py)
 
     # -- admission (intake thread) --------------------------------------------------------------------
 
@@ -171,6 +181,7 @@ class Lifecycle:
             if not plan.recurring:
                 heapq.heappush(self._expiry, (plan.expires_at, plan.key))
             self._event(plan, "queued", record)
+            log.debug("task %s accepted: %s, %s", plan.id, plan.kernel, record["status"], extra=_tag(plan))
             if record["status"] == "queued":
                 self.ready.push(plan.priority, record["seq"], plan.key)
             if plan.recurring:
@@ -244,9 +255,10 @@ class Lifecycle:
 
     def take(self, timeout: float) -> Attempt | None:
         """The next attempt for a free worker, by priority; None if nothing is ready in time."""
-        key = self.ready.pop(timeout)
-        if key is None:
+        popped = self.ready.pop_waited(timeout)
+        if popped is None:
             return None
+        key, waited = popped
         with self._lock:
             record = self.store.get(TASKS, key)
             plan = self._plans.get(key)
@@ -262,6 +274,8 @@ class Lifecycle:
             record = _updated(record, status="running", attempt=attempt, started_at=now)
             self.store.commit([Op(TASKS, key, record)], sync=False)  # lost only to a power cut
             self._event(plan, "running", record)
+            self.telemetry.attempt_started(waited)
+            log.debug("task %s: attempt %d started", plan.id, attempt, extra=_tag(plan))
             return Attempt(key, plan, record["body"], record["run"], attempt)
 
     def timeout_for(self, plan: Plan) -> float:
@@ -275,6 +289,7 @@ class Lifecycle:
                 return
             plan = attempt.plan
             times = {"started_at": outcome.started_at, "finished_at": outcome.finished_at}
+            self.telemetry.attempt_ended(plan.kernel, outcome)
             if outcome.ok:
                 self._end_run(
                     plan, record, "completed", output=outcome.result, duration_ms=outcome.duration_ms, **times
@@ -282,6 +297,14 @@ class Lifecycle:
                 return
             error = outcome.error
             self._event(plan, "failed", record, **error)
+            log.warning(
+                "task %s: attempt %d failed: %s: %s",
+                plan.id,
+                attempt.attempt,
+                error["code"],
+                error["message"],
+                extra=_tag(plan),
+            )
             if outcome.code != "cancelled" and attempt.attempt < 1 + plan.max_retries:
                 self._retry(plan, _updated(record, last_error=error))
             else:
@@ -357,6 +380,15 @@ class Lifecycle:
         self.store.commit([outbox_op(key, publication), *ops], lambda: self.outbox.send(key, publication))
         if status in self.totals:
             self.totals[status] += 1
+        self.telemetry.run_ended(status, None if plan.recurring else record["received_at"])
+        log.log(
+            _LEVEL.get(status, logging.INFO),
+            "task %s run %d ended: %s",
+            plan.id,
+            max(1, record["run"]),
+            status,
+            extra=_tag(plan),
+        )
         self._event(plan, status, record)
 
     def expire_due(self, now: float | None = None) -> int:

@@ -22,10 +22,12 @@ import sys
 import threading
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from .audit import AuditLog
 from .config import Config
 from .errors import ConfigError, StoreError, WorkerError
+from .health import Health
 from .identity import link_settings, load_agent_signer, load_trust
 from .intake import Intake
 from .kernels import Catalogue
@@ -36,7 +38,11 @@ from .presence import Counts, Heartbeats, PresenceRecords
 from .protocol import TrustStoreError
 from .results import Publication, Signing
 from .store import META, TASKS, Op, Store
+from .telemetry import Telemetry, watch_agent
 from .workers import Outcome, Worker, WorkerPool, WorkerSettings
+
+if TYPE_CHECKING:
+    from .httpd import StatusServer
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +119,11 @@ class Agent:
             self.audit,
         )
         self.pool = WorkerPool(_worker_settings(config))
+        self.telemetry = Telemetry()
+        self.lifecycle.telemetry = self.intake.telemetry = self.telemetry
+        self.health = Health(node, self.link, self.store, self.pool)
+        watch_agent(self.telemetry.registry, self)
+        self.http: StatusServer | None = None  # /metrics and /health, from start() on
         self.state = "running"
         self._stopping = threading.Event()
         self._drivers: list[threading.Thread] = []
@@ -197,10 +208,19 @@ class Agent:
                 self.lifecycle.requeue(attempt)  # killed by the stop, not by its own doing
             else:
                 self.lifecycle.finished(attempt, outcome)
+        elif not self._stopping.is_set():
+            worker.ensure_alive()  # one killed while idle is replaced now, not at the next task
 
     # -- life cycle -----------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.config.metrics.enabled:  # first: a port in use stops the start before anything runs
+            from .httpd import StatusServer  # http.server only when the endpoint is wanted
+
+            self.http = StatusServer(
+                self.config.metrics.host, self.config.metrics.port, self.telemetry.registry, self.health
+            )
+            self.http.start()
         # Workers boot (import, load the kernels) while the agent restores its state and connects:
         # tasks that arrive meanwhile are stored and queued; the drivers start once workers are ready.
         self.pool.launch()
@@ -286,6 +306,8 @@ class Agent:
                 log.warning("offline presence not acknowledged by the broker")
         self.link.stop()
         self.outbox.stop()
+        if self.http is not None:
+            self.http.stop()
         self.audit.record("stop", node=self.config.node)
         self.store.close()
         self.audit.close()

@@ -17,6 +17,7 @@ import itertools
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -47,21 +48,27 @@ class ReadyQueue:
     """Thread-safe max-priority queue of task keys; FIFO within a priority."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[int, int, str]] = []
+        self._heap: list[tuple[int, int, str, float]] = []  # (-priority, seq, key, pushed at)
         self._cond = threading.Condition()
         self._closed = False
 
     def push(self, priority: int, seq: int, key: str) -> None:
         with self._cond:
-            heapq.heappush(self._heap, (-priority, seq, key))
+            heapq.heappush(self._heap, (-priority, seq, key, time.monotonic()))
             self._cond.notify()
 
     def pop(self, timeout: float | None = None) -> str | None:
         """The most urgent key, waiting up to `timeout`; None on timeout or when closed."""
+        popped = self.pop_waited(timeout)
+        return None if popped is None else popped[0]
+
+    def pop_waited(self, timeout: float | None = None) -> tuple[str, float] | None:
+        """`pop`, with the seconds the key waited in the queue (the queue-wait metric)."""
         with self._cond:
             if not self._cond.wait_for(lambda: self._heap or self._closed, timeout) or self._closed:
                 return None
-            return heapq.heappop(self._heap)[2]
+            _, _, key, pushed = heapq.heappop(self._heap)
+        return key, time.monotonic() - pushed
 
     def close(self) -> None:
         with self._cond:

@@ -73,6 +73,10 @@ def _context() -> Any:
     return ctx
 
 
+#: Why a worker was replaced, by the code of the attempt it died in (the metrics' `reason` label).
+_RESTART_REASON = {"cancelled": "cancel", "out_of_memory": "memory", "worker_crashed": "crash"}
+
+
 def _death(process: BaseProcess) -> tuple[str, str]:
     """(code, message) for a worker that died during an attempt."""
     process.join(5)
@@ -108,6 +112,7 @@ class Worker:
         self.pid: int | None = None
         self.busy = False
         self.restarts = 0
+        self.restarts_by: dict[str, int] = {}  # reason (timeout, crash, memory, cancel) -> count
 
     # -- process life ------------------------------------------------------------------------------
 
@@ -150,10 +155,36 @@ class Worker:
         self.backend, self.pid = hello["backend"], hello["pid"]
         self._launched = None
 
-    def _replace(self) -> None:
+    def _replace(self, reason: str) -> None:
         self._discard()
         self.restarts += 1
+        self.restarts_by[reason] = self.restarts_by.get(reason, 0) + 1
         self.spawn()
+
+    @property
+    def alive(self) -> bool:
+        """The process exists and has not died (any thread: the sentinel, without reaping it)."""
+        process = self._process
+        if process is None:
+            return False
+        try:
+            gone, _, _ = select.select([process.sentinel], [], [], 0)
+        except (OSError, ValueError):  # closed meanwhile: being replaced
+            return False
+        return not gone
+
+    def ensure_alive(self) -> bool:
+        """The driving thread, while idle: a worker that died without a task (the OOM killer, an
+        operator's kill) is replaced now rather than at the next task. True if it was replaced."""
+        if self._process is None or not self._death.poll(0) or self._stopped.is_set():
+            return False  # not started, alive, or dead because the agent stops it
+        log.warning("worker %d died while idle (%s): starting another", self.index, _death(self._process)[1])
+        try:
+            self._replace("crash")
+        except WorkerError as exc:  # /health shows it down; run() tries again with the next task
+            log.error("worker %d cannot be restarted: %s", self.index, exc)
+            return False
+        return True
 
     def _discard(self) -> None:
         process, conn = self._process, self._conn
@@ -201,7 +232,7 @@ class Worker:
         if self._stopped.is_set():
             return _stopped(time.time())
         if self._process is None or self._death.poll(0):  # died while idle: start its successor
-            self._replace()
+            self._replace("crash")
         conn, process = self._conn, self._process
         assert conn is not None and process is not None
         self._cancelled.clear()
@@ -231,7 +262,7 @@ class Worker:
             return _stopped(started)
         if not ready:
             process.kill()
-            self._replace()
+            self._replace("timeout")
             return Outcome(
                 False, started, time.time(), code="timeout", message=f"no result after {timeout:g} s"
             )
@@ -243,13 +274,13 @@ class Worker:
             code, message = (
                 ("cancelled", "cancelled while running") if self._cancelled.is_set() else _death(process)
             )
-            self._replace()
+            self._replace(_RESTART_REASON.get(code, "crash"))
             return Outcome(False, started, time.time(), code=code, message=message)
         finished = time.time()
         if reply["ok"]:
             return Outcome(True, started, finished, result=reply["result"], duration_ms=reply["duration_ms"])
         if reply["code"] == "out_of_memory":
-            self._replace()  # it exits after reporting: start its successor now
+            self._replace("memory")  # it exits after reporting: start its successor now
         return Outcome(False, started, finished, code=reply["code"], message=reply["message"])
 
 
@@ -289,6 +320,10 @@ class WorkerPool:
     @property
     def busy(self) -> int:
         return sum(1 for w in self.workers if w.busy)
+
+    @property
+    def alive(self) -> int:
+        return sum(1 for w in self.workers if w.alive)
 
     def stop(self, timeout: float = 5.0) -> None:
         for worker in self.workers:

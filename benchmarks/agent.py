@@ -161,6 +161,7 @@ def _agent(bundle: Path, port: int, data: Path) -> Iterator[subprocess.Popen[byt
         "EDGE_MQTT_PROTOCOL": "5",
         "EDGE_AGENT_DATA_DIR": str(data),
         "EDGE_LOG_LEVEL": "warning",
+        "EDGE_METRICS_PORT": "0",  # any free port: never collides with an agent already running here
         "EDGE_SECURITY_CLOCK_SKEW_S": "5",  # replay rows live until expires_at + 5 s: a sooner plateau
     }
     log = open(data.parent / "agent.log", "ab")  # noqa: SIM115 - closed below

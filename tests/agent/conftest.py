@@ -81,6 +81,7 @@ class Site:
             "EDGE_AGENT_DATA_DIR": str(self.tmp / f"data-{node}"),
             "EDGE_WORKERS_COUNT": "2",
             "EDGE_TESTING_TEST_KERNELS": "true",
+            "EDGE_METRICS_PORT": "0",  # /metrics on a free port: tests and sessions run side by side
             **self.env,
         }
         env.update({f"EDGE_{k.upper()}": str(v) for k, v in overrides.items()})
