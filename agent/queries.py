@@ -9,6 +9,7 @@ not decoded, so `sys.status` costs little more than reading the files once.
 from __future__ import annotations
 
 import logging
+import mmap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,15 @@ def describe(record: dict[str, Any], lifecycle: Lifecycle | None = None) -> dict
     return view
 
 
+def _contains(path: Path, needle: bytes) -> bool:
+    """A byte search through the file's pages (no copy on the heap); False if it is gone or empty."""
+    try:
+        with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return data.find(needle) != -1
+    except (OSError, ValueError):  # expired and deleted meanwhile, or empty (mmap refuses length 0)
+        return False
+
+
 class TaskQueries:
     """Finds and lists task records; safe on any thread (the store's tables are read under its lock)."""
 
@@ -68,11 +78,15 @@ class TaskQueries:
             for _, record in self.store.rows(TASKS)
             if record["id"] == task_id and (kid is None or record["kid"] == kid)
         ]
+        if live and kid is not None:  # (kid, id) names one task: no need to read the history
+            return live
         found = {view["kid"]: view for view in live}
-        needle = task_id.encode()
-        for record in self._history(needle):
-            if record.get("id") == task_id and (kid is None or record.get("kid") == kid):
-                found.setdefault(record["kid"], describe(record))  # newest first: the first one wins
+        for day in self._history(task_id.encode()):
+            for record in day:
+                if record.get("id") == task_id and (kid is None or record.get("kid") == kid):
+                    found.setdefault(record["kid"], describe(record))  # newest first: the first one wins
+            if kid is not None and found:
+                break  # without `kid`, every day is read: another issuer may have used the id
         return sorted(found.values(), key=lambda view: view["received_at"], reverse=True)
 
     def matching(self, status: str | None, kid: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
@@ -107,15 +121,11 @@ class TaskQueries:
             log.warning("history may lack the newest finished tasks: the store is not flushing")
         return self.store.history_days()
 
-    def _history(self, needle: bytes) -> Iterator[dict[str, Any]]:
-        """Records of the days whose file contains `needle`, newest day and record first."""
+    def _history(self, needle: bytes) -> Iterator[list[dict[str, Any]]]:
+        """The records of each day whose file contains `needle`, newest day and record first."""
         for path in reversed(self._history_days()):
-            try:
-                if needle not in path.read_bytes():
-                    continue
-            except OSError:  # expired and deleted meanwhile
-                continue
-            yield from self._day(path)
+            if _contains(path, needle):
+                yield self._day(path)
 
     @staticmethod
     def _day(path: Path) -> list[dict[str, Any]]:

@@ -115,7 +115,7 @@ def reload_agent(agent: Agent) -> ReloadReport:
         None if agent.config.source is None else str(agent.config.source),
     )
     log.info(
-        "reloaded: %d trusted keys; applied %s; needing a restart: %s",
+        "trust store reloaded: %d keys; configuration: applied %s; needing a restart: %s",
         report.trusted_keys,
         ", ".join(applied) or "nothing",
         ", ".join(restart_needed) or "nothing",
