@@ -4,6 +4,7 @@ of task, drain/resume under load (and across a restart), reload, and every refus
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from typing import Any
 
@@ -15,9 +16,11 @@ from agent.protocol import (
     Result,
     build_task,
     make_control,
+    packb,
     sign_task,
 )
 from agent.store import TASKS
+from agent.workers import WorkerPool, WorkerSettings
 from tests.agent.conftest import TIMEOUT, TOPICS, Site, agent_process
 from tests.support.fleet import edge_provision
 from tests.support.mqtt import TestClient
@@ -436,3 +439,32 @@ def test_an_agent_process_answers_control_commands_and_sighup_reloads(site: Site
         assert op("sys.status", {"task": "never"}).error["code"] == "invalid_params"
         proc.proc.send_signal(signal.SIGTERM)
         assert proc.proc.wait(TIMEOUT) == 0, proc.output()
+
+
+def test_a_worker_cancel_names_its_attempt_and_waits_for_one_not_started_yet() -> None:
+    """The window between a task being taken and its worker starting it: the cancel is kept for
+    that attempt (never lost, never applied to another one)."""
+    pool = WorkerPool(WorkerSettings(count=1, test_kernels=True))
+    pool.start()
+    try:
+        [worker] = pool.workers
+        body = packb(build_task("test.sleep", {"seconds": 0.2}, "node-1").to_body())
+        assert worker.cancel(("k", 1, 1)) is False  # not running yet: kept for that attempt
+        early = worker.run("test.sleep", body, 1, 30.0, tag=("k", 1, 1))
+        assert (early.ok, early.code) == (False, "cancelled")
+        assert worker.restarts == 0  # nothing was running: nothing killed
+        worker.cancel(("other", 1, 1))  # a stale cancel of another attempt
+        assert worker.run("test.sleep", body, 1, 30.0, tag=("k2", 1, 1)).ok
+
+        hang = packb(build_task("test.hang", {}, "node-1").to_body())
+        done: list[Any] = []
+        runner = threading.Thread(target=lambda: done.append(worker.run("test.hang", hang, 1, 60.0, tag="h")))
+        runner.start()
+        wait_for(lambda: worker.busy, what="the attempt running")
+        assert worker.cancel("not-this-one") is False and worker.busy
+        assert worker.cancel("h") is True
+        runner.join(TIMEOUT)
+        assert (done[0].code, worker.restarts) == ("cancelled", 1)
+        assert worker.run("test.sleep", body, 1, 30.0, tag="after").ok  # its successor serves
+    finally:
+        pool.stop()
