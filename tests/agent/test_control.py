@@ -272,10 +272,14 @@ def test_a_drained_agent_stays_drained_after_a_restart(site: Site) -> None:
     answers = Answers(site)
     op = Operator(site, answers)
     device = site.client("sensor-1")
+    topic, payload, drain = make_control(op.signer, "node-1", "sys.drain", {}, task_id="drain-before-restart")
     with site.agent():
-        assert op("sys.drain").result["changed"] is True
+        op.client.publish(topic, payload)
+        assert answers.result(drain.id).result["changed"] is True
     with site.agent() as agent:
         assert agent.draining and agent.counts().state == "draining"
+        op.client.publish(topic, payload)  # the same command after the restart: recognised, not run
+        wait_for(lambda: agent.intake.counts["redelivered"] == 1, what="the redelivery recognised")
         site.submit(device, "sensor-1", "stats", GOOD, task_id="while-drained")
         assert answers.result("while-drained").error["code"] == "overloaded"
         assert op("sys.resume").result["changed"] is True
@@ -283,6 +287,8 @@ def test_a_drained_agent_stays_drained_after_a_restart(site: Site) -> None:
         assert answers.result("resumed").status == "completed"
     with site.agent() as agent:
         assert not agent.draining
+    answers.drain()
+    assert len(answers.results[drain.id]) == 1
 
 
 def test_control_refusals_and_replay_on_both_brokers(any_site: Site) -> None:
