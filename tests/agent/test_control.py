@@ -235,23 +235,27 @@ def test_drain_refuses_new_tasks_while_queued_ones_finish_then_resume(site: Site
     op = Operator(site, answers)
     device = site.client("sensor-1")
     with site.agent(workers_count=2, heartbeat_interval_s=0.5) as agent:
+        gates = ["gate-1", "gate-2"]  # hold both workers until cancelled: 20 tasks stay queued
+        for task_id in gates:
+            site.submit(device, "sensor-1", "test.sleep", {"seconds": 60}, task_id=task_id, timeout_s=120)
         queued = [f"q-{n}" for n in range(20)]
         for task_id in queued:
-            site.submit(device, "sensor-1", "test.sleep", {"seconds": 0.3}, task_id=task_id)
-        wait_for(lambda: agent.intake.counts["accepted"] == 20, what="20 tasks accepted")
+            site.submit(device, "sensor-1", "stats", GOOD, task_id=task_id)
+        wait_for(lambda: agent.intake.counts["accepted"] == 22 and agent.pool.busy == 2, what="22 accepted")
         drained = op("sys.drain").result
-        assert (drained["state"], drained["changed"]) == ("draining", True)
-        assert drained["queued"] + drained["running"] > 0
-        refused = [f"r-{n}" for n in range(50)]
+        assert drained == {"state": "draining", "changed": True, "queued": 20, "running": 2}
+        refused = [f"r-{n}" for n in range(100)]
         for task_id in refused:
             site.submit(device, "sensor-1", "stats", GOOD, task_id=task_id)
-        assert op("sys.status", {"task": "q-0"}).status == "completed"  # control is still answered
+        assert op("sys.status", {"task": "q-0"}).result["status"] == "queued"  # control still answered
         assert op("sys.drain").result["changed"] is False
         for task_id in refused:
             result = answers.result(task_id)
             assert (result.status, result.error["code"]) == ("rejected", "overloaded"), task_id
             assert "draining" in result.error["message"]
-        for task_id in queued:
+        for task_id in gates:
+            assert op("sys.cancel", {"task": task_id}).result["cancelled"] is True
+        for task_id in queued:  # accepted before the drain: they still run
             assert answers.result(task_id).status == "completed", task_id
         answers.drain()
         assert "draining" in [h.state for h in answers.others if isinstance(h, Heartbeat)]
@@ -264,7 +268,8 @@ def test_drain_refuses_new_tasks_while_queued_ones_finish_then_resume(site: Site
             assert answers.result(f"after-{n}").status == "completed"
         assert agent.run_until_idle()
         answers.drain()
-    for task_id in queued + refused:
+        assert agent.counts().state == "running"
+    for task_id in gates + queued + refused:
         assert len(answers.results[task_id]) == 1, task_id  # answered exactly once, none lost
 
 
@@ -388,7 +393,7 @@ def test_events_cover_every_transition_with_trace_and_can_be_off(site: Site) -> 
     trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     with site.agent(events_enabled=True, workers_count=1) as agent:
         site.submit(device, "sensor-1", "stats", GOOD, task_id="traced", trace=trace)
-        site.submit(device, "sensor-1", "stats", GOOD, task_id="later", run_at=time.time() + 0.5)
+        site.submit(device, "sensor-1", "stats", GOOD, task_id="later", run_at=time.time() + 1.5)
         site.submit(device, "sensor-1", "stats", GOOD, task_id="cancel-me", run_at=time.time() + 60)
         site.submit(device, "sensor-1", "nope", {}, task_id="refused", trace=trace)
         for task_id in ("traced", "later", "refused"):
