@@ -296,6 +296,30 @@ def test_a_drained_agent_stays_drained_after_a_restart(site: Site) -> None:
     assert len(answers.results[drain.id]) == 1
 
 
+def test_a_draining_pool_member_leaves_the_pool_to_the_others(any_site: Site) -> None:
+    site = any_site
+    answers = Answers(site, TOPICS.prefix + "/results/node-2/#")
+    op = Operator(site, answers)
+    device = site.client("sensor-1")
+    with site.agent("node-1"), site.agent("node-2"):
+        # node-1 sends its UNSUBSCRIBE (then SUBSCRIBE at resume) before the command's answer, on
+        # the same connection: once the answer is here, the broker has processed it
+        assert op("sys.drain").result["changed"] is True
+        drained = [f"drained-{n}" for n in range(12)]
+        for task_id in drained:
+            site.submit(device, "sensor-1", "stats", GOOD, task_id=task_id, target="pool:cams")
+        for task_id in drained:  # none refused by the draining member: all went to node-2
+            result = answers.result(task_id)
+            assert (result.node, result.status) == ("node-2", "completed"), (task_id, result.error)
+        assert op("sys.resume").result["changed"] is True
+        resumed = [f"resumed-{n}" for n in range(12)]
+        for task_id in resumed:
+            site.submit(device, "sensor-1", "stats", GOOD, task_id=task_id, target="pool:cams")
+        nodes = [answers.result(task_id).node for task_id in resumed]
+        assert all(answers.result(t).status == "completed" for t in resumed)
+        assert "node-1" in nodes  # back in the pool
+
+
 def test_control_refusals_and_replay_on_both_brokers(any_site: Site) -> None:
     site = any_site
     answers = Answers(site, TOPICS.rejects("node-1"))
