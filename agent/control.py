@@ -45,6 +45,15 @@ from .store import META, Op, Store
 log = logging.getLogger(__name__)
 
 DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT = 100, 1000
+#: Every command and its params, for CLIs and messages (the handlers are `Control.handlers`).
+COMMANDS = {
+    "sys.status": "task: id, kid?: str",
+    "sys.list": f"status?: str, kid?: str, limit?: int (default {DEFAULT_LIST_LIMIT}, 1..{MAX_LIST_LIMIT})",
+    "sys.cancel": "task: id, kid?: str",
+    "sys.drain": "none",
+    "sys.resume": "none",
+    "sys.reload": "none",
+}
 _STATE_KEY = "control"  # META document: {"draining": bool}
 
 
@@ -73,6 +82,8 @@ class ParamError(Exception):
 
 @dataclass(frozen=True)
 class Command:
+    """One command being answered: its body and who signed it."""
+
     task: Task
     kid: str  # who sent it
 
@@ -142,7 +153,7 @@ class Control:
         handler = self.handlers.get(task.kernel)
         if handler is None:
             raise TaskRejected(
-                f"{task.kernel!r} is not a control command (known: {', '.join(self.handlers)}); "
+                f"{task.kernel!r} is not a control command (known: {', '.join(COMMANDS)}); "
                 "kernels are sent on the tasks topic",
                 code="unknown_kernel",
                 task_id=task.id,

@@ -8,6 +8,7 @@ import threading
 import time
 from typing import Any
 
+from agent.control import COMMANDS
 from agent.protocol import (
     Event,
     Heartbeat,
@@ -116,6 +117,7 @@ def test_status_and_list_show_live_and_finished_tasks(site: Site) -> None:
         answers.result("shared", 2)
         wait_for(lambda: agent.store.get(TASKS, "sensor-1/later") is not None)
 
+        assert set(agent.control.handlers) == set(COMMANDS)  # what CLIs list is what is answered
         done = op("sys.status", {"task": "done"})
         assert (done.status, done.kernel, done.error) == ("completed", "sys.status", None)
         record = done.result
