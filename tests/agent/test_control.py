@@ -22,7 +22,7 @@ from agent.protocol import (
 )
 from agent.store import TASKS
 from agent.workers import WorkerPool, WorkerSettings
-from tests.agent.conftest import TIMEOUT, TOPICS, Site, agent_process
+from tests.agent.conftest import TIMEOUT, TOPICS, AgentProcess, Site, agent_process
 from tests.support.fleet import edge_provision
 from tests.support.mqtt import TestClient
 
@@ -459,16 +459,21 @@ def test_events_cover_every_transition_with_trace_and_can_be_off(site: Site) -> 
     assert not any(isinstance(e, Event) for e in quiet.others)
 
 
+def wait_online(answers: Answers, proc: AgentProcess, births: int = 1) -> None:
+    """Until the agent process published its `births`-th online presence."""
+    deadline = time.monotonic() + TIMEOUT
+    while sum(1 for p in answers.others if isinstance(p, Presence) and p.state == "online") < births:
+        assert time.monotonic() < deadline and proc.proc.poll() is None, proc.output()
+        answers.drain()
+        time.sleep(0.05)
+
+
 def test_an_agent_process_answers_control_commands_and_sighup_reloads(site: Site) -> None:
     """`python -m agent run` wires control in too; SIGHUP with a broken trust store keeps it running."""
     answers = Answers(site, TOPICS.presence("node-1"))
     op = Operator(site, answers)
     with agent_process(site) as proc:
-        deadline = time.monotonic() + TIMEOUT
-        while not any(isinstance(p, Presence) and p.state == "online" for p in answers.others):
-            assert time.monotonic() < deadline and proc.proc.poll() is None, proc.output()
-            answers.drain()
-            time.sleep(0.05)
+        wait_online(answers, proc)
         assert op("sys.drain").result["state"] == "draining"
         (site.bundle().parent / "trust.toml").write_text("not toml [")
         proc.proc.send_signal(signal.SIGHUP)
@@ -476,6 +481,35 @@ def test_an_agent_process_answers_control_commands_and_sighup_reloads(site: Site
         assert op("sys.status", {"task": "never"}).error["code"] == "invalid_params"
         proc.proc.send_signal(signal.SIGTERM)
         assert proc.proc.wait(TIMEOUT) == 0, proc.output()
+
+
+def test_a_cancel_answered_before_a_kill_9_holds_after_the_restart(site: Site) -> None:
+    """The cancel of a running attempt is on the record before it is answered: whenever the agent
+    dies after the answer, the task ends `cancelled` once and never runs again."""
+    answers = Answers(site, TOPICS.presence("node-1"))
+    op = Operator(site, answers)
+    device = site.client("sensor-1")
+    marks = site.tmp / "marks.log"
+    params = {"path": str(marks), "tag": "long", "seconds": 60}
+    with agent_process(site, workers_count=1) as proc:
+        wait_online(answers, proc)
+        site.submit(device, "sensor-1", "test.mark", params, task_id="long", max_retries=5, timeout_s=120)
+        wait_for(lambda: marks.exists() and "long 1" in marks.read_text(), what="the attempt started")
+        assert op("sys.cancel", {"task": "long"}).result["was"] == "running"
+        proc.proc.kill()
+        proc.proc.wait(TIMEOUT)
+    with agent_process(site, workers_count=1) as proc:
+        wait_online(answers, proc, births=2)
+        site.submit(device, "sensor-1", "stats", GOOD, task_id="after-restart")
+        assert answers.result("after-restart").status == "completed"
+        assert answers.result("long").status == "cancelled"
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.proc.wait(TIMEOUT) == 0, proc.output()
+    answers.drain()
+    assert {(r.status, r.run, r.error["code"]) for r in answers.results["long"]} == {
+        ("cancelled", 1, "cancelled")
+    }
+    assert marks.read_text().count("long ") == 1  # started once, never again
 
 
 def test_a_worker_cancel_names_its_attempt_and_waits_for_one_not_started_yet() -> None:
