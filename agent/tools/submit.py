@@ -357,3 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_task(args, config)
 
     return run_tool(PROG, body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
