@@ -162,7 +162,7 @@ def _node_rows(board: Board, now: float, stale_s: float, color: bool) -> list[st
 
 
 def _result_rows(board: Board, color: bool) -> list[str]:
-    widths = (10, 16, 34, 18, 11, 10)
+    widths = (10, 16, 34, 18, 11, 16)
     head = ("time", "node", "id", "kernel", "status", "duration")
     rows = ["".join(_cell(h, w, "bold", color) for h, w in zip(head, widths, strict=True))]
     for at, r in reversed(board.results):
