@@ -142,6 +142,7 @@ def _control_parser(sub: Any) -> None:
     )
     p.add_argument("--node", "-n", help="the agent (default submit.node / EDGE_SUBMIT_NODE)")
     p.add_argument("--task", help="task id (sys.status, sys.cancel)")
+    p.add_argument("--issuer", dest="issuer", metavar="KID", help="the task's issuer when ids clash (kid)")
     p.add_argument("--status", help="sys.list: only records of this status")
     p.add_argument("--limit", type=int, help="sys.list: at most this many records")
     p.add_argument("--params", metavar="JSON", help="parameters as a JSON object (overrides the flags above)")
@@ -329,6 +330,8 @@ def cmd_control(args: argparse.Namespace, config: ClientConfig) -> int:
     params: dict[str, Any] = {
         k: v for k in ("task", "status", "limit") if (v := getattr(args, k)) is not None
     }
+    if args.issuer is not None:
+        params["kid"] = args.issuer
     if command in ("sys.status", "sys.cancel") and "task" not in params and args.params is None:
         raise UsageError(f"{command} needs --task ID")
     if args.params is not None:

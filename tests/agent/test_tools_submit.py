@@ -172,3 +172,43 @@ def test_batch_with_progress_and_summary(site: Site, tmp_path: Path) -> None:
     broken.write_text('{"kernel": "stats"}\n{"kernel": "stats", "prio": 3}\n')
     done = run(site, "submit", "-c", op, "batch", broken, "--node", "node-1")
     assert done.returncode == EXIT_USAGE and "line 2: unknown key 'prio'" in done.stderr
+
+
+def test_control_commands(site: Site) -> None:
+    """status, list, cancel of a scheduled task; drain refuses new tasks until resume (PROTOCOL 8)."""
+    op = bundle_file(site, "op-1")
+    ctl = ("submit", "control")
+    with site.agent():
+        one = ("--node", "node-1", "--kernel", "stats", "--param", "signal=[1]")
+        later = run(site, "submit", "-c", op, *one, "--run-at", "+1h", "--id", "sched-1", "--no-wait")
+        assert later.returncode == EXIT_OK, later.stderr
+
+        status = run(site, *ctl, "sys.status", "-c", op, "--node", "node-1", "--task", "sched-1", "--json")
+        assert status.returncode == EXIT_OK, status.stderr
+        answer = json.loads(status.stdout)
+        assert answer["kernel"] == "sys.status" and answer["status"] == "completed"
+        assert answer["result"]["id"] == "sched-1" and answer["result"]["status"] == "scheduled"
+
+        listing = run(site, *ctl, "list", "-c", op, "--node", "node-1", "--status", "scheduled")
+        assert listing.returncode == EXIT_OK, listing.stderr
+        assert "sys.list completed" in listing.stdout and "sched-1" in listing.stdout
+
+        cancel = run(site, *ctl, "cancel", "-c", op, "--node", "node-1", "--task", "sched-1", "--json")
+        assert cancel.returncode == EXIT_OK, cancel.stderr
+        assert json.loads(cancel.stdout)["result"]["cancelled"] is True
+
+        drain = run(site, *ctl, "drain", "-c", op, "--node", "node-1", "--json")
+        assert json.loads(drain.stdout)["result"]["state"] == "draining"
+        refused = run(
+            site, "submit", "-c", op, "--node", "node-1", "--kernel", "stats", "--param", "signal=[1]"
+        )
+        assert refused.returncode == EXIT_NOT_COMPLETED and "overloaded" in refused.stdout
+        resume = run(site, *ctl, "sys.resume", "-c", op, "--node", "node-1")
+        assert resume.returncode == EXIT_OK and "state: running" in resume.stdout
+        again = run(
+            site, "submit", "-c", op, "--node", "node-1", "--kernel", "stats", "--param", "signal=[1]"
+        )
+        assert again.returncode == EXIT_OK, again.stdout + again.stderr
+
+        missing = run(site, *ctl, "status", "-c", op, "--node", "node-1")
+        assert missing.returncode == EXIT_USAGE and "sys.status needs --task ID" in missing.stderr
