@@ -212,3 +212,22 @@ def test_control_commands(site: Site) -> None:
 
         missing = run(site, *ctl, "status", "-c", op, "--node", "node-1")
         assert missing.returncode == EXIT_USAGE and "sys.status needs --task ID" in missing.stderr
+
+
+def test_all_and_pool_targets(site: Site) -> None:
+    op = bundle_file(site, "op-1")
+    one = ("--kernel", "stats", "--param", "signal=[2,4]", "--json")
+    with site.agent():
+        everyone = run(site, "submit", "-c", op, "--all", "--expect", "1", *one)
+        assert everyone.returncode == EXIT_OK, everyone.stderr
+        assert json.loads(everyone.stdout)["node"] == "node-1"
+
+        # without --expect the number of agents is unknown: every result until the wait ends
+        unknown = run(site, "submit", "-c", op, "--all", "--wait-timeout", "2", *one)
+        assert unknown.returncode == EXIT_OK, unknown.stderr
+        assert [json.loads(t)["node"] for t in unknown.stdout.splitlines()] == ["node-1"]
+
+        pool = run(site, "submit", "-c", op, "--pool", "cams", *one)
+        assert pool.returncode == EXIT_OK, pool.stderr
+        doc = json.loads(pool.stdout)
+        assert doc["node"] == "node-1" and doc["result"]["mean"] == 3.0

@@ -9,8 +9,15 @@ be flagged, never shown as valid.
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import threading
 import time
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from agent.protocol import (
     Heartbeat,
@@ -27,8 +34,8 @@ from agent.tools.board import Board, render
 from agent.tools.connection import Incoming
 from agent.tools.errors import EXIT_OK, EXIT_TIMEOUT
 from agent.tools.observe import line, observe
-from tests.agent.conftest import Site, agent_process
-from tests.agent.toolrun import bundle_file, live, run
+from tests.agent.conftest import Site, _site, agent_process
+from tests.agent.toolrun import bundle_file, command, live, run, tool_env
 
 TOPICS = Topics()
 
@@ -167,3 +174,60 @@ def test_table_renders_recorded_state() -> None:
     )
     colored = render(board, now + 1, color=True)
     assert "\x1b[31moffline\x1b[0m" in colored and "\x1b[32monline\x1b[0m" in colored
+
+
+def test_table_refreshes_in_place_on_a_terminal(site: Site) -> None:
+    dash = bundle_file(site, "dash-1")
+    controller, terminal = pty.openpty()
+    chunks: list[bytes] = []
+
+    def read() -> None:
+        while True:
+            try:
+                data = os.read(controller, 65536)
+            except OSError:  # EIO: the terminal's last writer closed it
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    with site.agent():
+        proc = subprocess.Popen(
+            [*command("watch"), "-c", str(dash), "--duration", "3"],
+            stdout=terminal,
+            stderr=subprocess.PIPE,
+            env=tool_env(site),
+        )
+        os.close(terminal)
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        _, err = proc.communicate(timeout=60)
+        reader.join(60)
+    os.close(controller)
+    assert proc.returncode == EXIT_OK, err
+    screen = b"".join(chunks).decode()
+    assert screen.startswith("\x1b[?1049h") and screen.rstrip().endswith("\x1b[?1049l")  # alternate screen
+    assert "\x1b[H" in screen and "NODES" in screen and "node-1" in screen
+    assert "\x1b[32monline\x1b[0m" in screen  # coloured on a terminal
+
+
+@pytest.mark.mosquitto
+def test_submit_and_watch_on_mosquitto(tmp_path: Path) -> None:
+    """The same tools against a real Mosquitto with the fleet's ACL (agent on MQTT 5, tools on 3.1.1)."""
+    with _site("mosquitto", tmp_path) as site:
+        dash, op = bundle_file(site, "dash-1"), bundle_file(site, "op-1")
+        with (
+            site.agent(heartbeat_interval_s="0.5"),
+            live(site, "watch", "-c", dash, "--format", "lines") as watch,
+        ):
+            watch.wait_for(lambda t: " presence  node-1 online " in t)
+            done = run(site, "submit", "-c", op, "--node", "node-1", "--kernel", "histogram", "--param",
+                       "signal=[1,2,2,3]", "--param", "bins=3", "--json", "--id", "m-1")  # fmt: skip
+            assert done.returncode == EXIT_OK, done.stderr
+            assert json.loads(done.stdout)["result"]["counts"] == [1, 2, 1]
+            watch.wait_for(lambda t: " result    node-1 m-1 histogram completed " in t)
+            watch.wait_for(lambda t: " heartbeat node-1 running " in t)
+            forger = site.client("node-1", client_id="forger")
+            forger.publish("edge/results/node-1/m-2", seal(result_body("m-2"), site.signer("node-2")))
+            watch.wait_for(lambda t: "FORGED result node-1 m-2 (wrong_role" in t)
+            assert watch.stop() == "" and watch.proc.returncode == EXIT_OK
