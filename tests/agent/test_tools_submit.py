@@ -231,3 +231,18 @@ def test_all_and_pool_targets(site: Site) -> None:
         assert pool.returncode == EXIT_OK, pool.stderr
         doc = json.loads(pool.stdout)
         assert doc["node"] == "node-1" and doc["result"]["mean"] == 3.0
+
+
+def test_recurring_task_waits_for_its_runs(site: Site) -> None:
+    op = bundle_file(site, "op-1")
+    with site.agent():
+        done = run(site, "submit", "-c", op, "--node", "node-1", "--kernel", "stats", "--param", "signal=[5]",
+                   "--every", "1s", "--until", "+1m", "--runs", "2", "--json", "--id", "rec-1")  # fmt: skip
+        assert done.returncode == EXIT_OK, done.stderr
+        runs = [json.loads(t) for t in done.stdout.splitlines()]
+        assert [(r["id"], r["run"], r["status"]) for r in runs] == [
+            ("rec-1", 1, "completed"),
+            ("rec-1", 2, "completed"),
+        ]
+        cancel = run(site, "submit", "control", "cancel", "-c", op, "--node", "node-1", "--task", "rec-1")
+        assert cancel.returncode == EXIT_OK and "cancelled: True" in cancel.stdout
