@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from typing import Any
+
+from agent.protocol import TrustStore
 
 from .cli import add_config_options, load_config, run_tool
 from .collect import Collector, Update
@@ -28,6 +31,15 @@ from .settings import ClientConfig
 from .spec import TaskSpec, target_node
 
 PROG = "edge-submit"
+EXAMPLES = """examples:
+  edge-submit -c op-1/operator.toml --node node-1 --kernel stats --param 'signal=[1,2,3]'
+  edge-submit -c op-1/operator.toml --node node-1 --kernel fir_filter \\
+      --param-file signal=readings.csv --param 'taps=[0.5,0.5]' --json
+  edge-submit -c op-1/operator.toml --pool cams --kernel stats --params @params.json --no-wait
+  edge-submit batch -c op-1/operator.toml --node node-1 tasks.jsonl
+  edge-submit control sys.status -c op-1/operator.toml --node node-1 --task t-17
+  edge-submit task --help     (every flag of a task: priority, timeout, retries, schedules, ...)
+"""
 SUBCOMMANDS = ("task", "batch", "control")
 CONTROL_COMMANDS = ("status", "list", "cancel", "drain", "resume", "reload")
 _VALUE_FLAGS = {
@@ -153,10 +165,11 @@ def _control_parser(sub: Any) -> None:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog=PROG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Sign and publish tasks and control commands for edge agents; wait for their"
         " verified results. `task` is the default subcommand: `edge-submit -c operator.toml --node"
         " node-1 --kernel stats --param 'signal=[1,2,3]'`.",
-        epilog=EXIT_STATUS_HELP,
+        epilog=EXAMPLES + "\n" + textwrap.fill(EXIT_STATUS_HELP, 88),
     )
     add_config_options(top)
     sub = top.add_subparsers(dest="command", metavar="{task,batch,control}")
@@ -265,6 +278,16 @@ class Printer:
                 print(dumps({"id": task_id, "status": "timeout", "error": {"code": "timeout"}}), flush=True)
 
 
+def trusted(config: ClientConfig) -> TrustStore:
+    """The trust store results are verified with; a device has none (and may not read results)."""
+    if config.role == "device" and config.security.trust_store is None:
+        raise UsageError(
+            "a device bundle cannot wait for results (no trust store, and its ACL forbids reading"
+            " them): add --no-wait, or use an operator bundle to wait for results"
+        )
+    return config.trust()
+
+
 def send_and_wait(
     config: ClientConfig,
     args: argparse.Namespace,
@@ -275,6 +298,7 @@ def send_and_wait(
 ) -> int:
     """Publish `signed` (topic, payload, task) and wait for every answer; the exit status."""
     printer = Printer(args.json, getattr(args, "full", False))
+    trust = None if args.no_wait else trusted(config)  # before connecting: fail fast
     client = connect(config, "submit")
     try:
         if args.no_wait:
@@ -282,7 +306,8 @@ def send_and_wait(
             for topic, _, task in signed:
                 print(dumps({"id": task.id, "topic": topic, "published": True}) if args.json else task.id)
             return EXIT_OK
-        collector = Collector(config.trust(), config.topics)
+        assert trust is not None
+        collector = Collector(trust, config.topics)
         for (_, payload, task), spec in zip(signed, specs, strict=True):
             collector.add(task, payload, target_node(spec.target), spec.runs, expect)
         subscribe_answers(client, collector)
