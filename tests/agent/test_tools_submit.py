@@ -246,3 +246,17 @@ def test_recurring_task_waits_for_its_runs(site: Site) -> None:
         ]
         cancel = run(site, "submit", "control", "cancel", "-c", op, "--node", "node-1", "--task", "rec-1")
         assert cancel.returncode == EXIT_OK and "cancelled: True" in cancel.stdout
+
+
+def test_batch_of_many_tasks_from_stdin(site: Site) -> None:
+    """Past 20 tasks one wildcard subscription per node replaces one per task."""
+    rng = np.random.default_rng(3)
+    signals = [rng.normal(size=8) for _ in range(60)]
+    text = "\n".join(json.dumps({"kernel": "stats", "params": {"signal": s.tolist()}}) for s in signals)
+    op = bundle_file(site, "op-1")
+    with site.agent():
+        done = run(site, "submit", "batch", "-c", op, "--node", "node-1", "-", "--json", stdin=text)
+    assert done.returncode == EXIT_OK, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["tasks"] == 60 and summary["by_status"] == {"completed": 60}
+    assert summary["answered_per_s"] > 0 and all(r["nodes"] == ["node-1"] for r in summary["results"])

@@ -53,7 +53,7 @@ def result_body(
 def test_lines_and_json_from_a_real_agent_with_forgeries_flagged(site: Site) -> None:
     dash = bundle_file(site, "dash-1")
     with (
-        agent_process(site, heartbeat_interval_s="0.5"),
+        agent_process(site, heartbeat_interval_s="0.5", events_enabled="true"),
         live(site, "watch", "-c", dash, "--format", "lines") as lines,
         live(site, "watch", "-c", dash, "--format", "json") as jsons,
     ):
@@ -62,6 +62,7 @@ def test_lines_and_json_from_a_real_agent_with_forgeries_flagged(site: Site) -> 
         device = site.client("sensor-1")
         task = site.submit(device, "sensor-1", "stats", {"signal": [1.0, 2.0, 3.0]})
         lines.wait_for(lambda t: f" result    node-1 {task.id} stats completed " in t)
+        lines.wait_for(lambda t: f" event     node-1 {task.id} running attempt 1 run 1" in t)
 
         forger = site.client("node-1", client_id="forger")
         forger.publish(
@@ -86,7 +87,7 @@ def test_lines_and_json_from_a_real_agent_with_forgeries_flagged(site: Site) -> 
         assert doc["verified"] is False and doc["problem"] == problem, doc
         assert doc["body"]["id"] == forged_id  # what it claims, shown beside the flag
     kinds = {d["kind"] for d in docs if d["verified"]}
-    assert {"presence", "heartbeat", "result"} <= kinds
+    assert {"presence", "heartbeat", "result", "event"} <= kinds
     assert all(isinstance(d["node"], str) and "topic" in d for d in docs)
 
 
