@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from agent.protocol import Event, Heartbeat, Presence, RejectReport, Result
 
-from .observe import Observation
+from .observe import CLEARED, Observation
 from .render import clock, duration
 
 RATE_WINDOW_S = 10.0
@@ -56,6 +56,8 @@ class Board:
         return view
 
     def update(self, obs: Observation) -> None:
+        if obs.problem == CLEARED:
+            return  # shown in lines and JSON; no state to change
         if not obs.verified or obs.message is None:
             self.forged_total += 1
             self.forged.append(obs)

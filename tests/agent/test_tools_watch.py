@@ -150,6 +150,7 @@ def test_table_renders_recorded_state() -> None:
         _incoming("edge/results/node-1/t-1", result_body("t-1"), s1, now - 2),  # re-published
         _incoming("edge/results/node-1/t-2", result_body("t-2", status="rejected"), s1, now - 1),
         _incoming("edge/results/node-1/t-3", result_body("t-3"), s2, now - 1),  # node-2 signs for node-1
+        Incoming("edge/presence/node-3", b"", False, now - 1),  # a retained record deleted: not a forgery
     ]
     board = Board(last=5)
     observations = [observe(m, trust, TOPICS) for m in recorded]
@@ -157,6 +158,10 @@ def test_table_renders_recorded_state() -> None:
         board.update(obs)
     assert observations[2].stale and observations[6].duplicate
     assert "(stale session, ignored)" in line(observations[2]) and "(duplicate)" in line(observations[6])
+    assert line(observations[-1]).endswith(
+        "presence  node-3 cleared (an empty message (a retained record deleted), not signed)"
+    )
+    assert not observations[-1].verified
 
     table = render(board, now, color=False, stale_s=35.0, title="edge/ test")
     rows = {t.split()[0]: t.split() for t in table.splitlines() if t.startswith("node-")}
