@@ -24,7 +24,15 @@ from agent.protocol import TrustStore
 from .cli import add_config_options, load_config, run_tool
 from .collect import Collector, Update
 from .errors import EXIT_OK, EXIT_STATUS_HELP, UsageError
-from .exchange import close_quietly, connect, exit_status, publish_all, subscribe_answers, wait_answers
+from .exchange import (
+    answered,
+    close_quietly,
+    connect,
+    exit_status,
+    publish_all,
+    subscribe_answers,
+    wait_answers,
+)
 from .params import build_params, parse_duration, parse_when
 from .render import describe_result, dumps, jsonable, result_document
 from .settings import ClientConfig
@@ -268,7 +276,8 @@ class Printer:
     def timeout(self, pending_ids: list[str], node: str | None, seconds: float) -> None:
         where = f"node {node}" if node else "any agent"
         print(
-            f"{PROG}: error: no result for {', '.join(pending_ids[:5])} from {where} within {seconds:g} s."
+            f"{PROG}: error: not every result for {', '.join(pending_ids[:5])} came from {where} within"
+            f" {seconds:g} s."
             f" The task may still be queued or running: ask `edge-submit control sys.status --node"
             f" {node or 'NODE'} --task {pending_ids[0]}`, and check that the agent is online (edge-watch)",
             file=sys.stderr,
@@ -315,7 +324,7 @@ def send_and_wait(
         seconds = _wait_timeout(args, config, extra_wait)
         finished = wait_answers(client, collector, time.monotonic() + seconds, printer)
         status = exit_status(collector.pending.values())
-        missing = [i.id for i in collector.pending.values() if not i.done and not i.results]
+        missing = [i.id for i in collector.pending.values() if not answered(i)]
         if not finished and missing:
             printer.timeout(missing, target_node(specs[0].target), seconds)
         return status

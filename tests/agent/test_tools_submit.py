@@ -98,7 +98,7 @@ def test_wait_timeout_has_its_own_exit_status(site: Site) -> None:
     done = run(site, "submit", "-c", op, "--node", "node-2", "--kernel", "stats", "--param", "signal=[1]",
                "--wait-timeout", "1", "--id", "lost-1")  # fmt: skip
     assert done.returncode == EXIT_TIMEOUT
-    assert "no result for lost-1 from node node-2 within 1 s" in done.stderr
+    assert "not every result for lost-1 came from node node-2 within 1 s" in done.stderr
     assert "sys.status --node node-2 --task lost-1" in done.stderr
 
 
@@ -246,6 +246,13 @@ def test_recurring_task_waits_for_its_runs(site: Site) -> None:
         ]
         cancel = run(site, "submit", "control", "cancel", "-c", op, "--node", "node-1", "--task", "rec-1")
         assert cancel.returncode == EXIT_OK and "cancelled: True" in cancel.stdout
+
+        # 5 runs cannot come within 2 s of a task that runs every second: a timeout, with its status
+        one = ("--node", "node-1", "--kernel", "stats", "--param", "signal=[5]")
+        short = run(site, "submit", "-c", op, *one, "--every", "1s", "--runs", "5", "--wait-timeout", "2",
+                    "--id", "rec-2")  # fmt: skip
+        assert short.returncode == EXIT_TIMEOUT, short.stdout + short.stderr
+        assert "not every result for rec-2 came from node node-1 within 2 s" in short.stderr
 
 
 def test_batch_of_many_tasks_from_stdin(site: Site) -> None:
