@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from .runner import Agent
 
 log = logging.getLogger(__name__)
+_ONE_AT_A_TIME = threading.Lock()  # SIGHUP (main thread) and sys.reload (intake thread)
 
 #: Keys whose new value is used as soon as the reload returns.
 HOT_KEYS = frozenset(
@@ -96,6 +98,11 @@ def reread(config: Config) -> Config:
 
 def reload_agent(agent: Agent) -> ReloadReport:
     """Read both files, then apply; on any error nothing changes and `ReloadError` says why."""
+    with _ONE_AT_A_TIME:
+        return _reload(agent)
+
+
+def _reload(agent: Agent) -> ReloadReport:
     try:
         new = reread(agent.config)
         agent.trust.reload()  # replaces the keys only when the whole file is valid

@@ -170,8 +170,15 @@ class Agent:
         return not self.intake.accepting
 
     def set_draining(self, draining: bool) -> None:
-        """sys.drain / sys.resume: new tasks refused (`overloaded`) or taken again; heartbeat state."""
+        """sys.drain / sys.resume: new tasks refused (`overloaded`) or taken again; heartbeat state.
+        A draining agent leaves its pools' subscriptions, so their other members take pool tasks."""
         self.intake.accepting = not draining
+        topics, shared = self.config.topics, self.config.mqtt.shared_pools
+        pools = [
+            topics.shared_pool_subscription(p) if shared else topics.tasks_pool(p)
+            for p in self.config.agent.pools
+        ]
+        self.link.pause(pools if draining else ())
         self.state = "draining" if draining else "running"
         self.publish_heartbeat()  # dashboards see the new state now, not at the next interval
 

@@ -4,6 +4,7 @@ of task, drain/resume under load (and across a restart), reload, and every refus
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from typing import Any
 
@@ -15,9 +16,11 @@ from agent.protocol import (
     Result,
     build_task,
     make_control,
+    packb,
     sign_task,
 )
 from agent.store import TASKS
+from agent.workers import WorkerPool, WorkerSettings
 from tests.agent.conftest import TIMEOUT, TOPICS, Site, agent_process
 from tests.support.fleet import edge_provision
 from tests.support.mqtt import TestClient
@@ -232,23 +235,27 @@ def test_drain_refuses_new_tasks_while_queued_ones_finish_then_resume(site: Site
     op = Operator(site, answers)
     device = site.client("sensor-1")
     with site.agent(workers_count=2, heartbeat_interval_s=0.5) as agent:
+        gates = ["gate-1", "gate-2"]  # hold both workers until cancelled: 20 tasks stay queued
+        for task_id in gates:
+            site.submit(device, "sensor-1", "test.sleep", {"seconds": 60}, task_id=task_id, timeout_s=120)
         queued = [f"q-{n}" for n in range(20)]
         for task_id in queued:
-            site.submit(device, "sensor-1", "test.sleep", {"seconds": 0.3}, task_id=task_id)
-        wait_for(lambda: agent.intake.counts["accepted"] == 20, what="20 tasks accepted")
+            site.submit(device, "sensor-1", "stats", GOOD, task_id=task_id)
+        wait_for(lambda: agent.intake.counts["accepted"] == 22 and agent.pool.busy == 2, what="22 accepted")
         drained = op("sys.drain").result
-        assert (drained["state"], drained["changed"]) == ("draining", True)
-        assert drained["queued"] + drained["running"] > 0
-        refused = [f"r-{n}" for n in range(50)]
+        assert drained == {"state": "draining", "changed": True, "queued": 20, "running": 2}
+        refused = [f"r-{n}" for n in range(100)]
         for task_id in refused:
             site.submit(device, "sensor-1", "stats", GOOD, task_id=task_id)
-        assert op("sys.status", {"task": "q-0"}).status == "completed"  # control is still answered
+        assert op("sys.status", {"task": "q-0"}).result["status"] == "queued"  # control still answered
         assert op("sys.drain").result["changed"] is False
         for task_id in refused:
             result = answers.result(task_id)
             assert (result.status, result.error["code"]) == ("rejected", "overloaded"), task_id
             assert "draining" in result.error["message"]
-        for task_id in queued:
+        for task_id in gates:
+            assert op("sys.cancel", {"task": task_id}).result["cancelled"] is True
+        for task_id in queued:  # accepted before the drain: they still run
             assert answers.result(task_id).status == "completed", task_id
         answers.drain()
         assert "draining" in [h.state for h in answers.others if isinstance(h, Heartbeat)]
@@ -261,7 +268,8 @@ def test_drain_refuses_new_tasks_while_queued_ones_finish_then_resume(site: Site
             assert answers.result(f"after-{n}").status == "completed"
         assert agent.run_until_idle()
         answers.drain()
-    for task_id in queued + refused:
+        assert agent.counts().state == "running"
+    for task_id in gates + queued + refused:
         assert len(answers.results[task_id]) == 1, task_id  # answered exactly once, none lost
 
 
@@ -269,10 +277,14 @@ def test_a_drained_agent_stays_drained_after_a_restart(site: Site) -> None:
     answers = Answers(site)
     op = Operator(site, answers)
     device = site.client("sensor-1")
+    topic, payload, drain = make_control(op.signer, "node-1", "sys.drain", {}, task_id="drain-before-restart")
     with site.agent():
-        assert op("sys.drain").result["changed"] is True
+        op.client.publish(topic, payload)
+        assert answers.result(drain.id).result["changed"] is True
     with site.agent() as agent:
         assert agent.draining and agent.counts().state == "draining"
+        op.client.publish(topic, payload)  # the same command after the restart: recognised, not run
+        wait_for(lambda: agent.intake.counts["redelivered"] == 1, what="the redelivery recognised")
         site.submit(device, "sensor-1", "stats", GOOD, task_id="while-drained")
         assert answers.result("while-drained").error["code"] == "overloaded"
         assert op("sys.resume").result["changed"] is True
@@ -280,6 +292,32 @@ def test_a_drained_agent_stays_drained_after_a_restart(site: Site) -> None:
         assert answers.result("resumed").status == "completed"
     with site.agent() as agent:
         assert not agent.draining
+    answers.drain()
+    assert len(answers.results[drain.id]) == 1
+
+
+def test_a_draining_pool_member_leaves_the_pool_to_the_others(any_site: Site) -> None:
+    site = any_site
+    answers = Answers(site, TOPICS.prefix + "/results/node-2/#")
+    op = Operator(site, answers)
+    device = site.client("sensor-1")
+    with site.agent("node-1"), site.agent("node-2"):
+        # node-1 sends its UNSUBSCRIBE (then SUBSCRIBE at resume) before the command's answer, on
+        # the same connection: once the answer is here, the broker has processed it
+        assert op("sys.drain").result["changed"] is True
+        drained = [f"drained-{n}" for n in range(12)]
+        for task_id in drained:
+            site.submit(device, "sensor-1", "stats", GOOD, task_id=task_id, target="pool:cams")
+        for task_id in drained:  # none refused by the draining member: all went to node-2
+            result = answers.result(task_id)
+            assert (result.node, result.status) == ("node-2", "completed"), (task_id, result.error)
+        assert op("sys.resume").result["changed"] is True
+        resumed = [f"resumed-{n}" for n in range(12)]
+        for task_id in resumed:
+            site.submit(device, "sensor-1", "stats", GOOD, task_id=task_id, target="pool:cams")
+        nodes = [answers.result(task_id).node for task_id in resumed]
+        assert all(answers.result(t).status == "completed" for t in resumed)
+        assert "node-1" in nodes  # back in the pool
 
 
 def test_control_refusals_and_replay_on_both_brokers(any_site: Site) -> None:
@@ -379,7 +417,7 @@ def test_events_cover_every_transition_with_trace_and_can_be_off(site: Site) -> 
     trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     with site.agent(events_enabled=True, workers_count=1) as agent:
         site.submit(device, "sensor-1", "stats", GOOD, task_id="traced", trace=trace)
-        site.submit(device, "sensor-1", "stats", GOOD, task_id="later", run_at=time.time() + 0.5)
+        site.submit(device, "sensor-1", "stats", GOOD, task_id="later", run_at=time.time() + 1.5)
         site.submit(device, "sensor-1", "stats", GOOD, task_id="cancel-me", run_at=time.time() + 60)
         site.submit(device, "sensor-1", "nope", {}, task_id="refused", trace=trace)
         for task_id in ("traced", "later", "refused"):
@@ -436,3 +474,32 @@ def test_an_agent_process_answers_control_commands_and_sighup_reloads(site: Site
         assert op("sys.status", {"task": "never"}).error["code"] == "invalid_params"
         proc.proc.send_signal(signal.SIGTERM)
         assert proc.proc.wait(TIMEOUT) == 0, proc.output()
+
+
+def test_a_worker_cancel_names_its_attempt_and_waits_for_one_not_started_yet() -> None:
+    """The window between a task being taken and its worker starting it: the cancel is kept for
+    that attempt (never lost, never applied to another one)."""
+    pool = WorkerPool(WorkerSettings(count=1, test_kernels=True))
+    pool.start()
+    try:
+        [worker] = pool.workers
+        body = packb(build_task("test.sleep", {"seconds": 0.2}, "node-1").to_body())
+        assert worker.cancel(("k", 1, 1)) is False  # not running yet: kept for that attempt
+        early = worker.run("test.sleep", body, 1, 30.0, tag=("k", 1, 1))
+        assert (early.ok, early.code) == (False, "cancelled")
+        assert worker.restarts == 0  # nothing was running: nothing killed
+        worker.cancel(("other", 1, 1))  # a stale cancel of another attempt
+        assert worker.run("test.sleep", body, 1, 30.0, tag=("k2", 1, 1)).ok
+
+        hang = packb(build_task("test.hang", {}, "node-1").to_body())
+        done: list[Any] = []
+        runner = threading.Thread(target=lambda: done.append(worker.run("test.hang", hang, 1, 60.0, tag="h")))
+        runner.start()
+        wait_for(lambda: worker.busy, what="the attempt running")
+        assert worker.cancel("not-this-one") is False and worker.busy
+        assert worker.cancel("h") is True
+        runner.join(TIMEOUT)
+        assert (done[0].code, worker.restarts) == ("cancelled", 1)
+        assert worker.run("test.sleep", body, 1, 30.0, tag="after").ok  # its successor serves
+    finally:
+        pool.stop()
