@@ -1,0 +1,140 @@
+"""The demo device: signs and publishes the opening mix of tasks, two forged ones, then a trickle.
+
+    python -m agent.tools.demo.device --config .demo/demo-sensor/device.toml [--interval 2]
+
+It is what a sensor gateway running Python would do with the protocol library (`make_task` builds
+and signs with the device's own key from its bundle), and it prints one line per task sent. The
+forged tasks are signed by keys the agent does not trust: one by a kid it has never heard of
+(the agent reports `unknown_key` on its rejects topic), one under the device's own kid with a
+key that is not the device's (`bad_signature`). SIGTERM or SIGINT: disconnect, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+import numpy as np
+import paho.mqtt.client as paho
+
+from agent.protocol import Signer, generate_signer, make_task
+
+from . import mix
+from .bundle import Login, connect, load_login
+from .errors import DemoError
+
+PUBLISH_TIMEOUT_S = 30.0
+INTRUDER_KID = "intruder"
+
+
+class Device:
+    """One connection, one signing key, a counter for readable task ids."""
+
+    def __init__(self, login: Login, target: str, client: paho.Client, id_prefix: str = "") -> None:
+        self.login = login
+        self.target = target
+        self.client = client
+        self.signer = login.signer()
+        self.id_prefix = id_prefix
+        self.sent = 0
+
+    def send(self, planned: mix.Planned, signer: Signer | None = None, note: str = "") -> str:
+        """Sign (with `signer`, default the device's key), publish QoS 1, wait for the PUBACK."""
+        self.sent += 1
+        task_id = f"{self.id_prefix}{planned.label}-{self.sent:04d}"
+        topic, payload, _ = make_task(
+            signer or self.signer,
+            self.target,
+            planned.kernel,
+            planned.params,
+            topics=self.login.topics,
+            task_id=task_id,
+            **planned.options,
+        )
+        info = self.client.publish(topic, payload, qos=1)
+        try:
+            info.wait_for_publish(PUBLISH_TIMEOUT_S)
+        except (RuntimeError, ValueError) as exc:  # paho: not connected now; it is queued and resent
+            note += f" [not acknowledged yet: {exc}]"
+        extra = " ".join(f"{k}={v}" for k, v in planned.options.items())
+        print(
+            f"{time.strftime('%H:%M:%S')} sent {task_id} {planned.kernel} {extra} "
+            f"({len(payload) / 1024:.1f} KiB){note}",
+            flush=True,
+        )
+        return task_id
+
+    def opening(self, rng: np.random.Generator) -> None:
+        for planned in mix.opening(rng):
+            self.send(planned)
+        intruder = generate_signer(INTRUDER_KID)
+        self.send(
+            mix.Planned("forged", "stats", mix.params_for("stats", rng)), intruder, " [forged: unknown key]"
+        )
+        impostor = generate_signer(self.login.name)  # right name, wrong key
+        self.send(
+            mix.Planned("forged", "stats", mix.params_for("stats", rng)), impostor, " [forged: bad signature]"
+        )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m agent.tools.demo.device",
+        description="The demo device of `make run`: every kernel, several priorities, a recurring task, "
+        "an invalid and two forged tasks, then one task every --interval seconds.",
+    )
+    parser.add_argument("--config", required=True, type=Path, help="device.toml from `edge-provision bundle`")
+    parser.add_argument("--target", help="node id to task (default: the bundle's first target)")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between trickle tasks; 0: none")
+    parser.add_argument("--seed", type=int, default=None, help="random seed for the sensor data")
+    parser.add_argument("--id-prefix", default="", help="prefix of every task id (to run it twice)")
+    return parser
+
+
+def _target(path: Path, given: str | None) -> str:
+    from agent import tomlio
+
+    if given:
+        return given
+    targets = tomlio.loads(path.read_text(encoding="utf-8")).get("device", {}).get("targets") or []
+    nodes = [t for t in targets if t != "all" and not str(t).startswith("pool:")]
+    if not nodes:
+        raise DemoError(f"{path}: the device has no node target; pass --target NODE")
+    return str(nodes[0])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        login = load_login(args.config)
+        client = connect(login, f"{login.name}-demo")
+        device = Device(login, _target(args.config, args.target), client, args.id_prefix)
+        rng = np.random.default_rng(args.seed)
+        device.opening(rng)
+        while args.interval > 0 and not stop.wait(args.interval):
+            device.send(mix.trickle(rng))
+    except DemoError as exc:
+        print(f"demo device: error: {exc}", file=sys.stderr)
+        return 1
+    stop.wait()
+    client.disconnect()
+    client.loop_stop()
+    print(f"{time.strftime('%H:%M:%S')} stopped after {device.sent} tasks", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

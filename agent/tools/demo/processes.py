@@ -1,0 +1,148 @@
+"""The demo's child processes: started in sessions of their own, stopped one by one, never orphaned.
+
+Each child (broker, agent, device) gets its own session, so the terminal's Ctrl-C reaches only
+the demo's orchestrator and the live view, and the orchestrator stops the rest in order (device,
+then agent so that it publishes its offline presence while the broker is up, then broker). Their
+pids are kept in `.demo/pids`: a demo killed with `kill -9` leaves children behind, and the next
+run stops them before it removes the directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DemoError
+
+POLL_S = 0.1
+
+
+class Interrupted(Exception):
+    """A stop signal arrived while the demo was still starting."""
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path | None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def tail(self, lines: int = 15) -> str:
+        if self.log is None or not self.log.exists():
+            return ""
+        text = self.log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+        return "\n".join(f"    {line}" for line in text)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Send `sig`, wait up to `timeout`, then SIGKILL its whole process group. Returns the exit code."""
+        if self.running():
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                print(f"  {self.name} did not stop within {timeout:.0f} s: killed", flush=True)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.pid, signal.SIGKILL)
+        return self.proc.wait()
+
+
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    log: Path | None,
+    env: Mapping[str, str],
+    *,
+    own_session: bool = True,
+) -> Child:
+    """Start `argv` with stdout and stderr in `log` (None: this terminal), in a session of its own."""
+    if log is None:
+        proc = subprocess.Popen(list(argv), env=dict(env), start_new_session=own_session)
+    else:
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                list(argv),
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=own_session,
+            )
+    return Child(name, proc, log)
+
+
+def wait_until(
+    what: str, check: Callable[[], bool], stop: threading.Event, timeout: float, child: Child
+) -> None:
+    """Wait for `check()`; Interrupted on `stop`, DemoError if `child` dies or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if stop.is_set():
+            raise Interrupted()
+        if not child.running():
+            raise DemoError(
+                f"{child.name} exited with status {child.proc.returncode} before {what}; "
+                f"its log ({child.log}) ends:\n{child.tail()}"
+            )
+        if time.monotonic() > deadline:
+            raise DemoError(f"{what} did not happen within {timeout:.0f} s; see {child.log}:\n{child.tail()}")
+        stop.wait(POLL_S)
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+# --- leftovers of a demo that was killed -------------------------------------------------------------
+
+
+def record(pid_file: Path, children: Sequence[Child]) -> None:
+    pid_file.write_text(json.dumps({c.name: c.pid for c in children}))
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def stop_leftovers(pid_file: Path, root: Path, timeout: float = 10.0) -> list[str]:
+    """Stop the children a previous run left behind (its pid file names them; each must still be
+    a process whose command line names `root`, so a reused pid is never touched)."""
+    try:
+        pids: dict[str, int] = json.loads(pid_file.read_text())
+    except (OSError, ValueError):
+        return []
+    found = {name: pid for name, pid in pids.items() if str(root) in _cmdline(pid)}
+    for pid in found.values():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_cmdline(pid) for pid in found.values()):
+        time.sleep(POLL_S)
+    for pid in found.values():
+        if _cmdline(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+    return sorted(found)
