@@ -44,8 +44,10 @@ class Device:
         self.id_prefix = id_prefix
         self.sent = 0
 
-    def send(self, planned: mix.Planned, signer: Signer | None = None, note: str = "") -> str:
-        """Sign (with `signer`, default the device's key), publish QoS 1, wait for the PUBACK."""
+    def publish(
+        self, planned: mix.Planned, signer: Signer | None = None, note: str = ""
+    ) -> paho.MQTTMessageInfo:
+        """Sign (with `signer`, default the device's key) and publish at QoS 1; prints one line."""
         self.sent += 1
         task_id = f"{self.id_prefix}{planned.label}-{self.sent:04d}"
         topic, payload, _ = make_task(
@@ -58,36 +60,47 @@ class Device:
             **planned.options,
         )
         info = self.client.publish(topic, payload, qos=1)
-        try:
-            info.wait_for_publish(PUBLISH_TIMEOUT_S)
-        except (RuntimeError, ValueError) as exc:  # paho: not connected now; it is queued and resent
-            note += f" [not acknowledged yet: {exc}]"
-        extra = " ".join(f"{k}={v}" for k, v in planned.options.items())
+        options = "".join(f" {k}={v}" for k, v in planned.options.items())
+        size = f"{len(payload) / 1024:.1f} KiB"
         print(
-            f"{time.strftime('%H:%M:%S')} sent {task_id} {planned.kernel} {extra} "
-            f"({len(payload) / 1024:.1f} KiB){note}",
-            flush=True,
+            f"{time.strftime('%H:%M:%S')} sent {task_id} {planned.kernel}{options} ({size}){note}", flush=True
         )
-        return task_id
+        return info
+
+    def forged(self, rng: np.random.Generator, unknown_key: bool) -> paho.MQTTMessageInfo:
+        """A task signed by a kid the agent never heard of, or under our kid with another key."""
+        if unknown_key:
+            signer, note = generate_signer(INTRUDER_KID), " [forged: unknown key]"
+        else:
+            signer, note = generate_signer(self.login.name), " [forged: right kid, wrong key]"
+        return self.publish(mix.Planned("forged", "stats", mix.params_for("stats", rng)), signer, note)
 
     def opening(self, rng: np.random.Generator) -> None:
-        for planned in mix.opening(rng):
-            self.send(planned)
-        intruder = generate_signer(INTRUDER_KID)
-        self.send(
-            mix.Planned("forged", "stats", mix.params_for("stats", rng)), intruder, " [forged: unknown key]"
-        )
-        impostor = generate_signer(self.login.name)  # right name, wrong key
-        self.send(
-            mix.Planned("forged", "stats", mix.params_for("stats", rng)), impostor, " [forged: bad signature]"
-        )
+        """The opening mix in one burst, so that the agent takes it in one batch and priorities
+        decide the order; then the two forged tasks. Waits for every PUBACK."""
+        infos = [self.publish(planned) for planned in mix.opening(rng)]
+        infos += [self.forged(rng, unknown_key=True), self.forged(rng, unknown_key=False)]
+        for info in infos:
+            _wait(info)
+
+    def trickle(self, rng: np.random.Generator, n: int) -> None:
+        planned = mix.trickle(rng, n)
+        _wait(self.forged(rng, unknown_key=n % 2 == 0) if planned is None else self.publish(planned))
+
+
+def _wait(info: paho.MQTTMessageInfo) -> None:
+    try:
+        info.wait_for_publish(PUBLISH_TIMEOUT_S)
+    except (RuntimeError, ValueError) as exc:  # paho: not connected now; it is queued and resent
+        print(f"{time.strftime('%H:%M:%S')} not acknowledged yet: {exc}", flush=True)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m agent.tools.demo.device",
         description="The demo device of `make run`: every kernel, several priorities, a recurring task, "
-        "an invalid and two forged tasks, then one task every --interval seconds.",
+        "an invalid and two forged tasks, then one task every --interval seconds (the kernels in turn, "
+        "now and then an invalid or a forged one).",
     )
     parser.add_argument("--config", required=True, type=Path, help="device.toml from `edge-provision bundle`")
     parser.add_argument("--target", help="node id to task (default: the bundle's first target)")
@@ -124,8 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         device = Device(login, _target(args.config, args.target), client, args.id_prefix)
         rng = np.random.default_rng(args.seed)
         device.opening(rng)
+        n = 0
         while args.interval > 0 and not stop.wait(args.interval):
-            device.send(mix.trickle(rng))
+            device.trickle(rng, n)
+            n += 1
     except DemoError as exc:
         print(f"demo device: error: {exc}", file=sys.stderr)
         return 1

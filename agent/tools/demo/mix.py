@@ -1,8 +1,8 @@
 """The demo device's tasks: every kernel of PROTOCOL 9 on sensor-like data, and what goes wrong.
 
 `opening(rng)` is the burst the device sends first (every kernel once at its own priority, a
-recurring task, an invalid one); `trickle(rng)` one more realistic task at a time. The forged
-tasks are the device's job (`device.py`): they need keys, not parameters.
+recurring task, an invalid one); `trickle(rng, n)` one more task at a time, cycling through the
+same kinds. The forged tasks are the device's job (`device.py`): they need keys, not parameters.
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ PRIORITIES = {
     "histogram": 2,
 }
 RECURRING_EVERY_S = 5.0
+INVALID_EVERY, FORGED_EVERY = 10, 11
 
 
 def opening(rng: np.random.Generator) -> list[Planned]:
@@ -122,12 +123,22 @@ def opening(rng: np.random.Generator) -> list[Planned]:
     tasks.append(
         Planned("recurring", "stats", {"signal": temperature(rng, 64)}, {"every_s": RECURRING_EVERY_S})
     )
-    # Check 8: a window longer than the signal -> `rejected invalid_params` naming `window`.
-    tasks.append(Planned("invalid", "moving_average", {"signal": temperature(rng, 16), "window": 64}))
+    tasks.append(invalid(rng))
     return tasks
 
 
-def trickle(rng: np.random.Generator) -> Planned:
-    """One more task of a random kernel and priority, as a running device would send."""
-    kernel = KERNELS[int(rng.integers(len(KERNELS)))]
+def invalid(rng: np.random.Generator) -> Planned:
+    """Check 8 fails: a window longer than the signal -> `rejected invalid_params` naming `window`."""
+    return Planned("invalid", "moving_average", {"signal": temperature(rng, 16), "window": 64})
+
+
+def trickle(rng: np.random.Generator, n: int) -> Planned | None:
+    """The device's n-th task after the opening (n = 0, 1, ...): the kernels in turn at random
+    priorities, every INVALID_EVERY-th an invalid one; None where a forged one is due (the device's
+    job). So a view that starts late still sees every kind of outcome within one cycle."""
+    if n % FORGED_EVERY == FORGED_EVERY - 1:
+        return None
+    if n % INVALID_EVERY == INVALID_EVERY - 1:
+        return invalid(rng)
+    kernel = KERNELS[n % len(KERNELS)]
     return Planned(kernel, kernel, params_for(kernel, rng), {"priority": int(rng.integers(0, 10))})

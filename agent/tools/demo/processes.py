@@ -63,27 +63,17 @@ class Child:
         return self.proc.wait()
 
 
-def spawn(
-    name: str,
-    argv: Sequence[str],
-    log: Path | None,
-    env: Mapping[str, str],
-    *,
-    own_session: bool = True,
-) -> Child:
-    """Start `argv` with stdout and stderr in `log` (None: this terminal), in a session of its own."""
-    if log is None:
-        proc = subprocess.Popen(list(argv), env=dict(env), start_new_session=own_session)
-    else:
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                list(argv),
-                env=dict(env),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=own_session,
-            )
+def spawn(name: str, argv: Sequence[str], log: Path, env: Mapping[str, str]) -> Child:
+    """Start `argv` in a session of its own, stdout and stderr appended to `log`."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            list(argv),
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     return Child(name, proc, log)
 
 
@@ -136,13 +126,20 @@ def stop_leftovers(pid_file: Path, root: Path, timeout: float = 10.0) -> list[st
         return []
     found = {name: pid for name, pid in pids.items() if str(root) in _cmdline(pid)}
     for pid in found.values():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGTERM)
+        _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(_cmdline(pid) for pid in found.values()):
         time.sleep(POLL_S)
     for pid in found.values():
         if _cmdline(pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+            _signal(pid, signal.SIGKILL)
     return sorted(found)
+
+
+def _signal(pid: int, sig: int) -> None:
+    """`sig` to the process, and to its whole group when it leads one (the agent's workers)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)

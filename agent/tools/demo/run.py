@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from .fleet import DASHBOARD, DEVICE, NODE, DemoFleet
 from .monitor import PresenceMonitor
 from .processes import Child, Interrupted, port_open, record, spawn, stop_leftovers, wait_until
 from .terminal import own_foreground
+from .view import start_view, watch_command
 
 DEFAULT_DIR = ".demo"
 START_TIMEOUT_S = 60.0
@@ -55,11 +55,8 @@ class Demo:
         self.children: dict[str, Child] = {}
         self.monitor: PresenceMonitor | None = None
 
-    def _spawn(
-        self, name: str, argv: list[str], *, log: bool = True, env: dict[str, str] | None = None
-    ) -> Child:
-        path = self.demo.logs / f"{name}.log" if log else None
-        child = spawn(name, argv, path, env or self.env, own_session=log)
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
+        child = spawn(name, argv, self.demo.logs / f"{name}.log", env or self.env)
         self.children[name] = child
         record(self.demo.pid_file, list(self.children.values()))
         return child
@@ -83,19 +80,20 @@ class Demo:
         )
         wait_until(f"agent {NODE} came online", self.monitor.online, self.stop_event, START_TIMEOUT_S, agent)
         say(f"  agent {NODE} online")
-        device = [py, "-m", "agent.tools.demo.device", "--config", str(d.config(DEVICE))]
-        self._spawn("device", [*device, "--interval", str(self.args.interval)])
         say(
-            f"  device {DEVICE} submitting: every kernel (priorities 2-9), a recurring task, an invalid "
-            f"one, two forged ones, then one every {self.args.interval:g} s"
+            f"  device {DEVICE}: every kernel (priorities 2-9), a recurring task, an invalid one, two "
+            f"forged ones, then one task every {self.args.interval:g} s"
         )
         say(f"  logs: {d.logs}/{{broker,agent,device,provision}}.log")
         watch = watch_command(d.config(DASHBOARD), self.args.watch_format)
-        say(
-            f"  live view: {' '.join(Path(watch[0]).name if i == 0 else a for i, a in enumerate(watch))}"
-            "   (Ctrl-C stops everything)"
-        )
-        self._spawn("watch", watch, log=False)
+        shown = " ".join([Path(watch[0]).name, *watch[1:]])
+        say(f"  live view: {shown}   (Ctrl-C stops everything)")
+        view, ready = start_view(watch, self.env, NODE)
+        self.children["watch"] = view
+        record(d.pid_file, list(self.children.values()))
+        wait_until("the live view subscribed", ready.is_set, self.stop_event, START_TIMEOUT_S, view)
+        device = [py, "-m", "agent.tools.demo.device", "--config", str(d.config(DEVICE))]
+        self._spawn("device", [*device, "--interval", str(self.args.interval)])
 
     def supervise(self) -> int:
         """Until a stop signal or a child ends: 0 for a stop, 1 when something died."""
@@ -152,15 +150,6 @@ class Demo:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 watch.proc.wait(5.0)
         watch.stop(signal.SIGINT, 10.0)
-
-
-def watch_command(dashboard: Path, fmt: str) -> list[str]:
-    """`edge-watch` beside this Python (the venv's console script), else the stand-in."""
-    options = ["--config", str(dashboard)] + ([] if fmt == "auto" else ["--format", fmt])
-    edge_watch = shutil.which("edge-watch", path=str(Path(sys.executable).parent))
-    if edge_watch is not None:
-        return [edge_watch, *options]
-    return [sys.executable, "-m", "agent.tools.demo.watch", *options]
 
 
 def _parser() -> argparse.ArgumentParser:
