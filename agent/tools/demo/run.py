@@ -148,7 +148,7 @@ class Demo:
             return
         if signum == signal.SIGINT:  # it shares our process group: it has had the SIGINT already
             with contextlib.suppress(subprocess.TimeoutExpired):
-                watch.proc.wait(5.0)
+                watch.proc.wait(1.0)
         watch.stop(signal.SIGINT, 10.0)
 
 
