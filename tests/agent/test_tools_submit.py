@@ -1,0 +1,174 @@
+"""edge-submit end to end: a real broker, a real agent, the tool as a process with op-1's bundle.
+
+Results are checked against numpy (PROTOCOL 9's tolerance); exit statuses against the tool's
+documented ones (0 completed, 1 not completed or refused, 2 usage, 3 timeout, 4 broker).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from agent.protocol import generate_signer
+from agent.tools.errors import EXIT_BROKER, EXIT_NOT_COMPLETED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
+from tests.agent.conftest import Site
+from tests.agent.toolrun import bundle_file, run, tool_env
+from tests.support.services import free_port
+
+R = 1e-9
+
+
+def close(out: object, ref: np.ndarray) -> bool:
+    return bool(np.allclose(np.asarray(out), ref, rtol=R, atol=R * max(1.0, float(np.max(np.abs(ref))))))
+
+
+def test_task_params_from_json_npy_and_csv(site: Site, tmp_path: Path) -> None:
+    op = bundle_file(site, "op-1")
+    rng = np.random.default_rng(7)
+    signal, taps = rng.normal(size=50), np.array([0.25, 0.5, 0.25])
+    np.save(tmp_path / "signal.npy", signal)
+    a, b = rng.normal(size=(3, 4)), rng.normal(size=(4, 2))
+    np.savetxt(tmp_path / "a.csv", a, delimiter=",", fmt="%.17g")
+    np.save(tmp_path / "b.npy", b.astype(np.float32))  # float32: sent as <f4, the kernel widens it
+    with site.agent():
+        # --params JSON, readable output
+        done = run(site, "submit", "-c", op, "--node", "node-1", "--kernel", "stats", "--params",
+                   '{"signal": [1, 2, 3, 4]}')  # fmt: skip
+        assert done.returncode == EXIT_OK, done.stderr
+        assert "stats completed" in done.stdout and "mean: 2.5" in done.stdout and "count: 4" in done.stdout
+
+        # --param-file .npy and --param JSON value, --json checked against numpy
+        done = run(site, "submit", "task", "-c", op, "--node", "node-1", "--kernel", "fir_filter",
+                   "--param-file", f"signal={tmp_path / 'signal.npy'}", "--param", "taps=[0.25,0.5,0.25]",
+                   "--json", "--priority", "8", "--id", "fir-1")  # fmt: skip
+        assert done.returncode == EXIT_OK, done.stderr
+        doc = json.loads(done.stdout)
+        assert doc["id"] == "fir-1" and doc["status"] == "completed" and doc["verified"] is True
+        assert close(doc["result"], np.convolve(signal, taps)[: signal.size])
+
+        # CSV (2-D) and .npy float32 through matrix_multiply
+        done = run(site, "submit", "-c", op, "--node", "node-1", "--kernel", "matrix_multiply",
+                   "--param-file", f"matrix_a={tmp_path / 'a.csv'}",
+                   "--param-file", f"matrix_b={tmp_path / 'b.npy'}", "--json")  # fmt: skip
+        assert done.returncode == EXIT_OK, done.stderr
+        product = np.asarray(json.loads(done.stdout)["result"])
+        assert product.shape == (3, 2) and close(product, a @ b.astype(np.float32).astype(np.float64))
+
+        # arrays are summarized for people: dtype, shape, first values
+        done = run(site, "submit", "-c", op, "--node", "node-1", "--kernel", "moving_average",
+                   "--param-file", f"signal={tmp_path / 'signal.npy'}", "--param", "window=5")  # fmt: skip
+        assert done.returncode == EXIT_OK, done.stderr
+        assert "float64 (46,) [" in done.stdout and "more)" in done.stdout
+
+
+def test_rejected_task_exits_1_with_the_code(site: Site) -> None:
+    op = bundle_file(site, "op-1")
+    with site.agent():
+        done = run(site, "submit", "-c", op, "--node", "node-1", "--kernel", "moving_average",
+                   "--param", "signal=[1,2,3]", "--param", "window=9")  # fmt: skip
+        assert done.returncode == EXIT_NOT_COMPLETED
+        assert "rejected" in done.stdout and "invalid_params" in done.stdout and "window" in done.stdout
+
+        done = run(site, "submit", "-c", op, "--node", "node-1", "--kernel", "no_such_kernel", "--json")
+        assert done.returncode == EXIT_NOT_COMPLETED
+        doc = json.loads(done.stdout)
+        assert doc["status"] == "rejected" and doc["error"]["code"] == "unknown_kernel"
+
+
+def test_unauthenticated_task_is_reported_from_the_rejects_topic(site: Site, tmp_path: Path) -> None:
+    """Signed by a key the agent does not trust (but published with op-1's broker login): the agent
+    answers on {p}/rejects/node-1 only; edge-submit matches the report by the payload's sha256."""
+    stranger = generate_signer("op-1")
+    key = tmp_path / "stranger.key"
+    key.write_bytes(stranger.private_pem())  # type: ignore[union-attr]
+    op = bundle_file(site, "op-1")
+    with site.agent():
+        done = run(site, "submit", "-c", op, "--signing-key", key, "--node", "node-1", "--kernel", "stats",
+                   "--param", "signal=[1]", "--json")  # fmt: skip
+    assert done.returncode == EXIT_NOT_COMPLETED, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["status"] == "refused" and doc["error"]["code"] == "bad_signature"
+    assert doc["report"]["kid"] == "op-1"
+
+
+def test_wait_timeout_has_its_own_exit_status(site: Site) -> None:
+    op = bundle_file(site, "op-1")  # node-2 is not running: nobody answers
+    done = run(site, "submit", "-c", op, "--node", "node-2", "--kernel", "stats", "--param", "signal=[1]",
+               "--wait-timeout", "1", "--id", "lost-1")  # fmt: skip
+    assert done.returncode == EXIT_TIMEOUT
+    assert "no result for lost-1 from node node-2 within 1 s" in done.stderr
+    assert "sys.status --node node-2 --task lost-1" in done.stderr
+
+
+def test_no_wait_publishes_and_prints_the_id(site: Site) -> None:
+    op = bundle_file(site, "op-1")
+    done = run(site, "submit", "-c", op, "--node", "node-2", "--kernel", "stats", "--param", "signal=[1]",
+               "--no-wait", "--id", "fire-1")  # fmt: skip
+    assert done.returncode == EXIT_OK, done.stderr
+    assert done.stdout.strip() == "fire-1"
+
+
+def test_errors_say_what_to_do(site: Site, tmp_path: Path) -> None:
+    op = bundle_file(site, "op-1")
+    args = ("--node", "node-1", "--kernel", "stats", "--param", "signal=[1]")
+    unreachable = run(site, "submit", "-c", op, *args, env=tool_env(site, EDGE_MQTT_PORT=str(free_port())))
+    assert unreachable.returncode == EXIT_BROKER
+    assert "connection refused" in unreachable.stderr and "Is the broker running?" in unreachable.stderr
+
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("not-the-password\n")
+    login = run(site, "submit", "-c", op, "--password-file", wrong, *args)
+    assert login.returncode == EXIT_BROKER
+    assert "refused the login of user 'op-1'" in login.stderr and "mqtt.password_file" in login.stderr
+
+    missing = run(site, "submit", "-c", op, "--node", "node-1", "--kernel", "stats", "--param-file",
+                  f"signal={tmp_path / 'nope.npy'}")  # fmt: skip
+    assert missing.returncode == EXIT_USAGE
+    assert "--param-file signal: cannot read" in missing.stderr and "nope.npy" in missing.stderr
+
+    invalid = run(site, "submit", "-c", op, "--node", "node-1", "--kernel", "stats", "--priority", "12")
+    assert invalid.returncode == EXIT_USAGE and "'priority' must be between 0 and 9" in invalid.stderr
+
+    no_target = run(site, "submit", "-c", op, "--kernel", "stats")
+    assert no_target.returncode == EXIT_USAGE and "--node NODE, --all or --pool POOL" in no_target.stderr
+
+    typo = run(site, "submit", "-c", op, *args, env=tool_env(site, EDGE_MQTT_PORTT="1"))
+    assert typo.returncode == EXIT_USAGE and "mqtt.portt: unknown setting" in typo.stderr
+    bad_port = run(site, "submit", "-c", op, *args, env=tool_env(site, EDGE_MQTT_PORT="eighty"))
+    assert bad_port.returncode == EXIT_USAGE and "mqtt.port: must be an integer" in bad_port.stderr
+
+
+def test_batch_with_progress_and_summary(site: Site, tmp_path: Path) -> None:
+    np.save(tmp_path / "ramp.npy", np.arange(16, dtype=np.float64))
+    lines = [
+        {"kernel": "stats", "params": {"signal": [1.0, 2.0, 3.0]}, "id": "b-1"},
+        {"kernel": "stats", "param_files": {"signal": "ramp.npy"}, "priority": 9, "id": "b-2"},
+        {"kernel": "histogram", "params": {"signal": [1, 2, 2, 3], "bins": 3}, "id": "b-3"},
+        {"kernel": "fft_magnitude", "params": {"signal": [0, 1, 0, -1]}, "target": "node-1", "id": "b-4"},
+        {"kernel": "zscore_anomalies", "params": {"signal": [1, 1, 1, 9]}, "ttl_s": 600, "id": "b-5"},
+        {"kernel": "not_a_kernel", "params": {}, "id": "b-6"},
+    ]
+    batch = tmp_path / "tasks.jsonl"
+    batch.write_text("# six tasks\n" + "\n".join(json.dumps(doc) for doc in lines) + "\n\n")
+    op = bundle_file(site, "op-1")
+    with site.agent():
+        done = run(site, "submit", "-c", op, "batch", batch, "--node", "node-1")
+        assert done.returncode == EXIT_NOT_COMPLETED, done.stderr
+        assert "published 6/6 (100%)" in done.stderr and "answered 6/6 (100%)" in done.stderr
+        assert "6 tasks: 5 completed, 1 rejected" in done.stdout
+        assert "rejected:unknown_kernel x1" in done.stdout and "tasks/s" in done.stdout
+
+        good = tmp_path / "good.json"  # a JSON array, all completing: exit 0, --json summary
+        good.write_text(json.dumps(lines[:3]).replace('"b-', '"g-'))
+        done = run(site, "submit", "batch", "-c", op, "--node", "node-1", good, "--json")
+        assert done.returncode == EXIT_OK, done.stderr
+        summary = json.loads(done.stdout)
+        assert summary["tasks"] == 3 and summary["by_status"] == {"completed": 3}
+        assert sorted(r["id"] for r in summary["results"]) == ["g-1", "g-2", "g-3"]
+
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"kernel": "stats"}\n{"kernel": "stats", "prio": 3}\n')
+    done = run(site, "submit", "-c", op, "batch", broken, "--node", "node-1")
+    assert done.returncode == EXIT_USAGE and "line 2: unknown key 'prio'" in done.stderr
