@@ -180,9 +180,12 @@ def test_a_second_run_after_a_killed_one_cleans_up_and_works(tmp_path: Path) -> 
         first.proc.wait(STOP_S)
         survivors = marked(first.token)
         assert any("-m agent run" in cmd for cmd in survivors.values()), survivors
+        pids = (demo_dir / "pids").read_text()
         with make_run(demo_dir) as second:
             second.wait_for(
-                "the leftovers stopped", lambda lines: any("left running" in x for x in lines), SHOW_S
+                f"the leftovers stopped (pids {pids}, running {survivors})",
+                lambda lines: any("left running" in x for x in lines),
+                SHOW_S,
             )
             assert not wait_gone(first.token), "the second run did not stop the first run's processes"
             second.wait_for("every kernel completed", lambda x: completed_kernels(x) >= set(KERNELS), SHOW_S)

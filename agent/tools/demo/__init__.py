@@ -3,7 +3,7 @@
     python -m agent.tools.demo            # what `make run` runs; Ctrl-C stops everything
     python -m agent.tools.demo --help
 
-Modules: `fleet` provisions `.demo/`, `processes` starts and stops the children in order,
-`terminal` takes Ctrl-C away from make, `device` is the demo device and `mix` its tasks,
-`bundle` connects a client from a bundle's TOML file, `watch` is the stand-in live view.
+Modules: `run` (the orchestrator), `fleet` provisions `.demo/`, `processes` starts and stops the
+children in order, `terminal` takes Ctrl-C away from make, `view` runs edge-watch, `monitor`
+follows the agent's presence, `device` is the demo device and `mix` its tasks.
 """

@@ -25,8 +25,10 @@ import paho.mqtt.client as paho
 
 from agent.protocol import Signer, generate_signer, make_task
 
+from ..connection import ToolClient
+from ..errors import ToolError
+from ..settings import ClientConfig, load_client_config
 from . import mix
-from .bundle import Login, connect, load_login
 from .errors import DemoError
 
 PUBLISH_TIMEOUT_S = 30.0
@@ -36,11 +38,11 @@ INTRUDER_KID = "intruder"
 class Device:
     """One connection, one signing key, a counter for readable task ids."""
 
-    def __init__(self, login: Login, target: str, client: paho.Client, id_prefix: str = "") -> None:
-        self.login = login
+    def __init__(self, config: ClientConfig, target: str, client: ToolClient, id_prefix: str = "") -> None:
+        self.config = config
         self.target = target
         self.client = client
-        self.signer = login.signer()
+        self.signer = config.signer()
         self.id_prefix = id_prefix
         self.sent = 0
 
@@ -55,11 +57,11 @@ class Device:
             self.target,
             planned.kernel,
             planned.params,
-            topics=self.login.topics,
+            topics=self.config.topics,
             task_id=task_id,
             **planned.options,
         )
-        info = self.client.publish(topic, payload, qos=1)
+        info = self.client.publish(topic, payload)
         options = "".join(f" {k}={v}" for k, v in planned.options.items())
         size = f"{len(payload) / 1024:.1f} KiB"
         print(
@@ -72,7 +74,7 @@ class Device:
         if unknown_key:
             signer, note = generate_signer(INTRUDER_KID), " [forged: unknown key]"
         else:
-            signer, note = generate_signer(self.login.name), " [forged: right kid, wrong key]"
+            signer, note = generate_signer(self.signer.kid), " [forged: right kid, wrong key]"
         return self.publish(mix.Planned("forged", "stats", mix.params_for("stats", rng)), signer, note)
 
     def opening(self, rng: np.random.Generator) -> None:
@@ -132,21 +134,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        login = load_login(args.config)
-        client = connect(login, f"{login.name}-demo")
-        device = Device(login, _target(args.config, args.target), client, args.id_prefix)
+        config = load_client_config(args.config)
+        client = ToolClient.from_config(config, "demo")
+        client.connect()
+        device = Device(config, _target(args.config, args.target), client, args.id_prefix)
         rng = np.random.default_rng(args.seed)
         device.opening(rng)
         n = 0
         while args.interval > 0 and not stop.wait(args.interval):
             device.trickle(rng, n)
             n += 1
-    except DemoError as exc:
+    except (DemoError, ToolError) as exc:
         print(f"demo device: error: {exc}", file=sys.stderr)
         return 1
     stop.wait()
-    client.disconnect()
-    client.loop_stop()
+    client.close()
     print(f"{time.strftime('%H:%M:%S')} stopped after {device.sent} tasks", flush=True)
     return 0
 

@@ -7,50 +7,57 @@ record itself, with the session of that birth, before the broker goes away.
 
 from __future__ import annotations
 
+import queue
 import threading
-from typing import Any
-
-import paho.mqtt.client as paho
+from pathlib import Path
 
 from agent.protocol import Presence, ProtocolError, open_agent_message
 
-from .bundle import Login, connect
+from ..connection import ToolClient
+from ..settings import load_client_config
 
 
 class PresenceMonitor:
-    """Subscribed to one node's presence as a dashboard; the newest verified record is `latest`."""
+    """Subscribed to one node's presence as a dashboard; `latest` is the newest verified record."""
 
-    def __init__(self, login: Login, node: str) -> None:
-        self.node = node
-        self._trust = login.trust()
-        self._topics = login.topics
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+    def __init__(self, dashboard: Path, node: str) -> None:
+        config = load_client_config(dashboard, environ={})  # the bundle as written
+        self._trust = config.trust()
+        self._topics = config.topics
+        self._changed = threading.Condition()
         self.latest: Presence | None = None
         self.online_session: int | None = None
-        self.client: paho.Client = connect(login, f"{login.name}-demo-monitor")
-        self.client.on_message = self._on_message
-        self.client.subscribe(self._topics.presence(node), qos=1)
+        self.client = ToolClient.from_config(config, "demo-monitor")
+        self.client.connect()
+        self.client.subscribe([self._topics.presence(node)])
+        self._reader = threading.Thread(target=self._read, name="presence-monitor", daemon=True)
+        self._closed = threading.Event()
+        self._reader.start()
 
-    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        try:
-            msg = open_agent_message(bytes(message.payload), message.topic, self._trust, topics=self._topics)
-        except ProtocolError:
-            return  # edge-watch shows it as FORGED; here it proves nothing either way
-        if isinstance(msg, Presence):
-            with self._lock:
-                self.latest = msg
-                if msg.state == "online":
-                    self.online_session = msg.session
-                self._changed.notify_all()
+    def _read(self) -> None:
+        while not self._closed.is_set():
+            try:
+                incoming = self.client.messages.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                msg = open_agent_message(incoming.payload, incoming.topic, self._trust, topics=self._topics)
+            except ProtocolError:
+                continue  # edge-watch shows it as FORGED; here it proves nothing either way
+            if isinstance(msg, Presence):
+                with self._changed:
+                    self.latest = msg
+                    if msg.state == "online":
+                        self.online_session = msg.session
+                    self._changed.notify_all()
 
     def online(self) -> bool:
-        with self._lock:
+        with self._changed:
             return self.latest is not None and self.latest.state == "online"
 
     def wait_offline(self, timeout: float) -> bool:
         """True once the node's own death record of its current session has arrived."""
-        with self._lock:
+        with self._changed:
             return self._changed.wait_for(
                 lambda: (
                     self.latest is not None
@@ -61,5 +68,6 @@ class PresenceMonitor:
             )
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self._closed.set()
+        self._reader.join()
+        self.client.close()

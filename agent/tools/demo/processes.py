@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.fileio import write_atomic
+
 from .errors import DemoError
 
 POLL_S = 0.1
@@ -107,7 +109,8 @@ def port_open(host: str, port: int) -> bool:
 
 
 def record(pid_file: Path, children: Sequence[Child]) -> None:
-    pid_file.write_text(json.dumps({c.name: c.pid for c in children}))
+    """Replaced atomically: a demo killed while it writes must leave the previous list readable."""
+    write_atomic(pid_file, json.dumps({c.name: c.pid for c in children}), sync_dir=False)
 
 
 def _cmdline(pid: int) -> str:

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from ..errors import ToolError
 from . import fleet as demo_fleet
-from .bundle import load_login
 from .errors import DemoError
 from .fleet import DASHBOARD, DEVICE, NODE, DemoFleet
 from .monitor import PresenceMonitor
@@ -72,7 +72,7 @@ class Demo:
             START_TIMEOUT_S,
             broker,
         )
-        self.monitor = PresenceMonitor(load_login(d.config(DASHBOARD)), NODE)
+        self.monitor = PresenceMonitor(d.config(DASHBOARD), NODE)
         agent_env = {**AGENT_ENV, **self.env}
         say(f"  agent {NODE}: {agent_env['EDGE_WORKERS_COUNT']} workers ...")
         agent = self._spawn(
@@ -209,7 +209,7 @@ def _run(args: argparse.Namespace, stop: threading.Event, received: list[int]) -
         status = demo.supervise()
     except Interrupted:
         pass
-    except DemoError as exc:
+    except (DemoError, ToolError) as exc:
         say(f"make run: error: {exc}")
         status = 1
     if demo is not None:

@@ -23,12 +23,12 @@ LINES_WAIT_S = 15.0  # a view that names no agent by then: go on without it
 
 
 def watch_command(dashboard: Path, fmt: str) -> list[str]:
-    """`edge-watch` beside this Python (the venv's console script), else the demo's stand-in."""
+    """`edge-watch` beside this Python (the venv's console script), else the same as a module."""
     options = ["--config", str(dashboard)] + ([] if fmt == "auto" else ["--format", fmt])
     edge_watch = shutil.which("edge-watch", path=str(Path(sys.executable).parent))
     if edge_watch is not None:
         return [edge_watch, *options]
-    return [sys.executable, "-m", "agent.tools.demo.watch", *options]
+    return [sys.executable, "-m", "agent.tools.watch", *options]
 
 
 def _forward(source: IO[bytes], node: str, ready: threading.Event) -> None:
