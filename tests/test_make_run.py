@@ -209,3 +209,28 @@ def test_a_demo_dir_not_made_by_the_demo_is_refused_and_kept(tmp_path: Path) -> 
     assert proc.returncode == 1
     assert "was not made by `make run`" in proc.stdout and "EDGE_DEMO_DIR" in proc.stdout
     assert (precious / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "inf"])
+def test_a_bad_interval_is_refused_before_anything_starts(tmp_path: Path, value: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.tools.demo", "--dir", str(tmp_path / "demo"), "--interval", value],
+        capture_output=True,
+        text=True,
+        timeout=STOP_S,
+    )
+    assert proc.returncode == 2
+    assert f"argument --interval: {value!r} is not a number of seconds >= 0" in proc.stderr
+    assert not (tmp_path / "demo").exists()
+
+
+def test_the_device_names_a_missing_bundle_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "device.toml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.tools.demo.device", "--config", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=STOP_S,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("demo device: error: ") and str(missing) in proc.stderr

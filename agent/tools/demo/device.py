@@ -12,6 +12,7 @@ key that is not the device's (`bad_signature`). SIGTERM or SIGINT: disconnect, e
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
@@ -97,6 +98,17 @@ def _wait(info: paho.MQTTMessageInfo) -> None:
         print(f"{time.strftime('%H:%M:%S')} not acknowledged yet: {exc}", flush=True)
 
 
+def seconds_arg(text: str) -> float:
+    """argparse type: a finite number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m agent.tools.demo.device",
@@ -106,7 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", required=True, type=Path, help="device.toml from `edge-provision bundle`")
     parser.add_argument("--target", help="node id to task (default: the bundle's first target)")
-    parser.add_argument("--interval", type=float, default=2.0, help="seconds between trickle tasks; 0: none")
+    parser.add_argument(
+        "--interval", type=seconds_arg, default=2.0, help="seconds between trickle tasks; 0: none"
+    )
     parser.add_argument("--seed", type=int, default=None, help="random seed for the sensor data")
     parser.add_argument("--id-prefix", default="", help="prefix of every task id (to run it twice)")
     return parser

@@ -20,6 +20,7 @@ from types import FrameType
 
 from ..errors import ToolError
 from . import fleet as demo_fleet
+from .device import seconds_arg
 from .errors import DemoError
 from .fleet import DASHBOARD, DEVICE, NODE, DemoFleet
 from .monitor import PresenceMonitor
@@ -157,17 +158,24 @@ def _parser() -> argparse.ArgumentParser:
         prog="make run",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Also: python -m agent.tools.demo [options]. The demo directory is removed and made "
-        "again on every run (only if it holds the marker file .edge-demo).",
+        epilog="Through make: make run DEMO_ARGS='--interval 0.5'; directly: python -m agent.tools.demo "
+        "[options]. The demo directory is removed and made again on every run, but only if it holds "
+        "the marker file .edge-demo. Logs: DIR/logs/{broker,agent,device,provision}.log. The agent "
+        "runs with EDGE_WORKERS_COUNT=2 and events on; EDGE_* variables you set win. "
+        "See agent/tools/demo/README.md.",
     )
     parser.add_argument(
         "--dir",
         type=Path,
-        default=Path(os.environ.get("EDGE_DEMO_DIR", DEFAULT_DIR)),
+        default=Path(os.environ.get("EDGE_DEMO_DIR") or DEFAULT_DIR),
         help="demo directory (default: $EDGE_DEMO_DIR, else .demo)",
     )
     parser.add_argument(
-        "--interval", type=float, default=2.0, help="seconds between the device's tasks after the opening mix"
+        "--interval",
+        type=seconds_arg,
+        default=2.0,
+        metavar="S",
+        help="seconds between the device's tasks after the opening burst; 0: the burst only (default 2)",
     )
     parser.add_argument(
         "--watch-format",
