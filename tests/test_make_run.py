@@ -144,6 +144,12 @@ def wait_gone(token: str, timeout: float = 15.0) -> dict[int, str]:
     return left
 
 
+def demo_command(demo_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m agent.tools.demo --dir demo_dir ...` expected to end by itself (no terminal)."""
+    argv = [sys.executable, "-m", "agent.tools.demo", "--dir", str(demo_dir), *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=STOP_S, start_new_session=True)
+
+
 def test_make_run_shows_every_kernel_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     with make_run(tmp_path / "demo", "--interval", "1") as run:
         run.wait_for(
@@ -153,6 +159,11 @@ def test_make_run_shows_every_kernel_and_stops_cleanly_on_ctrl_c(tmp_path: Path)
         commands = " | ".join(running.values())
         for part in ("-m broker", "-m agent run", "demo.device", "forkserver"):
             assert part in commands, f"no {part!r} among the demo's processes: {commands}"
+        # A second demo in the same directory is refused and leaves this one alone.
+        second = demo_command(tmp_path / "demo")
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert "another `make run`" in second.stdout and "EDGE_DEMO_DIR" in second.stdout
+        assert set(marked(run.token)) >= set(running)
         run.ctrl_c()
         assert run.proc.wait(STOP_S) == 0, run.output()
         left = wait_gone(run.token)
@@ -199,13 +210,7 @@ def test_a_demo_dir_not_made_by_the_demo_is_refused_and_kept(tmp_path: Path) -> 
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")
-    proc = subprocess.run(
-        [sys.executable, "-m", "agent.tools.demo", "--dir", str(precious)],
-        capture_output=True,
-        text=True,
-        timeout=STOP_S,
-        env={**os.environ, "EDGE_DEMO_DIR": ""},
-    )
+    proc = demo_command(precious)
     assert proc.returncode == 1
     assert "was not made by `make run`" in proc.stdout and "EDGE_DEMO_DIR" in proc.stdout
     assert (precious / "notes.txt").read_text() == "keep me"
@@ -213,12 +218,7 @@ def test_a_demo_dir_not_made_by_the_demo_is_refused_and_kept(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("value", ["-1", "soon", "inf"])
 def test_a_bad_interval_is_refused_before_anything_starts(tmp_path: Path, value: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "agent.tools.demo", "--dir", str(tmp_path / "demo"), "--interval", value],
-        capture_output=True,
-        text=True,
-        timeout=STOP_S,
-    )
+    proc = demo_command(tmp_path / "demo", "--interval", value)
     assert proc.returncode == 2
     assert f"argument --interval: {value!r} is not a number of seconds >= 0" in proc.stderr
     assert not (tmp_path / "demo").exists()

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +50,12 @@ class Child:
             return ""
         text = self.log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
         return "\n".join(f"    {line}" for line in text)
+
+    def where(self) -> str:
+        """Where to read what happened, for an error message."""
+        if self.log is None:
+            return " (its output is above)"
+        return f"; its log ({self.log}) ends:\n{self.tail()}"
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         """Send `sig`, wait up to `timeout`, then SIGKILL its whole process group. Returns the exit code."""
@@ -89,11 +95,10 @@ def wait_until(
             raise Interrupted()
         if not child.running():
             raise DemoError(
-                f"{child.name} exited with status {child.proc.returncode} before {what}; "
-                f"its log ({child.log}) ends:\n{child.tail()}"
+                f"{child.name} exited with status {child.proc.returncode} before {what}{child.where()}"
             )
         if time.monotonic() > deadline:
-            raise DemoError(f"{what} did not happen within {timeout:.0f} s; see {child.log}:\n{child.tail()}")
+            raise DemoError(f"{what} did not happen within {timeout:.0f} s{child.where()}")
         stop.wait(POLL_S)
 
 
@@ -108,9 +113,13 @@ def port_open(host: str, port: int) -> bool:
 # --- leftovers of a demo that was killed -------------------------------------------------------------
 
 
-def record(pid_file: Path, children: Sequence[Child]) -> None:
+DEMO_KEY = "demo"  # the orchestrator's own entry in the pid file
+
+
+def record(pid_file: Path, children: Iterable[Child]) -> None:
     """Replaced atomically: a demo killed while it writes must leave the previous list readable."""
-    write_atomic(pid_file, json.dumps({c.name: c.pid for c in children}), sync_dir=False)
+    pids = {DEMO_KEY: os.getpid(), **{c.name: c.pid for c in children}}
+    write_atomic(pid_file, json.dumps(pids), sync_dir=False)
 
 
 def _cmdline(pid: int) -> str:
@@ -122,11 +131,18 @@ def _cmdline(pid: int) -> str:
 
 def stop_leftovers(pid_file: Path, root: Path, timeout: float = 10.0) -> list[str]:
     """Stop the children a previous run left behind (its pid file names them; each must still be
-    a process whose command line names `root`, so a reused pid is never touched)."""
+    a process whose command line names `root`, so a reused pid is never touched). DemoError if
+    that run is still going."""
     try:
         pids: dict[str, int] = json.loads(pid_file.read_text())
     except (OSError, ValueError):
         return []
+    demo = pids.pop(DEMO_KEY, None)
+    if demo is not None and demo != os.getpid() and "agent.tools.demo" in _cmdline(demo).split():
+        raise DemoError(
+            f"another `make run` (pid {demo}) is using {root}; stop it first (Ctrl-C in its terminal, or "
+            f"kill {demo}), or set EDGE_DEMO_DIR to run a second demo elsewhere"
+        )
     found = {name: pid for name, pid in pids.items() if str(root) in _cmdline(pid)}
     for pid in found.values():
         _signal(pid, signal.SIGTERM)

@@ -59,7 +59,7 @@ class Demo:
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
         child = spawn(name, argv, self.demo.logs / f"{name}.log", env or self.env)
         self.children[name] = child
-        record(self.demo.pid_file, list(self.children.values()))
+        record(self.demo.pid_file, self.children.values())
         return child
 
     def start(self) -> None:
@@ -89,9 +89,9 @@ class Demo:
         watch = watch_command(d.config(DASHBOARD), self.args.watch_format)
         shown = " ".join([Path(watch[0]).name, *watch[1:]])
         say(f"  live view: {shown}   (Ctrl-C stops everything)")
-        view, ready = start_view(watch, self.env, NODE)
+        view, ready = start_view(watch, self.env, NODE, self.stop_event.set)
         self.children["watch"] = view
-        record(d.pid_file, list(self.children.values()))
+        record(d.pid_file, self.children.values())
         wait_until("the live view subscribed", ready.is_set, self.stop_event, START_TIMEOUT_S, view)
         device = [py, "-m", "agent.tools.demo.device", "--config", str(d.config(DEVICE))]
         self._spawn("device", [*device, "--interval", str(self.args.interval)])
@@ -109,10 +109,7 @@ class Demo:
             for name in ("broker", "agent", "device"):
                 child = self.children[name]
                 if not child.running():
-                    say(
-                        f"make run: the {name} exited with status {child.proc.returncode}; "
-                        f"its log ({child.log}) ends:\n{child.tail()}\nstopping"
-                    )
+                    say(f"make run: the {name} exited with status {child.proc.returncode}{child.where()}")
                     return 1
         return 0
 
@@ -204,12 +201,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace, stop: threading.Event, received: list[int]) -> int:
     root = args.dir.resolve()
     say(f"make run: the mqtt-edge-agent demo in {root}")
-    leftovers = stop_leftovers(root / "pids", root)
-    if leftovers:
-        say(f"  stopped what a previous run left running: {', '.join(leftovers)}")
     demo: Demo | None = None
     status = 0
     try:
+        leftovers = stop_leftovers(root / "pids", root)
+        if leftovers:
+            say(f"  stopped what a previous run left running: {', '.join(leftovers)}")
         say(f"  provisioning demo fleet: agent {NODE}, device {DEVICE}, operator, dashboard ...")
         fleet = demo_fleet.make_fleet(root)
         demo = Demo(fleet, args, stop)
@@ -222,5 +219,5 @@ def _run(args: argparse.Namespace, stop: threading.Event, received: list[int]) -
         status = 1
     if demo is not None:
         status |= demo.shutdown(received[0] if received else None)
-    say("make run: stopped" + (" cleanly" if status == 0 else " (see the logs above)"))
+    say("make run: stopped" + (" cleanly" if status == 0 else " (see the messages above)"))
     return status

@@ -31,15 +31,22 @@ def watch_command(dashboard: Path, fmt: str) -> list[str]:
     return [sys.executable, "-m", "agent.tools.watch", *options]
 
 
-def _forward(source: IO[bytes], node: str, ready: threading.Event) -> None:
+def _forward(source: IO[bytes], node: str, ready: threading.Event, closed: Callable[[], None]) -> None:
+    """Copy the view's lines to our stdout; `closed()` once nobody reads it (`make run | head`)."""
     out = sys.stdout.buffer
-    for line in source:
-        out.write(line)
-        out.flush()
-        if node.encode() in line:
-            ready.set()
-    source.close()
-    ready.set()  # it ended: nobody waits for it any longer
+    try:
+        for line in source:
+            out.write(line)
+            out.flush()
+            if node.encode() in line:
+                ready.set()
+    except BrokenPipeError:
+        closed()
+        for _ in source:  # keep the view from blocking on a full pipe until it is stopped
+            pass
+    finally:
+        source.close()
+        ready.set()  # it ended: nobody waits for it any longer
 
 
 def _later(seconds: float, action: Callable[[], None]) -> None:
@@ -48,8 +55,11 @@ def _later(seconds: float, action: Callable[[], None]) -> None:
     timer.start()
 
 
-def start_view(argv: list[str], env: Mapping[str, str], node: str) -> tuple[Child, threading.Event]:
-    """Start the view in this process group (Ctrl-C reaches it); the event is set once it is ready."""
+def start_view(
+    argv: list[str], env: Mapping[str, str], node: str, closed: Callable[[], None]
+) -> tuple[Child, threading.Event]:
+    """Start the view in this process group (Ctrl-C reaches it); the event is set once it is ready,
+    `closed()` is called when our stdout is a pipe that nobody reads any more."""
     ready = threading.Event()
     if sys.stdout.isatty():
         proc = subprocess.Popen(argv, env=dict(env))
@@ -58,6 +68,6 @@ def start_view(argv: list[str], env: Mapping[str, str], node: str) -> tuple[Chil
         sys.stdout.flush()
         proc = subprocess.Popen(argv, env=dict(env), stdout=subprocess.PIPE, stderr=None)
         assert proc.stdout is not None
-        threading.Thread(target=_forward, args=(proc.stdout, node, ready), daemon=True).start()
+        threading.Thread(target=_forward, args=(proc.stdout, node, ready, closed), daemon=True).start()
         _later(LINES_WAIT_S, ready.set)
     return Child("watch", proc, None), ready
