@@ -39,10 +39,18 @@ AGENT_ENV = {
     "EDGE_WORKERS_GRACE_S": "3",
 }
 WATCH_STATUSES_OK = (0, 130, -signal.SIGINT, -signal.SIGTERM)
+#: A device or broker stopped by our SIGTERM before it installed its handler (a stop during start-up).
+STOPPED = (0, -signal.SIGTERM)
 
 
 def say(text: str) -> None:
-    print(text, flush=True)
+    """A progress line. Once nobody reads our stdout (`make run | head`) lines go nowhere and the
+    demo stops, as when its terminal goes away (SIGHUP)."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        signal.raise_signal(signal.SIGHUP)
 
 
 class Demo:
@@ -89,7 +97,7 @@ class Demo:
         watch = watch_command(d.config(DASHBOARD), self.args.watch_format)
         shown = " ".join([Path(watch[0]).name, *watch[1:]])
         say(f"  live view: {shown}   (Ctrl-C stops everything)")
-        view, ready = start_view(watch, self.env, NODE, self.stop_event.set)
+        view, ready = start_view(watch, self.env, NODE, lambda: signal.raise_signal(signal.SIGHUP))
         self.children["watch"] = view
         record(d.pid_file, self.children.values())
         wait_until("the live view subscribed", ready.is_set, self.stop_event, START_TIMEOUT_S, view)
@@ -121,21 +129,26 @@ class Demo:
         device = self.children.get("device")
         if device is not None:
             code = device.stop(signal.SIGTERM, 10.0)
-            status |= code != 0
+            status |= code not in STOPPED
             say(f"  device {DEVICE}: exit {code}")
         agent = self.children.get("agent")
         if agent is not None:
+            came_online = self.monitor is not None and self.monitor.online_session is not None
             code = agent.stop(signal.SIGTERM, 30.0)
-            clean = code == 0 and self.monitor is not None and self.monitor.wait_offline(5.0)
+            if came_online:
+                clean = code == 0 and self.monitor is not None and self.monitor.wait_offline(5.0)
+                outcome = "offline (clean stop)" if clean else f"exit {code}, no offline presence seen"
+            else:  # stopped while starting
+                clean = code in STOPPED
+                outcome = f"exit {code} (stopped before it came online)"
             status |= not clean
-            outcome = "offline (clean stop)" if clean else f"exit {code}, no offline presence seen"
             say(f"  agent {NODE}: {outcome}")
         if self.monitor is not None:
             self.monitor.close()
         broker = self.children.get("broker")
         if broker is not None:
             code = broker.stop(signal.SIGTERM, 20.0)
-            status |= code != 0
+            status |= code not in STOPPED
             say(f"  broker: exit {code}")
         self.demo.pid_file.unlink(missing_ok=True)
         return int(status)
