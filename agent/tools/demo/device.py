@@ -24,6 +24,7 @@ from types import FrameType
 import numpy as np
 import paho.mqtt.client as paho
 
+from agent import tomlio
 from agent.protocol import Signer, generate_signer, make_task
 
 from ..connection import ToolClient
@@ -127,8 +128,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _target(path: Path, given: str | None) -> str:
-    from agent import tomlio
-
     if given:
         return given
     targets = tomlio.loads(path.read_text(encoding="utf-8")).get("device", {}).get("targets") or []

@@ -230,7 +230,8 @@ def _run(args: argparse.Namespace, stop: threading.Event, received: list[int]) -
     except (DemoError, ToolError) as exc:
         say(f"make run: error: {exc}")
         status = 1
-    if demo is not None:
-        status |= demo.shutdown(received[0] if received else None)
+    finally:  # also on a bug of ours: never leave the children running
+        if demo is not None:
+            status |= demo.shutdown(received[0] if received else None)
     say("make run: stopped" + (" cleanly" if status == 0 else " (see the messages above)"))
     return status
