@@ -22,7 +22,7 @@ from ..errors import ToolError
 from . import fleet as demo_fleet
 from .device import seconds_arg
 from .errors import DemoError
-from .fleet import DASHBOARD, DEVICE, NODE, DemoFleet
+from .fleet import DASHBOARD, DEVICE, NODE, OPERATOR, DemoFleet
 from .monitor import PresenceMonitor
 from .processes import Child, Interrupted, port_open, record, spawn, stop_leftovers, wait_until
 from .terminal import own_foreground
@@ -51,6 +51,14 @@ def say(text: str) -> None:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         signal.raise_signal(signal.SIGHUP)
+
+
+def _short(path: Path) -> str:
+    """`path` relative to the working directory when it is below it (shorter to copy)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 class Demo:
@@ -93,7 +101,10 @@ class Demo:
             f"  device {DEVICE}: every kernel (priorities 2-9), a recurring task, an invalid one, two "
             f"forged ones, then one task every {self.args.interval:g} s"
         )
-        say(f"  logs: {d.logs}/{{broker,agent,device,provision}}.log")
+        say(f"  logs: {_short(d.logs)}/{{broker,agent,device,provision}}.log")
+        submit = f"{_short(Path(py).parent / 'edge-submit')} -c {_short(d.config(OPERATOR))}"
+        say(f"  try, in another terminal: {submit} -n {NODE} --kernel stats --param 'signal=[1,2,3]'")
+        say(f"                            {submit} control -n {NODE} sys.list")
         watch = watch_command(d.config(DASHBOARD), self.args.watch_format)
         shown = " ".join([Path(watch[0]).name, *watch[1:]])
         say(f"  live view: {shown}   (Ctrl-C stops everything)")
