@@ -98,15 +98,15 @@ class Demo:
         wait_until(f"agent {NODE} came online", self.monitor.online, self.stop_event, START_TIMEOUT_S, agent)
         say(f"  agent {NODE} online")
         say(
-            f"  device {DEVICE}: every kernel (priorities 2-9), a recurring task, an invalid one, two "
-            f"forged ones, then one task every {self.args.interval:g} s"
+            f"  device {DEVICE} submitting: every kernel (priorities 2-9), a recurring task, an invalid "
+            f"one, two forged ones, then one task every {self.args.interval:g} s"
         )
         say(f"  logs: {_short(d.logs)}/{{broker,agent,device,provision}}.log")
         submit = f"{_short(Path(py).parent / 'edge-submit')} -c {_short(d.config(OPERATOR))}"
         say(f"  try, in another terminal: {submit} -n {NODE} --kernel stats --param 'signal=[1,2,3]'")
         say(f"                            {submit} control -n {NODE} sys.list")
         watch = watch_command(d.config(DASHBOARD), self.args.watch_format)
-        shown = " ".join([Path(watch[0]).name, *watch[1:]])
+        shown = " ".join([Path(watch[0]).name, *(_short(Path(a)) if "/" in a else a for a in watch[1:])])
         say(f"  live view: {shown}   (Ctrl-C stops everything)")
         view, ready = start_view(watch, self.env, NODE, lambda: signal.raise_signal(signal.SIGHUP))
         self.children["watch"] = view
