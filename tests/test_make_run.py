@@ -9,6 +9,7 @@ in its environment, so the test finds them all (workers included) and checks non
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -184,9 +185,8 @@ def test_a_second_run_after_a_killed_one_cleans_up_and_works(tmp_path: Path) -> 
         first.wait_for(
             "the agent online", lambda lines: any(f"agent {NODE} online" in x for x in lines), SHOW_S
         )
-        [orchestrator] = [
-            pid for pid, cmd in marked(first.token).items() if "agent.tools.demo" in cmd.split()
-        ]
+        orchestrator = json.loads((demo_dir / "pids").read_text())["demo"]
+        assert "agent.tools.demo" in marked(first.token)[orchestrator].split()
         os.kill(orchestrator, signal.SIGKILL)  # no clean stop: broker, agent and device stay behind
         first.proc.wait(STOP_S)
         survivors = marked(first.token)
