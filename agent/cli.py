@@ -53,7 +53,10 @@ def setup_logging(config: Config) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-agent", description="The edge agent of one node.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("run", "run the agent until SIGTERM/SIGINT"), ("check", "validate and exit")):
+    for name, text in (
+        ("run", "run the agent until SIGTERM/SIGINT (SIGHUP reloads trust store and configuration)"),
+        ("check", "validate and exit"),
+    ):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("--config", "-c", required=True, help="agent.toml (from edge-provision bundle)")
     return parser

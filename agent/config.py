@@ -154,6 +154,9 @@ class Config:
     log: LogSection = LogSection()
     testing: TestingSection = TestingSection()
     source: Path | None = None  # the TOML file it came from
+    #: The `EDGE_*` variables it was built with: a reload (SIGHUP, sys.reload) reads the file again
+    #: with the same ones (a process cannot see its environment change).
+    environ: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def node(self) -> str:
@@ -184,7 +187,9 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
-SECTION_CLASSES: dict[str, type] = {n: c for n, c in typing.get_type_hints(Config).items() if n != "source"}
+SECTION_CLASSES: dict[str, type] = {
+    n: c for n, c in typing.get_type_hints(Config).items() if n not in ("source", "environ")
+}
 _HINTS = {name: typing.get_type_hints(cls) for name, cls in SECTION_CLASSES.items()}
 
 
@@ -335,7 +340,8 @@ def build_config(
     doc: Mapping[str, Any], *, base: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> Config:
     """A `Config` from a TOML-shaped mapping (tests build one without a file)."""
-    env = _env_sections(os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    env = _env_sections(environ)
     unknown = sorted(set(doc) - set(SECTION_CLASSES))
     if unknown:
         raise ConfigError(unknown[0], f"unknown section (known: {', '.join(SECTION_CLASSES)})")
@@ -345,7 +351,8 @@ def build_config(
         if not isinstance(raw, Mapping):
             raise ConfigError(name, "must be a table")
         sections[name] = _section(name, raw, env.get(name, {}), base)
-    config = Config(**sections, source=None)
+    used = {k: v for k, v in environ.items() if k.startswith(ENV_PREFIX)}
+    config = Config(**sections, source=None, environ=used)
     _validate(config)
     return config
 

@@ -6,6 +6,7 @@
         StoreCorrupt     a state file is damaged in a way a crash cannot explain
         StoreLocked      another agent owns this data directory
       WorkerError        the worker pool cannot start a worker
+      ReloadError        a reload found a broken trust store or configuration (nothing changed)
 
 Task-level failures are not exceptions of the agent: they are `Outcome`s carrying the protocol's
 failure codes (`kernel_error`, `timeout`, `worker_crashed`, `out_of_memory`), see `workers.py`.
@@ -40,3 +41,7 @@ class StoreLocked(StoreError):
 
 class WorkerError(AgentError):
     """A worker process could not be started."""
+
+
+class ReloadError(AgentError):
+    """A reload (SIGHUP, sys.reload) was refused; the agent keeps its current keys and settings."""

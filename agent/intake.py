@@ -54,10 +54,10 @@ _AUDITED = frozenset(
 )
 _STOP = object()
 
-Control = Callable[[AcceptedTask], Publication]
+Control = Callable[[AcceptedTask, float], Publication]  # (command, received_at) -> its result
 
 
-def no_control(accepted: AcceptedTask) -> Publication:
+def no_control(accepted: AcceptedTask, received_at: float) -> Publication:
     raise TaskRejected(
         f"control command {accepted.task.kernel!r} is not supported by this agent",
         code="unknown_kernel",
@@ -250,7 +250,7 @@ class Intake:
         )
         if accepted.topic.kind == "control":
             try:
-                return self._answered(delivery, accepted, self.control(accepted), claim)
+                return self._answered(delivery, accepted, self.control(accepted, delivery.received_at), claim)
             except TaskRejected as exc:
                 return self._rejected(delivery, exc, claim)
         return self._accepted(delivery, accepted, claim)
@@ -310,6 +310,7 @@ class Intake:
         """Checks 4-9 with a readable id: a `rejected` result (PROTOCOL 4)."""
         self.counts["rejected"] += 1
         fields = _readable_fields(delivery.payload)
+        trace = fields.get("trace") if isinstance(fields.get("trace"), str) else None
         if exc.code in _AUDITED:
             self._audit("task_rejected", delivery, exc, hashlib.sha256(delivery.payload).digest())
         publication = self.signing.result(
@@ -320,11 +321,28 @@ class Intake:
             attempt=0,
             received_at=delivery.received_at,
             error={"code": exc.code, "message": exc.message},
-            trace=fields.get("trace") if isinstance(fields.get("trace"), str) else None,
+            trace=trace,
         )
         key = f"{exc.kid}/{exc.task_id}#rejected#{delivery.received_at!r}"
         ops = [outbox_op(key, publication)] + ([claim] if claim is not None else [])
-        return Decision(delivery, ops, lambda: self.outbox.send(key, publication))
+
+        def after() -> None:
+            self.outbox.send(key, publication)
+            publish_event = self.lifecycle.publish_event
+            if publish_event is not None:  # PROTOCOL 6: submitted -> rejected is a transition too
+                publish_event(
+                    self.signing.event(
+                        exc.task_id,
+                        "rejected",
+                        run=1,
+                        attempt=0,
+                        code=exc.code,
+                        message=exc.message,
+                        trace=trace,
+                    )
+                )
+
+        return Decision(delivery, ops, after)
 
     def _unauthenticated(self, delivery: Delivery, exc: AuthenticationError) -> Decision:
         """Checks 1-3 (or 4 without an id): never answered, acknowledged, counted, audited, reported."""

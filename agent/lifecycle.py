@@ -5,6 +5,7 @@
                                 \\-> abandoned
     scheduled (run_at, retry back-off, next recurring run) -> queued
     queued / scheduled -> expired (one-shot, first attempt not started by expires_at) | cancelled
+    running -> cancelled (sys.cancel: the worker is killed; the request is on the record first)
 
 Every transition is a new task record committed to the store (records are never changed in place).
 A task's record lives in the `tasks` table while it has a future; its final record then goes to
@@ -102,6 +103,11 @@ class Attempt(NamedTuple):
     run: int
     attempt: int
 
+    @property
+    def tag(self) -> tuple[str, int, int]:
+        """Names this attempt to `Worker.cancel`."""
+        return (self.key, self.run, self.attempt)
+
 
 def task_key(kid: str, task_id: str) -> str:
     return f"{kid}/{task_id}"
@@ -171,6 +177,8 @@ class Lifecycle:
             if not plan.recurring:
                 heapq.heappush(self._expiry, (plan.expires_at, plan.key))
             self._event(plan, "queued", record)
+            if record["status"] == "scheduled":
+                self._event(plan, "scheduled", record, message=self._waiting_for(plan))
             if record["status"] == "queued":
                 self.ready.push(plan.priority, record["seq"], plan.key)
             if plan.recurring:
@@ -180,6 +188,24 @@ class Lifecycle:
 
     def active(self) -> int:
         return self.store.count(TASKS)
+
+    def plan(self, key: str) -> Plan | None:
+        return self._plans.get(key)
+
+    def next_at(self, key: str, record: dict[str, Any]) -> float | None:
+        """When a scheduled task's timer fires next (None: not scheduled, or no timer)."""
+        if record["status"] != "scheduled":
+            return None
+        prefix = {"start": "start", "retry": "retry", "next": "run"}[record["wait"]]
+        return self.timers.next_run(f"{prefix}:{key}")
+
+    @staticmethod
+    def _waiting_for(plan: Plan) -> str:
+        if plan.cron is not None:
+            return f"next run on cron {plan.cron!r}"
+        if plan.every_s is not None:
+            return f"next run in {plan.every_s:g} s"
+        return f"waiting for run_at {plan.run_at}"
 
     # -- timers ------------------------------------------------------------------------------------------
 
@@ -242,8 +268,9 @@ class Lifecycle:
 
     # -- attempts (worker threads) --------------------------------------------------------------------
 
-    def take(self, timeout: float) -> Attempt | None:
-        """The next attempt for a free worker, by priority; None if nothing is ready in time."""
+    def take(self, timeout: float, worker: Any = None) -> Attempt | None:
+        """The next attempt for a free worker, by priority; None if nothing is ready in time.
+        `worker` is registered in `running` in the same locked step, for `cancel`."""
         key = self.ready.pop(timeout)
         if key is None:
             return None
@@ -261,6 +288,8 @@ class Lifecycle:
             attempt = record["attempt"] + 1
             record = _updated(record, status="running", attempt=attempt, started_at=now)
             self.store.commit([Op(TASKS, key, record)], sync=False)  # lost only to a power cut
+            if worker is not None:
+                self.running[key] = worker
             self._event(plan, "running", record)
             return Attempt(key, plan, record["body"], record["run"], attempt)
 
@@ -275,6 +304,15 @@ class Lifecycle:
                 return
             plan = attempt.plan
             times = {"started_at": outcome.started_at, "finished_at": outcome.finished_at}
+            if record.get("cancel"):  # sys.cancel asked for it: cancelled, whatever the attempt did
+                self._end_run(
+                    plan,
+                    record,
+                    "cancelled",
+                    error={"code": "cancelled", "message": record["cancel"]},
+                    **times,
+                )
+                return
             if outcome.ok:
                 self._end_run(
                     plan, record, "completed", output=outcome.result, duration_ms=outcome.duration_ms, **times
@@ -292,7 +330,14 @@ class Lifecycle:
         """A clean stop interrupted the attempt: it does not count, the task waits for the next start."""
         with self._lock:
             record = self.store.get(TASKS, attempt.key)
-            if record is not None and record["status"] == "running":
+            if record is not None and record["status"] == "running" and record.get("cancel"):
+                self._finish(
+                    attempt.plan,
+                    record,
+                    "cancelled",
+                    error={"code": "cancelled", "message": record["cancel"]},
+                )
+            elif record is not None and record["status"] == "running":
                 record = _updated(record, status="queued", attempt=record["attempt"] - 1, started_at=None)
                 self.store.commit([Op(TASKS, attempt.key, record)])
 
@@ -304,6 +349,32 @@ class Lifecycle:
         self._event(plan, "retrying", record, message=f"next attempt in {delay:.1f} s")
         self.timers.at(f"retry:{plan.key}", date_spec(time.time() + delay), key=plan.key)
 
+    # -- sys.cancel (the intake thread) -------------------------------------------------------------------
+
+    def cancel(self, key: str, reason: str) -> str | None:
+        """End a live task `cancelled` (PROTOCOL 6, 8); returns the status it had, None if not live.
+
+        Queued or scheduled (waiting for `run_at`, a retry or its next recurring run): its result now,
+        its timers removed. Running: the request is committed on its record first (a restart ends it
+        `cancelled` too), then the worker is killed; `finished` publishes the result, not retried."""
+        with self._lock:
+            record = self.store.get(TASKS, key)
+            plan = self._plans.get(key)
+            if record is None or plan is None:
+                return None
+            status: str = record["status"]
+            if status == "running":
+                if not record.get("cancel"):
+                    self.store.commit([Op(TASKS, key, _updated(record, cancel=reason))])
+                worker = self.running.get(key)
+                if worker is not None:
+                    worker.cancel((key, record["run"], record["attempt"]))
+                return status
+            if status == "scheduled" and record["wait"] == "next":  # the run that will not happen
+                record = _updated(record, run=record["run"] + 1, attempt=0, last_error=None)
+            self._finish(plan, record, "cancelled", error={"code": "cancelled", "message": reason})
+            return status
+
     # -- ending runs and tasks ----------------------------------------------------------------------------
 
     def _end_run(self, plan: Plan, record: dict[str, Any], status: str, **outcome: Any) -> None:
@@ -311,7 +382,8 @@ class Lifecycle:
         if plan.recurring and status != "cancelled" and self.timers.has(f"run:{plan.key}"):
             publication = self._result(plan, record, status, **outcome)
             record = _updated(record, status="scheduled", wait="next", started_at=None)
-            self._commit_result(plan, record, status, publication, [Op(TASKS, plan.key, record)])
+            self._commit_result(plan, record, status, publication, [Op(TASKS, plan.key, record)], outcome)
+            self._event(plan, "scheduled", record, message=self._waiting_for(plan))
             return
         self._finish(plan, record, status, **outcome)
 
@@ -324,6 +396,8 @@ class Lifecycle:
         final.update(
             status=status, finished_at=time.time(), body_sha256=hashlib.sha256(record["body"]).digest()
         )
+        if plan.trace is not None:
+            final["trace"] = plan.trace
         if outcome.get("error"):
             final["last_error"] = outcome["error"]
         ops = [Op(TASKS, plan.key, None), Op(HISTORY, plan.key, final)]
@@ -336,7 +410,7 @@ class Lifecycle:
             if exists:  # only timers that can exist: a failed cancel costs an exception
                 self.timers.cancel(f"{prefix}:{plan.key}")
         self._plans.pop(plan.key, None)
-        self._commit_result(plan, record, status, publication, ops)
+        self._commit_result(plan, record, status, publication, ops, outcome)
 
     def _result(self, plan: Plan, record: dict[str, Any], status: str, **outcome: Any) -> Publication:
         return self.signing.result(
@@ -351,13 +425,19 @@ class Lifecycle:
         )
 
     def _commit_result(
-        self, plan: Plan, record: dict[str, Any], status: str, publication: Publication, ops: list[Op]
+        self,
+        plan: Plan,
+        record: dict[str, Any],
+        status: str,
+        publication: Publication,
+        ops: list[Op],
+        outcome: dict[str, Any],
     ) -> None:
         key = f"{plan.key}#{max(1, record['run'])}"
         self.store.commit([outbox_op(key, publication), *ops], lambda: self.outbox.send(key, publication))
         if status in self.totals:
             self.totals[status] += 1
-        self._event(plan, status, record)
+        self._event(plan, status, record, **(outcome.get("error") or {}))
 
     def expire_due(self, now: float | None = None) -> int:
         """Periodic: one-shot tasks whose first attempt has not started by `expires_at` end `expired`."""
@@ -378,7 +458,12 @@ class Lifecycle:
         if self.publish_event is not None:
             self.publish_event(
                 self.signing.event(
-                    plan.id, status, run=max(1, record["run"]), attempt=record["attempt"], **detail
+                    plan.id,
+                    status,
+                    run=max(1, record["run"]),
+                    attempt=record["attempt"],
+                    trace=plan.trace,
+                    **detail,
                 )
             )
 

@@ -29,7 +29,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -138,6 +138,7 @@ class MqttLink:
         self._connected = threading.Event()
         self._subscribed = threading.Event()  # SUBACK of this connection's subscriptions
         self._subscribe_mid = -1
+        self._paused: frozenset[str] = frozenset()  # subscriptions left for now (`pause`)
         self._stop = threading.Event()
         self._rng = random.Random()
         self._client = self._make_client()
@@ -188,8 +189,13 @@ class MqttLink:
             self._generation += 1
         self.connects += 1
         self._subscribed.clear()
-        _, mid = client.subscribe([(topic, 1) for topic in self.settings.subscriptions])
+        paused = self._paused
+        _, mid = client.subscribe(
+            [(topic, 1) for topic in self.settings.subscriptions if topic not in paused]
+        )
         self._subscribe_mid = -1 if mid is None else mid
+        if paused:  # a persistent session may still hold them
+            client.unsubscribe(sorted(paused))
         self._connected.set()
         self.handlers.connected(bool(flags.session_present), self.protocol)
 
@@ -275,6 +281,24 @@ class MqttLink:
         """Publish from the network thread; `on_mid(mid)` runs there before any PUBACK of it can."""
         self._soon.put(lambda: on_mid(self.publish(topic, payload, qos)))
         self._wake()
+
+    def pause(self, filters: Iterable[str]) -> None:
+        """Leave the subscriptions `filters` (UNSUBSCRIBE now and after every connect) and join
+        those paused before and not named again: `pause(())` joins them all. A draining agent
+        leaves its pools so that their other members take the pool's tasks."""
+        paused = frozenset(filters) & frozenset(self.settings.subscriptions)
+        left, joined = paused - self._paused, self._paused - paused
+        self._paused = paused  # read by _on_connect: a connection made from now on knows it
+        self._soon.put(lambda: self._resubscribe(left, joined))
+        self._wake()
+
+    def _resubscribe(self, left: frozenset[str], joined: frozenset[str]) -> None:
+        if not self._connected.is_set():
+            return  # _on_connect subscribes to what is not paused then
+        if left:
+            self._client.unsubscribe(sorted(left))
+        if joined:
+            self._client.subscribe([(topic, 1) for topic in sorted(joined)])
 
     def _ack_now(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:

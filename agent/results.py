@@ -96,7 +96,9 @@ class Signing:
         attempt: int,
         code: str | None = None,
         message: str | None = None,
+        trace: str | None = None,
     ) -> Publication:
+        """A lifecycle event (PROTOCOL 6), with the task's `trace` when it had one."""
         body: dict[str, Any] = {
             "id": task_id,
             "node": self.node,
@@ -109,6 +111,8 @@ class Signing:
             body["code"] = code
         if message is not None:
             body["message"] = message
+        if trace is not None:
+            body["trace"] = trace
         return Publication(self.topics.events(self.node, task_id), seal(packb(body), self.signer))
 
     def reject_report(self, body: dict[str, Any]) -> Publication:

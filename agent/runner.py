@@ -9,11 +9,12 @@ A clean stop (SIGTERM, SIGINT): the intake stops (what it had not committed is n
 so the broker redelivers it), running attempts get `grace_s` to finish (an attempt still running
 then is killed and does not count: it runs again at the next start), results are flushed to the
 broker, offline presence is published, and the state is closed. `run_agent` is what
-`edge-agent run` calls; SIGHUP reloads the trust store.
+`edge-agent run` calls; SIGHUP reloads the trust store and configuration (as `sys.reload` does).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import queue
@@ -25,7 +26,8 @@ from types import FrameType
 
 from .audit import AuditLog
 from .config import Config
-from .errors import ConfigError, StoreError, WorkerError
+from .control import Control
+from .errors import ConfigError, ReloadError, StoreError, WorkerError
 from .identity import link_settings, load_agent_signer, load_trust
 from .intake import Intake
 from .kernels import Catalogue
@@ -33,7 +35,7 @@ from .lifecycle import Lifecycle
 from .mqtt import Handlers, MqttLink
 from .outbox import Outbox
 from .presence import Counts, Heartbeats, PresenceRecords
-from .protocol import TrustStoreError
+from .reloading import ReloadReport, reload_agent
 from .results import Publication, Signing
 from .store import META, TASKS, Op, Store
 from .workers import Outcome, Worker, WorkerPool, WorkerSettings
@@ -99,8 +101,9 @@ class Agent:
             self.store,
             self.signing,
             self.outbox,
-            self._publish_event if config.events.enabled else None,
+            self.publish_event if config.events.enabled else None,
         )
+        self.control = Control(self.store, self.lifecycle, self.signing, self.audit, steering=self)
         self.intake = Intake(
             config,
             self.store,
@@ -111,6 +114,7 @@ class Agent:
             self.outbox,
             self.signing,
             self.audit,
+            control=self.control,
         )
         self.pool = WorkerPool(_worker_settings(config))
         self.state = "running"
@@ -142,7 +146,7 @@ class Agent:
         )
         self.link.publish(self.presence.topic, self.presence.birth(), qos=1, retain=True)
 
-    def _publish_event(self, publication: Publication) -> None:
+    def publish_event(self, publication: Publication) -> None:
         self.link.publish(publication.topic, publication.payload, qos=0)
 
     # -- periodic work --------------------------------------------------------------------------------
@@ -158,6 +162,29 @@ class Agent:
             rejected_total=self.intake.counts["rejected"],
             outbox=self.outbox.pending,
         )
+
+    # -- steering (control commands) ------------------------------------------------------------------
+
+    @property
+    def draining(self) -> bool:
+        return not self.intake.accepting
+
+    def set_draining(self, draining: bool) -> None:
+        """sys.drain / sys.resume: new tasks refused (`overloaded`) or taken again; heartbeat state.
+        A draining agent leaves its pools' subscriptions, so their other members take pool tasks."""
+        self.intake.accepting = not draining
+        topics, shared = self.config.topics, self.config.mqtt.shared_pools
+        pools = [
+            topics.shared_pool_subscription(p) if shared else topics.tasks_pool(p)
+            for p in self.config.agent.pools
+        ]
+        self.link.pause(pools if draining else ())
+        self.state = "draining" if draining else "running"
+        self.publish_heartbeat()  # dashboards see the new state now, not at the next interval
+
+    def load(self) -> tuple[int, int]:
+        counts = self.counts()
+        return counts.queued, counts.running
 
     def publish_heartbeat(self) -> None:
         if self.link.connected:
@@ -181,12 +208,11 @@ class Agent:
                 log.exception("worker %d: an attempt failed in the agent", worker.index)
 
     def _attempt(self, worker: Worker) -> None:
-        attempt = self.lifecycle.take(timeout=0.2)
+        attempt = self.lifecycle.take(timeout=0.2, worker=worker)  # registered in lifecycle.running
         if attempt is not None:
-            self.lifecycle.running[attempt.key] = worker
             try:
                 timeout = self.lifecycle.timeout_for(attempt.plan)
-                outcome = worker.run(attempt.plan.kernel, attempt.body, attempt.attempt, timeout)
+                outcome = worker.run(attempt.plan.kernel, attempt.body, attempt.attempt, timeout, attempt.tag)
             except WorkerError as exc:
                 log.error("worker %d cannot start: %s", worker.index, exc)
                 outcome = Outcome(False, time.time(), time.time(), code="worker_crashed", message=str(exc))
@@ -209,6 +235,7 @@ class Agent:
         timers.every(HOUSEKEEPING_S, self.housekeeping, "housekeeping")
         self.outbox.start()
         unsent = self.outbox.restore()
+        self.control.restore()  # still draining if it was: before the first task arrives
         self.intake.start()
         for worker in self.pool.workers:
             thread = threading.Thread(
@@ -219,16 +246,10 @@ class Agent:
         self.audit.record("start", node=self.config.node, restored_tasks=restored, unsent_results=unsent)
         self.link.start()
 
-    def reload(self) -> None:
-        """SIGHUP: re-read the trust store; a broken file keeps the current keys."""
-        try:
-            self.trust.reload()
-        except TrustStoreError as exc:
-            log.error("trust store not reloaded, keeping the current keys: %s", exc)
-            self.audit.record("trust_reload_failed", error=str(exc))
-            return
-        log.info("trust store reloaded: %d keys", len(self.trust))
-        self.audit.record("trust_reload", keys=len(self.trust))
+    def reload(self) -> ReloadReport:
+        """SIGHUP or sys.reload: trust store and configuration (see reloading.py); `ReloadError`
+        when a file is broken (the agent keeps what it had)."""
+        return reload_agent(self)
 
     def idle(self) -> bool:
         """Nothing ready, running or waiting for the broker (timers may still be set)."""
@@ -310,7 +331,8 @@ def run_agent(config: Config) -> int:
             continue
         if received != signal.SIGHUP:
             break
-        agent.reload()
+        with contextlib.suppress(ReloadError):  # logged and audited; the agent keeps what it had
+            agent.reload()
     log.info("stopping (%s)", received.name)
     agent.stop()
     return 0

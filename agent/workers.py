@@ -15,7 +15,7 @@ cannot be trusted any more:
 | past `timeout_s` | `timeout` | SIGKILL, replaced |
 | the process died (segfault, abort, exit) | `worker_crashed` | replaced |
 | past the memory limit (allocation failed, or SIGKILL from the OOM killer) | `out_of_memory` | replaced |
-| `cancel()` from another thread (sys.cancel) | `cancelled` | SIGKILL, replaced |
+| `cancel(tag)` from another thread (sys.cancel) | `cancelled` | SIGKILL, replaced |
 | `stop()` during the attempt (the agent stops) | `stopped` (ours: the attempt does not count) | SIGKILL |
 """
 
@@ -103,6 +103,9 @@ class Worker:
         self._conn: Connection | None = None
         self._cancelled = threading.Event()
         self._stopped = threading.Event()
+        self._lock = threading.Lock()  # busy, the running attempt's tag, a cancel waiting for its attempt
+        self._tag: object = None
+        self._cancel_tag: object = None
         self.backend = "numpy"
         self.pid: int | None = None
         self.busy = False
@@ -169,30 +172,45 @@ class Worker:
 
     # -- attempts ------------------------------------------------------------------------------------
 
-    def cancel(self) -> bool:
-        """Kill the running attempt (it ends `cancelled`); False if idle."""
-        process = self._process
-        if not self.busy or process is None:
-            return False
-        self._cancelled.set()
-        process.kill()
-        return True
+    def cancel(self, tag: object) -> bool:
+        """Kill the attempt `tag` (it ends `cancelled`, the worker is replaced); True if it was running.
 
-    def run(self, kernel: str, body: bytes, attempt: int, timeout: float) -> Outcome:
-        """One attempt of `kernel` on the task `body`, at most `timeout` seconds."""
+        An attempt handed to this worker but not started yet (`run` not yet called with `tag`) is
+        not started at all: the cancel waits for it, so no window lets it slip through."""
+        with self._lock:
+            process = self._process
+            if self.busy and self._tag == tag and process is not None:
+                self._cancelled.set()
+                process.kill()
+                return True
+            self._cancel_tag = tag
+            return False
+
+    def run(self, kernel: str, body: bytes, attempt: int, timeout: float, tag: object = None) -> Outcome:
+        """One attempt of `kernel` on the task `body`, at most `timeout` seconds; `tag` names the
+        attempt for `cancel`."""
         if self._stopped.is_set():
             return _stopped(time.time())
         if self._process is None or self._death.poll(0):  # died while idle: start its successor
             self._replace()
         conn, process = self._conn, self._process
         assert conn is not None and process is not None
-        self._cancelled.clear()
-        self.busy = True
         started = time.time()
+        with self._lock:
+            if tag is not None and self._cancel_tag == tag:  # cancelled before it started
+                self._cancel_tag = None
+                return Outcome(
+                    False, started, started, code="cancelled", message="cancelled before it started"
+                )
+            self._cancelled.clear()
+            self._tag = tag
+            self.busy = True
         try:
             return self._exchange(conn, process, kernel, body, attempt, timeout, started)
         finally:
-            self.busy = False
+            with self._lock:
+                self.busy = False
+                self._tag = None
 
     def _exchange(
         self,

@@ -162,6 +162,7 @@ class Event(_Message):
     at: float
     code: str | None = None
     message: str | None = None
+    trace: str | None = None  # the task's traceparent, when it had one (PROTOCOL 4: copied into events)
 
     _types: ClassVar[dict[str, str]] = {
         "id": "str",
@@ -172,8 +173,9 @@ class Event(_Message):
         "at": "float",
         "code": "str",
         "message": "str",
+        "trace": "str",
     }
-    _optional: ClassVar[frozenset[str]] = frozenset({"code", "message"})
+    _optional: ClassVar[frozenset[str]] = frozenset({"code", "message", "trace"})
 
     def _validate(self) -> None:
         if self.status not in EVENT_STATUSES:

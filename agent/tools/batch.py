@@ -21,7 +21,7 @@ from .progress import Progress
 from .render import dumps
 from .settings import ClientConfig
 from .spec import load_batch, target_node
-from .submit import PROG, resolve_target
+from .submit import PROG, resolve_target, trusted
 
 
 def _outcome(item: Pending) -> tuple[str, str | None]:
@@ -82,6 +82,7 @@ def cmd_batch(args: argparse.Namespace, config: ClientConfig) -> int:
     specs = load_batch(Path(args.file), resolve_target(args, config), ttl)
     signer, topics = config.signer(), config.topics
     signed = [spec.sign(signer, topics) for spec in specs]
+    trust = None if args.no_wait else trusted(config)
     client = connect(config, "batch")
     try:
         messages = [(topic, payload) for topic, payload, _ in signed]
@@ -90,7 +91,8 @@ def cmd_batch(args: argparse.Namespace, config: ClientConfig) -> int:
             publish_all(client, messages, Progress("published", len(signed), tty=args.progress))
             print(f"published {len(signed)} tasks in {time.monotonic() - started:.2f} s", file=sys.stderr)
             return 0
-        collector = Collector(config.trust(), topics)
+        assert trust is not None
+        collector = Collector(trust, topics)
         for (_, payload, task), spec in zip(signed, specs, strict=True):
             collector.add(task, payload, target_node(spec.target), spec.runs)
         subscribe_answers(client, collector)

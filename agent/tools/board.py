@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from agent.protocol import Event, Heartbeat, Presence, RejectReport, Result
 
-from .observe import Observation
+from .observe import CLEARED, Observation
 from .render import clock, duration
 
 RATE_WINDOW_S = 10.0
@@ -56,6 +56,8 @@ class Board:
         return view
 
     def update(self, obs: Observation) -> None:
+        if obs.problem == CLEARED:
+            return  # shown in lines and JSON; no state to change
         if not obs.verified or obs.message is None:
             self.forged_total += 1
             self.forged.append(obs)
@@ -162,7 +164,7 @@ def _node_rows(board: Board, now: float, stale_s: float, color: bool) -> list[st
 
 
 def _result_rows(board: Board, color: bool) -> list[str]:
-    widths = (10, 16, 34, 18, 11, 10)
+    widths = (10, 16, 34, 18, 11, 16)
     head = ("time", "node", "id", "kernel", "status", "duration")
     rows = ["".join(_cell(h, w, "bold", color) for h, w in zip(head, widths, strict=True))]
     for at, r in reversed(board.results):

@@ -94,12 +94,12 @@ def exit_status(pendings: Iterable[Pending]) -> int:
     items = list(pendings)
     if any(item.refused is not None or any(not r.ok for r in item.results) for item in items):
         return EXIT_NOT_COMPLETED
-    if not items or not all(_answered(item) for item in items):
+    if not items or not all(answered(item) for item in items):
         return EXIT_TIMEOUT
     return EXIT_OK
 
 
-def _answered(item: Pending) -> bool:
+def answered(item: Pending) -> bool:
     """Done, or a task for `all` with an unknown number of agents that got at least one result."""
     return item.done or (item.task.target == "all" and item.expect_nodes is None and bool(item.results))
 

@@ -43,6 +43,8 @@ KINDS = {
     "rejects": "reject",
 }
 Message = Result | Event | Heartbeat | Presence | RejectReport
+#: `problem` of an empty payload: not a forgery, not verified either.
+CLEARED = "cleared"
 
 
 @dataclass
@@ -85,6 +87,9 @@ def observe(incoming: Incoming, trust: TrustStore, topics: Topics) -> Observatio
         kind = KINDS.get(parts[1], "unknown") if len(parts) > 1 else "unknown"
         node, task_id = (parts[2] if len(parts) > 2 else None), (parts[3] if len(parts) > 3 else None)
     obs = Observation(kind, topic, node, task_id, False, incoming.received_at, retained=incoming.retain)
+    if not incoming.payload:  # how MQTT deletes a retained message: nothing to verify, nothing claimed
+        obs.problem, obs.detail = CLEARED, "an empty message (a retained record deleted), not signed"
+        return obs
     try:
         obs.message = open_agent_message(incoming.payload, topic, trust, topics=topics)
         obs.verified = True
@@ -126,6 +131,8 @@ def line(obs: Observation) -> str:
     """One human-readable line; flagged messages start with FORGED after the time."""
     when = clock(obs.received_at)
     node = obs.node or "?"
+    if obs.problem == CLEARED:
+        return f"{when} {obs.kind:<9} {node} cleared ({obs.detail})"
     if not obs.verified:
         what = " ".join(p for p in (obs.kind, node, obs.task_id) if p)
         return f"{when} FORGED {what} ({obs.problem}: {obs.detail})"

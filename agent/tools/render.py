@@ -38,7 +38,19 @@ def dumps(value: Any) -> str:
 
 
 def _number(x: Any) -> str:
+    if x is None:
+        return "-"
     return f"{x:.6g}" if isinstance(x, float) else str(x)
+
+
+def _scalar(key: str, value: Any) -> str:
+    """A leaf for people: times (`*_at` keys) as local date and time, the rest as numbers or text."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if key.endswith("_at") and is_number and value > 1e9:
+        return dt.datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    if isinstance(value, dict):
+        return dumps(value)
+    return _number(value)
 
 
 def describe_array(arr: np.ndarray[Any, Any], full: bool = False) -> str:
@@ -58,6 +70,9 @@ def describe_value(value: Any, full: bool = False, indent: str = "  ") -> list[s
     if isinstance(value, dict):
         lines: list[str] = []
         for key, item in value.items():
+            if not isinstance(item, (dict, list, np.ndarray)):
+                lines.append(f"{indent}{key}: {_scalar(str(key), item)}")
+                continue
             inner = describe_value(item, full, indent + "  ")
             if len(inner) == 1 and not isinstance(item, dict):
                 lines.append(f"{indent}{key}: {inner[0].strip()}")
@@ -70,13 +85,21 @@ def describe_value(value: Any, full: bool = False, indent: str = "  ") -> list[s
     if isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in value):
         return describe_value(np.asarray(value), full, indent)
     if isinstance(value, list):
-        if not full and len(value) > PREVIEW * 2:
-            rest = [f"{indent}- ... ({len(value) - PREVIEW * 2} more)"]
-            return [f"{indent}- {dumps(v)}" for v in value[: PREVIEW * 2]] + rest
-        return [f"{indent}- {dumps(v)}" for v in value] or [f"{indent}[]"]
+        shown = value if full or len(value) <= PREVIEW * 2 else value[: PREVIEW * 2]
+        lines = [f"{indent}- {_item(v)}" for v in shown] or [f"{indent}[]"]
+        if len(shown) < len(value):
+            lines.append(f"{indent}- ... ({len(value) - len(shown)} more; --full or --json shows all)")
+        return lines
     if isinstance(value, (bytes, bytearray)):
         return [f"{indent}{bytes(value).hex()}"]
     return [f"{indent}{_number(value)}"]
+
+
+def _item(value: Any) -> str:
+    """One list item on one line: a map (a task record of sys.list) as `key value` pairs."""
+    if isinstance(value, dict):
+        return "  ".join(f"{k} {_scalar(str(k), v)}" for k, v in value.items() if v is not None)
+    return dumps(value)
 
 
 def clock(epoch: float) -> str:

@@ -14,20 +14,40 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from agent.protocol import TrustStore
+
 from .cli import add_config_options, load_config, run_tool
 from .collect import Collector, Update
 from .errors import EXIT_OK, EXIT_STATUS_HELP, UsageError
-from .exchange import close_quietly, connect, exit_status, publish_all, subscribe_answers, wait_answers
+from .exchange import (
+    answered,
+    close_quietly,
+    connect,
+    exit_status,
+    publish_all,
+    subscribe_answers,
+    wait_answers,
+)
 from .params import build_params, parse_duration, parse_when
 from .render import describe_result, dumps, jsonable, result_document
 from .settings import ClientConfig
 from .spec import TaskSpec, target_node
 
 PROG = "edge-submit"
+EXAMPLES = """examples:
+  edge-submit -c op-1/operator.toml --node node-1 --kernel stats --param 'signal=[1,2,3]'
+  edge-submit -c op-1/operator.toml --node node-1 --kernel fir_filter \\
+      --param-file signal=readings.csv --param 'taps=[0.5,0.5]' --json
+  edge-submit -c op-1/operator.toml --pool cams --kernel stats --params @params.json --no-wait
+  edge-submit batch -c op-1/operator.toml --node node-1 tasks.jsonl
+  edge-submit control sys.status -c op-1/operator.toml --node node-1 --task t-17
+  edge-submit task --help     (every flag of a task: priority, timeout, retries, schedules, ...)
+"""
 SUBCOMMANDS = ("task", "batch", "control")
 CONTROL_COMMANDS = ("status", "list", "cancel", "drain", "resume", "reload")
 _VALUE_FLAGS = {
@@ -142,6 +162,7 @@ def _control_parser(sub: Any) -> None:
     )
     p.add_argument("--node", "-n", help="the agent (default submit.node / EDGE_SUBMIT_NODE)")
     p.add_argument("--task", help="task id (sys.status, sys.cancel)")
+    p.add_argument("--issuer", dest="issuer", metavar="KID", help="the task's issuer when ids clash (kid)")
     p.add_argument("--status", help="sys.list: only records of this status")
     p.add_argument("--limit", type=int, help="sys.list: at most this many records")
     p.add_argument("--params", metavar="JSON", help="parameters as a JSON object (overrides the flags above)")
@@ -152,10 +173,11 @@ def _control_parser(sub: Any) -> None:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog=PROG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Sign and publish tasks and control commands for edge agents; wait for their"
         " verified results. `task` is the default subcommand: `edge-submit -c operator.toml --node"
         " node-1 --kernel stats --param 'signal=[1,2,3]'`.",
-        epilog=EXIT_STATUS_HELP,
+        epilog=EXAMPLES + "\n" + textwrap.fill(EXIT_STATUS_HELP, 88),
     )
     add_config_options(top)
     sub = top.add_subparsers(dest="command", metavar="{task,batch,control}")
@@ -254,7 +276,8 @@ class Printer:
     def timeout(self, pending_ids: list[str], node: str | None, seconds: float) -> None:
         where = f"node {node}" if node else "any agent"
         print(
-            f"{PROG}: error: no result for {', '.join(pending_ids[:5])} from {where} within {seconds:g} s."
+            f"{PROG}: error: not every result for {', '.join(pending_ids[:5])} came from {where} within"
+            f" {seconds:g} s."
             f" The task may still be queued or running: ask `edge-submit control sys.status --node"
             f" {node or 'NODE'} --task {pending_ids[0]}`, and check that the agent is online (edge-watch)",
             file=sys.stderr,
@@ -262,6 +285,16 @@ class Printer:
         if self.as_json:
             for task_id in pending_ids:
                 print(dumps({"id": task_id, "status": "timeout", "error": {"code": "timeout"}}), flush=True)
+
+
+def trusted(config: ClientConfig) -> TrustStore:
+    """The trust store results are verified with; a device has none (and may not read results)."""
+    if config.role == "device" and config.security.trust_store is None:
+        raise UsageError(
+            "a device bundle cannot wait for results (no trust store, and its ACL forbids reading"
+            " them): add --no-wait, or use an operator bundle to wait for results"
+        )
+    return config.trust()
 
 
 def send_and_wait(
@@ -274,6 +307,7 @@ def send_and_wait(
 ) -> int:
     """Publish `signed` (topic, payload, task) and wait for every answer; the exit status."""
     printer = Printer(args.json, getattr(args, "full", False))
+    trust = None if args.no_wait else trusted(config)  # before connecting: fail fast
     client = connect(config, "submit")
     try:
         if args.no_wait:
@@ -281,7 +315,8 @@ def send_and_wait(
             for topic, _, task in signed:
                 print(dumps({"id": task.id, "topic": topic, "published": True}) if args.json else task.id)
             return EXIT_OK
-        collector = Collector(config.trust(), config.topics)
+        assert trust is not None
+        collector = Collector(trust, config.topics)
         for (_, payload, task), spec in zip(signed, specs, strict=True):
             collector.add(task, payload, target_node(spec.target), spec.runs, expect)
         subscribe_answers(client, collector)
@@ -289,7 +324,7 @@ def send_and_wait(
         seconds = _wait_timeout(args, config, extra_wait)
         finished = wait_answers(client, collector, time.monotonic() + seconds, printer)
         status = exit_status(collector.pending.values())
-        missing = [i.id for i in collector.pending.values() if not i.done and not i.results]
+        missing = [i.id for i in collector.pending.values() if not answered(i)]
         if not finished and missing:
             printer.timeout(missing, target_node(specs[0].target), seconds)
         return status
@@ -329,6 +364,8 @@ def cmd_control(args: argparse.Namespace, config: ClientConfig) -> int:
     params: dict[str, Any] = {
         k: v for k in ("task", "status", "limit") if (v := getattr(args, k)) is not None
     }
+    if args.issuer is not None:
+        params["kid"] = args.issuer
     if command in ("sys.status", "sys.cancel") and "task" not in params and args.params is None:
         raise UsageError(f"{command} needs --task ID")
     if args.params is not None:

@@ -98,11 +98,16 @@ def _observations(client: ToolClient, config: ClientConfig, deadline: float | No
 ]:  # fmt: skip
     """Verified or flagged observations as they come; None every `tick` seconds without one."""
     trust, topics = config.trust(), config.topics
+    online = True
     while deadline is None or time.monotonic() < deadline:
         wait = tick if deadline is None else max(0.0, min(tick, deadline - time.monotonic()))
         try:
             incoming = client.messages.get(timeout=wait)
         except queue.Empty:
+            if online != client.connected.is_set():  # said once per change, on stderr
+                online = not online
+                state = "reconnected (subscriptions renewed)" if online else "connection lost; reconnecting"
+                print(f"{PROG}: {state}", file=sys.stderr, flush=True)
             yield None
             continue
         yield observe(incoming, trust, topics)

@@ -98,7 +98,7 @@ def test_wait_timeout_has_its_own_exit_status(site: Site) -> None:
     done = run(site, "submit", "-c", op, "--node", "node-2", "--kernel", "stats", "--param", "signal=[1]",
                "--wait-timeout", "1", "--id", "lost-1")  # fmt: skip
     assert done.returncode == EXIT_TIMEOUT
-    assert "no result for lost-1 from node node-2 within 1 s" in done.stderr
+    assert "not every result for lost-1 came from node node-2 within 1 s" in done.stderr
     assert "sys.status --node node-2 --task lost-1" in done.stderr
 
 
@@ -172,3 +172,98 @@ def test_batch_with_progress_and_summary(site: Site, tmp_path: Path) -> None:
     broken.write_text('{"kernel": "stats"}\n{"kernel": "stats", "prio": 3}\n')
     done = run(site, "submit", "-c", op, "batch", broken, "--node", "node-1")
     assert done.returncode == EXIT_USAGE and "line 2: unknown key 'prio'" in done.stderr
+
+
+def test_control_commands(site: Site) -> None:
+    """status, list, cancel of a scheduled task; drain refuses new tasks until resume (PROTOCOL 8)."""
+    op = bundle_file(site, "op-1")
+    ctl = ("submit", "control")
+    with site.agent():
+        one = ("--node", "node-1", "--kernel", "stats", "--param", "signal=[1]")
+        later = run(site, "submit", "-c", op, *one, "--run-at", "+1h", "--id", "sched-1", "--no-wait")
+        assert later.returncode == EXIT_OK, later.stderr
+
+        status = run(site, *ctl, "sys.status", "-c", op, "--node", "node-1", "--task", "sched-1", "--json")
+        assert status.returncode == EXIT_OK, status.stderr
+        answer = json.loads(status.stdout)
+        assert answer["kernel"] == "sys.status" and answer["status"] == "completed"
+        assert answer["result"]["id"] == "sched-1" and answer["result"]["status"] == "scheduled"
+
+        listing = run(site, *ctl, "list", "-c", op, "--node", "node-1", "--status", "scheduled")
+        assert listing.returncode == EXIT_OK, listing.stderr
+        assert "sys.list completed" in listing.stdout and "sched-1" in listing.stdout
+
+        cancel = run(site, *ctl, "cancel", "-c", op, "--node", "node-1", "--task", "sched-1", "--json")
+        assert cancel.returncode == EXIT_OK, cancel.stderr
+        assert json.loads(cancel.stdout)["result"]["cancelled"] is True
+
+        drain = run(site, *ctl, "drain", "-c", op, "--node", "node-1", "--json")
+        assert json.loads(drain.stdout)["result"]["state"] == "draining"
+        refused = run(
+            site, "submit", "-c", op, "--node", "node-1", "--kernel", "stats", "--param", "signal=[1]"
+        )
+        assert refused.returncode == EXIT_NOT_COMPLETED and "overloaded" in refused.stdout
+        resume = run(site, *ctl, "sys.resume", "-c", op, "--node", "node-1")
+        assert resume.returncode == EXIT_OK and "state: running" in resume.stdout
+        again = run(
+            site, "submit", "-c", op, "--node", "node-1", "--kernel", "stats", "--param", "signal=[1]"
+        )
+        assert again.returncode == EXIT_OK, again.stdout + again.stderr
+
+        missing = run(site, *ctl, "status", "-c", op, "--node", "node-1")
+        assert missing.returncode == EXIT_USAGE and "sys.status needs --task ID" in missing.stderr
+
+
+def test_all_and_pool_targets(site: Site) -> None:
+    op = bundle_file(site, "op-1")
+    one = ("--kernel", "stats", "--param", "signal=[2,4]", "--json")
+    with site.agent():
+        everyone = run(site, "submit", "-c", op, "--all", "--expect", "1", *one)
+        assert everyone.returncode == EXIT_OK, everyone.stderr
+        assert json.loads(everyone.stdout)["node"] == "node-1"
+
+        # without --expect the number of agents is unknown: every result until the wait ends
+        unknown = run(site, "submit", "-c", op, "--all", "--wait-timeout", "2", *one)
+        assert unknown.returncode == EXIT_OK, unknown.stderr
+        assert [json.loads(t)["node"] for t in unknown.stdout.splitlines()] == ["node-1"]
+
+        pool = run(site, "submit", "-c", op, "--pool", "cams", *one)
+        assert pool.returncode == EXIT_OK, pool.stderr
+        doc = json.loads(pool.stdout)
+        assert doc["node"] == "node-1" and doc["result"]["mean"] == 3.0
+
+
+def test_recurring_task_waits_for_its_runs(site: Site) -> None:
+    op = bundle_file(site, "op-1")
+    with site.agent():
+        done = run(site, "submit", "-c", op, "--node", "node-1", "--kernel", "stats", "--param", "signal=[5]",
+                   "--every", "1s", "--until", "+1m", "--runs", "2", "--json", "--id", "rec-1")  # fmt: skip
+        assert done.returncode == EXIT_OK, done.stderr
+        runs = [json.loads(t) for t in done.stdout.splitlines()]
+        assert [(r["id"], r["run"], r["status"]) for r in runs] == [
+            ("rec-1", 1, "completed"),
+            ("rec-1", 2, "completed"),
+        ]
+        cancel = run(site, "submit", "control", "cancel", "-c", op, "--node", "node-1", "--task", "rec-1")
+        assert cancel.returncode == EXIT_OK and "cancelled: True" in cancel.stdout
+
+        # 5 runs cannot come within 2 s of a task that runs every second: a timeout, with its status
+        one = ("--node", "node-1", "--kernel", "stats", "--param", "signal=[5]")
+        short = run(site, "submit", "-c", op, *one, "--every", "1s", "--runs", "5", "--wait-timeout", "2",
+                    "--id", "rec-2")  # fmt: skip
+        assert short.returncode == EXIT_TIMEOUT, short.stdout + short.stderr
+        assert "not every result for rec-2 came from node node-1 within 2 s" in short.stderr
+
+
+def test_batch_of_many_tasks_from_stdin(site: Site) -> None:
+    """Past 20 tasks one wildcard subscription per node replaces one per task."""
+    rng = np.random.default_rng(3)
+    signals = [rng.normal(size=8) for _ in range(60)]
+    text = "\n".join(json.dumps({"kernel": "stats", "params": {"signal": s.tolist()}}) for s in signals)
+    op = bundle_file(site, "op-1")
+    with site.agent():
+        done = run(site, "submit", "batch", "-c", op, "--node", "node-1", "-", "--json", stdin=text)
+    assert done.returncode == EXIT_OK, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["tasks"] == 60 and summary["by_status"] == {"completed": 60}
+    assert summary["answered_per_s"] > 0 and all(r["nodes"] == ["node-1"] for r in summary["results"])

@@ -92,6 +92,8 @@ class LiveProcess:
         self._thread.join(TIMEOUT)
         assert self.proc.stderr is not None
         err = self.proc.stderr.read()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         while True:
             try:
                 item = self._queue.get_nowait()
@@ -117,3 +119,6 @@ def live(site: Any, tool: str, *args: str | Path, env: dict[str, str] | None = N
         if proc.poll() is None:
             proc.kill()
             proc.wait(TIMEOUT)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
