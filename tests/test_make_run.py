@@ -206,6 +206,20 @@ def test_a_second_run_after_a_killed_one_cleans_up_and_works(tmp_path: Path) -> 
         assert "offline (clean stop)" in second.output()
 
 
+def test_an_agent_that_dies_stops_the_demo_with_its_log_and_leaves_nothing(tmp_path: Path) -> None:
+    demo_dir = tmp_path / "demo"
+    with make_run(demo_dir) as run:
+        run.wait_for("every kernel completed", lambda x: completed_kernels(x) >= set(KERNELS), SHOW_S)
+        agent = json.loads((demo_dir / "pids").read_text())["agent"]
+        os.kill(agent, signal.SIGKILL)
+        assert run.proc.wait(STOP_S) == 2, run.output()  # make: the recipe failed
+        assert not wait_gone(run.token), f"left running: {marked(run.token)}"
+    out = run.output()
+    assert "make run: the agent exited with status -9; its log" in out
+    assert "agent demo-node running" in out  # the log's last lines are shown
+    assert "broker: exit 0" in out and "make run: stopped (see the messages above)" in out
+
+
 def test_a_demo_dir_not_made_by_the_demo_is_refused_and_kept(tmp_path: Path) -> None:
     precious = tmp_path / "precious"
     precious.mkdir()

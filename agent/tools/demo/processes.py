@@ -37,6 +37,7 @@ class Child:
     name: str
     proc: subprocess.Popen[bytes]
     log: Path | None
+    own_group: bool = True  # started in a session of its own (the live view is not)
 
     @property
     def pid(self) -> int:
@@ -58,17 +59,28 @@ class Child:
         return f"; its log ({self.log}) ends:\n{self.tail()}"
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-        """Send `sig`, wait up to `timeout`, then SIGKILL its whole process group. Returns the exit code."""
+        """Send `sig`, wait up to `timeout`, then SIGKILL. Returns the exit code. A child that leads
+        its own process group takes the group with it: whatever is left in it (the workers of an
+        agent that crashed) is killed too."""
         if self.running():
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(sig)
             try:
-                return self.proc.wait(timeout)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 print(f"  {self.name} did not stop within {timeout:.0f} s: killed", flush=True)
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.pid, signal.SIGKILL)
-        return self.proc.wait()
+                self._kill()
+        code = self.proc.wait()
+        if self.own_group:
+            self._kill()
+        return code
+
+    def _kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if self.own_group:
+                os.killpg(self.pid, signal.SIGKILL)
+            else:
+                os.kill(self.pid, signal.SIGKILL)
 
 
 def spawn(name: str, argv: Sequence[str], log: Path, env: Mapping[str, str]) -> Child:

@@ -70,4 +70,4 @@ def start_view(
         assert proc.stdout is not None
         threading.Thread(target=_forward, args=(proc.stdout, node, ready, closed), daemon=True).start()
         _later(LINES_WAIT_S, ready.set)
-    return Child("watch", proc, None), ready
+    return Child("watch", proc, None, own_group=False), ready
