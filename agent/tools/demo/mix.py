@@ -34,10 +34,6 @@ class Planned:
     params: dict[str, Any]
     options: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def priority(self) -> int:
-        return int(self.options.get("priority", 5))
-
 
 def temperature(rng: np.random.Generator, n: int = 256) -> np.ndarray:
     """A day of a room's temperature in degrees C: a slow swing plus sensor noise."""
