@@ -20,10 +20,9 @@ $(STAMP): pyproject.toml $(NATIVE_SOURCES)
 
 install: $(STAMP)  ## create .venv and install the package with its dev tools
 
-run: $(STAMP)  ## start broker, agent and a demo device on the embedded broker (issue 6)
-	@echo "make run: the agent and the embedded broker are not built yet (issues 4-6)." >&2
-	@echo "What works today: edge-provision (see provisioning/README.md) and the protocol library." >&2
-	@exit 1
+# A fresh demo fleet in .demo (or $EDGE_DEMO_DIR) every time; DEMO_ARGS passes options (see --help).
+run: $(STAMP)  ## demo: a fleet in .demo, broker, agent, a device sending tasks, edge-watch (Ctrl-C stops)
+	@$(BIN)/python -m agent.tools.demo $(DEMO_ARGS)
 
 test: $(STAMP)  ## run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -11,4 +11,5 @@ wait for their verified results) and `edge-watch` (a live, verified view of a fl
 | `collect.py` | `Collector`: verified results and rejects reports of the tasks one run published |
 | `submit.py`, `batch.py`, `progress.py` | `edge-submit` |
 | `observe.py`, `board.py`, `watch.py` | `edge-watch`: message -> `Observation`; the table's state; CLI |
+| `demo/` | `make run`: a throwaway fleet, broker, agent, demo device and edge-watch (its README) |
 """
