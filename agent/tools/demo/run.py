@@ -90,13 +90,17 @@ class Demo:
             broker,
         )
         self.monitor = PresenceMonitor(d.config(DASHBOARD), NODE)
-        agent_env = {**AGENT_ENV, **self.env}
+        # A free port for /metrics and /health: the default 9464 may belong to an agent already here.
+        agent_env = {**AGENT_ENV, "EDGE_METRICS_PORT": str(demo_fleet.free_port()), **self.env}
         say(f"  agent {NODE}: {agent_env['EDGE_WORKERS_COUNT']} workers ...")
         agent = self._spawn(
             "agent", [py, "-m", "agent", "run", "--config", str(d.config(NODE))], env=agent_env
         )
         wait_until(f"agent {NODE} came online", self.monitor.online, self.stop_event, START_TIMEOUT_S, agent)
         say(f"  agent {NODE} online")
+        if agent_env.get("EDGE_METRICS_ENABLED", "true").lower() not in ("false", "0", "no", "off"):
+            port = agent_env["EDGE_METRICS_PORT"]
+            say(f"  metrics: http://127.0.0.1:{port}/metrics   health: http://127.0.0.1:{port}/health")
         say(
             f"  device {DEVICE} submitting: every kernel (priorities 2-9), a recurring task, an invalid "
             f"one, two forged ones, then one task every {self.args.interval:g} s"
