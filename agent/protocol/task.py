@@ -61,16 +61,16 @@ def _string(value: object, name: str, *, required: bool = False) -> str | None:
 
 
 def check_cron(expr: str, tz: str | None) -> None:
-    """A 5-field cron expression APScheduler can run, in a known time zone."""
+    """A 5-field crontab expression (cron(8)'s meaning: 0 and 7 are Sunday) in a known time zone."""
     if len(expr) > MAX_CRON_LENGTH or len(expr.split()) != 5:
         raise BodyError(
             f"'cron' must be 5 fields (minute hour day month day_of_week) in {MAX_CRON_LENGTH} characters",
             field="cron",
         )
-    from apscheduler.triggers.cron import CronTrigger  # deferred: only recurring tasks pay for it
+    from .crontab import cron_trigger  # deferred: only recurring tasks pay for APScheduler
 
     try:
-        CronTrigger.from_crontab(expr, timezone=tz or "UTC")
+        cron_trigger(expr, tz or "UTC")
     except Exception as exc:  # a third-party parser: whatever it raises, the expression is invalid
         raise BodyError(f"'cron' is not a valid expression: {exc}", field="cron") from None
 

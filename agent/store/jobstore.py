@@ -50,7 +50,7 @@ def build_trigger(spec: dict[str, Any]) -> BaseTrigger:
             timezone=UTC,
         )
     if kind == "cron":
-        from ..crontab import cron_trigger
+        from ..protocol.crontab import cron_trigger
 
         return cron_trigger(spec["expr"], spec.get("tz"), start=spec.get("start"), end=spec.get("end"))
     raise ValueError(f"unknown trigger type {kind!r}")

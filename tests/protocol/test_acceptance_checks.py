@@ -291,6 +291,8 @@ def test_rotation_old_key_until_its_not_after_then_only_the_new(replay: MemoryRe
         ("cron", "*/0 * * * *"),
         ("cron", "99999999999999999999 * * * *"),
         ("cron", "* * * * " + "1," * 200 + "1"),
+        ("cron", "0 9 * * 8"),  # day of week 0-7 (0 and 7 are Sunday)
+        ("cron", "0 9 * * 5-2"),
         ("cron", 5),
         ("tz", "Mars/Olympus"),
         ("tz", "../../etc/passwd"),
@@ -361,6 +363,9 @@ def test_optional_fields_are_read_and_defaulted(keys: Keyring, trust, replay) ->
     assert task.recurring and type(task.timeout_s) is float
     cron = accept(sign(task_body(cron="0 3 * * mon-fri", tz="Europe/Paris"), keys.device), trust, replay).task
     assert (cron.cron, cron.tz) == ("0 3 * * mon-fri", "Europe/Paris")
+    # crontab's day-of-week numbers, as cron(8) reads them and as the agent runs them
+    for expr in ("0 9 * * 7", "0 9 * * 0", "0 9 * * 5-7", "30 8 1 * 1", "*/15 * * * sun,sat"):
+        assert accept(sign(task_body(cron=expr), keys.device), trust, replay).task.cron == expr
     # nil counts as absent; ints are accepted for times
     nil = accept(
         sign(task_body(priority=None, issued_at=int(NOW), trace=None), keys.device), trust, replay
