@@ -225,6 +225,9 @@ def revoke(fleet: Fleet, name: str, now: float) -> tuple[Identity, bool]:
     return revoked, True
 
 
+ROTATION_SKEW_S = 60.0  # PROTOCOL 4's default clock skew
+
+
 def rotate(fleet: Fleet, name: str, until: float, now: float, alg: str | None = None) -> Identity:
     """New signing key, certificate and password; older keys stay valid until `until`."""
     if until < now:
@@ -239,7 +242,9 @@ def rotate(fleet: Fleet, name: str, until: float, now: float, alg: str | None = 
             gen=made.gen,
             keys=(
                 *(_cap(k, until) for k in identity.keys),
-                made.key_record(identity.kind, now, not_before=now),
+                # valid from a minute back: an agent whose clock is behind (PROTOCOL 4 allows 60 s
+                # of skew) must not refuse the first tasks signed with the new key
+                made.key_record(identity.kind, now, not_before=now - ROTATION_SKEW_S),
             ),
             cert=made.cert_record(fleet.config.ca_alg),
             password_hash=made.password_hash,

@@ -119,6 +119,9 @@ def test_rotation_keeps_the_old_key_until_the_given_time(fleet: Fleet, tmp_path:
     after = until + 10
     assert accept(signed(old, "node-1", after), trust, after) == "revoked_key"
     assert accept(signed(new, "node-1", after), trust, after) == "accepted"
+    # an agent whose clock is 50 s behind the rotation's (within the 60 s of skew) takes the new key
+    behind = now - 50
+    assert accept(signed(new, "node-1", behind), trust, behind) == "accepted"
 
 
 def test_rotation_overlap_zero_ends_the_old_key_now(fleet: Fleet, tmp_path: Path) -> None:
