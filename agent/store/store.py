@@ -66,6 +66,21 @@ class StoreStats(NamedTuple):
     batches: int
     compactions: int
     last_batch_s: float
+    superseded: int = 0  # changes left out of the journal: a later one of the same batch replaced them
+
+
+def _latest_changes(ops: list[Op]) -> list[list[Any]]:
+    """The journal's changes for one group commit: of several changes to one row, only the last.
+
+    A batch is one journal record, replayed whole or not at all (a torn record is cut off), so
+    the changes it replaces can never be seen on their own. What this saves: an attempt that
+    starts and ends within one group commit writes its final record only, not also its
+    "running" record with the task's body (the lazy commit of `Lifecycle.take`)."""
+    latest: dict[tuple[str, str], Op] = {}
+    for op in ops:
+        if op.table != HISTORY:
+            latest[(op.table, op.key)] = op  # rows are independent: the position does not matter
+    return [list(op) for op in latest.values()]
 
 
 def _history_day(at: float) -> str:
@@ -102,7 +117,7 @@ class Store:
         self._history: tuple[str, Any] | None = None  # (day, open partition file): writer thread only
         self.generation = 0
         self._journal_bytes = 0
-        self._commits = self._batches = self._compactions = 0
+        self._commits = self._batches = self._compactions = self._superseded = 0
         self._last_batch_s = 0.0
         self._durable_seq = 0  # commits written so far
         self._submitted_seq = 0
@@ -326,7 +341,8 @@ class Store:
         history = [op.doc for op in ops if op.table == HISTORY]
         if history:
             self._append_history(history)
-        changes = [list(op) for op in ops if op.table != HISTORY]
+        changes = _latest_changes(ops)
+        self._superseded += len(ops) - len(history) - len(changes)
         if not changes:  # commits made only to keep the order of their callbacks
             return
         record = records.frame(changes)
@@ -444,6 +460,7 @@ class Store:
             self._batches,
             self._compactions,
             self._last_batch_s,
+            self._superseded,
         )
 
     @property

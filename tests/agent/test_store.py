@@ -17,7 +17,7 @@ from tinydb import Query
 
 from agent.errors import StoreCorrupt, StoreError, StoreLocked
 from agent.protocol import ReplayRecord
-from agent.store import HISTORY, META, REPLAY, TASKS, DurableReplayCache, Op, Store, frame
+from agent.store import HISTORY, META, OUTBOX, REPLAY, TASKS, DurableReplayCache, Op, Store, frame, scan
 from agent.store.store import SNAPSHOT_MAGIC
 
 
@@ -38,6 +38,45 @@ def test_commits_survive_a_reopen_and_callbacks_follow_durability(tmp_path: Path
     store = _open(tmp_path)
     assert store.count(TASKS) == 99 and store.get(TASKS, "k/7") == {"n": 7, "body": b"\x00" * 10}
     assert store.get(TASKS, "k/5") is None
+    store.close()
+
+
+def test_a_row_changed_twice_in_one_group_commit_is_journaled_once(tmp_path: Path) -> None:
+    """An attempt that starts and ends within one group commit: its "running" record (lazy,
+    with the body) is replaced by the final change before it reaches the journal."""
+    store = _open(tmp_path)
+    entered, gate = threading.Event(), threading.Event()
+    # The writer thread runs callbacks: this one holds it until the next commits are all queued,
+    # so they are written as one batch.
+    store.commit([Op(TASKS, "hold", {"n": 0})], lambda: (entered.set(), gate.wait(10)))
+    assert entered.wait(10)
+    body = b"b" * 500
+    store.commit([Op(TASKS, "k/1", {"status": "queued", "body": body})])
+    store.commit([Op(TASKS, "k/1", {"status": "running", "body": body})], sync=False)
+    finished = {"status": "completed", "finished_at": time.time()}
+    store.commit(
+        [Op(OUTBOX, "k/1#1", {"payload": b"r"}), Op(TASKS, "k/1", None), Op(HISTORY, "k/1", finished)]
+    )
+    store.commit([Op(TASKS, "k/2", {"status": "running", "body": body})], sync=False)
+    store.commit([Op(TASKS, "k/2", {"status": "queued", "body": body})])
+    gate.set()
+    assert store.flush(10)
+    assert store.stats().superseded == 3
+    [journal] = sorted((tmp_path / "state").glob("journal.*.log"))
+    last = scan(journal).values[-1]
+    assert sorted(map(tuple, last), key=repr) == sorted(
+        [
+            (TASKS, "k/1", None),
+            (OUTBOX, "k/1#1", {"payload": b"r"}),
+            (TASKS, "k/2", {"status": "queued", "body": body}),
+        ],
+        key=repr,
+    )
+    expected = {table: dict(store.rows(table)) for table in (TASKS, OUTBOX)}
+    store.close()
+    store = _open(tmp_path)  # the journal replayed: the same rows as in memory before
+    assert {table: dict(store.rows(table)) for table in (TASKS, OUTBOX)} == expected
+    assert store.get(TASKS, "k/1") is None and store.get(TASKS, "k/2")["status"] == "queued"
     store.close()
 
 

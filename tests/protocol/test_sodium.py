@@ -1,4 +1,5 @@
-"""The libsodium fast path of Ed25519 verification agrees with `cryptography` on every input."""
+"""The libsodium fast path of Ed25519 verification agrees with `cryptography` on every input,
+and its signing gives `cryptography`'s bytes (Ed25519 is deterministic)."""
 
 from __future__ import annotations
 
@@ -91,6 +92,7 @@ def test_the_fallback_can_be_forced_and_verifies_the_same() -> None:
         "from agent.protocol import sodium, Ed25519Signer\n"
         "s = Ed25519Signer.generate('k'); v = s.verifier()\n"
         "assert sodium.BACKEND == 'cryptography' and sodium.verify_detached is None\n"
+        "assert sodium.seed_signer is None and s._fast_sign is None\n"
         "assert v.verify(s.sign(b'x'), b'x') and not v.verify(s.sign(b'x'), b'y')\n"
         "print('ok')\n"
     )
@@ -98,3 +100,24 @@ def test_the_fallback_can_be_forced_and_verifies_the_same() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=4096))
+def test_libsodium_signs_the_bytes_cryptography_signs(data: bytes) -> None:
+    assert SIGNER._fast_sign is not None  # the agent's signer takes the libsodium path
+    assert SIGNER.sign(data) == SIGNER.private_key.sign(data)
+    assert OTHER.sign(data) == OTHER.private_key.sign(data) != SIGNER.sign(data)
+    assert both(SIGNER.sign(data), data, SIGNER.public_raw())
+
+
+def test_large_bodies_are_signed_by_cryptography_with_the_same_bytes() -> None:
+    data = os.urandom(sodium.MAX_BODY + 1)
+    assert SIGNER._fast_sign is not None
+    assert SIGNER.sign(data) == SIGNER._fast_sign(data) == SIGNER.private_key.sign(data)
+
+
+def test_a_seed_of_the_wrong_length_is_refused() -> None:
+    assert sodium.seed_signer is not None
+    with pytest.raises(ValueError, match="32 bytes"):
+        sodium.seed_signer(b"\x00" * 31)
