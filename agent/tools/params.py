@@ -12,7 +12,6 @@ one row or one column gives a 1-D array, several of each a 2-D one; `#` starts a
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import re
@@ -24,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from agent.protocol import ALLOWED_DTYPES
+from provisioning.errors import InvalidTime
+from provisioning.timespec import parse_time
 
 from .errors import UsageError
 
@@ -56,22 +57,9 @@ def parse_when(text: str, what: str = "time", now: float | None = None) -> float
     if value.startswith("+"):
         return base + parse_duration(value[1:], what)
     try:
-        epoch = float(value)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(epoch) or epoch < 0:
-            raise UsageError(f"{what} {text!r} is not a valid epoch second count")
-        return epoch
-    try:
-        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise UsageError(
-            f"{what} {text!r} is not +DURATION (+10m), ISO 8601 (2027-01-31T12:00:00Z) or epoch seconds"
-        ) from None
-    if when.tzinfo is None:
-        raise UsageError(f"{what} {text!r} has no UTC offset: end it with Z or +HH:MM")
-    return when.timestamp()
+        return parse_time(value)  # the same reading as edge-provision's times
+    except InvalidTime as exc:
+        raise UsageError(f"{what}: {exc} (or +DURATION such as +10m, or now)") from None
 
 
 def _sendable(arr: np.ndarray[Any, Any], source: str) -> np.ndarray[Any, Any]:
