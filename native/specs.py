@@ -71,9 +71,11 @@ class HistogramArgs:
     range: tuple[float, float] | None
 
 
-def _signal(params: Params, limits: Limits, at_least: int = 1) -> FloatArray:
-    signal = array(params, "signal", 1, limits)  # at least 1 sample
-    if at_least > 1 and signal.size < at_least:
+def _signal(params: Params, limits: Limits, at_least: int) -> FloatArray:
+    """`signal` with at least `at_least` samples (kernels that need one call `array` directly:
+    a call less on every kernel call's path)."""
+    signal = array(params, "signal", 1, limits)
+    if signal.size < at_least:
         raise InvalidParams(f"needs at least {at_least} samples, got {signal.size}", field="signal")
     return signal
 
@@ -100,18 +102,18 @@ def fir_filter(params: Params, limits: Limits) -> FirArgs:
     taps = array(params, "taps", 1, limits)
     if taps.size > limits.max_taps:
         raise InvalidParams(f"has {taps.size} taps, more than the limit {limits.max_taps}", field="taps")
-    return FirArgs(_signal(params, limits), taps)
+    return FirArgs(array(params, "signal", 1, limits), taps)
 
 
 def moving_average(params: Params, limits: Limits) -> WindowArgs:
     check_fields(params, MOVING_AVERAGE_FIELDS)
-    signal = _signal(params, limits)
+    signal = array(params, "signal", 1, limits)
     return WindowArgs(signal, integer(params, "window", 1, signal.size))
 
 
 def stats(params: Params, limits: Limits) -> SignalArgs:
     check_fields(params, STATS_FIELDS)
-    return SignalArgs(_signal(params, limits))
+    return SignalArgs(array(params, "signal", 1, limits))
 
 
 def fft_magnitude(params: Params, limits: Limits) -> FftArgs:
@@ -144,6 +146,6 @@ def conv2d(params: Params, limits: Limits) -> Conv2dArgs:
 
 def histogram(params: Params, limits: Limits) -> HistogramArgs:
     check_fields(params, HISTOGRAM_FIELDS)
-    signal = _signal(params, limits)
+    signal = array(params, "signal", 1, limits)
     bins = integer(params, "bins", 1, limits.max_bins, default=10)
     return HistogramArgs(signal, bins, interval(params, "range", limits))
