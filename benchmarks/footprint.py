@@ -99,6 +99,16 @@ def pss_bytes(pids: list[int]) -> int:
     return total
 
 
+def figures(start_s: float, pid: int, pids: list[int]) -> dict[str, float]:
+    """One round's figures: start time, the main process's RSS, the PSS of its whole tree."""
+    return {
+        "start_s": start_s,
+        "rss_mb": rss_bytes(pid) / MB,
+        "pss_mb": pss_bytes(pids) / MB,
+        "procs": len(pids),
+    }
+
+
 def settle(pid: int, quiet_s: float, timeout_s: float = 60.0) -> list[int]:
     """Wait until the process tree has not changed for `quiet_s`; return it."""
     deadline = time.monotonic() + timeout_s
@@ -172,9 +182,9 @@ def agent_round(
         "EDGE_MQTT_PORT": str(port),
         "EDGE_AGENT_DATA_DIR": str(data),
         "EDGE_WORKERS_COUNT": str(workers),
-        "EDGE_LOG_LEVEL": os.environ.get("FOOTPRINT_AGENT_LOG", "warning"),
+        "EDGE_LOG_LEVEL": "warning",
     }
-    log = open(os.environ.get("FOOTPRINT_AGENT_LOGFILE", data.parent / "agent.log"), "ab")  # noqa: SIM115
+    log = open(data.parent / "agent.log", "ab")  # noqa: SIM115 - closed below
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent", "run", "--config", str(bundle)],
@@ -192,12 +202,7 @@ def agent_round(
         pids = settle(proc.pid, quiet_s)
         if len(pids) < 1 + workers:
             raise RuntimeError(f"expected the agent and {workers} workers, found processes {pids}")
-        return {
-            "start_s": online,
-            "rss_mb": rss_bytes(proc.pid) / MB,
-            "pss_mb": pss_bytes(pids) / MB,
-            "procs": len(pids),
-        }
+        return figures(online, proc.pid, pids)
     finally:
         proc.terminate()
         try:
@@ -217,12 +222,7 @@ def baseline_round(quiet_s: float) -> dict[str, float]:
             raise RuntimeError("the baseline process did not start")
         ready = time.perf_counter() - started
         pids = settle(proc.pid, min(quiet_s, 1.0))
-        return {
-            "start_s": ready,
-            "rss_mb": rss_bytes(proc.pid) / MB,
-            "pss_mb": pss_bytes(pids) / MB,
-            "procs": len(pids),
-        }
+        return figures(ready, proc.pid, pids)
     finally:
         proc.stdin.close()
         proc.wait(30)

@@ -199,6 +199,8 @@ _OPTIONAL: dict[str, Callable[[object], Any]] = {
 
 
 _ORDER = {name: i for i, name in enumerate(_OPTIONAL)}
+#: The optional fields of PROTOCOL 4, in the table's order (clients offer each one).
+OPTIONAL_FIELDS = tuple(_OPTIONAL)
 
 
 def _optional(body: dict[Any, Any], present: set[str]) -> dict[str, Any]:

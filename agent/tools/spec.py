@@ -21,21 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from agent.protocol import BodyError, EncodeError, Signer, Task, TopicError, Topics, make_task
+from agent.protocol.task import OPTIONAL_FIELDS
 
 from .errors import UsageError
 from .params import load_param_file, parse_when
 
-OPTIONAL_FIELDS = (
-    "priority",
-    "timeout_s",
-    "max_retries",
-    "run_at",
-    "every_s",
-    "cron",
-    "tz",
-    "until",
-    "trace",
-)
 _TIME_FIELDS = ("run_at", "until", "expires_at")
 _BATCH_KEYS = {
     "kernel",

@@ -34,7 +34,6 @@ START_TIMEOUT_S = 60.0
 AGENT_ENV = {
     "EDGE_WORKERS_COUNT": "2",
     "EDGE_EVENTS_ENABLED": "true",
-    "EDGE_MQTT_PROTOCOL": "3.1.1",  # the embedded broker speaks 3.1.1: no MQTT 5 probe at start
     "EDGE_HEARTBEAT_INTERVAL_S": "5",
     "EDGE_WORKERS_GRACE_S": "3",
 }
