@@ -8,6 +8,7 @@ is a handful of Python operations around the native call. No cffi object is retu
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 import numpy as np
@@ -74,18 +75,30 @@ def moving_average(b: Binding) -> Callable[[WindowArgs], FloatArray]:
 
 def stats(b: Binding) -> Callable[[SignalArgs], Map]:
     fn, buf, scratch = b.lib.ek_stats, b.ffi.from_buffer, b.scratch
+    unpack = _stats_layout(b).unpack_from
 
     def call(args: SignalArgs) -> Map:
         x = args.signal
-        out, err = scratch.stats, scratch.err
+        out, raw, err = scratch.stats
         if status := fn(buf("double[]", x), x.size, out, err):
             check(status, b, err, "stats")
-        return {
-            "count": out.count, "mean": out.mean, "std": out.std,
-            "min": out.min, "max": out.max, "rms": out.rms,
-        }  # fmt: skip
+        count, mean, std, lo, hi, rms = unpack(raw)
+        return {"count": count, "mean": mean, "std": std, "min": lo, "max": hi, "rms": rms}
 
     return call
+
+
+def _stats_layout(b: Binding) -> struct.Struct:
+    """ek_stats_result as a struct format, checked against the header's layout once."""
+    layout = struct.Struct("=q5d")
+    ffi = b.ffi
+    names = [name for name, _ in ffi.typeof("ek_stats_result").fields]
+    offsets = [ffi.offsetof("ek_stats_result", name) for name in names]
+    if names != ["count", "mean", "std", "min", "max", "rms"] or offsets != [0, 8, 16, 24, 32, 40]:
+        raise RuntimeError(f"ek_stats_result changed ({names}, {offsets}): update native/calls.py")
+    if ffi.sizeof("ek_stats_result") != layout.size:
+        raise RuntimeError("ek_stats_result changed size: update native/calls.py")
+    return layout
 
 
 def fft_magnitude(b: Binding) -> Callable[[FftArgs], Map]:
