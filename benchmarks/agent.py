@@ -83,10 +83,10 @@ def _client(name: str, password: str, port: int, client_id: str) -> mqtt.Client:
 class Receiver:
     """A dashboard subscribed to the results: arrival time and payload of each.
 
-    It is Mosquitto's own C client, `mosquitto_sub` (line-buffered by `stdbuf`), printing the receive time, topic and payload
-    of each message: on two cores shared by the agent, Mosquitto, the device and this receiver, a
-    paho receiver cost ~0.25 ms of Python per result (a quarter of a core at 1,000 results/s)
-    taken from the agent it measures. The device that publishes stays paho.
+    It is Mosquitto's own C client, `mosquitto_sub` (line-buffered by `stdbuf`), printing the
+    receive time, topic and payload of each message: on two cores shared by the agent, Mosquitto,
+    the device and this receiver, a paho receiver cost ~0.25 ms of Python per result (a quarter
+    of a core at 1,000 results/s) taken from the agent it measures. The device stays paho.
     """
 
     def __init__(self, fleet: Any, port: int) -> None:
