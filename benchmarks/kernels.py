@@ -1,6 +1,6 @@
 """Native kernels against their numpy references, through the full Python call path.
 
-    .venv/bin/python benchmarks/kernels.py [--quick] [--repeats N]
+    .venv/bin/python benchmarks/kernels.py [--quick] [--repeats N] [--cpu] [--overhead]
 
 Each row times `registry.get(name)(params)` -- validation, conversion, the call and the result --
 for the native registry and for the numpy-reference registry, interleaved in the same run so
@@ -112,6 +112,11 @@ def _fmt(us: float) -> str:
 
 
 def run(native: Registry, reference: Registry, repeats: int, budget_s: float) -> int:
+    return speed(native, reference, repeats, budget_s) + overhead(native, repeats, budget_s)
+
+
+def speed(native: Registry, reference: Registry, repeats: int, budget_s: float) -> int:
+    """The table of native against numpy at edge sizes; the number of targets missed."""
     print(f"{'kernel':18} {'size':16} {'native us':>10} {'numpy us':>10} {'ratio':>7} {'target':>7}  met")
     missed = 0
     for case in cases():
@@ -125,6 +130,12 @@ def run(native: Registry, reference: Registry, repeats: int, budget_s: float) ->
             f"{case.target:6.1f}x  {'yes' if met else 'NO'}"
         )
     print()
+    return missed
+
+
+def overhead(native: Registry, repeats: int, budget_s: float) -> int:
+    """The call overhead of trivial kernels (one sample); the number of targets missed."""
+    missed = 0
     trivial: list[tuple[str, dict[str, object]]] = [
         ("stats", {"signal": np.ones(1)}),
         ("moving_average", {"signal": np.ones(1), "window": 1}),
@@ -151,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="CPU time of the process (all threads) instead of wall clock: steadier on a busy machine",
     )
+    parser.add_argument("--overhead", action="store_true", help="only the call-overhead rows (a few seconds)")
     args = parser.parse_args(argv)
     global CLOCK
     if args.cpu:
@@ -170,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     print("gc: start-up objects frozen (gc.freeze), as a worker process does before its first task\n")
     reference = Registry(None)
     gc.freeze()  # as agent/worker_main.py: collections scan only what kernel calls allocate
-    missed = run(native, reference, repeats, budget)
+    missed = overhead(native, repeats, budget) if args.overhead else run(native, reference, repeats, budget)
     print(f"\n{missed} target(s) missed")
     return 0
 
