@@ -368,7 +368,7 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
             )
         else:
             self.router.publish(topic, payload, qos, retain)
-        return self.store.barrier()
+        return self.store.accepted()
 
     # -- subscriptions ----------------------------------------------------------------------------
 

@@ -197,7 +197,9 @@ class Router:
             if not seq:
                 seq = self.store.message(delivery.topic, delivery.payload)
             delivery.seq = seq
-            self.store.queued(outbox.client_id, seq, delivery.qos, delivery.retain)
+            self.store.queued(
+                outbox.client_id, seq, delivery.qos, delivery.retain, connected=outbox.connected
+            )
         return seq
 
     def _report_drop(self, outbox: Outbox, delivery: Delivery) -> None:
