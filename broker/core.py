@@ -48,7 +48,7 @@ from .acl import EdgeAclPlugin
 from .auth import IDENTITY, REFUSAL, EdgeAuthPlugin
 from .config import BrokerSettings, ListenerSettings
 from .errors import StartError
-from .handler import ClientViolation, EdgeProtocolHandler
+from .handler import Acceptance, ClientViolation, EdgeProtocolHandler
 from .router import Router
 from .store import MemoryStore
 from .topicfilter import parse_shared, valid_filter, valid_topic
@@ -352,7 +352,7 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
 
     def _on_publish(
         self, session: Session, topic: str, payload: bytes, qos: int, retain: bool
-    ) -> asyncio.Future[None] | None:
+    ) -> Acceptance | None:
         """The handler's `publish_sink`: ACL, route, journal; the future gates the PUBACK."""
         if not valid_topic(topic):
             raise ClientViolation(f"invalid topic name {topic!r} [MQTT-4.7.3]")

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from amqtt.adapters import BufferReader
@@ -56,12 +57,25 @@ class ClientViolation(Exception):
     """What a client sent breaks the protocol badly enough that its connection is closed."""
 
 
+class Acceptance(Protocol):
+    """Says when a PUBLISH was taken (routed, and durable or delivered): an asyncio future, or
+    the store's `Group`, whose callbacks run at once."""
+
+    def done(self) -> bool: ...
+
+    def cancelled(self) -> bool: ...
+
+    def exception(self) -> BaseException | None: ...
+
+    def add_done_callback(self, callback: Callable[[Any], object], /) -> None: ...
+
+
 class PublishSink(Protocol):
-    """The broker's entry point for a PUBLISH; the returned future says it was taken."""
+    """The broker's entry point for a PUBLISH; the acceptance returned says it was taken."""
 
     def __call__(
         self, session: Session, topic: str, payload: bytes, qos: int, retain: bool
-    ) -> asyncio.Future[None] | None: ...
+    ) -> Acceptance | None: ...
 
 
 class AckSink(Protocol):
@@ -95,7 +109,7 @@ class EdgeProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._pending_acks: deque[tuple[asyncio.Future[None] | None, bytes]] = deque()
+        self._pending_acks: deque[tuple[Acceptance | None, bytes]] = deque()
         self._last_heard = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
 
@@ -213,7 +227,7 @@ class EdgeProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt
 
     def _route(
         self, session: Session, topic: str, payload: bytes, qos: int, retain: bool
-    ) -> asyncio.Future[None] | None:
+    ) -> Acceptance | None:
         if self.publish_sink is None:
             return None
         return self.publish_sink(session, topic, payload, qos, retain)
@@ -239,7 +253,7 @@ class EdgeProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt
 
     # -- acknowledgements to the client, in order -------------------------------------------------
 
-    def _ack_in_order(self, accepted: asyncio.Future[None] | None, packet: bytes) -> None:
+    def _ack_in_order(self, accepted: Acceptance | None, packet: bytes) -> None:
         if accepted is None and not self._pending_acks:
             self.write(packet)
             return

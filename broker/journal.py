@@ -23,17 +23,74 @@ written at once. A records need no fsync: losing one in a crash means a redelive
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Callable, Generator
+from typing import Any
 
 from .records import Record
 
 
-@dataclass(slots=True, eq=False)
 class Group:
-    """The records one caller made (one PUBLISH, one SUBSCRIBE...): done when `need` reaches 0."""
+    """The records one caller made (one PUBLISH, one SUBSCRIBE...): done when each of them is
+    durable or cancelled. It is the PUBACK's gate: `done()`, `exception()` and
+    `add_done_callback()` as on an asyncio future, but callbacks run at once when it completes,
+    so a PUBACK freed by a subscriber's acknowledgement leaves in the same loop iteration (an
+    asyncio future per message would cost a callback handle and an iteration more). `future()`
+    gives an awaitable for the rare callers that await (CONNACK, SUBACK)."""
 
-    need: int = 0  # records of the group neither durable nor cancelled yet
-    future: asyncio.Future[None] | None = None  # made when someone waits
+    __slots__ = ("_callbacks", "_done", "_error", "_future", "need")
+
+    def __init__(self) -> None:
+        self.need = 0  # records of the group neither durable nor cancelled yet
+        self._done = False
+        self._error: BaseException | None = None
+        self._callbacks: list[Callable[[Group], object]] = []
+        self._future: asyncio.Future[None] | None = None
+
+    def done(self) -> bool:
+        return self._done
+
+    def cancelled(self) -> bool:
+        return False
+
+    def exception(self) -> BaseException | None:
+        return self._error
+
+    def add_done_callback(self, callback: Callable[[Group], object]) -> None:
+        if self._done:
+            callback(self)
+        else:
+            self._callbacks.append(callback)
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self.future().__await__()
+
+    def future(self) -> asyncio.Future[None]:
+        if self._future is None:
+            self._future = asyncio.get_running_loop().create_future()
+            if self._done:
+                self._settle(self._future)
+        return self._future
+
+    def resolve(self, error: BaseException | None = None) -> None:
+        """Done (durable or cancelled), or failed with `error` (the journal could not be written)."""
+        if self._done:
+            return
+        self._done = True
+        self._error = error
+        if self._future is not None:
+            self._settle(self._future)
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(self)
+
+    def _settle(self, future: asyncio.Future[None]) -> None:
+        if future.done():
+            return
+        if self._error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(self._error)
+            future.exception()  # retrieved: an unawaited failure is already logged by the store
 
 
 class Batch:
@@ -78,7 +135,7 @@ class Batch:
         self._messages[seq] = self._add(rec)
 
     def add_queued(self, client_id: str, seq: int, rec: Record, *, hot: bool) -> None:
-        """A queue entry (Q); `hot` when its subscriber is connected, so its PUBACK may come soon."""
+        """A queue entry (Q); `hot` when it was sent to its subscriber, so its PUBACK may come soon."""
         index, group = self._add(rec)
         self._queued[(client_id, seq)] = (index, group, hot)
         if hot:

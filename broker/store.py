@@ -61,7 +61,7 @@ class MemoryStore:
     def barrier(self) -> asyncio.Future[None] | None:
         return None
 
-    def accepted(self) -> asyncio.Future[None] | None:
+    def accepted(self) -> Group | None:
         return None
 
     def retain(self, topic: str, payload: bytes, qos: int) -> None:
@@ -86,7 +86,7 @@ class MemoryStore:
         self._seq += 1
         return self._seq
 
-    def queued(self, client_id: str, seq: int, qos: int, retain: bool, *, connected: bool = False) -> None:
+    def queued(self, client_id: str, seq: int, qos: int, retain: bool, *, sent: bool = False) -> None:
         return None
 
     def done(self, client_id: str, seq: int) -> None:
@@ -236,24 +236,17 @@ class Store(MemoryStore):
         is); for a CONNACK or SUBACK, which must not outrun the session or subscription."""
         group = self._batch.close_group()
         if group is not None:
-            return self._future_of(group)
+            return group.future()
         if self._batch.durable:
             if self._flushed is None:
                 self._flushed = asyncio.get_running_loop().create_future()
             return self._flushed
         return self._writing
 
-    def accepted(self) -> asyncio.Future[None] | None:
-        """A future done when the records made since the last `accepted()` or `barrier()` (those
-        of one PUBLISH) are on disk or cancelled (None: there are none); gates its PUBACK."""
-        group = self._batch.close_group()
-        return None if group is None else self._future_of(group)
-
-    @staticmethod
-    def _future_of(group: Group) -> asyncio.Future[None]:
-        if group.future is None:
-            group.future = asyncio.get_running_loop().create_future()
-        return group.future
+    def accepted(self) -> Group | None:
+        """Done when the records made since the last `accepted()` or `barrier()` (those of one
+        PUBLISH) are on disk or cancelled (None: there are none); gates its PUBACK."""
+        return self._batch.close_group()
 
     def _ripe(self) -> bool:
         batch = self._batch
@@ -388,11 +381,11 @@ class Store(MemoryStore):
         self._batch.add_message(seq, ["M", seq, topic, payload])
         return seq  # written with its queue entries, or cancelled with the last of them
 
-    def queued(self, client_id: str, seq: int, qos: int, retain: bool, *, connected: bool = False) -> None:
+    def queued(self, client_id: str, seq: int, qos: int, retain: bool, *, sent: bool = False) -> None:
         if not self.state.add_pending(client_id, seq, qos, retain):
             return  # already queued there (a shared and a plain subscription of one client)
-        self._batch.add_queued(client_id, seq, ["Q", client_id, seq, qos, retain], hot=connected)
-        if connected:
+        self._batch.add_queued(client_id, seq, ["Q", client_id, seq, qos, retain], hot=sent)
+        if sent:
             self._arm()
         else:
             self._kick()
@@ -430,14 +423,11 @@ def _resolve(
     groups: list[Group], extra: asyncio.Future[None] | None, error: StoreError | None = None
 ) -> None:
     """Answer everyone waiting for these groups (and `extra`): done, or failed with `error`."""
-    futures = [group.future for group in groups if group.future is not None]
-    if extra is not None:
-        futures.append(extra)
-    for future in futures:
-        if future.done():
-            continue
+    for group in groups:
+        group.resolve(error)
+    if extra is not None and not extra.done():
         if error is None:
-            future.set_result(None)
+            extra.set_result(None)
         else:
-            future.set_exception(error)
-            future.exception()  # retrieved here: publishers see a missing PUBACK, not a traceback
+            extra.set_exception(error)
+            extra.exception()  # retrieved here: publishers see a missing PUBACK, not a traceback
