@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from broker.errors import CorruptStore, StoreError
-from broker.records import StoreState
+from broker.records import StoreState, read_records
 from broker.store import SNAPSHOT, Store
 
 
@@ -138,3 +141,118 @@ def test_one_broker_per_data_directory(tmp_path: Path) -> None:
             await first.close()
 
     run(two())
+
+
+# -- group commit with cancellation (broker/journal.py) ---------------------------------------
+
+
+def _journal_records(data_dir: Path) -> list[list[object]]:
+    [journal] = data_dir.glob("journal.*.log")
+    records, end = read_records(journal.read_bytes())
+    assert end == journal.stat().st_size
+    return records
+
+
+async def _subscribed(store: Store, *client_ids: str) -> None:
+    await store.open()
+    for client_id in client_ids:
+        store.session_opened(client_id, None)
+        store.subscribed(client_id, "t/#", 1)
+    barrier = store.barrier()
+    assert barrier is not None
+    await barrier
+
+
+def test_an_entry_acknowledged_before_its_batch_is_written_leaves_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = Store(tmp_path, ack_wait_s=10)  # never due here: only the acknowledgement ends it
+        await _subscribed(store, "c1")
+        seq = store.message("t/a", b"body")
+        store.queued("c1", seq, 1, False, sent=True)
+        accepted = store.accepted()
+        assert accepted is not None and not accepted.done()  # no PUBACK yet: not safe yet
+        store.done("c1", seq)
+        assert accepted.done() and accepted.exception() is None  # safe: delivered
+        await asyncio.sleep(0.05)  # give the writer every chance to write something
+        assert [rec[0] for rec in _journal_records(tmp_path)] == ["S", "B"]
+        assert store.stats.cancelled == 1 and seq not in store.state.messages
+        await store.close()
+
+    run(scenario())
+
+
+def test_a_body_is_written_for_the_session_that_did_not_acknowledge(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = Store(tmp_path, ack_wait_s=0.02)
+        await _subscribed(store, "c1", "c2")
+        seq = store.message("t/a", b"body")
+        store.queued("c1", seq, 1, False, sent=True)
+        store.queued("c2", seq, 1, False, sent=True)
+        accepted = store.accepted()
+        assert accepted is not None
+        store.done("c1", seq)
+        assert not accepted.done()  # c2 has it still
+        await accepted  # written when ack_wait passed without another acknowledgement
+        kinds = [rec[:2] for rec in _journal_records(tmp_path)]
+        assert kinds[-2:] == [["M", seq], ["Q", "c2"]]  # c1's entry was cancelled
+        store.done("c2", seq)  # now written: an A follows
+        await store.close()
+
+    run(scenario())
+    assert _state(tmp_path).sessions["c2"].pending == {}
+
+
+def test_a_torn_last_batch_is_cut_off_whole(tmp_path: Path) -> None:
+    crashed = tmp_path / "crashed"
+
+    async def scenario() -> None:
+        store = Store(tmp_path / "live")
+        await store.open()
+        store.retain("r/a", b"first", 1)
+        await _written(store)
+        store.retain("r/b", b"second", 1)
+        store.retain("r/c", b"third", 1)  # one batch with r/b
+        await _written(store)
+        _crash_copy(tmp_path / "live", crashed)
+        await store.close()
+
+    run(scenario())
+    [journal] = crashed.glob("journal.*.log")
+    journal.write_bytes(journal.read_bytes()[:-1])
+    assert _state(crashed).retained == {"r/a": (b"first", 1)}  # neither half of the torn batch
+
+
+async def _written(store: Store) -> None:
+    barrier = store.barrier()
+    assert barrier is not None
+    await barrier
+
+
+def test_a_journal_framed_record_by_record_is_still_read(tmp_path: Path) -> None:
+    frames = [["S", "c1", "alice"], ["M", 1, "t/a", b"old"], ["Q", "c1", 1, 1, False]]
+    data = b""
+    for rec in frames:  # the framing before batches: one record per frame
+        body = msgpack.packb(rec, use_bin_type=True)
+        data += struct.pack(">II", len(body), zlib.crc32(body)) + body
+    (tmp_path / "journal.1.log").write_bytes(data)
+    state = _state(tmp_path)
+    assert state.messages == {1: ("t/a", b"old")} and list(state.sessions["c1"].pending) == [1]
+
+
+def test_a_failed_write_fails_the_publish_waiting_for_it(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = Store(tmp_path)
+        await _subscribed(store, "c1")
+        assert store._journal is not None
+        store._journal.close()
+        # as if the disk went read-only: every write fails (io.UnsupportedOperation, an OSError)
+        store._journal = next(tmp_path.glob("journal.*.log")).open("rb", buffering=0)
+        seq = store.message("t/a", b"body")
+        store.queued("c1", seq, 1, False)  # offline: written at once
+        accepted = store.accepted()
+        assert accepted is not None
+        with pytest.raises(StoreError, match="journal write failed"):
+            await accepted
+        await store.close()
+
+    run(scenario())
