@@ -90,7 +90,7 @@ class PersistenceSettings:
     data_dir: Path | None = None  # in memory only when unset
     fsync: bool = True  # fsync the journal before acknowledging what it holds
     compact_bytes: int = 16 * 1024 * 1024  # rewrite the snapshot when the journal grows past this
-    ack_wait_ms: float = 10.0  # how long a message sent to a connected subscriber may wait for its PUBACK
+    ack_wait_ms: float = 5.0  # a batch of messages sent to connected subscribers waits this for their PUBACKs
 
 
 @dataclass(frozen=True)

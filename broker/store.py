@@ -38,7 +38,7 @@ log = logging.getLogger("broker.store")
 
 SNAPSHOT = "snapshot.msgpack"
 LOCK = "lock"
-ACK_WAIT_S = 0.005  # default of persistence.ack_wait_ms
+ACK_WAIT_S = 0.005  # persistence.ack_wait_ms's default, in seconds
 ACK_WAIT_CAP = 20  # a batch waits for acknowledgements at most this many times ack_wait_s
 _JOURNAL_RE = re.compile(r"journal\.(\d+)\.log")
 
