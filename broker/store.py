@@ -5,13 +5,15 @@ Layout of the data directory (one writer: the running broker holds `lock` with f
     snapshot.msgpack        the whole durable state at generation G (written atomically)
     journal.<G>.log         every change since that snapshot (framing: broker/records.py)
 
-Every change is applied to the in-memory `StoreState` and appended to a buffer; one writer
-task writes and fsyncs the buffer in batches (group commit) and then resolves the batch's
-`barrier()` futures, so a PUBACK or SUBACK waits for one fsync shared with everything that
-arrived meanwhile. When the journal passes `compact_bytes`, and at every start, the state is
-written as snapshot G+1 and journal G+1 starts empty: start-up time and disk use follow the
-live state, not history. A torn last record (a crash mid-write) is cut off at start; anything
-else unreadable stops the broker with `CorruptStore` rather than forget what it acknowledged.
+Every change is applied to the in-memory `StoreState` and its record waits in a `Batch`
+(broker/journal.py); one writer task writes and fsyncs batches (group commit), one frame each,
+off the event loop. A PUBACK waits for the `Group` of records its PUBLISH made (`accepted()`),
+which is done when each of them is on disk or was cancelled by a subscriber's acknowledgement;
+a SUBACK or a new session's CONNACK waits until everything before it is on disk (`barrier()`).
+When the journal passes `compact_bytes`, and at every start, the state is written as snapshot
+G+1 and journal G+1 starts empty: start-up time and disk use follow the live state, not
+history. A torn last frame (a crash mid-write) is cut off at start; anything else unreadable
+stops the broker with `CorruptStore` rather than forget what it acknowledged.
 
 `MemoryStore` has the same interface and keeps nothing (persistence off).
 """
@@ -160,9 +162,7 @@ class Store(MemoryStore):
         self._wake.set()
         await self._writer
         self._writer = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._disarm()
         with contextlib.suppress(OSError):
             await self._start_generation(self.state.encode(self.gen + 1))
         if self._journal is not None:
@@ -226,10 +226,11 @@ class Store(MemoryStore):
     # -- group commit ---------------------------------------------------------------------------
     #
     # The batch (broker/journal.py) is written when it is *ripe*: at once when it holds a record
-    # that must be durable and that no acknowledgement can cancel; when it holds queue entries
-    # of connected subscribers, once they are all cancelled or acknowledged or `ack_wait_s`
-    # after the first of them; at once when it holds only A records (no fsync). One write is in
-    # flight at a time, off the event loop; what arrives meanwhile makes the next batch.
+    # that must be durable and that no acknowledgement can cancel, or when `barrier()` waits for
+    # it; when it holds queue entries already sent to their subscribers (hot), once they are all
+    # cancelled, or no acknowledgement cancelled anything for `ack_wait_s`, or ACK_WAIT_CAP times
+    # that after the first of them; at once when it holds only A records (no fsync). One write
+    # is in flight at a time, off the event loop; what arrives meanwhile makes the next batch.
 
     def barrier(self) -> asyncio.Future[None] | None:
         """A future done when everything recorded so far is on disk or cancelled (None: already
@@ -240,6 +241,7 @@ class Store(MemoryStore):
         if self._batch.durable:
             if self._flushed is None:
                 self._flushed = asyncio.get_running_loop().create_future()
+                self._kick()  # written now: someone waits for all of it, cancellable or not
             return self._flushed
         return self._writing
 
@@ -252,7 +254,7 @@ class Store(MemoryStore):
         batch = self._batch
         if not batch.alive:
             return self._flushed is not None  # nothing to write, but a barrier to resolve
-        return bool(batch.cold or not batch.hot or self._overdue or self._closing)
+        return bool(batch.cold or not batch.hot or self._overdue or self._flushed or self._closing)
 
     def _kick(self) -> None:
         if not self._busy and self._ripe():
@@ -265,6 +267,13 @@ class Store(MemoryStore):
             loop = asyncio.get_running_loop()
             self._hot_since = self._progress = loop.time()
             self._timer = loop.call_later(self.ack_wait_s, self._due)
+
+    def _disarm(self) -> None:
+        """No hot entry left (all cancelled, or taken for a write): nothing to time."""
+        self._overdue = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _due(self) -> None:
         loop = asyncio.get_running_loop()
@@ -291,10 +300,7 @@ class Store(MemoryStore):
     def _take(self) -> tuple[list[Record], list[Group], asyncio.Future[None] | None]:
         records, groups = self._batch.take()
         flushed, self._flushed = self._flushed, None
-        self._overdue = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._disarm()
         return records, groups, flushed
 
     async def _write_batch(self) -> None:
@@ -401,6 +407,8 @@ class Store(MemoryStore):
             self._progress = asyncio.get_running_loop().time()
             _resolve(completed, None)
             self._batch.reset_if_empty()
+            if not self._batch.hot:
+                self._disarm()
         self._kick()
 
 
