@@ -13,7 +13,7 @@ import pytest
 
 from broker.errors import CorruptStore, StoreError
 from broker.records import StoreState, read_records
-from broker.store import SNAPSHOT, Store
+from broker.store import ACK_WAIT_CAP, SNAPSHOT, Store
 
 
 def run(coro: object) -> object:
@@ -253,6 +253,58 @@ def test_a_failed_write_fails_the_publish_waiting_for_it(tmp_path: Path) -> None
         assert accepted is not None
         with pytest.raises(StoreError, match="journal write failed"):
             await accepted
+        await store.close()
+
+    run(scenario())
+
+
+def test_every_batch_gets_its_full_wait_for_acknowledgements(tmp_path: Path) -> None:
+    """The wait is timed from a batch's own first hot entry: one that was entirely cancelled
+    leaves no deadline behind that would make the next batch be written at once."""
+
+    async def scenario() -> None:
+        store = Store(tmp_path, ack_wait_s=0.2)
+        await _subscribed(store, "c1")
+        for _ in range(2):
+            seq = store.message("t/a", b"body")
+            store.queued("c1", seq, 1, False, sent=True)
+            accepted = store.accepted()
+            assert accepted is not None
+            await asyncio.sleep(0.01)
+            assert not accepted.done()  # neither written nor acknowledged yet
+            store.done("c1", seq)
+            assert accepted.done()
+            await asyncio.sleep(0.3)  # past the first entry's deadline
+        assert store.stats.cancelled == 2
+        assert [rec[0] for rec in _journal_records(tmp_path)] == ["S", "B"]
+        await store.close()
+
+    run(scenario())
+
+
+def test_acknowledgements_that_keep_coming_hold_a_batch_at_most_the_cap(tmp_path: Path) -> None:
+    """A subscriber that never acknowledges, beside one whose acknowledgements keep cancelling:
+    its entry is written at the latest ACK_WAIT_CAP x ack_wait after it was sent."""
+
+    async def scenario() -> None:
+        store = Store(tmp_path, ack_wait_s=0.01)
+        await _subscribed(store, "slow", "quick")
+        seq = store.message("t/a", b"body")
+        store.queued("slow", seq, 1, False, sent=True)
+        held = store.accepted()
+        assert held is not None
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while not held.done() and loop.time() - start < 5:
+            other = store.message("t/b", b"x")
+            store.queued("quick", other, 1, False, sent=True)
+            store.accepted()
+            await asyncio.sleep(0.002)
+            store.done("quick", other)  # progress: the batch keeps waiting, up to the cap
+        await held
+        waited = loop.time() - start
+        assert 0.01 < waited < 0.01 * ACK_WAIT_CAP + 1.0
+        assert ["Q", "slow", seq, 1, False] in _journal_records(tmp_path)
         await store.close()
 
     run(scenario())
