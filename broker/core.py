@@ -353,7 +353,8 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
     def _on_publish(
         self, session: Session, topic: str, payload: bytes, qos: int, retain: bool
     ) -> Acceptance | None:
-        """The handler's `publish_sink`: ACL, route, journal; the future gates the PUBACK."""
+        """The handler's `publish_sink`: ACL, route, journal; the store's acceptance (the group
+        of records this PUBLISH made, durable or cancelled) gates the PUBACK."""
         if not valid_topic(topic):
             raise ClientViolation(f"invalid topic name {topic!r} [MQTT-4.7.3]")
         if topic.startswith("$SYS"):

@@ -19,7 +19,8 @@ client loop. Replaced here, each for a fault of NOTES.md or of the benchmark:
   `_retry_deliveries` (stock resend, awaited inside `start()`) is therefore a no-op.
 * FIX-INBOUND-ACK-AFTER-ACCEPT: an incoming PUBLISH goes to the broker's `publish_sink`, which
   routes it (and journals it when persistence is on); its PUBACK / PUBREC leaves only when the
-  future returned is done, and acknowledgements always leave in receive order [MQTT-4.6.0-2].
+  `Acceptance` returned is done (the message durable, or delivered to every persistent
+  subscriber), and acknowledgements always leave in receive order [MQTT-4.6.0-2].
   QoS 2 uses the spec's method B with the packet id kept until PUBREL, so a re-sent QoS 2
   PUBLISH is acknowledged again but never routed twice.
 * FIX-PUBREL-UNKNOWN: PUBREL is always answered with PUBCOMP, also for a packet id the broker no

@@ -13,11 +13,12 @@ records its PUBLISH made), which is done when each of them is either on disk or 
 message that every subscriber acknowledged is safe without any record of it; until then the
 publisher has no PUBACK and, if the broker dies, sends the message again.
 
-Counts kept for the writer's schedule (`Batch.ripe`): `hot` records are queue entries for a
-connected subscriber (an acknowledgement may still cancel them, worth waiting a little for),
+Counts kept for the writer's schedule (`Store._ripe`): `hot` records are queue entries already
+sent to their subscriber (its acknowledgement may soon cancel them: worth waiting a little for),
 `cold` ones are every other record that must be durable before someone is answered (a queue
-entry for an offline subscriber, a retained message, a session, a subscription): those are
-written at once. A records need no fsync: losing one in a crash means a redelivery, not a loss.
+entry for an offline subscriber or behind a full window, a retained message, a session, a
+subscription): those are written at once. A records need no fsync: losing one in a crash means
+a redelivery, not a loss. M records count as neither: they follow their queue entries.
 """
 
 from __future__ import annotations

@@ -163,6 +163,15 @@ class Store(MemoryStore):
         await self._writer
         self._writer = None
         self._disarm()
+        stats = self.stats
+        log.info(
+            "journal: %d frames (%d records, %d fsyncs); %d queue entries acknowledged before they "
+            "were written (never written)",
+            stats.batches,
+            stats.records,
+            stats.fsyncs,
+            stats.cancelled,
+        )
         with contextlib.suppress(OSError):
             await self._start_generation(self.state.encode(self.gen + 1))
         if self._journal is not None:
