@@ -7,8 +7,8 @@ Each broker runs as its own process on a free port of 127.0.0.1:
   edge+disk      the same with --data-dir and a persistent subscriber: a message's PUBACK waits
                  until it is journaled and fsynced, or until the subscriber acknowledged it (a
                  message acknowledged before its batch is written is never written)
-  edge+disk/0    the same with persistence.ack_wait_ms = 0: (almost) every message is written
-                 and fsynced, then its acknowledgement written (the cost of the journal itself)
+  edge+disk/0    the same with persistence.ack_wait_ms = 0: most messages are written and
+                 fsynced, then their acknowledgement written (the cost of the journal itself)
   amqtt          amqtt 0.12 as shipped (its Broker, anonymous auth plugin, nothing else)
   mosquitto      Mosquitto 2.0 with set_tcp_nodelay true
 Figures, every one a median over the rounds:
