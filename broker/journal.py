@@ -117,7 +117,7 @@ class Batch:
 
     def _add(self, rec: Record) -> tuple[int, Group]:
         group = self.group
-        if group is None:
+        if group is None or group.done():  # a done group (all cancelled) answers nothing new
             group = self.group = Group()
             self.groups.append(group)
         group.need += 1

@@ -308,3 +308,27 @@ def test_acknowledgements_that_keep_coming_hold_a_batch_at_most_the_cap(tmp_path
         await store.close()
 
     run(scenario())
+
+
+def test_records_after_a_cancelled_group_are_waited_for(tmp_path: Path) -> None:
+    """Records that no caller waited for (a retained message sent after a SUBACK) form a group
+    that cancellation completes; what is recorded next must not join that finished group."""
+
+    async def scenario() -> None:
+        store = Store(tmp_path, ack_wait_s=10)
+        await _subscribed(store, "c1", "c2")
+        waiting = store.message("t/w", b"in flight to c2")
+        store.queued("c2", waiting, 1, False, sent=True)  # keeps the batch from being empty
+        assert store.accepted() is not None
+        retained = store.message("t/r", b"retained")
+        store.queued("c1", retained, 1, True, sent=True)  # no accepted(): nobody waits for it
+        store.done("c1", retained)  # cancelled: its group is done
+        seq = store.message("t/a", b"next")
+        store.queued("c2", seq, 1, False)  # c2 offline: must be on disk before the PUBACK
+        accepted = store.accepted()
+        assert accepted is not None and not accepted.done()
+        await accepted
+        assert ["Q", "c2", seq, 1, False] in _journal_records(tmp_path)
+        await store.close()
+
+    run(scenario())
