@@ -24,10 +24,13 @@ a redelivery, not a loss. M records count as neither: they follow their queue en
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Generator
 from typing import Any
 
 from .records import Record
+
+log = logging.getLogger("broker.journal")
 
 
 class Group:
@@ -82,7 +85,10 @@ class Group:
             self._settle(self._future)
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
-            callback(self)
+            try:
+                callback(self)
+            except Exception:  # contained, as asyncio does: it runs inside another client's read
+                log.exception("a callback of a journal group failed")
 
     def _settle(self, future: asyncio.Future[None]) -> None:
         if future.done():

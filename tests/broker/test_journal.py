@@ -12,9 +12,10 @@ import queue
 import random
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
+
+import paho.mqtt.client as mqtt
 
 from broker.records import read_records
 from tests.broker.conftest import USERS, BrokerProcess
@@ -165,33 +166,26 @@ def _collect(client: TestClient, want: set[bytes], quiet_s: float = 3.0) -> set[
 
 class Publisher:
     """Numbered QoS 1 messages as fast as paho takes them (20 in flight); `acked` holds those
-    whose PUBACK came, across connections."""
+    whose PUBACK came, across connections (paho marks each message info when its PUBACK comes;
+    no callback, which would run under paho's own lock)."""
 
     def __init__(self) -> None:
-        self.acked: set[bytes] = set()
         self.number = 0
-        self._lock = threading.Lock()
-        self._payloads: dict[int, bytes] = {}
+        self._sent: list[tuple[mqtt.MQTTMessageInfo, bytes]] = []
 
-    def _on_publish(self, _c: object, _u: object, mid: int, _r: object, _p: object) -> None:
-        with self._lock:
-            payload = self._payloads.pop(mid, None)
-            if payload is not None:
-                self.acked.add(payload)
+    @property
+    def acked(self) -> set[bytes]:
+        return {payload for info, payload in self._sent if info.is_published()}
 
     def run(self, port: int, seconds: float) -> TestClient:
         """Publish for `seconds` on a new connection, which is returned (still open)."""
         client = TestClient(port, "r-pub", username="bob", password=USERS["bob"])
         client.connect()
-        with self._lock:
-            self._payloads.clear()  # a new connection: old packet ids mean nothing
-        client.client.on_publish = self._on_publish
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             payload = b"%d" % self.number
             self.number += 1
-            with self._lock:
-                self._payloads[client.client.publish("test/r/n", payload, qos=1).mid] = payload
+            self._sent.append((client.client.publish("test/r/n", payload, qos=1), payload))
             time.sleep(0.0005)
         return client
 
@@ -225,18 +219,19 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_message(broker_process:
         pub.close()
         sub.close()
         received.update(_drain(sub))
+    acked = publisher.acked  # fixed now: the publisher's connections are closed
 
     proc = broker_process.spawn()
     try:
         back = subscriber(broker_process.port)
-        received |= _collect(back, publisher.acked - received)
+        received |= _collect(back, acked - received)
         back.close()
         away = subscriber(broker_process.port, "r-away")
-        kept = _collect(away, publisher.acked)
+        kept = _collect(away, acked)
         away.close()
     finally:
         stop(proc)
-    assert len(publisher.acked) > 100  # the scenario did something
+    assert len(acked) > 100  # the scenario did something
     for name, got in (("the subscriber that kept up", received), ("the subscriber away", kept)):
-        lost = sorted(publisher.acked - got, key=int)
+        lost = sorted(acked - got, key=int)
         assert not lost, f"acknowledged to the publisher, never delivered to {name}: {lost[:10]}"
