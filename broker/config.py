@@ -90,6 +90,7 @@ class PersistenceSettings:
     data_dir: Path | None = None  # in memory only when unset
     fsync: bool = True  # fsync the journal before acknowledging what it holds
     compact_bytes: int = 16 * 1024 * 1024  # rewrite the snapshot when the journal grows past this
+    ack_wait_ms: float = 5.0  # a batch of messages sent to connected subscribers waits this for their PUBACKs
 
 
 @dataclass(frozen=True)
@@ -360,6 +361,8 @@ def _validate(settings: BrokerSettings) -> None:
         raise ConfigError("log.stats_interval_s", "must be 0 (never) or more")
     if settings.persistence.compact_bytes < 4096:
         raise ConfigError("persistence.compact_bytes", "must be at least 4096")
+    if not 0 <= settings.persistence.ack_wait_ms <= 1000:
+        raise ConfigError("persistence.ack_wait_ms", "must be between 0 and 1000")
     data_dir = settings.persistence.data_dir
     if data_dir is not None and data_dir.exists() and not data_dir.is_dir():
         raise ConfigError("persistence.data_dir", f"{data_dir} exists and is not a directory")

@@ -48,7 +48,7 @@ from .acl import EdgeAclPlugin
 from .auth import IDENTITY, REFUSAL, EdgeAuthPlugin
 from .config import BrokerSettings, ListenerSettings
 from .errors import StartError
-from .handler import ClientViolation, EdgeProtocolHandler
+from .handler import Acceptance, ClientViolation, EdgeProtocolHandler
 from .router import Router
 from .store import MemoryStore
 from .topicfilter import parse_shared, valid_filter, valid_topic
@@ -352,8 +352,9 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
 
     def _on_publish(
         self, session: Session, topic: str, payload: bytes, qos: int, retain: bool
-    ) -> asyncio.Future[None] | None:
-        """The handler's `publish_sink`: ACL, route, journal; the future gates the PUBACK."""
+    ) -> Acceptance | None:
+        """The handler's `publish_sink`: ACL, route, journal; the store's acceptance (the group
+        of records this PUBLISH made, durable or cancelled) gates the PUBACK."""
         if not valid_topic(topic):
             raise ClientViolation(f"invalid topic name {topic!r} [MQTT-4.7.3]")
         if topic.startswith("$SYS"):
@@ -368,7 +369,7 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
             )
         else:
             self.router.publish(topic, payload, qos, retain)
-        return self.store.barrier()
+        return self.store.accepted()
 
     # -- subscriptions ----------------------------------------------------------------------------
 

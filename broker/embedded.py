@@ -48,7 +48,12 @@ class EmbeddedBroker:
             raise StartError("this broker was already started; make a new EmbeddedBroker")
         persistence = self.settings.persistence
         store: MemoryStore = (
-            Store(persistence.data_dir, fsync=persistence.fsync, compact_bytes=persistence.compact_bytes)
+            Store(
+                persistence.data_dir,
+                fsync=persistence.fsync,
+                compact_bytes=persistence.compact_bytes,
+                ack_wait_s=persistence.ack_wait_ms / 1000,
+            )
             if persistence.data_dir is not None
             else MemoryStore()
         )

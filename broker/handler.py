@@ -19,7 +19,8 @@ client loop. Replaced here, each for a fault of NOTES.md or of the benchmark:
   `_retry_deliveries` (stock resend, awaited inside `start()`) is therefore a no-op.
 * FIX-INBOUND-ACK-AFTER-ACCEPT: an incoming PUBLISH goes to the broker's `publish_sink`, which
   routes it (and journals it when persistence is on); its PUBACK / PUBREC leaves only when the
-  future returned is done, and acknowledgements always leave in receive order [MQTT-4.6.0-2].
+  `Acceptance` returned is done (the message durable, or delivered to every persistent
+  subscriber), and acknowledgements always leave in receive order [MQTT-4.6.0-2].
   QoS 2 uses the spec's method B with the packet id kept until PUBREL, so a re-sent QoS 2
   PUBLISH is acknowledged again but never routed twice.
 * FIX-PUBREL-UNKNOWN: PUBREL is always answered with PUBCOMP, also for a packet id the broker no
@@ -33,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from amqtt.adapters import BufferReader
@@ -56,12 +58,25 @@ class ClientViolation(Exception):
     """What a client sent breaks the protocol badly enough that its connection is closed."""
 
 
+class Acceptance(Protocol):
+    """Says when a PUBLISH was taken (routed, and durable or delivered): an asyncio future, or
+    the store's `Group`, whose callbacks run at once."""
+
+    def done(self) -> bool: ...
+
+    def cancelled(self) -> bool: ...
+
+    def exception(self) -> BaseException | None: ...
+
+    def add_done_callback(self, callback: Callable[[Any], object], /) -> None: ...
+
+
 class PublishSink(Protocol):
-    """The broker's entry point for a PUBLISH; the returned future says it was taken."""
+    """The broker's entry point for a PUBLISH; the acceptance returned says it was taken."""
 
     def __call__(
         self, session: Session, topic: str, payload: bytes, qos: int, retain: bool
-    ) -> asyncio.Future[None] | None: ...
+    ) -> Acceptance | None: ...
 
 
 class AckSink(Protocol):
@@ -95,7 +110,7 @@ class EdgeProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._pending_acks: deque[tuple[asyncio.Future[None] | None, bytes]] = deque()
+        self._pending_acks: deque[tuple[Acceptance | None, bytes]] = deque()
         self._last_heard = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
 
@@ -213,7 +228,7 @@ class EdgeProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt
 
     def _route(
         self, session: Session, topic: str, payload: bytes, qos: int, retain: bool
-    ) -> asyncio.Future[None] | None:
+    ) -> Acceptance | None:
         if self.publish_sink is None:
             return None
         return self.publish_sink(session, topic, payload, qos, retain)
@@ -239,7 +254,7 @@ class EdgeProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt
 
     # -- acknowledgements to the client, in order -------------------------------------------------
 
-    def _ack_in_order(self, accepted: asyncio.Future[None] | None, packet: bytes) -> None:
+    def _ack_in_order(self, accepted: Acceptance | None, packet: bytes) -> None:
         if accepted is None and not self._pending_acks:
             self.write(packet)
             return

@@ -6,7 +6,12 @@ snapshot written at compaction is exactly what replaying the journal would give.
 Records (msgpack lists): R retain, r clear retained, S session (with its username),
 s session deleted, B subscribe, b unsubscribe, M message body, Q message queued for a session,
 A done (acknowledged or dropped). A message body is stored once however many sessions hold it
-and forgotten when the last one is done with it. Journal framing: [u32 length][u32 crc32][body].
+and forgotten when the last one is done with it.
+
+Journal framing: [u32 length][u32 crc32][body], one frame per group commit whose body is the
+msgpack list of the batch's records (one encoding and one CRC per batch, and a torn batch is cut
+off whole). A body that is a single record is read too: journals written before batches were
+framed as a whole.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ class StoreState:
     refs: dict[int, int] = field(default_factory=dict)
     next_seq: int = 1
 
-    def apply(self, rec: Record) -> None:  # noqa: C901 - one branch per record kind
+    def apply(self, rec: Record) -> None:
         kind = rec[0]
         if kind == "R":
             self.retained[rec[1]] = (bytes(rec[2]), int(rec[3]))
@@ -61,20 +66,39 @@ class StoreState:
         elif kind == "b":
             self._session(rec[1]).subscriptions.pop(rec[2], None)
         elif kind == "M":
-            self.messages[rec[1]] = (rec[2], bytes(rec[3]))
-            self.refs.setdefault(rec[1], 0)
-            self.next_seq = max(self.next_seq, rec[1] + 1)
+            self.add_message(rec[1], rec[2], bytes(rec[3]))
         elif kind == "Q":
-            session = self._session(rec[1])
-            if rec[2] in self.messages and rec[2] not in session.pending:
-                session.pending[rec[2]] = (int(rec[3]), bool(rec[4]))
-                self.refs[rec[2]] += 1
+            self.add_pending(rec[1], rec[2], int(rec[3]), bool(rec[4]))
         elif kind == "A":
-            holder = self.sessions.get(rec[1])
-            if holder is not None and holder.pending.pop(rec[2], None) is not None:
-                self._unref(rec[2])
+            self.remove_pending(rec[1], rec[2])
         else:
             raise ValueError(f"unknown record kind {kind!r}")
+
+    # The three records of every queued message, as methods of their own: the store calls them
+    # directly on its hot path.
+
+    def add_message(self, seq: int, topic: str, payload: bytes) -> None:
+        self.messages[seq] = (topic, payload)
+        self.refs.setdefault(seq, 0)
+        if seq >= self.next_seq:
+            self.next_seq = seq + 1
+
+    def add_pending(self, client_id: str, seq: int, qos: int, retain: bool) -> bool:
+        """Queue message `seq` for a session; False if it is unknown or already queued there."""
+        session = self._session(client_id)
+        if seq not in self.messages or seq in session.pending:
+            return False
+        session.pending[seq] = (qos, retain)
+        self.refs[seq] += 1
+        return True
+
+    def remove_pending(self, client_id: str, seq: int) -> bool:
+        """A session is done with `seq`; False if it did not hold it."""
+        holder = self.sessions.get(client_id)
+        if holder is None or holder.pending.pop(seq, None) is None:
+            return False
+        self._unref(seq)
+        return True
 
     def _session(self, client_id: str) -> SessionRecord:
         return self.sessions.setdefault(client_id, SessionRecord(None))
@@ -126,8 +150,9 @@ class StoreState:
         return state, int(doc["gen"])
 
 
-def encode_record(rec: Record) -> bytes:
-    body = bytes(msgpack.packb(rec, use_bin_type=True))
+def encode_batch(records: list[Record]) -> bytes:
+    """One journal frame holding every record of a group commit."""
+    body = bytes(msgpack.packb(records, use_bin_type=True))
     return _HEADER.pack(len(body), zlib.crc32(body)) + body
 
 
@@ -147,6 +172,11 @@ def read_records(data: bytes) -> tuple[list[Record], int]:
             break
         if not isinstance(rec, list) or not rec:
             break
-        records.append(rec)
+        if isinstance(rec[0], list):  # a batch
+            if not all(isinstance(r, list) and r for r in rec):
+                break
+            records.extend(rec)
+        else:  # a record framed alone (journals before batch framing)
+            records.append(rec)
         offset = start + length
     return records, offset

@@ -197,7 +197,8 @@ class Router:
             if not seq:
                 seq = self.store.message(delivery.topic, delivery.payload)
             delivery.seq = seq
-            self.store.queued(outbox.client_id, seq, delivery.qos, delivery.retain)
+            sent = delivery.packet_id > 0  # not queued behind the window: its PUBACK may come soon
+            self.store.queued(outbox.client_id, seq, delivery.qos, delivery.retain, sent=sent)
         return seq
 
     def _report_drop(self, outbox: Outbox, delivery: Delivery) -> None:

@@ -5,13 +5,15 @@ Layout of the data directory (one writer: the running broker holds `lock` with f
     snapshot.msgpack        the whole durable state at generation G (written atomically)
     journal.<G>.log         every change since that snapshot (framing: broker/records.py)
 
-Every change is applied to the in-memory `StoreState` and appended to a buffer; one writer
-task writes and fsyncs the buffer in batches (group commit) and then resolves the batch's
-`barrier()` futures, so a PUBACK or SUBACK waits for one fsync shared with everything that
-arrived meanwhile. When the journal passes `compact_bytes`, and at every start, the state is
-written as snapshot G+1 and journal G+1 starts empty: start-up time and disk use follow the
-live state, not history. A torn last record (a crash mid-write) is cut off at start; anything
-else unreadable stops the broker with `CorruptStore` rather than forget what it acknowledged.
+Every change is applied to the in-memory `StoreState` and its record waits in a `Batch`
+(broker/journal.py); one writer task writes and fsyncs batches (group commit), one frame each,
+off the event loop. A PUBACK waits for the `Group` of records its PUBLISH made (`accepted()`),
+which is done when each of them is on disk or was cancelled by a subscriber's acknowledgement;
+a SUBACK or a new session's CONNACK waits until everything before it is on disk (`barrier()`).
+When the journal passes `compact_bytes`, and at every start, the state is written as snapshot
+G+1 and journal G+1 starts empty: start-up time and disk use follow the live state, not
+history. A torn last frame (a crash mid-write) is cut off at start; anything else unreadable
+stops the broker with `CorruptStore` rather than forget what it acknowledged.
 
 `MemoryStore` has the same interface and keeps nothing (persistence off).
 """
@@ -24,18 +26,22 @@ import fcntl
 import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from agent.fileio import PRIVATE, fsync_dir, write_atomic
 
 from .errors import CorruptStore, StoreError
-from .records import Record, StoreState, encode_record, read_records
+from .journal import Batch, Group
+from .records import Record, StoreState, encode_batch, read_records
 
 log = logging.getLogger("broker.store")
 
 SNAPSHOT = "snapshot.msgpack"
 LOCK = "lock"
+ACK_WAIT_S = 0.005  # persistence.ack_wait_ms's default, in seconds
+ACK_WAIT_CAP = 20  # a batch waits for acknowledgements at most this many times ack_wait_s
 _JOURNAL_RE = re.compile(r"journal\.(\d+)\.log")
 
 
@@ -55,6 +61,9 @@ class MemoryStore:
         return None
 
     def barrier(self) -> asyncio.Future[None] | None:
+        return None
+
+    def accepted(self) -> Group | None:
         return None
 
     def retain(self, topic: str, payload: bytes, qos: int) -> None:
@@ -79,7 +88,7 @@ class MemoryStore:
         self._seq += 1
         return self._seq
 
-    def queued(self, client_id: str, seq: int, qos: int, retain: bool) -> None:
+    def queued(self, client_id: str, seq: int, qos: int, retain: bool, *, sent: bool = False) -> None:
         return None
 
     def done(self, client_id: str, seq: int) -> None:
@@ -91,18 +100,32 @@ class Store(MemoryStore):
 
     enabled = True
 
-    def __init__(self, data_dir: Path, *, fsync: bool = True, compact_bytes: int = 16 << 20) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        fsync: bool = True,
+        compact_bytes: int = 16 << 20,
+        ack_wait_s: float = ACK_WAIT_S,
+    ) -> None:
         super().__init__()
         self.data_dir = data_dir
         self.fsync = fsync
         self.compact_bytes = compact_bytes
+        self.ack_wait_s = ack_wait_s
         self.gen = 0
         self.journal_bytes = 0
+        self.stats = WriteStats()
         self._lock_fd: int | None = None
         self._journal: BinaryIO | None = None
-        self._buffer: list[bytes] = []
-        self._next: asyncio.Future[None] | None = None  # resolved when the buffer is durable
-        self._writing: asyncio.Future[None] | None = None  # resolved when the batch being written is
+        self._batch = Batch()
+        self._flushed: asyncio.Future[None] | None = None  # resolved when the batch is written
+        self._writing: asyncio.Future[None] | None = None  # resolved when the batch in flight is
+        self._busy = False  # a write or a compaction is in flight
+        self._overdue = False  # the batch's hot entries waited `ack_wait_s`: write them
+        self._timer: asyncio.TimerHandle | None = None
+        self._hot_since = 0.0  # loop time of the batch's first hot entry
+        self._progress = 0.0  # loop time of the last cancellation
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -139,6 +162,16 @@ class Store(MemoryStore):
         self._wake.set()
         await self._writer
         self._writer = None
+        self._disarm()
+        stats = self.stats
+        log.info(
+            "journal: %d frames (%d records, %d fsyncs); %d queue entries acknowledged before they "
+            "were written (never written)",
+            stats.batches,
+            stats.records,
+            stats.fsyncs,
+            stats.cancelled,
+        )
         with contextlib.suppress(OSError):
             await self._start_generation(self.state.encode(self.gen + 1))
         if self._journal is not None:
@@ -200,112 +233,218 @@ class Store(MemoryStore):
         fsync_dir(self.data_dir)
 
     # -- group commit ---------------------------------------------------------------------------
+    #
+    # The batch (broker/journal.py) is written when it is *ripe*: at once when it holds a record
+    # that must be durable and that no acknowledgement can cancel, or when `barrier()` waits for
+    # it; when it holds queue entries already sent to their subscribers (hot), once they are all
+    # cancelled, or no acknowledgement cancelled anything for `ack_wait_s`, or ACK_WAIT_CAP times
+    # that after the first of them; at once when it holds only A records (no fsync). One write
+    # is in flight at a time, off the event loop; what arrives meanwhile makes the next batch.
 
     def barrier(self) -> asyncio.Future[None] | None:
-        """A future done when everything recorded so far is on disk (None: already is)."""
-        if self._buffer:
-            if self._next is None:
-                self._next = asyncio.get_running_loop().create_future()
-            return self._next
+        """A future done when everything recorded so far is on disk or cancelled (None: already
+        is); for a CONNACK or SUBACK, which must not outrun the session or subscription."""
+        group = self._batch.close_group()
+        if group is not None:
+            return group.future()
+        if self._batch.durable:
+            if self._flushed is None:
+                self._flushed = asyncio.get_running_loop().create_future()
+                self._kick()  # written now: someone waits for all of it, cancellable or not
+            return self._flushed
         return self._writing
 
-    def _append(self, rec: Record) -> None:
-        self.state.apply(rec)
-        self._buffer.append(encode_record(rec))
-        self._wake.set()
+    def accepted(self) -> Group | None:
+        """Done when the records made since the last `accepted()` or `barrier()` (those of one
+        PUBLISH) are on disk or cancelled (None: there are none); gates its PUBACK."""
+        return self._batch.close_group()
+
+    def _ripe(self) -> bool:
+        batch = self._batch
+        if not batch.alive:
+            return self._flushed is not None  # nothing to write, but a barrier to resolve
+        return bool(batch.cold or not batch.hot or self._overdue or self._flushed or self._closing)
+
+    def _kick(self) -> None:
+        if not self._busy and self._ripe():
+            self._wake.set()
+
+    def _arm(self) -> None:
+        """A hot entry: written once acknowledgements stop coming for `ack_wait_s` (or at the
+        latest ACK_WAIT_CAP times that after the first hot entry), unless one cancels it first."""
+        if self._timer is None and not self._overdue:
+            loop = asyncio.get_running_loop()
+            self._hot_since = self._progress = loop.time()
+            self._timer = loop.call_later(self.ack_wait_s, self._due)
+
+    def _disarm(self) -> None:
+        """No hot entry left (all cancelled, or taken for a write): nothing to time."""
+        self._overdue = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _due(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = max(self._hot_since, self._progress)
+        deadline = min(last + self.ack_wait_s, self._hot_since + self.ack_wait_s * ACK_WAIT_CAP)
+        if loop.time() < deadline:  # acknowledgements are still coming: they may cancel the rest
+            self._timer = loop.call_at(deadline, self._due)
+            return
+        self._timer = None
+        self._overdue = True
+        self._kick()
 
     async def _write_loop(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if self._buffer:
+            while self._ripe():
                 await self._write_batch()
-            if self._closing:
+                if self.journal_bytes > self.compact_bytes:
+                    await self._compact()
+            if self._closing and not self._batch.alive:
                 return
-            if self.journal_bytes > self.compact_bytes:
-                await self._compact()
+
+    def _take(self) -> tuple[list[Record], list[Group], asyncio.Future[None] | None]:
+        records, groups = self._batch.take()
+        flushed, self._flushed = self._flushed, None
+        self._disarm()
+        return records, groups, flushed
 
     async def _write_batch(self) -> None:
-        data = b"".join(self._buffer)
-        self._buffer.clear()
-        waiter, self._next = self._next, None
-        self._writing = waiter
+        sync = self._batch.durable and self.fsync
+        records, groups, flushed = self._take()
+        if not records:  # everything in it was cancelled
+            _resolve(groups, flushed)
+            return
+        data = encode_batch(records)
+        self._busy = True
+        writing = self._writing = flushed or asyncio.get_running_loop().create_future()
         try:
-            # Only a batch someone waits for (a PUBACK, SUBACK or CONNACK) needs its fsync; one of
-            # acknowledgements and deletions alone rides on the next fsync (losing it in a crash
-            # means a redelivery, never a loss).
-            await asyncio.to_thread(self._write, data, waiter is not None)
+            await asyncio.to_thread(self._write, data, sync)
         except OSError as exc:
             log.error("journal write failed (%s): the messages it held are not acknowledged", exc)
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(StoreError(f"journal write failed: {exc}"))
-                waiter.exception()  # retrieved here: publishers see a missing PUBACK, not a traceback
+            _resolve(groups, writing, StoreError(f"journal write failed: {exc}"))
         else:
             self.journal_bytes += len(data)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+            self.stats.add(len(records), sync)
+            _resolve(groups, writing)
         finally:
             self._writing = None
+            self._busy = False
 
     def _write(self, data: bytes, sync: bool) -> None:
         journal = self._journal
         if journal is None:
             raise OSError("journal is closed")
         journal.write(data)
-        if sync and self.fsync:
+        if sync:
             os.fsync(journal.fileno())
 
     async def _compact(self) -> None:
-        """Snapshot the state (which already holds the buffered records), start a new journal."""
+        """Snapshot the state (which already holds the batch's records), start a new journal."""
         snapshot = self.state.encode(self.gen + 1)
-        self._buffer.clear()  # covered by the snapshot
-        waiter, self._next = self._next, None
-        self._writing = waiter
+        _, groups, flushed = self._take()  # covered by the snapshot
+        self._busy = True
+        writing = self._writing = flushed or asyncio.get_running_loop().create_future()
         try:
             await self._start_generation(snapshot)
         except OSError as exc:
             log.error("compaction failed (%s); retrying after the next batch", exc)
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(StoreError(f"snapshot write failed: {exc}"))
-                waiter.exception()
+            _resolve(groups, writing, StoreError(f"snapshot write failed: {exc}"))
             return
         finally:
             self._writing = None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+            self._busy = False
+        _resolve(groups, writing)
         log.info("store compacted: generation %d, %d bytes of snapshot", self.gen, len(snapshot))
 
     # -- changes ----------------------------------------------------------------------------------
 
+    def _record(self, rec: Record) -> None:
+        """A change that must be durable before its caller is answered, and that nothing cancels."""
+        self.state.apply(rec)
+        self._batch.add(rec)
+        self._kick()
+
     def retain(self, topic: str, payload: bytes, qos: int) -> None:
-        self._append(["R", topic, payload, qos])
+        self._record(["R", topic, payload, qos])
 
     def clear_retained(self, topic: str) -> None:
         if topic in self.state.retained:
-            self._append(["r", topic])
+            self._record(["r", topic])
 
     def session_opened(self, client_id: str, username: str | None) -> None:
         known = self.state.sessions.get(client_id)
         if known is None or known.username != username:
-            self._append(["S", client_id, username])
+            self._record(["S", client_id, username])
 
     def session_deleted(self, client_id: str) -> None:
         if client_id in self.state.sessions:
-            self._append(["s", client_id])
+            self._record(["s", client_id])
 
     def subscribed(self, client_id: str, topic_filter: str, qos: int) -> None:
-        self._append(["B", client_id, topic_filter, qos])
+        self._record(["B", client_id, topic_filter, qos])
 
     def unsubscribed(self, client_id: str, topic_filter: str) -> None:
-        self._append(["b", client_id, topic_filter])
+        self._record(["b", client_id, topic_filter])
 
     def message(self, topic: str, payload: bytes) -> int:
         seq = self.state.next_seq
-        self._append(["M", seq, topic, payload])
-        return seq
+        self.state.add_message(seq, topic, payload)
+        self._batch.add_message(seq, ["M", seq, topic, payload])
+        return seq  # written with its queue entries, or cancelled with the last of them
 
-    def queued(self, client_id: str, seq: int, qos: int, retain: bool) -> None:
-        self._append(["Q", client_id, seq, qos, retain])
+    def queued(self, client_id: str, seq: int, qos: int, retain: bool, *, sent: bool = False) -> None:
+        if not self.state.add_pending(client_id, seq, qos, retain):
+            return  # already queued there (a shared and a plain subscription of one client)
+        self._batch.add_queued(client_id, seq, ["Q", client_id, seq, qos, retain], hot=sent)
+        if sent:
+            self._arm()
+        else:
+            self._kick()
 
     def done(self, client_id: str, seq: int) -> None:
-        self._append(["A", client_id, seq])
+        if not self.state.remove_pending(client_id, seq):
+            return
+        completed = self._batch.cancel_queued(client_id, seq, message_gone=seq not in self.state.messages)
+        if completed is None:  # its Q is written (or being written): an A follows it
+            self._batch.add_ack(["A", client_id, seq])
+        else:
+            self.stats.cancelled += 1
+            self._progress = asyncio.get_running_loop().time()
+            _resolve(completed, None)
+            self._batch.reset_if_empty()
+            if not self._batch.hot:
+                self._disarm()
+        self._kick()
+
+
+@dataclass
+class WriteStats:
+    """What the journal writer did (for the benchmark and the tests)."""
+
+    batches: int = 0  # frames written
+    records: int = 0  # records in them
+    fsyncs: int = 0
+    cancelled: int = 0  # queue entries acknowledged before they were written (no Q, no A)
+
+    def add(self, records: int, synced: bool) -> None:
+        self.batches += 1
+        self.records += records
+        self.fsyncs += synced
+
+
+def _resolve(
+    groups: list[Group], extra: asyncio.Future[None] | None, error: StoreError | None = None
+) -> None:
+    """Answer everyone waiting for these groups (and `extra`): done, or failed with `error`."""
+    for group in groups:
+        group.resolve(error)
+    if extra is not None and not extra.done():
+        if error is None:
+            extra.set_result(None)
+        else:
+            extra.set_exception(error)
+            extra.exception()  # retrieved here: publishers see a missing PUBACK, not a traceback

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.brokers import KINDS, RunningBroker, broker_under_test
+from tests.support.brokers import KINDS, RunningBroker, broker_under_test, write_credentials
 from tests.support.mqtt import RawClient, TestClient
+from tests.support.services import free_port, wait_for_port
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw", "admin": "admin-pw"}
 _OWN = ["test/#", "$test/#", "will/#"]
@@ -102,3 +107,31 @@ def raw(mqtt_broker: RunningBroker) -> Iterator[RawFactory]:
     yield make
     for connection in made:
         connection.close()
+
+
+@dataclass
+class BrokerProcess:
+    """`edge-broker` as a child process, restartable over the same data directory (`data_dir`);
+    `env` may be changed before `spawn()` (e.g. `EDGE_BROKER_PERSISTENCE_ACK_WAIT_MS`)."""
+
+    command: list[str]
+    env: dict[str, str]
+    port: int
+    log: Path
+    data_dir: Path
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        with self.log.open("ab") as log:
+            proc = subprocess.Popen(self.command, env=self.env, stderr=log)
+        wait_for_port(self.port, proc=proc)
+        return proc
+
+
+@pytest.fixture
+def broker_process(tmp_path: Path) -> BrokerProcess:
+    passwd, acl = write_credentials(tmp_path, USERS, ACL)
+    port = free_port()
+    data_dir = tmp_path / "data"
+    command = [sys.executable, "-m", "broker", "--bind", f"127.0.0.1:{port}", "--data-dir", str(data_dir)]
+    env = {**os.environ, "EDGE_BROKER_AUTH_PASSWORD_FILE": str(passwd), "EDGE_BROKER_AUTH_ACL_FILE": str(acl)}
+    return BrokerProcess(command, env, port, tmp_path / "broker.log", data_dir)

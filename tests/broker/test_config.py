@@ -70,6 +70,7 @@ def test_fleet_files_directory_supplies_passwords_acl_and_relative_paths(tmp_pat
         ({"listeners.tcp.enabled": False}, "listeners"),
         ({"auth.password_file": "/does/not/exist"}, "auth.password_file"),
         ({"persistence.fsync": "perhaps"}, "persistence.fsync"),
+        ({"persistence.ack_wait_ms": -1}, "persistence.ack_wait_ms"),
     ],
 )
 def test_errors_name_the_key(doc: dict[str, object], key: str) -> None:

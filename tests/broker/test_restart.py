@@ -6,19 +6,11 @@ killed with SIGKILL as a separate process, which only its journal (fsync before 
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-from dataclasses import dataclass
-from pathlib import Path
 
-import pytest
-
-from tests.broker.conftest import ACL, USERS, ClientFactory, deliver_unacknowledged
-from tests.support.brokers import RunningBroker, write_credentials
+from tests.broker.conftest import USERS, BrokerProcess, ClientFactory, deliver_unacknowledged
+from tests.support.brokers import RunningBroker
 from tests.support.mqtt import TestClient
-from tests.support.services import free_port, wait_for_port
 
 
 def test_sessions_queues_and_retained_messages_survive_a_restart(
@@ -58,39 +50,6 @@ def test_a_message_in_flight_at_restart_is_delivered_after_it(
     mqtt_broker.restart()
     again = client("inflight-sub", clean=False)
     assert again.expect(1)[0].payload == b"unacked"
-
-
-@dataclass
-class BrokerProcess:
-    """`edge-broker` as a child process, restartable over the same data directory."""
-
-    command: list[str]
-    env: dict[str, str]
-    port: int
-    log: Path
-
-    def spawn(self) -> subprocess.Popen[bytes]:
-        with self.log.open("ab") as log:
-            proc = subprocess.Popen(self.command, env=self.env, stderr=log)
-        wait_for_port(self.port, proc=proc)
-        return proc
-
-
-@pytest.fixture
-def broker_process(tmp_path: Path) -> BrokerProcess:
-    passwd, acl = write_credentials(tmp_path, USERS, ACL)
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "broker",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--data-dir",
-        str(tmp_path / "data"),
-    ]
-    env = {**os.environ, "EDGE_BROKER_AUTH_PASSWORD_FILE": str(passwd), "EDGE_BROKER_AUTH_ACL_FILE": str(acl)}
-    return BrokerProcess(command, env, port, tmp_path / "broker.log")
 
 
 def test_acknowledged_messages_survive_sigkill(broker_process: BrokerProcess) -> None:

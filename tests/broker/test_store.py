@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from broker.errors import CorruptStore, StoreError
-from broker.records import StoreState
-from broker.store import SNAPSHOT, Store
+from broker.records import StoreState, read_records
+from broker.store import ACK_WAIT_CAP, SNAPSHOT, Store
 
 
 def run(coro: object) -> object:
@@ -110,17 +113,13 @@ def test_compaction_bounds_the_journal(tmp_path: Path) -> None:
         store = Store(tmp_path, fsync=False, compact_bytes=4096)
         await store.open()
         store.session_opened("c1", None)
-        for i in range(500):
+        for _ in range(300):
             seq = store.message("t", b"x" * 100)
             store.queued("c1", seq, 1, False)
+            written = store.accepted()  # on disk before it is acknowledged: M, Q, then A
+            assert written is not None
+            await written
             store.done("c1", seq)
-            if i % 50 == 0:
-                barrier = store.barrier()
-                assert barrier is not None
-                await barrier
-        barrier = store.barrier()
-        assert barrier is not None
-        await barrier
         generation = store.gen
         await store.close()
         return generation
@@ -142,3 +141,194 @@ def test_one_broker_per_data_directory(tmp_path: Path) -> None:
             await first.close()
 
     run(two())
+
+
+# -- group commit with cancellation (broker/journal.py) ---------------------------------------
+
+
+def _journal_records(data_dir: Path) -> list[list[object]]:
+    [journal] = data_dir.glob("journal.*.log")
+    records, end = read_records(journal.read_bytes())
+    assert end == journal.stat().st_size
+    return records
+
+
+async def _subscribed(store: Store, *client_ids: str) -> None:
+    await store.open()
+    for client_id in client_ids:
+        store.session_opened(client_id, None)
+        store.subscribed(client_id, "t/#", 1)
+    barrier = store.barrier()
+    assert barrier is not None
+    await barrier
+
+
+def test_an_entry_acknowledged_before_its_batch_is_written_leaves_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = Store(tmp_path, ack_wait_s=10)  # never due here: only the acknowledgement ends it
+        await _subscribed(store, "c1")
+        seq = store.message("t/a", b"body")
+        store.queued("c1", seq, 1, False, sent=True)
+        accepted = store.accepted()
+        assert accepted is not None and not accepted.done()  # no PUBACK yet: not safe yet
+        store.done("c1", seq)
+        assert accepted.done() and accepted.exception() is None  # safe: delivered
+        await asyncio.sleep(0.05)  # give the writer every chance to write something
+        assert [rec[0] for rec in _journal_records(tmp_path)] == ["S", "B"]
+        assert store.stats.cancelled == 1 and seq not in store.state.messages
+        await store.close()
+
+    run(scenario())
+
+
+def test_a_body_is_written_for_the_session_that_did_not_acknowledge(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = Store(tmp_path, ack_wait_s=0.02)
+        await _subscribed(store, "c1", "c2")
+        seq = store.message("t/a", b"body")
+        store.queued("c1", seq, 1, False, sent=True)
+        store.queued("c2", seq, 1, False, sent=True)
+        accepted = store.accepted()
+        assert accepted is not None
+        store.done("c1", seq)
+        assert not accepted.done()  # c2 has it still
+        await accepted  # written when ack_wait passed without another acknowledgement
+        kinds = [rec[:2] for rec in _journal_records(tmp_path)]
+        assert kinds[-2:] == [["M", seq], ["Q", "c2"]]  # c1's entry was cancelled
+        store.done("c2", seq)  # now written: an A follows
+        await store.close()
+
+    run(scenario())
+    assert _state(tmp_path).sessions["c2"].pending == {}
+
+
+def test_a_torn_last_batch_is_cut_off_whole(tmp_path: Path) -> None:
+    crashed = tmp_path / "crashed"
+
+    async def scenario() -> None:
+        store = Store(tmp_path / "live")
+        await store.open()
+        store.retain("r/a", b"first", 1)
+        await _written(store)
+        store.retain("r/b", b"second", 1)
+        store.retain("r/c", b"third", 1)  # one batch with r/b
+        await _written(store)
+        _crash_copy(tmp_path / "live", crashed)
+        await store.close()
+
+    run(scenario())
+    [journal] = crashed.glob("journal.*.log")
+    journal.write_bytes(journal.read_bytes()[:-1])
+    assert _state(crashed).retained == {"r/a": (b"first", 1)}  # neither half of the torn batch
+
+
+async def _written(store: Store) -> None:
+    barrier = store.barrier()
+    assert barrier is not None
+    await barrier
+
+
+def test_a_journal_framed_record_by_record_is_still_read(tmp_path: Path) -> None:
+    frames = [["S", "c1", "alice"], ["M", 1, "t/a", b"old"], ["Q", "c1", 1, 1, False]]
+    data = b""
+    for rec in frames:  # the framing before batches: one record per frame
+        body = msgpack.packb(rec, use_bin_type=True)
+        data += struct.pack(">II", len(body), zlib.crc32(body)) + body
+    (tmp_path / "journal.1.log").write_bytes(data)
+    state = _state(tmp_path)
+    assert state.messages == {1: ("t/a", b"old")} and list(state.sessions["c1"].pending) == [1]
+
+
+def test_a_failed_write_fails_the_publish_waiting_for_it(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = Store(tmp_path)
+        await _subscribed(store, "c1")
+        assert store._journal is not None
+        store._journal.close()
+        # as if the disk went read-only: every write fails (io.UnsupportedOperation, an OSError)
+        store._journal = next(tmp_path.glob("journal.*.log")).open("rb", buffering=0)
+        seq = store.message("t/a", b"body")
+        store.queued("c1", seq, 1, False)  # offline: written at once
+        accepted = store.accepted()
+        assert accepted is not None
+        with pytest.raises(StoreError, match="journal write failed"):
+            await accepted
+        await store.close()
+
+    run(scenario())
+
+
+def test_every_batch_gets_its_full_wait_for_acknowledgements(tmp_path: Path) -> None:
+    """The wait is timed from a batch's own first hot entry: one that was entirely cancelled
+    leaves no deadline behind that would make the next batch be written at once."""
+
+    async def scenario() -> None:
+        store = Store(tmp_path, ack_wait_s=0.2)
+        await _subscribed(store, "c1")
+        for _ in range(2):
+            seq = store.message("t/a", b"body")
+            store.queued("c1", seq, 1, False, sent=True)
+            accepted = store.accepted()
+            assert accepted is not None
+            await asyncio.sleep(0.01)
+            assert not accepted.done()  # neither written nor acknowledged yet
+            store.done("c1", seq)
+            assert accepted.done()
+            await asyncio.sleep(0.3)  # past the first entry's deadline
+        assert store.stats.cancelled == 2
+        assert [rec[0] for rec in _journal_records(tmp_path)] == ["S", "B"]
+        await store.close()
+
+    run(scenario())
+
+
+def test_acknowledgements_that_keep_coming_hold_a_batch_at_most_the_cap(tmp_path: Path) -> None:
+    """A subscriber that never acknowledges, beside one whose acknowledgements keep cancelling:
+    its entry is written at the latest ACK_WAIT_CAP x ack_wait after it was sent."""
+
+    async def scenario() -> None:
+        store = Store(tmp_path, ack_wait_s=0.01)
+        await _subscribed(store, "slow", "quick")
+        seq = store.message("t/a", b"body")
+        store.queued("slow", seq, 1, False, sent=True)
+        held = store.accepted()
+        assert held is not None
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while not held.done() and loop.time() - start < 5:
+            other = store.message("t/b", b"x")
+            store.queued("quick", other, 1, False, sent=True)
+            store.accepted()
+            await asyncio.sleep(0.002)
+            store.done("quick", other)  # progress: the batch keeps waiting, up to the cap
+        await held
+        waited = loop.time() - start
+        assert 0.01 < waited < 0.01 * ACK_WAIT_CAP + 1.0
+        assert ["Q", "slow", seq, 1, False] in _journal_records(tmp_path)
+        await store.close()
+
+    run(scenario())
+
+
+def test_records_after_a_cancelled_group_are_waited_for(tmp_path: Path) -> None:
+    """Records that no caller waited for (a retained message sent after a SUBACK) form a group
+    that cancellation completes; what is recorded next must not join that finished group."""
+
+    async def scenario() -> None:
+        store = Store(tmp_path, ack_wait_s=10)
+        await _subscribed(store, "c1", "c2")
+        waiting = store.message("t/w", b"in flight to c2")
+        store.queued("c2", waiting, 1, False, sent=True)  # keeps the batch from being empty
+        assert store.accepted() is not None
+        retained = store.message("t/r", b"retained")
+        store.queued("c1", retained, 1, True, sent=True)  # no accepted(): nobody waits for it
+        store.done("c1", retained)  # cancelled: its group is done
+        seq = store.message("t/a", b"next")
+        store.queued("c2", seq, 1, False)  # c2 offline: must be on disk before the PUBACK
+        accepted = store.accepted()
+        assert accepted is not None and not accepted.done()
+        await accepted
+        assert ["Q", "c2", seq, 1, False] in _journal_records(tmp_path)
+        await store.close()
+
+    run(scenario())
