@@ -331,8 +331,11 @@ def report(found: list[Broker], args: argparse.Namespace) -> bool:
     edge, stock, mosq = by_name["edge"], by_name["amqtt"], by_name.get("mosquitto")
     for name in ("edge", "edge+disk", "edge+disk/0"):
         ratio = by_name[name].median("throughput msg/s") / stock.median("throughput msg/s")
+        if name == "edge+disk/0":  # not a configuration anyone runs: what writing every message costs
+            print(f"{name} QoS 1 throughput = {ratio:.2f}x stock amqtt's (no target: every message written)")
+            continue
         verdict = "met" if ratio >= 2 else "MISSED"
-        ok &= name != "edge" or ratio >= 2
+        ok &= ratio >= 2
         print(f"{name} QoS 1 throughput = {ratio:.2f}x stock amqtt's (target >= 2x: {verdict})")
     if mosq is not None:
         ratio = edge.median("rtt p50 ms") / mosq.median("rtt p50 ms")
