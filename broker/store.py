@@ -318,12 +318,12 @@ class Store(MemoryStore):
         if not records:  # everything in it was cancelled
             _resolve(groups, flushed)
             return
-        data = encode_batch(records)
         self._busy = True
         writing = self._writing = flushed or asyncio.get_running_loop().create_future()
         try:
+            data = encode_batch(records)
             await asyncio.to_thread(self._write, data, sync)
-        except OSError as exc:
+        except Exception as exc:  # disk errors, and anything else: the writer must outlive it
             log.error("journal write failed (%s): the messages it held are not acknowledged", exc)
             _resolve(groups, writing, StoreError(f"journal write failed: {exc}"))
         else:
@@ -344,13 +344,17 @@ class Store(MemoryStore):
 
     async def _compact(self) -> None:
         """Snapshot the state (which already holds the batch's records), start a new journal."""
-        snapshot = self.state.encode(self.gen + 1)
+        try:
+            snapshot = self.state.encode(self.gen + 1)
+        except Exception as exc:  # the batch stays and is written to the journal as usual
+            log.error("compaction failed (%s); retrying after the next batch", exc)
+            return
         _, groups, flushed = self._take()  # covered by the snapshot
         self._busy = True
         writing = self._writing = flushed or asyncio.get_running_loop().create_future()
         try:
             await self._start_generation(snapshot)
-        except OSError as exc:
+        except Exception as exc:  # as in _write_batch: the writer must outlive it
             log.error("compaction failed (%s); retrying after the next batch", exc)
             _resolve(groups, writing, StoreError(f"snapshot write failed: {exc}"))
             return

@@ -7,6 +7,7 @@ import shutil
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
@@ -254,6 +255,41 @@ def test_a_failed_write_fails_the_publish_waiting_for_it(tmp_path: Path) -> None
         with pytest.raises(StoreError, match="journal write failed"):
             await accepted
         await store.close()
+
+    run(scenario())
+
+
+def test_a_batch_that_cannot_be_written_fails_its_publish_and_the_writer_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only disk errors: whatever makes a batch unwritable (here a bug in the encoding, injected
+    once) fails the PUBACKs waiting for it, so the publishers send again, and the writer goes on."""
+    import broker.store
+
+    encode, calls = broker.store.encode_batch, []
+
+    def failing_once(records: list[Any]) -> bytes:
+        calls.append(len(records))
+        if len(calls) == 1:
+            raise RuntimeError("injected encoding bug")
+        return encode(records)
+
+    async def scenario() -> None:
+        store = Store(tmp_path)
+        await _subscribed(store, "c1")
+        monkeypatch.setattr(broker.store, "encode_batch", failing_once)
+        for expected in (StoreError, None):
+            seq = store.message("t/a", b"body")
+            store.queued("c1", seq, 1, False)  # offline: written at once
+            accepted = store.accepted()
+            assert accepted is not None
+            if expected is None:
+                await asyncio.wait_for(accepted, 5)  # the writer is still there
+            else:
+                with pytest.raises(StoreError, match="journal write failed: injected encoding bug"):
+                    await asyncio.wait_for(accepted, 5)  # a dead writer would leave it pending
+        await store.close()
+        assert len(calls) >= 2
 
     run(scenario())
 
