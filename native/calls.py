@@ -60,11 +60,11 @@ def fir_filter(b: Binding) -> Callable[[FirArgs], FloatArray]:
 
 
 def moving_average(b: Binding) -> Callable[[WindowArgs], FloatArray]:
-    fn, buf, scratch, empty = b.lib.ek_moving_average, b.ffi.from_buffer, b.scratch, np.empty
+    fn, buf, scratch = b.lib.ek_moving_average, b.ffi.from_buffer, b.scratch
 
     def call(args: WindowArgs) -> FloatArray:
         x = args.signal
-        out = empty(x.size - args.window + 1)
+        out = np.empty(x.size - args.window + 1)
         err = scratch.err
         if status := fn(buf("double[]", x), x.size, args.window, buf("double[]", out), err):
             check(status, b, err, "moving_average")

@@ -108,10 +108,7 @@ def fir_filter(params: Params, limits: Limits) -> FirArgs:
 def moving_average(params: Params, limits: Limits) -> WindowArgs:
     check_fields(params, MOVING_AVERAGE_FIELDS)
     signal = array(params, "signal", 1, limits)
-    window = params.get("window")
-    if type(window) is not int or not 1 <= window <= signal.size:  # else the common case, inline
-        window = integer(params, "window", 1, signal.size)
-    return WindowArgs(signal, window)
+    return WindowArgs(signal, integer(params, "window", 1, signal.size))
 
 
 def stats(params: Params, limits: Limits) -> SignalArgs:
