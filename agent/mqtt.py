@@ -41,6 +41,7 @@ from paho.mqtt.properties import Properties
 
 from . import pahofast
 from .errors import ConfigError
+from .pahoio import BatchingClient
 
 log = logging.getLogger(__name__)
 
@@ -148,13 +149,14 @@ class MqttLink:
         self._downgraded = False  # auto just switched to 3.1.1: reconnect at once
         self.acks_dropped = 0
         self._soon: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._woken = False  # a wake-up is on its way since the network thread last took `_soon`
 
     # -- the paho client ---------------------------------------------------------------------------
 
-    def _make_client(self) -> paho.Client:
+    def _make_client(self) -> BatchingClient:
         s = self.settings
         pahofast.install()  # MQTT 5 decoding without rebuilding paho's tables per packet
-        client = paho.Client(
+        client = BatchingClient(
             CallbackAPIVersion.VERSION2,
             client_id=s.client_id,
             protocol=_PAHO_PROTOCOL[self.protocol],
@@ -277,13 +279,11 @@ class MqttLink:
     def ack_all(self, deliveries: list[Delivery]) -> None:
         """PUBACKs of a batch, in this order, by the network thread; those of an older connection
         are dropped there (counted in `acks_dropped`)."""
-        self._soon.put(lambda: self._ack_now(deliveries))
-        self._wake()
+        self._post(lambda: self._ack_now(deliveries))
 
     def publish_soon(self, topic: str, payload: bytes, qos: int, on_mid: Callable[[int], None]) -> None:
         """Publish from the network thread; `on_mid(mid)` runs there before any PUBACK of it can."""
-        self._soon.put(lambda: on_mid(self.publish(topic, payload, qos)))
-        self._wake()
+        self._post(lambda: on_mid(self.publish(topic, payload, qos)))
 
     def pause(self, filters: Iterable[str]) -> None:
         """Leave the subscriptions `filters` (UNSUBSCRIBE now and after every connect) and join
@@ -292,8 +292,7 @@ class MqttLink:
         paused = frozenset(filters) & frozenset(self.settings.subscriptions)
         left, joined = paused - self._paused, self._paused - paused
         self._paused = paused  # read by _on_connect: a connection made from now on knows it
-        self._soon.put(lambda: self._resubscribe(left, joined))
-        self._wake()
+        self._post(lambda: self._resubscribe(left, joined))
 
     def _resubscribe(self, left: frozenset[str], joined: frozenset[str]) -> None:
         if not self._connected.is_set():
@@ -312,23 +311,26 @@ class MqttLink:
                 continue
             self._client.ack(delivery.mid, delivery.qos)
 
-    def _wake(self) -> None:
-        """Interrupt the network thread's select (paho's own wake-up socket, as loop_start uses)."""
-        sock = getattr(self._client, "_sockpairW", None)
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.send(b"w")
+    def _post(self, work: Callable[[], None]) -> None:
+        """Queue `work` for the network thread and wake it, once per batch: a wake-up already on
+        its way since the thread last took the queue (`_run_soon` clears the flag first) serves too."""
+        self._soon.put(work)
+        if not self._woken:
+            self._woken = True
+            self._client.wake()
 
     def _run_soon(self) -> None:
-        while True:
-            try:
-                work = self._soon.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                work()
-            except Exception:  # contained: the network thread must go on
-                log.exception("queued MQTT work failed")
+        self._woken = False  # before taking: work queued after this point wakes the thread again
+        with self._client.quiet():  # packets queued here are written by the next loop iteration
+            while True:
+                try:
+                    work = self._soon.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    work()
+                except Exception:  # contained: the network thread must go on
+                    log.exception("queued MQTT work failed")
 
     def start(self) -> None:
         self._thread.start()

@@ -1,0 +1,202 @@
+"""agent.pahoio: paho with batched reads and writes carries exactly what stock paho carries.
+
+The packet framing is checked on its own (whole, partial, malformed lengths), then real Mosquitto
+traffic in both directions: QoS 0 and 1, small and large payloads (a large one spans many reads),
+bursts (many packets in one read), every PUBACK reported, and a reconnect that starts clean."""
+
+from __future__ import annotations
+
+import queue
+import select
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.pahoio import READ_SIZE, BatchingClient, whole_packet
+from tests.support.services import free_port, run_mosquitto
+
+TIMEOUT = 20.0
+
+
+def _remaining_length(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 16383, 16384, 300_000])
+def test_a_whole_packet_is_found_with_any_length_encoding(size: int) -> None:
+    body = bytes(i % 251 for i in range(size))
+    packet = b"\x30" + _remaining_length(size) + body
+    buffer = b"\x40\x02\x00\x01" + packet + b"\x40"  # a PUBACK before, a partial packet after
+    assert whole_packet(buffer, 0) == (0x40, 2, 4)
+    command, start, end = whole_packet(buffer, 4) or (0, 0, 0)
+    assert command == 0x30 and buffer[start:end] == body
+    assert whole_packet(buffer, end) is None  # one byte of the next packet
+
+
+def test_a_partial_or_malformed_packet_is_left_to_paho() -> None:
+    packet = b"\x30" + _remaining_length(200) + b"x" * 200
+    for cut in range(1, len(packet)):
+        assert whole_packet(packet[:cut], 0) is None
+    assert whole_packet(b"\x30\xff\xff\xff\xff\x01" + b"x" * 10, 0) is None  # 5 length bytes
+
+
+def _packet(command: int, qos: int, data: bytes, pos: int = 0) -> dict[str, Any]:
+    return {
+        "command": command,
+        "mid": 1,
+        "qos": qos,
+        "pos": pos,
+        "to_process": len(data) - pos,
+        "packet": data,
+        "info": None,
+    }
+
+
+def test_packets_needing_nothing_after_their_write_are_joined() -> None:
+    out: deque[Any] = deque(
+        [
+            _packet(0x40, 0, b"ACK1xx", pos=2),  # partly written already: only the rest is joined
+            _packet(0x40, 0, b"ACK2"),
+            _packet(0x32, 1, b"PUB1"),
+            _packet(0x30, 0, b"QOS0"),  # its on_publish runs when written: stays alone
+            _packet(0x32, 1, b"PUB2"),
+            _packet(0xE0, 0, b"DISC"),  # paho closes the socket after it: stays alone
+        ]
+    )
+    BatchingClient._coalesce(out)
+    assert [(p["packet"], p["pos"], p["to_process"]) for p in out] == [
+        (b"K1xxACK2PUB1", 0, 12),
+        (b"QOS0", 0, 4),
+        (b"PUB2", 0, 4),
+        (b"DISC", 0, 4),
+    ]
+
+
+class _Broker:
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def client(self, name: str, cls: type[mqtt.Client] = mqtt.Client, **options: Any) -> mqtt.Client:
+        client = cls(CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5, **options)
+        client.connect("127.0.0.1", self.port)
+        client.loop_start()
+        return client
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[_Broker]:
+    port = free_port()
+    conf = f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n"
+    with run_mosquitto(conf, tmp_path, [port]):
+        yield _Broker(port)
+
+
+def _subscribed(client: mqtt.Client, topic: str) -> None:
+    done = threading.Event()
+    client.on_subscribe = lambda c, u, mid, codes, p: done.set()
+    client.subscribe(topic, qos=1)
+    assert done.wait(TIMEOUT)
+
+
+def _payloads(count: int) -> list[bytes]:
+    """Mostly small, some spanning several reads of READ_SIZE."""
+    sizes = [0, 1, 700, 5000, 3 * READ_SIZE + 17]
+    return [bytes([i % 256]) * sizes[i % len(sizes)] for i in range(count)]
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+def test_what_a_batching_client_receives_is_what_was_sent(broker: _Broker, qos: int) -> None:
+    received: queue.SimpleQueue[mqtt.MQTTMessage] = queue.SimpleQueue()
+    reader = broker.client("reader", BatchingClient)
+    reader.on_message = lambda c, u, m: received.put(m)
+    _subscribed(reader, "t/#")
+    writer = broker.client("writer")
+    payloads = _payloads(600)
+    for i, payload in enumerate(payloads):  # a burst: many packets arrive in one read
+        writer.publish(f"t/{i}", payload, qos=qos)
+    got = [received.get(timeout=TIMEOUT) for _ in payloads]
+    assert [(m.topic, m.payload) for m in got] == [(f"t/{i}", p) for i, p in enumerate(payloads)]
+    assert reader.buffered() == 0  # nothing left waiting in the buffer while select sleeps
+    for client in (reader, writer):
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_what_a_batching_client_publishes_arrives_and_every_puback_is_reported(broker: _Broker) -> None:
+    received: queue.SimpleQueue[mqtt.MQTTMessage] = queue.SimpleQueue()
+    reader = broker.client("reader")
+    reader.on_message = lambda c, u, m: received.put(m)
+    _subscribed(reader, "t/#")
+    published: queue.SimpleQueue[int] = queue.SimpleQueue()
+    writer = broker.client("writer", BatchingClient)
+    writer.on_publish = lambda c, u, mid, reason, p: published.put(mid)
+    payloads = _payloads(400)
+    mids = [writer.publish(f"t/{i}", p, qos=i % 2).mid for i, p in enumerate(payloads)]
+    got = [received.get(timeout=TIMEOUT) for _ in payloads]
+    for qos in (0, 1):  # paho holds QoS 1 beyond its in-flight window, QoS 0 goes at once: each in order
+        sent = [(f"t/{i}", p) for i, p in enumerate(payloads) if i % 2 == qos]
+        assert [(m.topic, m.payload) for m in got if int(m.topic[2:]) % 2 == qos] == sent
+    reported = {published.get(timeout=TIMEOUT) for _ in mids}  # QoS 1 on PUBACK, QoS 0 when written
+    assert reported == set(mids)
+    for client in (reader, writer):
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_closing_the_socket_drops_what_was_buffered() -> None:
+    client = BatchingClient(CallbackAPIVersion.VERSION2, client_id="c")
+    client._sock, _ = socket.socketpair()
+    client._read_buffer, client._read_pos = b"\x30\x05stale", 1  # bytes of the connection closing
+    client._sock_close()
+    assert client.buffered() == 0 and client._sock is None
+    _.close()
+
+
+def test_a_client_reconnected_by_paho_goes_on_receiving(broker: _Broker) -> None:
+    received: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+    reader = broker.client("reader", BatchingClient)
+    reader.on_message = lambda c, u, m: received.put(m.payload)
+    _subscribed(reader, "t/#")
+    sock = reader.socket()
+    assert isinstance(sock, socket.socket)
+    connected = threading.Event()
+    reader.on_connect = lambda c, u, f, r, p: (c.subscribe("t/#", qos=1), connected.set())
+    sock.shutdown(socket.SHUT_RDWR)  # paho's loop_start reconnects
+    assert connected.wait(TIMEOUT)
+    time.sleep(0.2)  # the new subscription is in place
+    writer = broker.client("writer")
+    writer.publish("t/after", b"fresh", qos=1)
+    assert received.get(timeout=TIMEOUT) == b"fresh"
+    assert received.empty()
+    for client in (reader, writer):
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_wake_reaches_the_network_thread_while_quiet_hides_the_pair() -> None:
+    client = BatchingClient(CallbackAPIVersion.VERSION2, client_id="w")
+    client._sockpairR, client._sockpairW = socket.socketpair()
+    try:
+        with client.quiet():
+            assert client._sockpairW is None  # paho's own publish writes no wake-up byte here
+            client.wake()
+            ready, _, _ = select.select([client._sockpairR], [], [], 1.0)
+            assert ready  # another thread's wake-up still gets through
+        assert client._sockpairW is not None and client._hidden_wake is None
+    finally:
+        for sock in (client._sockpairR, client._sockpairW):
+            if sock is not None:
+                sock.close()
