@@ -46,6 +46,9 @@ from .state import HISTORY, META, SCHEMA_VERSION, TABLES, StateDB, Tables, empty
 log = logging.getLogger(__name__)
 
 SNAPSHOT_MAGIC = b"EDGESNAP"
+#: How long a lazy commit (`sync=False`) may wait for a batch that is written anyway.
+LAZY_S = 0.02
+_URGENT, _LAZY, _CLOSE = object(), object(), object()  # the writer's wake-up tokens
 _SNAP_HEADER = struct.Struct("<8sIQ")  # magic, crc32, length
 DAY = 86400.0
 
@@ -109,7 +112,9 @@ class Store:
         self._db: StateDB = open_db(self.tables)
         self._dirty: set[str] = set()  # tables whose TinyDB query cache is stale
         self._cond = threading.Condition(threading.Lock())  # durability progress, for flush()
-        self._pending: queue.SimpleQueue[tuple[list[Op], Callback | None, bool] | None] = queue.SimpleQueue()
+        self._queue: list[tuple[list[Op], Callback | None, bool]] = []  # commits not yet written (under lock)
+        self._urgent = False  # `_queue` holds a commit that wants its fsync or its callback soon
+        self._wake: queue.SimpleQueue[object] = queue.SimpleQueue()  # tokens for the writer (see commit)
         self._failure: BaseException | None = None
         self._writer: threading.Thread | None = None
         self._lock_fd: int | None = None
@@ -260,17 +265,26 @@ class Store:
     def commit(self, ops: list[Op], on_durable: Callback | None = None, *, sync: bool = True) -> None:
         """Apply `ops` now; make them durable with the next group commit, then call `on_durable`.
 
-        `sync=False`: written with the next batch but not worth an fsync of its own (kill -9 keeps
-        it; a power cut may lose it): for changes whose loss only repeats harmless work, such as
-        forgetting a result the broker acknowledged (it is re-sent, same bytes) or marking an
-        attempt started (it is not counted).
+        `sync=False` (and no callback): a lazy change, not worth an fsync of its own nor a write
+        of its own. It goes with the next batch, which is at most `LAZY_S` later: a kill -9 within
+        that time may lose it, a power cut may lose it until the next fsync. For changes whose loss
+        only repeats harmless work, such as forgetting a result the broker acknowledged (it is
+        re-sent, same bytes) or marking an attempt started (it is not counted). An attempt that
+        ends before the batch is written then costs one journal entry, not two.
         """
         if self._failure is not None:
             raise StoreError(f"the store failed and accepts no more changes: {self._failure}")
         with self.lock:
             self._apply(ops)
             self._submitted_seq += 1
-            self._pending.put((ops, on_durable, sync))
+            first = not self._queue
+            self._queue.append((ops, on_durable, sync))
+            if sync or on_durable is not None:
+                if not self._urgent:  # one token per batch: the writer takes the whole queue
+                    self._urgent = True
+                    self._wake.put(_URGENT)
+            elif first:  # the writer starts its LAZY_S wait for company
+                self._wake.put(_LAZY)
 
     def commit_sync(self, ops: list[Op], timeout: float = 30.0) -> None:
         done = threading.Event()
@@ -282,6 +296,9 @@ class Store:
         """Wait until everything committed so far is durable."""
         with self.lock:
             target = self._submitted_seq
+            if self._queue and not self._urgent:  # lazy changes only: written now, not in LAZY_S
+                self._urgent = True
+                self._wake.put(_URGENT)
         with self._cond:
             return (
                 self._cond.wait_for(lambda: self._durable_seq >= target or self._failure is not None, timeout)
@@ -304,16 +321,14 @@ class Store:
     def _write_loop(self) -> None:
         closing = False
         while not closing:
-            batch = []
-            item = self._pending.get()
-            while item is not None:  # everything that arrived meanwhile: one group commit
-                batch.append(item)
-                if self._pending.empty():
-                    break
-                item = self._pending.get()
-            closing = item is None
+            closing = self._wake.get() is _CLOSE
+            if not closing and not self._urgent:  # lazy changes only: wait a little for company
+                closing = self._wait_for_company()
+            with self.lock:
+                batch, self._queue = self._queue, []  # everything that arrived meanwhile: one group commit
+                self._urgent = False
             if not batch:
-                continue
+                continue  # a token of a batch already written
             try:
                 self._write_batch(batch)
             except BaseException as exc:  # disk full, I/O error: nothing more may be acknowledged
@@ -334,6 +349,20 @@ class Store:
                 self._cond.notify_all()
             if self._journal_bytes >= self._compact_bytes:
                 self.compact()
+
+    def _wait_for_company(self) -> bool:
+        """Up to LAZY_S for a commit that needs writing anyway; True if the store is closing."""
+        deadline = time.monotonic() + LAZY_S
+        while not self._urgent:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                if self._wake.get(timeout=left) is _CLOSE:
+                    return True
+            except queue.Empty:
+                return False
+        return False
 
     def _write_batch(self, batch: list[tuple[list[Op], Callback | None, bool]]) -> None:
         started = time.perf_counter()
@@ -469,7 +498,7 @@ class Store:
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is pending, then release the files and the lock."""
-        self._pending.put(None)  # after everything committed before
+        self._wake.put(_CLOSE)  # the writer writes everything committed before, then ends
         if self._writer is not None:
             self._writer.join(timeout)
         for handle in (self._journal, self._history[1] if self._history else None):

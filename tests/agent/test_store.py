@@ -18,6 +18,7 @@ from tinydb import Query
 from agent.errors import StoreCorrupt, StoreError, StoreLocked
 from agent.protocol import ReplayRecord
 from agent.store import HISTORY, META, OUTBOX, REPLAY, TASKS, DurableReplayCache, Op, Store, frame, scan
+from agent.store import store as store_module
 from agent.store.store import SNAPSHOT_MAGIC
 
 
@@ -77,6 +78,36 @@ def test_a_row_changed_twice_in_one_group_commit_is_journaled_once(tmp_path: Pat
     store = _open(tmp_path)  # the journal replayed: the same rows as in memory before
     assert {table: dict(store.rows(table)) for table in (TASKS, OUTBOX)} == expected
     assert store.get(TASKS, "k/1") is None and store.get(TASKS, "k/2")["status"] == "queued"
+    store.close()
+
+
+def test_a_lazy_commit_waits_for_company_but_not_for_ever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sync=False`: no write of its own while a commit that needs one follows within LAZY_S,
+    written alone (no fsync) when none does, and at once when someone flushes."""
+    monkeypatch.setattr(store_module, "LAZY_S", 60.0)  # longer than any test waits
+    store = _open(tmp_path)
+    store.commit_sync([Op(TASKS, "k/0", {"n": 0})])
+    before = store.stats()
+    store.commit([Op(TASKS, "k/1", {"status": "running"})], sync=False)
+    store.commit_sync([Op(TASKS, "k/2", {"n": 2})])
+    after = store.stats()
+    assert (after.batches, after.commits) == (before.batches + 1, before.commits + 2)
+    store.commit([Op(TASKS, "k/3", {"status": "running"})], sync=False)
+    assert store.flush(10)  # does not wait the 60 s
+    monkeypatch.setattr(store_module, "LAZY_S", 0.05)
+    flushed = store.stats().batches
+    store.commit_sync([Op(TASKS, "k/4", {"n": 4})])  # the writer waits in a fresh LAZY_S from now on
+    store.commit([Op(TASKS, "k/5", {"status": "running"})], sync=False)
+    deadline = time.monotonic() + 10
+    while store.stats().batches == flushed + 1:  # nobody follows: written alone, soon
+        assert time.monotonic() < deadline, "a lazy commit was never written"
+        time.sleep(0.01)
+    rows = dict(store.rows(TASKS))
+    store.close()
+    store = _open(tmp_path)
+    assert dict(store.rows(TASKS)) == rows and set(rows) == {f"k/{i}" for i in range(6)}
     store.close()
 
 
