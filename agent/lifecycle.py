@@ -29,7 +29,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .config import Config
@@ -52,9 +51,9 @@ def _tag(plan: Plan) -> dict[str, Any]:
     return task_extra(plan.id, plan.trace)
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What the agent needs of a task besides its record, decoded once from the signed body."""
+class Plan(NamedTuple):
+    """What the agent needs of a task besides its record, decoded once from the signed body.
+    (A NamedTuple: one is built per task, and its fields are read on every step of the task.)"""
 
     key: str
     id: str
@@ -70,10 +69,7 @@ class Plan:
     tz: str | None
     until: float | None
     trace: str | None
-
-    @property
-    def recurring(self) -> bool:
-        return self.every_s is not None or self.cron is not None
+    recurring: bool  # every_s or cron: a run after each run
 
     @classmethod
     def of(cls, task: Task, kid: str) -> Plan:
@@ -92,6 +88,7 @@ class Plan:
             task.tz,
             task.until,
             task.trace,
+            task.every_s is not None or task.cron is not None,
         )
 
     def schedule_spec(self, received_at: float) -> dict[str, Any]:
@@ -299,7 +296,7 @@ class Lifecycle:
                 return None
             attempt = record["attempt"] + 1
             record = _updated(record, status="running", attempt=attempt, started_at=now)
-            self.store.commit([Op(TASKS, key, record)], sync=False)  # lost only to a power cut
+            self.store.commit([Op(TASKS, key, record)], sync=False)  # lazy: see Store.commit
             if worker is not None:
                 self.running[key] = worker
             self._event(plan, "running", record)

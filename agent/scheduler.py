@@ -15,6 +15,7 @@ import datetime as dt
 import heapq
 import itertools
 import logging
+import queue
 import random
 import threading
 import time
@@ -45,17 +46,22 @@ def task_job(**kwargs: Any) -> None:
 
 
 class ReadyQueue:
-    """Thread-safe max-priority queue of task keys; FIFO within a priority."""
+    """Thread-safe max-priority queue of task keys; FIFO within a priority.
+
+    The heap is guarded by a plain lock; a `SimpleQueue` holds one token per key in it, so that a
+    free worker waits in C for "something is there" (a `threading.Condition` costs several Python
+    calls and a new lock per wait, on every task)."""
 
     def __init__(self) -> None:
         self._heap: list[tuple[int, int, str, float]] = []  # (-priority, seq, key, pushed at)
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._tokens: queue.SimpleQueue[bool] = queue.SimpleQueue()  # True: a key; False: closed
         self._closed = False
 
     def push(self, priority: int, seq: int, key: str) -> None:
-        with self._cond:
+        with self._lock:
             heapq.heappush(self._heap, (-priority, seq, key, time.monotonic()))
-            self._cond.notify()
+        self._tokens.put(True)
 
     def pop(self, timeout: float | None = None) -> str | None:
         """The most urgent key, waiting up to `timeout`; None on timeout or when closed."""
@@ -64,16 +70,22 @@ class ReadyQueue:
 
     def pop_waited(self, timeout: float | None = None) -> tuple[str, float] | None:
         """`pop`, with the seconds the key waited in the queue (the queue-wait metric)."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._heap or self._closed, timeout) or self._closed:
-                return None
-            _, _, key, pushed = heapq.heappop(self._heap)
+        if self._closed:
+            return None
+        try:
+            token = self._tokens.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if not token:  # closed: pass the word on to the next waiting worker
+            self._tokens.put(False)
+            return None
+        with self._lock:
+            _, _, key, pushed = heapq.heappop(self._heap)  # one token per key: never empty here
         return key, time.monotonic() - pushed
 
     def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        self._closed = True
+        self._tokens.put(False)
 
     def __len__(self) -> int:
         return len(self._heap)

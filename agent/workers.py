@@ -106,7 +106,7 @@ class Worker:
         self._death = select.poll()
         self._conn: Connection | None = None
         self._launched: tuple[BaseProcess, Connection] | None = None  # started, no hello yet
-        self._cancelled = threading.Event()
+        self._cancelled = False  # cancel() killed the running attempt (set and cleared under _lock)
         self._stopped = threading.Event()
         self._lock = threading.Lock()  # busy, the running attempt's tag, a cancel waiting for its attempt
         self._tag: object = None
@@ -229,7 +229,7 @@ class Worker:
         with self._lock:
             process = self._process
             if self.busy and self._tag == tag and process is not None:
-                self._cancelled.set()
+                self._cancelled = True
                 process.kill()
                 return True
             self._cancel_tag = tag
@@ -251,7 +251,7 @@ class Worker:
                 return Outcome(
                     False, started, started, code="cancelled", message="cancelled before it started"
                 )
-            self._cancelled.clear()
+            self._cancelled = False
             self._tag = tag
             self.busy = True
         try:
@@ -290,7 +290,7 @@ class Worker:
             if self._stopped.is_set():
                 return _stopped(started)
             code, message = (
-                ("cancelled", "cancelled while running") if self._cancelled.is_set() else _death(process)
+                ("cancelled", "cancelled while running") if self._cancelled else _death(process)
             )
             self._replace(_RESTART_REASON.get(code, "crash"))
             return Outcome(False, started, time.time(), code=code, message=message)
