@@ -24,8 +24,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 import select
 import signal
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -73,6 +76,24 @@ def _context() -> Any:
     return ctx
 
 
+#: A worker idle for less than this is not checked for death before its next attempt (a syscall that
+#: releases the GIL on every task): one that died in so short a gap fails that attempt instead.
+RECHECK_IDLE_S = 0.05
+_TIMEVAL = struct.Struct("@ll")  # struct timeval, for SO_RCVTIMEO
+
+
+def _receive_timeout(fd: int, seconds: float) -> None:
+    """Reads of the worker's socket (multiprocessing's duplex Pipe is a socketpair) give up after
+    `seconds` with EAGAIN: the attempt waits in one `read`, not in a `poll` and then a `read`."""
+    whole = int(seconds)
+    micros = int((seconds - whole) * 1e6) or (0 if whole else 1)  # 0 s would mean "no timeout"
+    sock = socket.socket(fileno=os.dup(fd))  # a second handle on the same socket, closed below
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _TIMEVAL.pack(whole, micros))
+    finally:
+        sock.close()
+
+
 #: Why a worker was replaced, by the code of the attempt it died in (the metrics' `reason` label).
 _RESTART_REASON = {"cancelled": "cancel", "out_of_memory": "memory", "worker_crashed": "crash"}
 
@@ -102,7 +123,6 @@ class Worker:
         self.index = index
         self.settings = settings
         self._process: BaseProcess | None = None
-        self._poller = select.poll()
         self._death = select.poll()
         self._conn: Connection | None = None
         self._launched: tuple[BaseProcess, Connection] | None = None  # started, no hello yet
@@ -114,6 +134,8 @@ class Worker:
         self.backend = "numpy"
         self.pid: int | None = None
         self.busy = False
+        self._idle_since = 0.0  # time.monotonic() when the last attempt ended
+        self._read_timeout: float | None = None  # SO_RCVTIMEO set on the current process's socket
         self.restarts = 0
         self.restarts_by: dict[str, int] = {}  # reason (timeout, crash, memory, cancel) -> count
 
@@ -151,12 +173,12 @@ class Worker:
         except (EOFError, OSError):
             raise WorkerError(f"worker {self.index} died while starting: {_death(process)[1]}") from None
         self._process, self._conn = process, parent
-        self._poller = select.poll()  # built once: Connection.poll() builds a selector per call
-        self._poller.register(parent.fileno(), select.POLLIN)
         self._death = select.poll()  # the process sentinel: readable once it is gone (is_alive() costs more)
         self._death.register(process.sentinel, select.POLLIN)
         self.backend, self.pid = hello["backend"], hello["pid"]
         self._launched = None
+        self._read_timeout = None
+        self._idle_since = 0.0  # a new process: checked before its first attempt
 
     def _replace(self, reason: str) -> None:
         self._discard()
@@ -240,7 +262,9 @@ class Worker:
         attempt for `cancel`."""
         if self._stopped.is_set():
             return _stopped(time.time())
-        if self._process is None or self._death.poll(0):  # died while idle: start its successor
+        if self._process is None or (  # died while idle: start its successor
+            time.monotonic() - self._idle_since >= RECHECK_IDLE_S and self._death.poll(0)
+        ):
             self._replace("crash")
         conn, process = self._conn, self._process
         assert conn is not None and process is not None
@@ -260,6 +284,7 @@ class Worker:
             with self._lock:
                 self.busy = False
                 self._tag = None
+            self._idle_since = time.monotonic()
 
     def _exchange(
         self,
@@ -271,29 +296,31 @@ class Worker:
         timeout: float,
         started: float,
     ) -> Outcome:
+        fd = conn.fileno()
+        timed_out, frame = False, None
         try:
-            send_frame(conn.fileno(), msgpack.packb([kernel, body, attempt], use_bin_type=True))
-            ready = bool(self._poller.poll(timeout * 1000))
-        except OSError:
-            ready = True  # the pipe broke: the worker is dead, read the reason below
+            send_frame(fd, msgpack.packb([kernel, body, attempt], use_bin_type=True))
+            if timeout != self._read_timeout:
+                _receive_timeout(fd, timeout)
+                self._read_timeout = timeout
+            frame = recv_frame(fd)  # waits up to `timeout` for the reply
+        except BlockingIOError:  # SO_RCVTIMEO: no reply in time
+            timed_out = True
+        except (EOFError, OSError):  # the pipe broke or ended: the worker is dead, the reason below
+            pass
         if self._stopped.is_set():
             return _stopped(started)
-        if not ready:
+        if timed_out:
             process.kill()
             self._replace("timeout")
             return Outcome(
                 False, started, time.time(), code="timeout", message=f"no result after {timeout:g} s"
             )
-        try:
-            reply = msgpack.unpackb(recv_frame(conn.fileno()), raw=False)
-        except (EOFError, OSError):
-            if self._stopped.is_set():
-                return _stopped(started)
-            code, message = (
-                ("cancelled", "cancelled while running") if self._cancelled else _death(process)
-            )
+        if frame is None:
+            code, message = ("cancelled", "cancelled while running") if self._cancelled else _death(process)
             self._replace(_RESTART_REASON.get(code, "crash"))
             return Outcome(False, started, time.time(), code=code, message=message)
+        reply = msgpack.unpackb(frame, raw=False)
         finished = time.time()
         if reply["ok"]:
             return Outcome(True, started, finished, result=reply["result"], duration_ms=reply["duration_ms"])
