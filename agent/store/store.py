@@ -49,6 +49,10 @@ SNAPSHOT_MAGIC = b"EDGESNAP"
 #: How long a lazy commit (`sync=False`) may wait for a batch that is written anyway.
 LAZY_S = 0.02
 _URGENT, _LAZY, _CLOSE = object(), object(), object()  # the writer's wake-up tokens
+#: pwritev2 flags for "append these bytes and make them durable" in one system call (Linux 4.16+).
+_APPEND_DSYNC = (
+    os.RWF_APPEND | os.RWF_DSYNC if hasattr(os, "RWF_APPEND") and hasattr(os, "RWF_DSYNC") else None
+)
 _SNAP_HEADER = struct.Struct("<8sIQ")  # magic, crc32, length
 DAY = 86400.0
 
@@ -221,6 +225,7 @@ class Store:
         path = self.state_dir / f"journal.{self.generation}.log"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, PRIVATE)
         self._journal = os.fdopen(fd, "ab", buffering=0)
+        self._unsynced = True  # bytes may precede that no fsync covered yet (a killed agent's)
         self._journal_bytes = os.fstat(fd).st_size if append else 0
         if self._fsync:
             fsync_dir(self.state_dir)
@@ -375,13 +380,28 @@ class Store:
         if not changes:  # commits made only to keep the order of their callbacks
             return
         record = records.frame(changes)
-        self._journal.write(record)
-        if self._fsync and any(sync for _, _, sync in batch):
-            os.fdatasync(self._journal.fileno())
+        sync = self._fsync and any(sync for _, _, sync in batch)
+        self._append_journal(record, sync)
         self._journal_bytes += len(record)
         self._commits += len(batch)
         self._batches += 1
         self._last_batch_s = time.perf_counter() - started
+
+    def _append_journal(self, record: bytes, sync: bool) -> None:
+        """Append one batch's record, made durable when `sync`. When everything before it is
+        durable already, one `pwritev2(RWF_APPEND | RWF_DSYNC)` does both (a GIL release fewer
+        than write + fdatasync); it syncs only its own bytes, so after an unsynced write (a batch
+        of lazy changes, or a journal a killed agent left) write + fdatasync covers the lot."""
+        fd = self._journal.fileno()
+        if sync and not self._unsynced and _APPEND_DSYNC is not None:
+            written = os.pwritev(fd, [record], 0, _APPEND_DSYNC)
+            if written == len(record):
+                return
+            record = record[written:]  # a short write (a full disk reports its error next)
+        self._journal.write(record)
+        if sync:
+            os.fdatasync(fd)
+        self._unsynced = not sync
 
     def _append_history(self, docs: list[Any]) -> None:
         """Final records of finished tasks, by UTC day of `finished_at`. Not fsynced here: kill -9

@@ -111,6 +111,61 @@ def test_a_lazy_commit_waits_for_company_but_not_for_ever(
     store.close()
 
 
+@pytest.mark.skipif(store_module._APPEND_DSYNC is None, reason="pwritev2 RWF_APPEND|RWF_DSYNC is Linux 4.16+")
+def test_a_synced_batch_after_synced_ones_is_one_system_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real_pwritev, real_fdatasync = os.pwritev, os.fdatasync
+
+    def pwritev(fd: int, buffers: list[bytes], offset: int, flags: int = 0) -> int:
+        calls.append("pwritev")
+        return real_pwritev(fd, buffers, offset, flags)
+
+    def fdatasync(fd: int) -> None:
+        calls.append("fdatasync")
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(store_module.os, "pwritev", pwritev)
+    monkeypatch.setattr(store_module.os, "fdatasync", fdatasync)
+    store = _open(tmp_path)
+    store.commit_sync([Op(TASKS, "k/1", {"n": 1})])  # a journal just opened may follow unsynced bytes
+    store.commit_sync([Op(TASKS, "k/2", {"n": 2})])
+    store.commit([Op(TASKS, "k/3", {"n": 3})], sync=False)
+    assert store.flush(10)  # a lazy batch alone: written, not synced
+    store.commit_sync([Op(TASKS, "k/4", {"n": 4})])  # so this one syncs the whole file
+    store.commit_sync([Op(TASKS, "k/5", {"n": 5})])
+    assert calls == ["fdatasync", "pwritev", "fdatasync", "pwritev"]
+    store.close()
+    store = _open(tmp_path)
+    assert sorted(key for key, _ in store.rows(TASKS)) == [f"k/{i}" for i in range(1, 6)]
+    store.close()
+
+
+@pytest.mark.parametrize("synced_before", [True, False], ids=["append-dsync", "write-fdatasync"])
+def test_a_failed_write_stops_the_store_and_acknowledges_nothing(tmp_path: Path, synced_before: bool) -> None:
+    """A journal write that fails (here: EBADF, as a dying disk would give EIO): no callback runs,
+    every later commit is refused, and what was durable before is still there after a restart.
+    Both ways of appending: after a synced batch (pwritev2 with RWF_DSYNC) and after a lazy one."""
+    store = _open(tmp_path)
+    store.commit_sync([Op(TASKS, "k/0", {"n": 0})])
+    if not synced_before:
+        store.commit([Op(TASKS, "k/lazy", {"n": 0})], sync=False)
+        assert store.flush(10)
+    store._journal.close()
+    store._journal = _journal(tmp_path).open("rb", buffering=0)  # every write now fails
+    called: list[int] = []
+    store.commit([Op(TASKS, "k/1", {"n": 1})], lambda: called.append(1))
+    assert not store.flush(10)
+    assert called == [] and isinstance(store.failed, OSError)
+    with pytest.raises(StoreError, match="accepts no more changes"):
+        store.commit([Op(TASKS, "k/2", {"n": 2})])
+    store.close()
+    store = _open(tmp_path)
+    assert store.get(TASKS, "k/0") == {"n": 0} and store.get(TASKS, "k/1") is None
+    store.close()
+
+
 def test_one_agent_per_data_directory(tmp_path: Path) -> None:
     store = _open(tmp_path)
     with pytest.raises(StoreLocked):
