@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import functools
 import logging
@@ -53,6 +54,7 @@ _URGENT, _LAZY, _CLOSE = object(), object(), object()  # the writer's wake-up to
 _APPEND_DSYNC = (
     os.RWF_APPEND | os.RWF_DSYNC if hasattr(os, "RWF_APPEND") and hasattr(os, "RWF_DSYNC") else None
 )
+_UNSUPPORTED = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS})  # an older kernel
 _SNAP_HEADER = struct.Struct("<8sIQ")  # magic, crc32, length
 DAY = 86400.0
 
@@ -226,6 +228,7 @@ class Store:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, PRIVATE)
         self._journal = os.fdopen(fd, "ab", buffering=0)
         self._unsynced = True  # bytes may precede that no fsync covered yet (a killed agent's)
+        self._append_dsync = _APPEND_DSYNC  # None once the kernel has refused it
         self._journal_bytes = os.fstat(fd).st_size if append else 0
         if self._fsync:
             fsync_dir(self.state_dir)
@@ -393,8 +396,14 @@ class Store:
         than write + fdatasync); it syncs only its own bytes, so after an unsynced write (a batch
         of lazy changes, or a journal a killed agent left) write + fdatasync covers the lot."""
         fd = self._journal.fileno()
-        if sync and not self._unsynced and _APPEND_DSYNC is not None:
-            written = os.pwritev(fd, [record], 0, _APPEND_DSYNC)
+        if sync and not self._unsynced and self._append_dsync is not None:
+            try:
+                written = os.pwritev(fd, [record], 0, self._append_dsync)
+            except OSError as exc:
+                if exc.errno not in _UNSUPPORTED:
+                    raise
+                log.info("this kernel has no pwritev2 RWF_APPEND|RWF_DSYNC: write + fdatasync")
+                self._append_dsync, written = None, 0
             if written == len(record):
                 return
             record = record[written:]  # a short write (a full disk reports its error next)

@@ -3,6 +3,7 @@ compaction, history partitions, the replay cache, TinyDB reads."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -139,6 +140,23 @@ def test_a_synced_batch_after_synced_ones_is_one_system_call(
     store.close()
     store = _open(tmp_path)
     assert sorted(key for key, _ in store.rows(TASKS)) == [f"k/{i}" for i in range(1, 6)]
+    store.close()
+
+
+def test_a_kernel_without_pwritev2_flags_gets_write_and_fdatasync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(fd: int, buffers: list[bytes], offset: int, flags: int = 0) -> int:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(store_module.os, "pwritev", refused)
+    store = _open(tmp_path)
+    for i in range(3):
+        store.commit_sync([Op(TASKS, f"k/{i}", {"n": i})])
+    assert store.failed is None
+    store.close()
+    store = _open(tmp_path)
+    assert store.count(TASKS) == 3
     store.close()
 
 
