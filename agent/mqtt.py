@@ -394,6 +394,9 @@ class MqttLink:
             return False
         if not self._await_connack():
             return False
+        # Work queued while there was no connection: its wake-up went to a closed or stale pair,
+        # and `_woken` would hold back the next one. Taken now, it leaves with the first loop.
+        self._run_soon()
         while client.loop(timeout=1.0) == MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._run_soon()
         self._run_soon()  # acks of this connection are dropped, publishes wait in paho for the next
