@@ -204,6 +204,7 @@ class Intake:
         for decision in decisions:  # tasks may run before their commit is durable: their results
             if decision.start is not None:  # are committed after it, and acks wait for it
                 decision.start()
+        self.lifecycle.dispatch()  # to idle workers, from this thread: one hand-off less
 
     def _durable(self, decisions: list[Decision]) -> None:
         self._pending -= 1

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .config import Config
+from .errors import StoreError
 from .logs import task_extra
 from .outbox import Outbox, outbox_op
 from .protocol import AcceptedTask, Limits, Task, unpackb
@@ -150,6 +151,8 @@ class Lifecycle:
         self._rng = random.Random()
         self.totals = {"completed": 0, "abandoned": 0, "expired": 0, "cancelled": 0}
         self.running: dict[str, Any] = {}  # key -> worker (for cancel)
+        #: Hands tasks the intake just queued straight to idle workers (the agent's; see `dispatch`).
+        self.dispatcher: Callable[[], None] | None = None
         self.telemetry = Telemetry()  # the agent's replaces it (runner.py)
 
     # -- admission (intake thread) --------------------------------------------------------------------
@@ -187,8 +190,8 @@ class Lifecycle:
             log.debug("task %s accepted: %s, %s", plan.id, plan.kernel, record["status"], extra=_tag(plan))
             if record["status"] == "scheduled":
                 self._event(plan, "scheduled", record, message=self._waiting_for(plan))
-            if record["status"] == "queued":
-                self.ready.push(plan.priority, record["seq"], plan.key)
+            if record["status"] == "queued":  # no idle driver woken: `dispatch` hands it over
+                self.ready.push(plan.priority, record["seq"], plan.key, wake=self.dispatcher is None)
             if plan.recurring:
                 self._schedule_runs(plan, record)
             elif record["status"] == "scheduled":
@@ -276,13 +279,28 @@ class Lifecycle:
 
     # -- attempts (worker threads) --------------------------------------------------------------------
 
+    def dispatch(self) -> None:
+        """After `activate` (the intake, once per batch): tasks it queued go to idle workers."""
+        if self.dispatcher is not None:
+            try:
+                self.dispatcher()
+            except StoreError:
+                raise
+            except Exception:  # a bug: the tasks stay queued, drivers look within 0.2 s
+                log.exception("handing tasks to idle workers failed")
+
     def take(self, timeout: float, worker: Any = None) -> Attempt | None:
         """The next attempt for a free worker, by priority; None if nothing is ready in time.
         `worker` is registered in `running` in the same locked step, for `cancel`."""
         popped = self.ready.pop_waited(timeout)
-        if popped is None:
-            return None
-        key, waited = popped
+        return None if popped is None else self._take(*popped, worker)
+
+    def take_now(self, worker: Any = None) -> Attempt | None:
+        """`take` without waiting."""
+        popped = self.ready.pop_now()
+        return None if popped is None else self._take(*popped, worker)
+
+    def _take(self, key: str, waited: float, worker: Any) -> Attempt | None:
         with self._lock:
             record = self.store.get(TASKS, key)
             plan = self._plans.get(key)

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .audit import AuditLog
 from .config import Config
@@ -33,15 +33,16 @@ from .health import Health
 from .identity import link_settings, load_agent_signer, load_trust
 from .intake import Intake
 from .kernels import Catalogue
-from .lifecycle import Lifecycle
+from .lifecycle import Attempt, Lifecycle
 from .mqtt import Handlers, MqttLink
 from .outbox import Outbox
 from .presence import Counts, Heartbeats, PresenceRecords
 from .reloading import ReloadReport, reload_agent
 from .results import Publication, Signing
+from .scheduler import TIMED_OUT
 from .store import META, TASKS, Op, Store
 from .telemetry import Telemetry, watch_agent
-from .workers import Outcome, Worker, WorkerPool, WorkerSettings
+from .workers import Begun, Outcome, Worker, WorkerPool, WorkerSettings
 
 if TYPE_CHECKING:
     from .httpd import StatusServer
@@ -131,6 +132,8 @@ class Agent:
         self.state = "running"
         self._stopping = threading.Event()
         self._drivers: list[threading.Thread] = []
+        self._inboxes: dict[queue.SimpleQueue[Any], Worker] = {}  # a driver's inbox -> its worker
+        self.dispatched = 0  # attempts the intake sent to an idle worker itself (dispatch_idle)
 
     # -- callbacks ----------------------------------------------------------------------------------
 
@@ -207,35 +210,67 @@ class Agent:
 
     # -- workers ----------------------------------------------------------------------------------------
 
-    def _drive(self, worker: Worker) -> None:
+    def _drive(self, worker: Worker, inbox: queue.SimpleQueue[Any]) -> None:
         """One thread per worker: take the most urgent ready task, run it, report how it ended."""
         while not self._stopping.is_set():
             try:
-                self._attempt(worker)
+                self._attempt(worker, inbox)
             except StoreError as exc:  # the agent is stopping (run_agent sees store.failed)
                 log.critical("worker %d stopped: %s", worker.index, exc)
                 return
             except Exception:  # a bug: logged and contained, the worker goes on with the next task
                 log.exception("worker %d: an attempt failed in the agent", worker.index)
 
-    def _attempt(self, worker: Worker) -> None:
-        attempt = self.lifecycle.take(timeout=0.2, worker=worker)  # registered in lifecycle.running
-        if attempt is not None:
-            try:
-                timeout = self.lifecycle.timeout_for(attempt.plan)
+    def _attempt(self, worker: Worker, inbox: queue.SimpleQueue[Any]) -> None:
+        handed = self.lifecycle.ready.wait(inbox, timeout=0.2)
+        if handed is TIMED_OUT:
+            if not self._stopping.is_set():
+                worker.ensure_alive()  # one killed while idle is replaced now, not at the next task
+            return
+        begun: Begun | Outcome | None = None
+        if handed is None:  # look at the ready queue
+            attempt = self.lifecycle.take_now(worker)  # registered in lifecycle.running
+            if attempt is None:
+                return
+        else:  # the intake took it and sent it to this worker already (dispatch_idle)
+            attempt, begun = handed
+        try:
+            timeout = self.lifecycle.timeout_for(attempt.plan)
+            if begun is None:
                 outcome = worker.run(attempt.plan.kernel, attempt.body, attempt.attempt, timeout, attempt.tag)
-            except WorkerError as exc:
-                log.error("worker %d cannot start: %s", worker.index, exc)
-                outcome = Outcome(False, time.time(), time.time(), code="worker_crashed", message=str(exc))
-                self._stopping.wait(1.0)
-            finally:
-                self.lifecycle.running.pop(attempt.key, None)
-            if outcome.code == "stopped":
-                self.lifecycle.requeue(attempt)  # killed by the stop, not by its own doing
+            elif isinstance(begun, Outcome):
+                outcome = begun
             else:
-                self.lifecycle.finished(attempt, outcome)
-        elif not self._stopping.is_set():
-            worker.ensure_alive()  # one killed while idle is replaced now, not at the next task
+                outcome = worker.end(begun, timeout)
+        except WorkerError as exc:
+            log.error("worker %d cannot start: %s", worker.index, exc)
+            outcome = Outcome(False, time.time(), time.time(), code="worker_crashed", message=str(exc))
+            self._stopping.wait(1.0)
+        finally:
+            self.lifecycle.running.pop(attempt.key, None)
+        if outcome.code == "stopped":
+            self.lifecycle.requeue(attempt)  # killed by the stop, not by its own doing
+        else:
+            self.lifecycle.finished(attempt, outcome)
+
+    def dispatch_idle(self) -> None:
+        """The intake thread, after queueing a batch: each task that an idle worker can take is
+        taken and sent to that worker here, and its driver, woken meanwhile, only waits for the
+        outcome. (Woken first, the driver would take and send it itself, a wake-up later.)"""
+        ready = self.lifecycle.ready
+        while (inbox := ready.claim_idle()) is not None:
+            worker = self._inboxes[inbox]
+            handed: tuple[Attempt, Begun | Outcome | None] | None = None
+            try:  # whatever happens, the claimed driver gets something: it waits for it
+                attempt = self.lifecycle.take_now(worker)
+                if attempt is not None:
+                    handed = (attempt, None)  # if begin fails, the driver runs it from the start
+                    handed = (attempt, worker.begin(*_request(attempt), replace=False))
+                    self.dispatched += 1
+            finally:
+                inbox.put(handed)
+            if handed is None:
+                return
 
     # -- life cycle -----------------------------------------------------------------------------------------
 
@@ -266,11 +301,14 @@ class Agent:
             self.link.stop()  # online for a moment, then the Will: no worker could start
             raise
         for worker in self.pool.workers:
+            inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+            self._inboxes[inbox] = worker
             thread = threading.Thread(
-                target=self._drive, args=(worker,), name=f"worker-{worker.index}", daemon=True
+                target=self._drive, args=(worker, inbox), name=f"worker-{worker.index}", daemon=True
             )
             thread.start()
             self._drivers.append(thread)
+        self.lifecycle.dispatcher = self.dispatch_idle
         self.audit.record("start", node=self.config.node, restored_tasks=restored, unsent_results=unsent)
 
     def reload(self) -> ReloadReport:
@@ -332,6 +370,11 @@ class Agent:
         self.audit.record("stop", node=self.config.node)
         self.store.close()
         self.audit.close()
+
+
+def _request(attempt: Attempt) -> tuple[str, bytes, int, object]:
+    """`Worker.begin`'s arguments for `attempt`."""
+    return attempt.plan.kernel, attempt.body, attempt.attempt, attempt.tag
 
 
 def run_agent(config: Config) -> int:

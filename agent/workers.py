@@ -61,6 +61,15 @@ class Outcome(NamedTuple):
         return {"code": self.code or "kernel_error", "message": self.message or ""}
 
 
+class Begun(NamedTuple):
+    """An attempt sent to its worker (`Worker.begin`), its outcome not read yet (`Worker.end`)."""
+
+    conn: Connection
+    process: BaseProcess
+    started: float
+    sent: bool  # False: the pipe broke while sending (the worker is dead)
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     count: int = 1
@@ -260,11 +269,26 @@ class Worker:
     def run(self, kernel: str, body: bytes, attempt: int, timeout: float, tag: object = None) -> Outcome:
         """One attempt of `kernel` on the task `body`, at most `timeout` seconds; `tag` names the
         attempt for `cancel`."""
+        begun = self.begin(kernel, body, attempt, tag)
+        assert begun is not None  # replace=True: a dead worker was replaced
+        return begun if isinstance(begun, Outcome) else self.end(begun, timeout)
+
+    def begin(
+        self, kernel: str, body: bytes, attempt: int, tag: object = None, *, replace: bool = True
+    ) -> Begun | Outcome | None:
+        """Send an attempt to the worker; `end` then waits for its outcome, on the driving thread.
+
+        Any thread may begin an attempt while the worker is idle (the intake hands a task to an idle
+        worker this way). Returns an `Outcome` when the attempt ends before it starts (the agent
+        stops, or it was cancelled), and None when the worker died while idle and `replace` is
+        False: starting its successor can take long, and is the driving thread's job (`run`)."""
         if self._stopped.is_set():
             return _stopped(time.time())
         if self._process is None or (  # died while idle: start its successor
             time.monotonic() - self._idle_since >= RECHECK_IDLE_S and self._death.poll(0)
         ):
+            if not replace:
+                return None
             self._replace("crash")
         conn, process = self._conn, self._process
         assert conn is not None and process is not None
@@ -279,35 +303,41 @@ class Worker:
             self._tag = tag
             self.busy = True
         try:
-            return self._exchange(conn, process, kernel, body, attempt, timeout, started)
-        finally:
-            with self._lock:
-                self.busy = False
-                self._tag = None
-            self._idle_since = time.monotonic()
+            send_frame(conn.fileno(), msgpack.packb([kernel, body, attempt], use_bin_type=True))
+        except OSError:
+            return Begun(conn, process, started, sent=False)  # the worker is dead: `end` says why
+        except BaseException:
+            self._idle()
+            raise
+        return Begun(conn, process, started, sent=True)
 
-    def _exchange(
-        self,
-        conn: Connection,
-        process: BaseProcess,
-        kernel: str,
-        body: bytes,
-        attempt: int,
-        timeout: float,
-        started: float,
-    ) -> Outcome:
+    def end(self, begun: Begun, timeout: float) -> Outcome:
+        """The outcome of the attempt `begun`, waiting up to `timeout` seconds for it."""
+        try:
+            return self._receive(begun, timeout)
+        finally:
+            self._idle()
+
+    def _idle(self) -> None:
+        with self._lock:
+            self.busy = False
+            self._tag = None
+        self._idle_since = time.monotonic()
+
+    def _receive(self, begun: Begun, timeout: float) -> Outcome:
+        conn, process, started = begun.conn, begun.process, begun.started
         fd = conn.fileno()
         timed_out, frame = False, None
-        try:
-            send_frame(fd, msgpack.packb([kernel, body, attempt], use_bin_type=True))
-            if timeout != self._read_timeout:
-                _receive_timeout(fd, timeout)
-                self._read_timeout = timeout
-            frame = recv_frame(fd)  # waits up to `timeout` for the reply
-        except BlockingIOError:  # SO_RCVTIMEO: no reply in time
-            timed_out = True
-        except (EOFError, OSError):  # the pipe broke or ended: the worker is dead, the reason below
-            pass
+        if begun.sent:
+            try:
+                if timeout != self._read_timeout:
+                    _receive_timeout(fd, timeout)
+                    self._read_timeout = timeout
+                frame = recv_frame(fd)  # waits up to `timeout` for the reply
+            except BlockingIOError:  # SO_RCVTIMEO: no reply in time
+                timed_out = True
+            except (EOFError, OSError):  # the pipe broke or ended: the worker is dead, the reason below
+                pass
         if self._stopped.is_set():
             return _stopped(started)
         if timed_out:

@@ -39,6 +39,26 @@ def test_a_high_priority_task_starts_before_every_queued_lower_one(any_site: Sit
     assert order == ["busy", "high", "mid", "low-0", "low-1", "low-2", "low-3", "low-4"]
 
 
+def test_a_task_arriving_while_a_worker_is_idle_is_sent_to_it_by_the_intake(site: Site) -> None:
+    """The intake hands it to the idle worker itself (its driver only waits for the outcome);
+    a task that finds every worker busy waits in the ready queue and is taken by a driver."""
+    watcher = site.watch(RESULTS)
+    device = site.client("sensor-1")
+    with site.agent(workers_count=2) as agent:
+        for n in range(5):  # one at a time: both workers idle when each arrives
+            site.submit(device, "sensor-1", "stats", GOOD, task_id=f"one-{n}")
+            assert site.results(watcher, 1)[0].status == "completed"
+        assert agent.dispatched == 5
+        for n in range(2):
+            site.submit(device, "sensor-1", "test.sleep", {"seconds": 1.0}, task_id=f"busy-{n}")
+        _wait(lambda: agent.pool.busy == 2)
+        site.submit(device, "sensor-1", "stats", GOOD, task_id="queued")
+        results = {r.id: r.status for r in site.results(watcher, 3)}
+        assert results == {"busy-0": "completed", "busy-1": "completed", "queued": "completed"}
+        assert agent.dispatched == 7  # the two sleeps; "queued" went through the ready queue
+        assert agent.run_until_idle()
+
+
 def test_faults_cost_one_attempt_each_and_retries_back_off(site: Site) -> None:
     watcher = site.watch(RESULTS, TOPICS.prefix + "/events/node-1/#")
     device = site.client("sensor-1")
