@@ -92,6 +92,8 @@ def test_a_lazy_commit_waits_for_company_but_not_for_ever(
     store.commit_sync([Op(TASKS, "k/0", {"n": 0})])
     before = store.stats()
     store.commit([Op(TASKS, "k/1", {"status": "running"})], sync=False)
+    time.sleep(0.2)  # time enough for a writer that would write it alone (not a timing assertion)
+    assert store.stats().batches == before.batches  # it waits for company instead
     store.commit_sync([Op(TASKS, "k/2", {"n": 2})])
     after = store.stats()
     assert (after.batches, after.commits) == (before.batches + 1, before.commits + 2)
