@@ -289,14 +289,10 @@ class Lifecycle:
             except Exception:  # a bug: the tasks stay queued, drivers look within 0.2 s
                 log.exception("handing tasks to idle workers failed")
 
-    def take(self, timeout: float, worker: Any = None) -> Attempt | None:
-        """The next attempt for a free worker, by priority; None if nothing is ready in time.
-        `worker` is registered in `running` in the same locked step, for `cancel`."""
-        popped = self.ready.pop_waited(timeout)
-        return None if popped is None else self._take(*popped, worker)
-
     def take_now(self, worker: Any = None) -> Attempt | None:
-        """`take` without waiting."""
+        """The next attempt for a free worker, by priority; None if nothing is ready. `worker` is
+        registered in `running` in the same locked step, for `cancel`. (Drivers wait for work with
+        `ready.wait`; the intake hands work to idle ones through `dispatch`.)"""
         popped = self.ready.pop_now()
         return None if popped is None else self._take(*popped, worker)
 

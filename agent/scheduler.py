@@ -102,24 +102,6 @@ class ReadyQueue:
                 return self._idle.pop()
         return None
 
-    def pop(self, timeout: float | None = None) -> str | None:
-        """The most urgent key, waiting up to `timeout`; None on timeout or when closed."""
-        popped = self.pop_waited(timeout)
-        return None if popped is None else popped[0]
-
-    def pop_waited(self, timeout: float | None = None) -> tuple[str, float] | None:
-        """`pop`, with the seconds the key waited in the queue (the queue-wait metric)."""
-        inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
-        while not self._closed:
-            popped = self.pop_now()
-            if popped is not None:
-                return popped
-            left = deadline - time.monotonic()
-            if left <= 0 or self.wait(inbox, left) is TIMED_OUT:
-                return None
-        return None
-
     def close(self) -> None:
         """No key is handed out any more; every waiter wakes."""
         with self._lock:
