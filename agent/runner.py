@@ -6,8 +6,9 @@
     agent.stop()                 # clean stop (below)
 
 A clean stop (SIGTERM, SIGINT): the intake stops (what it had not committed is never acknowledged,
-so the broker redelivers it), running attempts get `grace_s` to finish (an attempt still running
-then is killed and does not count: it runs again at the next start), results are flushed to the
+so the broker redelivers it), no new attempt starts, running attempts get `grace_s` to finish (an
+attempt still running then is killed and does not count: it runs again at the next start), and
+queued tasks wait in the store for the next start; results are flushed to the
 broker, offline presence is published, and the state is closed. `run_agent` is what
 `edge-agent run` calls; SIGHUP reloads the trust store and configuration (as `sys.reload` does).
 """
@@ -131,9 +132,11 @@ class Agent:
         self.http: StatusServer | None = None  # /metrics and /health, from start() on
         self.state = "running"
         self._stopping = threading.Event()
+        self._closing = False  # stop() began: running attempts finish, no new one starts
         self._drivers: list[threading.Thread] = []
         self._inboxes: dict[queue.SimpleQueue[Any], Worker] = {}  # a driver's inbox -> its worker
         self.dispatched = 0  # attempts the intake sent to an idle worker itself (dispatch_idle)
+        self.pipelined = 0  # attempts sent to a worker before the outcome of its last was handled
 
     # -- callbacks ----------------------------------------------------------------------------------
 
@@ -212,28 +215,48 @@ class Agent:
 
     def _drive(self, worker: Worker, inbox: queue.SimpleQueue[Any]) -> None:
         """One thread per worker: take the most urgent ready task, run it, report how it ended."""
-        while not self._stopping.is_set():
+        handed: Handed | None = None  # the next attempt, already sent to the worker (pipelined)
+        while handed is not None or not self._stopping.is_set():
             try:
-                self._attempt(worker, inbox)
+                handed = self._attempt(worker, inbox, handed)
             except StoreError as exc:  # the agent is stopping (run_agent sees store.failed)
                 log.critical("worker %d stopped: %s", worker.index, exc)
                 return
             except Exception:  # a bug: logged and contained, the worker goes on with the next task
                 log.exception("worker %d: an attempt failed in the agent", worker.index)
+                handed = None
 
-    def _attempt(self, worker: Worker, inbox: queue.SimpleQueue[Any]) -> None:
-        handed = self.lifecycle.ready.wait(inbox, timeout=0.2)
-        if handed is TIMED_OUT:
-            if not self._stopping.is_set():
-                worker.ensure_alive()  # one killed while idle is replaced now, not at the next task
-            return
-        begun: Begun | Outcome | None = None
-        if handed is None:  # look at the ready queue
-            attempt = self.lifecycle.take_now(worker)  # registered in lifecycle.running
-            if attempt is None:
-                return
-        else:  # the intake took it and sent it to this worker already (dispatch_idle)
-            attempt, begun = handed
+    def _attempt(self, worker: Worker, inbox: queue.SimpleQueue[Any], handed: Handed | None) -> Handed | None:
+        """One attempt to its end; returns the next one if it was sent before this one's outcome
+        was handled (see `_pipelined`)."""
+        if handed is None:
+            waited = self.lifecycle.ready.wait(inbox, timeout=0.2)
+            if waited is TIMED_OUT:
+                if not self._stopping.is_set():
+                    worker.ensure_alive()  # one killed while idle is replaced now, not at the next task
+                return None
+            if waited is None:  # look at the ready queue
+                if self._closing:
+                    return None
+                attempt = self.lifecycle.take_now(worker)  # registered in lifecycle.running
+                if attempt is None:
+                    return None
+                handed = (attempt, None)
+            else:  # the intake took it and sent it to this worker already (dispatch_idle)
+                handed = waited
+        attempt = handed[0]
+        outcome = self._end(worker, *handed)
+        follow = self._pipelined(worker) if outcome.code != "stopped" else None
+        try:
+            self._report(attempt, outcome)
+        except StoreError:
+            raise
+        except Exception:  # a bug: logged and contained; the attempt sent meanwhile still ends
+            log.exception("worker %d: an attempt's outcome failed in the agent", worker.index)
+        return follow
+
+    def _end(self, worker: Worker, attempt: Attempt, begun: Begun | Outcome | None) -> Outcome:
+        """Wait for the outcome of `attempt` (sent already unless `begun` is None)."""
         try:
             timeout = self.lifecycle.timeout_for(attempt.plan)
             if begun is None:
@@ -248,6 +271,22 @@ class Agent:
             self._stopping.wait(1.0)
         finally:
             self.lifecycle.running.pop(attempt.key, None)
+        return outcome
+
+    def _pipelined(self, worker: Worker) -> Handed | None:
+        """With tasks ready, the next one goes to the worker before this outcome is handled (its
+        result signed and committed): the worker runs while the agent does that work."""
+        if self._closing:
+            return None
+        attempt = self.lifecycle.take_now(worker)
+        if attempt is None:
+            return None
+        handed: Handed = (attempt, None)  # if begin fails, `_end` runs it from the start
+        handed = (attempt, worker.begin(*_request(attempt), replace=False))
+        self.pipelined += 1
+        return handed
+
+    def _report(self, attempt: Attempt, outcome: Outcome) -> None:
         if outcome.code == "stopped":
             self.lifecycle.requeue(attempt)  # killed by the stop, not by its own doing
         else:
@@ -260,7 +299,7 @@ class Agent:
         ready = self.lifecycle.ready
         while (inbox := ready.claim_idle()) is not None:
             worker = self._inboxes[inbox]
-            handed: tuple[Attempt, Begun | Outcome | None] | None = None
+            handed: Handed | None = None
             try:  # whatever happens, the claimed driver gets something: it waits for it
                 attempt = self.lifecycle.take_now(worker)
                 if attempt is not None:
@@ -341,6 +380,7 @@ class Agent:
         """Clean stop; see the module docstring."""
         grace = self.config.workers.grace_s if grace is None else grace
         self.state = "draining"
+        self._closing = True
         self.intake.stop()
         self.lifecycle.timers.stop()
         deadline = time.monotonic() + grace
@@ -370,6 +410,10 @@ class Agent:
         self.audit.record("stop", node=self.config.node)
         self.store.close()
         self.audit.close()
+
+
+#: An attempt taken for a worker, and what `Worker.begin` returned (None: not sent yet).
+Handed = tuple[Attempt, Begun | Outcome | None]
 
 
 def _request(attempt: Attempt) -> tuple[str, bytes, int, object]:

@@ -144,6 +144,33 @@ def test_a_clean_stop_keeps_queued_tasks_and_does_not_count_the_interrupted_atte
     }
 
 
+def test_a_clean_stop_lets_the_running_attempt_finish_and_starts_no_new_one(site: Site) -> None:
+    """Within `grace_s` the attempt that was running completes; the queued tasks are not started
+    (their attempts would count against them otherwise), they run at the next start."""
+    watcher = site.watch(RESULTS)
+    device = site.client("sensor-1")
+    with site.agent(workers_count=1, workers_grace_s=10) as agent:
+        site.submit(device, "sensor-1", "test.sleep", {"seconds": 1.0}, task_id="long")
+        for n in range(3):
+            site.submit(device, "sensor-1", "stats", {"signal": [1.0]}, task_id=f"q{n}")
+        _wait_until(lambda: agent.pool.busy == 1 and agent.store.count(TASKS) == 4)
+    first = {r.id: r for r in site.results(watcher, 1)}
+    assert {k: (r.status, r.attempt) for k, r in first.items()} == {"long": ("completed", 1)}
+    stored = Store.open(site.tmp / "data-node-1")
+    try:  # never started: still queued, no attempt counted
+        left = {key.split("/")[-1]: (row["status"], row["attempt"]) for key, row in stored.rows(TASKS)}
+    finally:
+        stored.close()
+    assert left == {"q0": ("queued", 0), "q1": ("queued", 0), "q2": ("queued", 0)}
+    with site.agent(workers_count=1):
+        rest = {r.id: r for r in site.results(watcher, 3, timeout=60)}
+    assert {k: (r.status, r.attempt) for k, r in rest.items()} == {
+        "q0": ("completed", 1),
+        "q1": ("completed", 1),
+        "q2": ("completed", 1),
+    }
+
+
 def test_damaged_state_stops_the_start_with_a_message(site: Site) -> None:
     with agent_process(site) as proc:
         pass  # killed at once: whatever it wrote is a valid state

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import time
 
+import numpy as np
 import pytest
 
 from agent.protocol import Event
@@ -56,6 +57,27 @@ def test_a_task_arriving_while_a_worker_is_idle_is_sent_to_it_by_the_intake(site
         results = {r.id: r.status for r in site.results(watcher, 3)}
         assert results == {"busy-0": "completed", "busy-1": "completed", "queued": "completed"}
         assert agent.dispatched == 7  # the two sleeps; "queued" went through the ready queue
+
+
+def test_with_tasks_ready_the_next_attempt_is_sent_before_the_last_outcome_is_handled(site: Site) -> None:
+    """Pipelined: the worker runs the next task while its driver signs and commits the result of
+    the one before. Results are still one per task, each verified, in priority-then-arrival order."""
+    watcher = site.watch(RESULTS)
+    device = site.client("sensor-1")
+    with site.agent(workers_count=1) as agent:
+        site.submit(device, "sensor-1", "test.sleep", {"seconds": 1.0}, task_id="busy")
+        _wait(lambda: agent.pool.busy == 1)
+        signals = {f"q{n}": [float(n), 2.0 * n + 1, -3.0] for n in range(4)}
+        for task_id, signal in signals.items():
+            site.submit(device, "sensor-1", "stats", {"signal": signal}, task_id=task_id)
+        _wait(lambda: len(agent.lifecycle.ready) == 4)
+        results = site.results(watcher, 5)
+        assert agent.run_until_idle()
+        assert agent.pipelined == 4  # each queued task went to the worker as the one before ended
+    assert [r.id for r in results] == ["busy", "q0", "q1", "q2", "q3"]
+    for result in results[1:]:
+        assert result.status == "completed" and result.attempt == 1
+        assert result.result["mean"] == float(np.mean(signals[result.id]))  # stats is bit-identical
         assert agent.run_until_idle()
 
 
