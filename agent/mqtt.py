@@ -281,6 +281,14 @@ class MqttLink:
         are dropped there (counted in `acks_dropped`)."""
         self._post(lambda: self._ack_now(deliveries))
 
+    def publish_here(self, topic: str, payload: bytes, qos: int) -> int | None:
+        """Publish and write it from the calling thread (`BatchingClient.publish_here`), one
+        hand-off less than `publish_soon`; returns its mid. None when only the network thread may
+        write: with TLS, or while there is no connection (a later client may replace this one)."""
+        if self.settings.tls is not None or not self._connected.is_set():
+            return None
+        return self._client.publish_here(topic, payload, qos)
+
     def publish_soon(self, topic: str, payload: bytes, qos: int, on_mid: Callable[[int], None]) -> None:
         """Publish from the network thread; `on_mid(mid)` runs there before any PUBACK of it can."""
         self._post(lambda: on_mid(self.publish(topic, payload, qos)))

@@ -1,8 +1,9 @@
 """Results until the broker has them: stored first, published QoS 1, forgotten on PUBACK.
 
 A result enters the `outbox` table in the same commit as the task's final record; once that commit
-is durable, `send` publishes it (on the store's writer thread: paho only queues it) and remembers
-its packet id. The broker's PUBACK (paho's `on_publish`, on the network thread, which holds paho's
+is durable, `send` publishes it and remembers its packet id: on the store's writer thread, which
+writes it to the socket itself on a plain connection (`MqttLink.publish_here`), else through the
+network thread. The broker's PUBACK (paho's `on_publish`, on the network thread, which holds paho's
 own locks then) is only queued; the outbox thread takes it, forgets the result (a lazy commit: a
 lost deletion means one harmless re-send) and wakes whoever waits for an empty outbox. Within one
 process paho re-sends unacknowledged QoS 1 messages after a reconnect; after a restart `restore`
@@ -53,7 +54,14 @@ class Outbox:
         return len(rows)
 
     def send(self, key: str, publication: Publication) -> None:
-        """Publish a stored result (call only once its commit is durable)."""
+        """Publish a stored result (call only once its commit is durable): from this thread when
+        the link allows it, else from the network thread."""
+        with self._lock:  # its PUBACK, handled by the outbox thread, waits until its mid is known
+            mid = self._link.publish_here(publication.topic, publication.payload, 1)
+            if mid is not None:
+                self._inflight[mid] = key
+                self.published += 1
+                return
         self._link.publish_soon(publication.topic, publication.payload, 1, lambda mid: self._sent(mid, key))
 
     def _sent(self, mid: int, key: str) -> None:

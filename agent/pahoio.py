@@ -19,7 +19,13 @@ agent benchmark counted 7.4 `recv` and 4 `send` calls on the network thread per 
   paho closes the socket) are joined into one `send`;
 * `quiet()`: while the network thread itself queues packets (between two loop iterations), the
   wake-up byte is not written: that thread is not in `select`, and its next loop writes them.
-  Other threads wake it with `wake()`, which still reaches the pair while it is hidden.
+  Other threads wake it with `wake()`, which still reaches the pair while it is hidden;
+* `publish_here()`: another thread publishes and writes the packet itself, with no wake-up byte
+  and no hand-off to the network thread (the agent's store writer sends each durable result this
+  way). Only on a plain socket: an SSL object must not write on one thread while it reads on
+  another, so with TLS only the network thread writes. Writes are serialised by `_write_lock`;
+  whatever the calling thread cannot write at once (the network thread is writing, a partial or
+  refused send, a packet after which paho must act) is left queued and the network thread is woken.
 
 The buffer is dropped whenever paho closes the socket, so a reconnect never reads stale bytes.
 """
@@ -27,6 +33,7 @@ The buffer is dropped whenever paho closes the socket, so a reconnect never read
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -104,6 +111,8 @@ class BatchingClient(paho.Client):
         self._read_buffer = b""
         self._read_pos = 0
         self._hidden_wake: Any = None  # the wake-up socket while `quiet()` hides it from paho
+        self._write_lock = threading.Lock()  # one thread writes to the socket at a time
+        self._here = threading.local()  # `.queuing`: publish_here is queuing on this thread
 
     # -- reads ---------------------------------------------------------------------------------------
 
@@ -159,10 +168,57 @@ class BatchingClient(paho.Client):
     # -- writes --------------------------------------------------------------------------------------
 
     def _packet_write(self) -> MQTTErrorCode:
+        with self._write_lock:
+            return self._write_queued()
+
+    def _write_queued(self) -> MQTTErrorCode:
         out: deque[Any] = self._out_packet
         if len(out) > 1:
             self._coalesce(out)
         return super()._packet_write()
+
+    def _packet_queue(
+        self, command: int, packet: bytes | bytearray, mid: int, qos: int, info: Any = None
+    ) -> MQTTErrorCode:
+        if not getattr(self._here, "queuing", False):
+            return super()._packet_queue(command, packet, mid, qos, info)
+        # publish_here: queued only; the calling thread writes it next (no wake-up byte)
+        self._out_packet.append(
+            {
+                "command": command,
+                "mid": mid,
+                "qos": qos,
+                "pos": 0,
+                "to_process": len(packet),
+                "packet": packet,
+                "info": info,
+            }
+        )
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def publish_here(self, topic: str, payload: bytes, qos: int) -> int:
+        """Publish and write the packet from the calling thread (plain sockets only: see the module
+        docstring); returns its mid. What cannot be written at once is left to the network thread."""
+        self._here.queuing = True
+        try:
+            info = self.publish(topic, payload, qos=qos)
+        finally:
+            self._here.queuing = False
+        if not self._write_here():
+            self.wake()
+        return int(info.mid)
+
+    def _write_here(self) -> bool:
+        """Write the queued packets unless another thread is writing; True if none is left."""
+        out: deque[Any] = self._out_packet
+        if not self._write_lock.acquire(blocking=False):
+            return not out
+        try:
+            if out and self._sock is not None and all(_needs_nothing_after(p) for p in out):
+                self._write_queued()
+            return not out
+        finally:
+            self._write_lock.release()
 
     @staticmethod
     def _coalesce(out: deque[Any]) -> None:

@@ -9,6 +9,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 from agent.protocol import Result
 from agent.store import OUTBOX, TASKS, Store
 from tests.agent.conftest import TIMEOUT, TOPICS, AgentProcess, Site, agent_process
@@ -97,12 +99,16 @@ def test_kill_9_repeatedly_loses_nothing_and_repeats_nothing(any_site: Site) -> 
     store.close()
 
 
-def test_a_broker_restart_while_results_are_pending_loses_none(any_site: Site) -> None:
+@pytest.mark.parametrize("transport", ["tls", "plain"])
+def test_a_broker_restart_while_results_are_pending_loses_none(any_site: Site, transport: str) -> None:
+    """Plain TCP too: there the store's writer writes each result itself (`publish_here`), and
+    falls back to the network thread while the connection is down."""
     site = any_site
     watcher = site.client("dash-1", client_id="watcher", clean=False)
     watcher.subscribe(RESULTS, 1)
     device = site.client("sensor-1", client_id="device", clean=False)
-    with site.agent(workers_count=2) as agent:
+    plain = {"mqtt_tls": "false", "mqtt_port": site.broker.port} if transport == "plain" else {}
+    with site.agent(workers_count=2, **plain) as agent:
         ids = [
             site.submit(device, "sensor-1", "test.sleep", {"seconds": 0.4}, task_id=f"t{n}").id
             for n in range(8)

@@ -2,10 +2,12 @@
 
 The packet framing is checked on its own (whole, partial, malformed lengths), then real Mosquitto
 traffic in both directions: QoS 0 and 1, small and large payloads (a large one spans many reads),
-bursts (many packets in one read), every PUBACK reported, and a reconnect that starts clean."""
+bursts (many packets in one read), every PUBACK reported, and a reconnect that starts clean; and
+`publish_here`, written by the calling thread or, when it cannot, left to the network thread."""
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import select
 import socket
@@ -200,3 +202,73 @@ def test_wake_reaches_the_network_thread_while_quiet_hides_the_pair() -> None:
         for sock in (client._sockpairR, client._sockpairW):
             if sock is not None:
                 sock.close()
+
+
+def _wake_pending(client: BatchingClient) -> bool:
+    ready, _, _ = select.select([client._sockpairR], [], [], 0)
+    return bool(ready)
+
+
+@contextlib.contextmanager
+def _without_network_thread(broker: _Broker) -> Iterator[BatchingClient]:
+    """A connected client whose "network thread" is the test, calling `loop` itself; paho is told
+    that thread exists, as `MqttLink` does, so that its own publish only queues and wakes it."""
+    client = BatchingClient(CallbackAPIVersion.VERSION2, client_id="writer", protocol=mqtt.MQTTv5)
+    client.connect("127.0.0.1", broker.port)
+    deadline = time.monotonic() + TIMEOUT
+    while not client.is_connected():
+        assert time.monotonic() < deadline
+        client.loop(0.05)
+    client._thread = threading.current_thread()
+    while _wake_pending(client):
+        client._sockpairR.recv(64)
+    try:
+        yield client
+    finally:
+        client.disconnect()
+        client.loop(0.05)
+        client._reset_sockets()
+
+
+def test_publish_here_writes_from_the_calling_thread_without_waking_the_network_thread(
+    broker: _Broker,
+) -> None:
+    received: queue.SimpleQueue[mqtt.MQTTMessage] = queue.SimpleQueue()
+    reader = broker.client("reader")
+    reader.on_message = lambda c, u, m: received.put(m)
+    _subscribed(reader, "t/#")
+    payloads = _payloads(20)  # paho's in-flight window: all of them leave at once
+    with _without_network_thread(broker) as writer:
+        mids = [writer.publish_here(f"t/{i}", p, qos=1) for i, p in enumerate(payloads)]
+        assert len(set(mids)) == 20
+        got = [received.get(timeout=TIMEOUT) for _ in payloads]  # nobody else wrote them
+        assert [(m.topic, m.payload) for m in got] == [(f"t/{i}", p) for i, p in enumerate(payloads)]
+        assert not _wake_pending(writer) and not writer._out_packet
+    reader.disconnect()
+    reader.loop_stop()
+
+
+def test_publish_here_leaves_its_packet_to_the_network_thread_when_it_cannot_write(broker: _Broker) -> None:
+    received: queue.SimpleQueue[mqtt.MQTTMessage] = queue.SimpleQueue()
+    reader = broker.client("reader")
+    reader.on_message = lambda c, u, m: received.put(m)
+    _subscribed(reader, "t/#")
+    with _without_network_thread(broker) as writer:
+        with writer._write_lock:  # as if the network thread were writing
+            writer.publish_here("t/late", b"queued", qos=1)
+            assert len(writer._out_packet) == 1 and _wake_pending(writer)  # queued, the thread woken
+        writer._sockpairR.recv(64)
+        writer.publish("t/q0", b"zero", qos=0)  # paho calls on_publish once a QoS 0 packet is written,
+        writer.publish_here("t/after", b"behind it", qos=1)  # so nothing is written here behind it
+        assert len(writer._out_packet) == 3 and _wake_pending(writer)
+        with pytest.raises(queue.Empty):
+            received.get(timeout=0.3)
+        writer.loop(0.05)  # the network thread writes all three, in order
+        got = [received.get(timeout=TIMEOUT) for _ in range(3)]
+        assert [(m.topic, m.payload) for m in got] == [
+            ("t/late", b"queued"),
+            ("t/q0", b"zero"),
+            ("t/after", b"behind it"),
+        ]
+    reader.disconnect()
+    reader.loop_stop()
