@@ -57,6 +57,7 @@ def test_a_task_arriving_while_a_worker_is_idle_is_sent_to_it_by_the_intake(site
         results = {r.id: r.status for r in site.results(watcher, 3)}
         assert results == {"busy-0": "completed", "busy-1": "completed", "queued": "completed"}
         assert agent.dispatched == 7  # the two sleeps; "queued" went through the ready queue
+        assert agent.run_until_idle()
 
 
 def test_with_tasks_ready_the_next_attempt_is_sent_before_the_last_outcome_is_handled(site: Site) -> None:
@@ -78,7 +79,6 @@ def test_with_tasks_ready_the_next_attempt_is_sent_before_the_last_outcome_is_ha
     for result in results[1:]:
         assert result.status == "completed" and result.attempt == 1
         assert result.result["mean"] == float(np.mean(signals[result.id]))  # stats is bit-identical
-        assert agent.run_until_idle()
 
 
 def test_faults_cost_one_attempt_each_and_retries_back_off(site: Site) -> None:
