@@ -113,6 +113,17 @@ def _subscribed(client: mqtt.Client, topic: str) -> None:
     assert done.wait(TIMEOUT)
 
 
+def _reader(
+    broker: _Broker, cls: type[mqtt.Client] = mqtt.Client
+) -> tuple[mqtt.Client, queue.SimpleQueue[mqtt.MQTTMessage]]:
+    """A client subscribed to `t/#`, and the queue its messages go to."""
+    received: queue.SimpleQueue[mqtt.MQTTMessage] = queue.SimpleQueue()
+    reader = broker.client("reader", cls)
+    reader.on_message = lambda c, u, m: received.put(m)
+    _subscribed(reader, "t/#")
+    return reader, received
+
+
 def _payloads(count: int) -> list[bytes]:
     """Mostly small, some spanning several reads of READ_SIZE."""
     sizes = [0, 1, 700, 5000, 3 * READ_SIZE + 17]
@@ -121,10 +132,7 @@ def _payloads(count: int) -> list[bytes]:
 
 @pytest.mark.parametrize("qos", [0, 1])
 def test_what_a_batching_client_receives_is_what_was_sent(broker: _Broker, qos: int) -> None:
-    received: queue.SimpleQueue[mqtt.MQTTMessage] = queue.SimpleQueue()
-    reader = broker.client("reader", BatchingClient)
-    reader.on_message = lambda c, u, m: received.put(m)
-    _subscribed(reader, "t/#")
+    reader, received = _reader(broker, BatchingClient)
     writer = broker.client("writer")
     payloads = _payloads(600)
     for i, payload in enumerate(payloads):  # a burst: many packets arrive in one read
@@ -138,10 +146,7 @@ def test_what_a_batching_client_receives_is_what_was_sent(broker: _Broker, qos: 
 
 
 def test_what_a_batching_client_publishes_arrives_and_every_puback_is_reported(broker: _Broker) -> None:
-    received: queue.SimpleQueue[mqtt.MQTTMessage] = queue.SimpleQueue()
-    reader = broker.client("reader")
-    reader.on_message = lambda c, u, m: received.put(m)
-    _subscribed(reader, "t/#")
+    reader, received = _reader(broker)
     published: queue.SimpleQueue[int] = queue.SimpleQueue()
     writer = broker.client("writer", BatchingClient)
     writer.on_publish = lambda c, u, mid, reason, p: published.put(mid)
@@ -233,10 +238,7 @@ def _without_network_thread(broker: _Broker) -> Iterator[BatchingClient]:
 def test_publish_here_writes_from_the_calling_thread_without_waking_the_network_thread(
     broker: _Broker,
 ) -> None:
-    received: queue.SimpleQueue[mqtt.MQTTMessage] = queue.SimpleQueue()
-    reader = broker.client("reader")
-    reader.on_message = lambda c, u, m: received.put(m)
-    _subscribed(reader, "t/#")
+    reader, received = _reader(broker)
     payloads = _payloads(20)  # paho's in-flight window: all of them leave at once
     with _without_network_thread(broker) as writer:
         mids = [writer.publish_here(f"t/{i}", p, qos=1) for i, p in enumerate(payloads)]
@@ -249,10 +251,7 @@ def test_publish_here_writes_from_the_calling_thread_without_waking_the_network_
 
 
 def test_publish_here_leaves_its_packet_to_the_network_thread_when_it_cannot_write(broker: _Broker) -> None:
-    received: queue.SimpleQueue[mqtt.MQTTMessage] = queue.SimpleQueue()
-    reader = broker.client("reader")
-    reader.on_message = lambda c, u, m: received.put(m)
-    _subscribed(reader, "t/#")
+    reader, received = _reader(broker)
     with _without_network_thread(broker) as writer:
         with writer._write_lock:  # as if the network thread were writing
             writer.publish_here("t/late", b"queued", qos=1)
