@@ -200,7 +200,9 @@ class Intake:
             decisions = [self._decide(d, v) for d, v in zip(batch, verdicts, strict=True)]
         ops = [op for d in decisions for op in d.ops]
         self._pending += 1
-        self.store.commit(ops, lambda: self._queue.put(_Durable(decisions)))
+        # Patient: acknowledgements are not in a hurry, and the tasks' results usually come within
+        # PATIENT_S: one fsync for both, and no writer wake-up while the worker runs.
+        self.store.commit(ops, lambda: self._queue.put(_Durable(decisions)), urgent=False)
         for decision in decisions:  # tasks may run before their commit is durable: their results
             if decision.start is not None:  # are committed after it, and acks wait for it
                 decision.start()

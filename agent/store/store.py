@@ -27,6 +27,7 @@ import errno
 import fcntl
 import functools
 import logging
+import math
 import os
 import queue
 import struct
@@ -49,7 +50,10 @@ log = logging.getLogger(__name__)
 SNAPSHOT_MAGIC = b"EDGESNAP"
 #: How long a lazy commit (`sync=False`) may wait for a batch that is written anyway.
 LAZY_S = 0.02
-_URGENT, _LAZY, _CLOSE = object(), object(), object()  # the writer's wake-up tokens
+#: How long a patient commit (`urgent=False`) may wait: about the time a task takes from its
+#: intake commit to its result's, on a slow day, so that both usually share one fsync.
+PATIENT_S = 0.005
+_URGENT, _DUE, _CLOSE = object(), object(), object()  # the writer's wake-up tokens
 #: pwritev2 flags for "append these bytes and make them durable" in one system call (Linux 4.16+).
 _APPEND_DSYNC = (
     os.RWF_APPEND | os.RWF_DSYNC if hasattr(os, "RWF_APPEND") and hasattr(os, "RWF_DSYNC") else None
@@ -119,7 +123,8 @@ class Store:
         self._dirty: set[str] = set()  # tables whose TinyDB query cache is stale
         self._cond = threading.Condition(threading.Lock())  # durability progress, for flush()
         self._queue: list[tuple[list[Op], Callback | None, bool]] = []  # commits not yet written (under lock)
-        self._urgent = False  # `_queue` holds a commit that wants its fsync or its callback soon
+        self._urgent = False  # `_queue` holds a commit that wants its fsync or its callback now
+        self._due = math.inf  # when the writer writes what `_queue` holds at the latest (monotonic)
         self._wake: queue.SimpleQueue[object] = queue.SimpleQueue()  # tokens for the writer (see commit)
         self._failure: BaseException | None = None
         self._writer: threading.Thread | None = None
@@ -270,8 +275,15 @@ class Store:
             self._dirty.clear()
         return self._db
 
-    def commit(self, ops: list[Op], on_durable: Callback | None = None, *, sync: bool = True) -> None:
+    def commit(
+        self, ops: list[Op], on_durable: Callback | None = None, *, sync: bool = True, urgent: bool = True
+    ) -> None:
         """Apply `ops` now; make them durable with the next group commit, then call `on_durable`.
+
+        `urgent=False`: durable as any other, but the writer may wait up to `PATIENT_S` for an
+        urgent commit to write it with. For a commit whose only waiter is not in a hurry: the
+        intake's (its acknowledgements wait for it; the task runs meanwhile), which then usually
+        shares the fsync of its own task's result.
 
         `sync=False` (and no callback): a lazy change, not worth an fsync of its own nor a write
         of its own. It goes with the next batch, which is at most `LAZY_S` later: a kill -9 within
@@ -285,14 +297,17 @@ class Store:
         with self.lock:
             self._apply(ops)
             self._submitted_seq += 1
-            first = not self._queue
             self._queue.append((ops, on_durable, sync))
-            if sync or on_durable is not None:
+            durable = sync or on_durable is not None
+            if durable and urgent:
                 if not self._urgent:  # one token per batch: the writer takes the whole queue
                     self._urgent = True
                     self._wake.put(_URGENT)
-            elif first:  # the writer starts its LAZY_S wait for company
-                self._wake.put(_LAZY)
+                return
+            due = time.monotonic() + (PATIENT_S if durable else LAZY_S)
+            if due < self._due:  # the writer waits for company until then (or for an urgent commit)
+                self._due = due
+                self._wake.put(_DUE)
 
     def commit_sync(self, ops: list[Op], timeout: float = 30.0) -> None:
         done = threading.Event()
@@ -335,6 +350,7 @@ class Store:
             with self.lock:
                 batch, self._queue = self._queue, []  # everything that arrived meanwhile: one group commit
                 self._urgent = False
+                self._due = math.inf
             if not batch:
                 continue  # a token of a batch already written
             try:
@@ -359,11 +375,11 @@ class Store:
                 self.compact()
 
     def _wait_for_company(self) -> bool:
-        """Up to LAZY_S for a commit that needs writing anyway; True if the store is closing."""
-        deadline = time.monotonic() + LAZY_S
+        """Until `_due` (LAZY_S or PATIENT_S after a commit that may wait) for an urgent commit;
+        True if the store is closing."""
         while not self._urgent:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            left = self._due - time.monotonic()  # inf: a token of a batch already written
+            if left <= 0 or left == math.inf:
                 return False
             try:
                 if self._wake.get(timeout=left) is _CLOSE:

@@ -114,6 +114,38 @@ def test_a_lazy_commit_waits_for_company_but_not_for_ever(
     store.close()
 
 
+def test_a_patient_commit_is_synced_with_the_next_urgent_one_or_alone_when_none_comes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`urgent=False`: durable like any commit, its callback once it is, but the writer waits up
+    to PATIENT_S for an urgent commit to write it with (one fsync for both)."""
+    monkeypatch.setattr(store_module, "PATIENT_S", 60.0)  # longer than any test waits
+    store = _open(tmp_path)
+    store.commit_sync([Op(TASKS, "k/0", {"n": 0})])
+    before = store.stats()
+    patient = threading.Event()
+    store.commit([Op(TASKS, "k/1", {"n": 1})], patient.set, urgent=False)
+    assert not patient.wait(0.2)  # time enough for a writer that would write it alone
+    assert store.stats().batches == before.batches
+    store.commit_sync([Op(TASKS, "k/2", {"n": 2})])
+    assert patient.is_set()
+    after = store.stats()
+    assert (after.batches, after.commits) == (before.batches + 1, before.commits + 2)
+    store.commit([Op(TASKS, "k/3", {"n": 3})], sync=False)  # lazy: LAZY_S, 20 ms
+    store.commit([Op(TASKS, "k/4", {"n": 4})], patient.clear, urgent=False)
+    assert store.flush(10)  # does not wait the 60 s
+    assert not patient.is_set()
+    monkeypatch.setattr(store_module, "PATIENT_S", 0.05)
+    alone = threading.Event()
+    store.commit([Op(TASKS, "k/5", {"n": 5})], alone.set, urgent=False)
+    assert alone.wait(10), "a patient commit was never written"  # nobody follows: written alone
+    rows = dict(store.rows(TASKS))
+    store.close()
+    store = _open(tmp_path)
+    assert dict(store.rows(TASKS)) == rows and set(rows) == {f"k/{i}" for i in range(6)}
+    store.close()
+
+
 @pytest.mark.skipif(store_module._APPEND_DSYNC is None, reason="pwritev2 RWF_APPEND|RWF_DSYNC is Linux 4.16+")
 def test_a_synced_batch_after_synced_ones_is_one_system_call(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
