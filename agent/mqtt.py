@@ -2,7 +2,7 @@
 
     link = MqttLink(settings, handlers)
     link.start()                       # network thread: connect, reconnect with back-off and jitter
-    link.publish(topic, payload, qos=1) -> mid   # thread-safe; PUBACK reported to handlers.published(mid)
+    link.publish(topic, payload, qos=1) -> mid   # thread-safe; PUBACKs reported to handlers.published(mids)
     link.ack(delivery)                 # PUBACK of a received message, only on the connection it came on
     link.stop()
 
@@ -29,6 +29,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,10 +91,12 @@ class LinkSettings:
 
 @dataclass
 class Handlers:
-    """What the link calls; each must return at once (queue the work)."""
+    """What the link calls, on its network thread; each must return at once (queue the work)."""
 
     message: Callable[[Delivery], None]
-    published: Callable[[int], None] = lambda mid: None
+    #: The packet ids the broker acknowledged since the last call, once per loop iteration, outside
+    #: paho's locks: it may take locks that a thread publishing through paho holds.
+    published: Callable[[list[int]], None] = lambda mids: None
     connected: Callable[[bool, str], None] = lambda session_present, protocol: None
     disconnected: Callable[[], None] = lambda: None
     before_connect: Callable[[], Will | None] = lambda: None
@@ -149,6 +152,7 @@ class MqttLink:
         self._downgraded = False  # auto just switched to 3.1.1: reconnect at once
         self.acks_dropped = 0
         self._soon: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._acknowledged: deque[int] = deque()  # PUBACKs of this loop iteration (`_on_publish`)
         self._woken = False  # a wake-up is on its way since the network thread last took `_soon`
 
     # -- the paho client ---------------------------------------------------------------------------
@@ -228,7 +232,7 @@ class MqttLink:
         )
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        self.handlers.published(mid)
+        self._acknowledged.append(mid)  # paho holds its locks here: handed over by `_run_soon`
 
     # -- what the agent calls (any thread) -----------------------------------------------------------
 
@@ -328,6 +332,9 @@ class MqttLink:
             self._client.wake()
 
     def _run_soon(self) -> None:
+        """Between two loop iterations, outside paho's locks: PUBACKs reported, queued work run."""
+        if self._acknowledged:
+            self._report_published()
         self._woken = False  # before taking: work queued after this point wakes the thread again
         with self._client.quiet():  # packets queued here are written by the next loop iteration
             while True:
@@ -339,6 +346,14 @@ class MqttLink:
                     work()
                 except Exception:  # contained: the network thread must go on
                     log.exception("queued MQTT work failed")
+
+    def _report_published(self) -> None:
+        acknowledged = self._acknowledged
+        mids = [acknowledged.popleft() for _ in range(len(acknowledged))]
+        try:
+            self.handlers.published(mids)
+        except Exception:  # contained: the network thread must go on
+            log.exception("handling PUBACKs failed")
 
     def start(self) -> None:
         self._thread.start()

@@ -3,9 +3,9 @@
 A result enters the `outbox` table in the same commit as the task's final record; once that commit
 is durable, `send` publishes it and remembers its packet id: on the store's writer thread, which
 writes it to the socket itself on a plain connection (`MqttLink.publish_here`), else through the
-network thread. The broker's PUBACK (paho's `on_publish`, on the network thread, which holds paho's
-own locks then) is only queued; the outbox thread takes it, forgets the result (a lazy commit: a
-lost deletion means one harmless re-send) and wakes whoever waits for an empty outbox. Within one
+network thread. The broker's PUBACKs are handed over by the network thread once per loop
+iteration, outside paho's locks (`on_pubacks`): each forgets its result (a lazy commit: a lost
+deletion means one harmless re-send) and wakes whoever waits for an empty outbox. Within one
 process paho re-sends unacknowledged QoS 1 messages after a reconnect; after a restart `restore`
 re-publishes every stored result, with the bytes it was stored with.
 """
@@ -13,18 +13,14 @@ re-publishes every stored result, with the bytes it was stored with.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from typing import Any
 
 from .mqtt import MqttLink
 from .results import Publication
 from .store import OUTBOX, Op, Store
 
 log = logging.getLogger(__name__)
-
-_STOP = object()
 
 
 def outbox_op(key: str, publication: Publication) -> Op:
@@ -35,16 +31,11 @@ class Outbox:
     def __init__(self, store: Store, link: MqttLink) -> None:
         self._store = store
         self._link = link
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._inflight: dict[int, str] = {}  # mid -> outbox key
-        self._lock = threading.Lock()  # never held by the network thread (it only queues)
+        self._lock = threading.Lock()  # mids: `send` holds it while paho may be writing the result
         self._idle = threading.Condition()
-        self._thread = threading.Thread(target=self._loop, name="outbox", daemon=True)
         self.published = 0
         self.acknowledged = 0
-
-    def start(self) -> None:
-        self._thread.start()
 
     def restore(self) -> int:
         """Queue every stored result (a restart): same bytes, same topic."""
@@ -56,7 +47,7 @@ class Outbox:
     def send(self, key: str, publication: Publication) -> None:
         """Publish a stored result (call only once its commit is durable): from this thread when
         the link allows it, else from the network thread."""
-        with self._lock:  # its PUBACK, handled by the outbox thread, waits until its mid is known
+        with self._lock:  # its PUBACK (`on_pubacks`, on the network thread) waits until its mid is known
             mid = self._link.publish_here(publication.topic, publication.payload, 1)
             if mid is not None:
                 self._inflight[mid] = key
@@ -70,9 +61,16 @@ class Outbox:
             self._inflight[mid] = key
             self.published += 1
 
-    def on_puback(self, mid: int) -> None:
-        """paho's on_publish (network thread): queued, handled by the outbox thread."""
-        self._queue.put(("acked", mid, None))
+    def on_pubacks(self, mids: list[int]) -> None:
+        """PUBACKs (the network thread, outside paho's locks): their results are forgotten."""
+        with self._lock:
+            keys = [key for key in (self._inflight.pop(mid, None) for mid in mids) if key is not None]
+        if not keys:
+            return  # presence or other QoS 1 messages of the agent
+        self.acknowledged += len(keys)
+        self._store.commit([Op(OUTBOX, key, None) for key in keys], sync=False)
+        with self._idle:
+            self._idle.notify_all()
 
     @property
     def pending(self) -> int:
@@ -87,34 +85,3 @@ class Outbox:
                     return False
                 self._idle.wait(min(left, 0.1))
         return True
-
-    def stop(self) -> None:
-        self._queue.put(_STOP)
-        self._thread.join(10)
-
-    def _loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            mids = [item[1]]
-            while not self._queue.empty() and len(mids) < 1000:  # every PUBACK that came meanwhile
-                more = self._queue.get()
-                if more is _STOP:
-                    self._queue.put(_STOP)
-                    break
-                mids.append(more[1])
-            try:
-                self._acked(mids)
-            except Exception:  # contained: the outbox must keep going
-                log.exception("outbox: handling a PUBACK failed")
-
-    def _acked(self, mids: list[int]) -> None:
-        with self._lock:
-            keys = [key for key in (self._inflight.pop(mid, None) for mid in mids) if key is not None]
-        if not keys:
-            return  # presence or other QoS 1 messages of the agent
-        self.acknowledged += len(keys)
-        self._store.commit([Op(OUTBOX, key, None) for key in keys], sync=False)
-        with self._idle:
-            self._idle.notify_all()

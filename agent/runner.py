@@ -98,7 +98,7 @@ class Agent:
             settings,
             Handlers(
                 message=lambda delivery: self.intake.submit(delivery),
-                published=lambda mid: self.outbox.on_puback(mid),
+                published=lambda mids: self.outbox.on_pubacks(mids),
                 connected=self._on_connected,
                 before_connect=self.presence.will,
             ),
@@ -329,7 +329,6 @@ class Agent:
         timers.every(self.config.heartbeat.interval_s, self.publish_heartbeat, "heartbeat")
         timers.every(EXPIRY_SWEEP_S, self.lifecycle.expire_due, "expiry")
         timers.every(HOUSEKEEPING_S, self.housekeeping, "housekeeping")
-        self.outbox.start()
         unsent = self.outbox.restore()
         self.control.restore()  # still draining if it was: before the first task arrives
         self.intake.start()
@@ -404,7 +403,6 @@ class Agent:
             if not delivered:
                 log.warning("offline presence not acknowledged by the broker")
         self.link.stop()
-        self.outbox.stop()
         if self.http is not None:
             self.http.stop()
         self.audit.record("stop", node=self.config.node)
