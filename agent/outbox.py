@@ -50,16 +50,19 @@ class Outbox:
         with self._lock:  # its PUBACK (`on_pubacks`, on the network thread) waits until its mid is known
             mid = self._link.publish_here(publication.topic, publication.payload, 1)
             if mid is not None:
-                self._inflight[mid] = key
-                self.published += 1
+                self._remember(mid, key)
                 return
         self._link.publish_soon(publication.topic, publication.payload, 1, lambda mid: self._sent(mid, key))
 
     def _sent(self, mid: int, key: str) -> None:
         """The network thread published it: remembered before its PUBACK can be handled."""
         with self._lock:
-            self._inflight[mid] = key
-            self.published += 1
+            self._remember(mid, key)
+
+    def _remember(self, mid: int, key: str) -> None:
+        """(under `_lock`) `mid` is the packet of the result `key`."""
+        self._inflight[mid] = key
+        self.published += 1
 
     def on_pubacks(self, mids: list[int]) -> None:
         """PUBACKs (the network thread, outside paho's locks): their results are forgotten."""

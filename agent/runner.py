@@ -278,13 +278,23 @@ class Agent:
         result signed and committed): the worker runs while the agent does that work."""
         if self._closing:
             return None
+        handed = self._send_next(worker)
+        if handed is not None and handed[1] is not None:
+            self.pipelined += 1
+        return handed
+
+    def _send_next(self, worker: Worker) -> Handed | None:
+        """The most urgent ready task, taken for `worker` and sent to it; None if none is ready.
+        If sending fails (a bug), the attempt comes back unsent: its driver runs it from the start
+        (`_end`), so a taken attempt is never left without an outcome."""
         attempt = self.lifecycle.take_now(worker)
         if attempt is None:
             return None
-        handed: Handed = (attempt, None)  # if begin fails, `_end` runs it from the start
-        handed = (attempt, worker.begin(*_request(attempt), replace=False))
-        self.pipelined += 1
-        return handed
+        try:
+            return (attempt, worker.begin(*_request(attempt), replace=False))
+        except Exception:
+            log.exception("worker %d: sending an attempt failed; its driver runs it", worker.index)
+            return (attempt, None)
 
     def _report(self, attempt: Attempt, outcome: Outcome) -> None:
         if outcome.code == "stopped":
@@ -298,18 +308,15 @@ class Agent:
         outcome. (Woken first, the driver would take and send it itself, a wake-up later.)"""
         ready = self.lifecycle.ready
         while (inbox := ready.claim_idle()) is not None:
-            worker = self._inboxes[inbox]
             handed: Handed | None = None
             try:  # whatever happens, the claimed driver gets something: it waits for it
-                attempt = self.lifecycle.take_now(worker)
-                if attempt is not None:
-                    handed = (attempt, None)  # if begin fails, the driver runs it from the start
-                    handed = (attempt, worker.begin(*_request(attempt), replace=False))
-                    self.dispatched += 1
+                handed = self._send_next(self._inboxes[inbox])
             finally:
                 inbox.put(handed)
             if handed is None:
                 return
+            if handed[1] is not None:
+                self.dispatched += 1
 
     # -- life cycle -----------------------------------------------------------------------------------------
 

@@ -81,6 +81,35 @@ def test_with_tasks_ready_the_next_attempt_is_sent_before_the_last_outcome_is_ha
         assert result.result["mean"] == float(np.mean(signals[result.id]))  # stats is bit-identical
 
 
+def test_an_attempt_that_fails_to_be_sent_is_run_by_its_driver_and_the_last_outcome_still_counts(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug while sending the next attempt (pipelined) costs neither that attempt nor the outcome
+    of the one before it: the driver runs the attempt from the start."""
+    watcher = site.watch(RESULTS)
+    device = site.client("sensor-1")
+    with site.agent(workers_count=1) as agent:
+        worker = agent.pool.workers[0]
+        site.submit(device, "sensor-1", "test.sleep", {"seconds": 1.0}, task_id="busy")
+        _wait(lambda: agent.pool.busy == 1)
+        real_begin, failures = worker.begin, []
+
+        def begin_failing_once(*args: object, **kwargs: object) -> object:
+            if not failures:
+                failures.append(args)
+                raise RuntimeError("injected: sending failed")
+            return real_begin(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(worker, "begin", begin_failing_once)
+        for n in range(2):
+            site.submit(device, "sensor-1", "stats", GOOD, task_id=f"q{n}")
+        _wait(lambda: len(agent.lifecycle.ready) == 2)
+        results = {r.id: (r.status, r.attempt) for r in site.results(watcher, 3)}
+        assert agent.run_until_idle()
+    assert len(failures) == 1
+    assert results == {"busy": ("completed", 1), "q0": ("completed", 1), "q1": ("completed", 1)}
+
+
 def test_faults_cost_one_attempt_each_and_retries_back_off(site: Site) -> None:
     watcher = site.watch(RESULTS, TOPICS.prefix + "/events/node-1/#")
     device = site.client("sensor-1")
