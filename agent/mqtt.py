@@ -31,6 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -292,6 +293,10 @@ class MqttLink:
         if self.settings.tls is not None or not self._connected.is_set():
             return None
         return self._client.publish_here(topic, payload, qos)
+
+    def writes_held(self) -> AbstractContextManager[None]:
+        """`publish_here` calls of this thread inside are written together at its end."""
+        return self._client.writes_held()
 
     def publish_soon(self, topic: str, payload: bytes, qos: int, on_mid: Callable[[int], None]) -> None:
         """Publish from the network thread; `on_mid(mid)` runs there before any PUBACK of it can."""

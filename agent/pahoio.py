@@ -22,10 +22,11 @@ agent benchmark counted 7.4 `recv` and 4 `send` calls on the network thread per 
   Other threads wake it with `wake()`, which still reaches the pair while it is hidden;
 * `publish_here()`: another thread publishes and writes the packet itself, with no wake-up byte
   and no hand-off to the network thread (the agent's store writer sends each durable result this
-  way). Only on a plain socket: an SSL object must not write on one thread while it reads on
-  another, so with TLS only the network thread writes. Writes are serialised by `_write_lock`;
-  whatever the calling thread cannot write at once (the network thread is writing, a partial or
-  refused send, a packet after which paho must act) is left queued and the network thread is woken.
+  way; inside `writes_held()` the packets of several calls are written together at its end).
+  Only on a plain socket: an SSL object must not write on one thread while it reads on another,
+  so with TLS only the network thread writes. Writes are serialised by `_write_lock`; whatever
+  the calling thread cannot write at once (the network thread is writing, a partial or refused
+  send, a packet after which paho must act) is left queued and the network thread is woken.
 
 The buffer is dropped whenever paho closes the socket, so a reconnect never reads stale bytes.
 """
@@ -199,14 +200,32 @@ class BatchingClient(paho.Client):
     def publish_here(self, topic: str, payload: bytes, qos: int) -> int:
         """Publish and write the packet from the calling thread (plain sockets only: see the module
         docstring); returns its mid. What cannot be written at once is left to the network thread."""
-        self._here.queuing = True
+        here = self._here
+        here.queuing = True
         try:
             info = self.publish(topic, payload, qos=qos)
         finally:
-            self._here.queuing = False
-        if not self._write_here():
+            here.queuing = False
+        if not getattr(here, "holding", False) and not self._write_here():
             self.wake()
         return int(info.mid)
+
+    @contextlib.contextmanager
+    def writes_held(self) -> Iterator[None]:
+        """`publish_here` calls of this thread inside only queue their packets; one write sends
+        them all at the end (a group commit's results: one `send`, one GIL hand-off, not one each).
+        The network thread may still write them meanwhile, as it writes anything queued."""
+        here = self._here
+        if getattr(here, "holding", False):  # nested: the outer block writes
+            yield
+            return
+        here.holding = True
+        try:
+            yield
+        finally:
+            here.holding = False
+            if self._out_packet and not self._write_here():
+                self.wake()
 
     def _write_here(self) -> bool:
         """Write the queued packets unless another thread is writing; True if none is left."""

@@ -104,6 +104,7 @@ class Agent:
             ),
         )
         self.outbox = Outbox(self.store, self.link)
+        self.store.around_callbacks = self.link.writes_held  # a group commit's results: one write
         self.lifecycle = Lifecycle(
             config,
             self.store,

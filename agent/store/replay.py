@@ -45,7 +45,10 @@ class DurableReplayCache:
 
     @staticmethod
     def _intern(record: ReplayRecord) -> ReplayRecord:
-        return record._replace(kid=sys.intern(record.kid))  # one kid string per issuer
+        # One kid string per issuer. Built directly: `_replace` costs several times more, and
+        # this runs for every accepted task.
+        kid, nonce, task_id, body_id, forget_after = record
+        return ReplayRecord(sys.intern(kid), nonce, task_id, body_id, forget_after)
 
     # -- the ReplayCache protocol -------------------------------------------------------------------
 

@@ -82,18 +82,25 @@ class StoreStats(NamedTuple):
     superseded: int = 0  # changes left out of the journal: a later one of the same batch replaced them
 
 
-def _latest_changes(ops: list[Op]) -> list[list[Any]]:
-    """The journal's changes for one group commit: of several changes to one row, only the last.
+def _latest_changes(ops: list[Op]) -> tuple[list[Any], list[Op]]:
+    """History documents, and the journal's changes for one group commit: of several changes to
+    one row, only the last.
 
     A batch is one journal record, replayed whole or not at all (a torn record is cut off), so
     the changes it replaces can never be seen on their own. What this saves: an attempt that
     starts and ends within one group commit writes its final record only, not also its
-    "running" record with the task's body (the lazy commit of `Lifecycle.take`)."""
+    "running" record with the task's body (the lazy commit of `Lifecycle.take`). The ops
+    themselves are the journal's changes (msgpack writes a tuple as an array), and the loop
+    unpacks them rather than reading the named fields: it runs for every op the agent commits."""
+    history: list[Any] = []
     latest: dict[tuple[str, str], Op] = {}
     for op in ops:
-        if op.table != HISTORY:
-            latest[(op.table, op.key)] = op  # rows are independent: the position does not matter
-    return [list(op) for op in latest.values()]
+        table, key, doc = op
+        if table == HISTORY:
+            history.append(doc)
+        else:
+            latest[table, key] = op  # rows are independent: the position does not matter
+    return history, list(latest.values())
 
 
 def _history_day(at: float) -> str:
@@ -138,6 +145,9 @@ class Store:
         self._durable_seq = 0  # commits written so far
         self._submitted_seq = 0
         self.on_failure: Callable[[BaseException], None] = lambda exc: None
+        #: Entered around the callbacks of each batch (the agent holds the socket writes of the
+        #: results they publish until all have run: see `MqttLink.writes_held`).
+        self.around_callbacks: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
 
     # -- opening ------------------------------------------------------------------------------------
 
@@ -362,12 +372,13 @@ class Store:
                     self._cond.notify_all()
                 self.on_failure(exc)
                 return
-            for _, callback, _ in batch:
-                if callback is not None:
-                    try:
-                        callback()
-                    except Exception:  # a failing callback is the caller's bug: log it, keep writing
-                        log.exception("store commit callback failed")
+            with self.around_callbacks():
+                for _, callback, _ in batch:
+                    if callback is not None:
+                        try:
+                            callback()
+                        except Exception:  # a failing callback is the caller's bug: log it, keep writing
+                            log.exception("store commit callback failed")
             with self._cond:
                 self._durable_seq += len(batch)
                 self._cond.notify_all()
@@ -391,10 +402,9 @@ class Store:
     def _write_batch(self, batch: list[tuple[list[Op], Callback | None, bool]]) -> None:
         started = time.perf_counter()
         ops = [op for commit_ops, _, _ in batch for op in commit_ops]
-        history = [op.doc for op in ops if op.table == HISTORY]
+        history, changes = _latest_changes(ops)
         if history:
             self._append_history(history)
-        changes = _latest_changes(ops)
         self._superseded += len(ops) - len(history) - len(changes)
         if not changes:  # commits made only to keep the order of their callbacks
             return

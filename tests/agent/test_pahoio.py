@@ -250,6 +250,33 @@ def test_publish_here_writes_from_the_calling_thread_without_waking_the_network_
     reader.loop_stop()
 
 
+def test_writes_held_sends_the_packets_of_several_publish_here_calls_in_one_write(broker: _Broker) -> None:
+    reader, received = _reader(broker)
+    payloads = [bytes([i]) * 300 for i in range(10)]  # results' size: the socket takes them at once
+    with _without_network_thread(broker) as writer:
+        sends: list[int] = []
+        send = writer._sock_send
+        writer._sock_send = lambda buf: sends.append(len(buf)) or send(buf)  # type: ignore[method-assign]
+        with writer.writes_held():
+            with writer.writes_held():  # nested: only the outer block writes
+                mids = [writer.publish_here(f"t/{i}", p, qos=1) for i, p in enumerate(payloads[:5])]
+            assert len(writer._out_packet) == 5 and not sends
+            mids += [writer.publish_here(f"t/{i}", p, qos=1) for i, p in enumerate(payloads[5:], 5)]
+            with pytest.raises(queue.Empty):
+                received.get(timeout=0.3)  # held: nothing has left yet
+        assert len(set(mids)) == 10 and not writer._out_packet and not _wake_pending(writer)
+        assert len(sends) == 1  # all ten in one send
+        got = [received.get(timeout=TIMEOUT) for _ in payloads]
+        assert [(m.topic, m.payload) for m in got] == [(f"t/{i}", p) for i, p in enumerate(payloads)]
+        with writer._write_lock, writer.writes_held():  # the network thread is writing at the end:
+            writer.publish_here("t/late", b"queued", qos=1)
+        assert len(writer._out_packet) == 1 and _wake_pending(writer)  # left to it, and it is woken
+        writer.loop(0.05)
+        assert received.get(timeout=TIMEOUT).payload == b"queued"
+    reader.disconnect()
+    reader.loop_stop()
+
+
 def test_publish_here_leaves_its_packet_to_the_network_thread_when_it_cannot_write(broker: _Broker) -> None:
     reader, received = _reader(broker)
     with _without_network_thread(broker) as writer:

@@ -3,6 +3,7 @@ compaction, history partitions, the replay cache, TinyDB reads."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -143,6 +145,34 @@ def test_a_patient_commit_is_synced_with_the_next_urgent_one_or_alone_when_none_
     store.close()
     store = _open(tmp_path)
     assert dict(store.rows(TASKS)) == rows and set(rows) == {f"k/{i}" for i in range(6)}
+    store.close()
+
+
+def test_the_callbacks_of_one_batch_run_inside_one_around_callbacks_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent holds the results' socket writes there: one write for a group commit's results."""
+    monkeypatch.setattr(store_module, "PATIENT_S", 60.0)  # the patient commits wait for the urgent one
+    store = _open(tmp_path)
+    events: list[str] = []
+
+    @contextlib.contextmanager
+    def around() -> Iterator[None]:
+        events.append("enter")
+        try:
+            yield
+        finally:
+            events.append("exit")
+
+    store.around_callbacks = around
+    before = store.stats()
+    store.commit([Op(TASKS, "k/1", {"n": 1})], lambda: events.append("k/1"), urgent=False)
+    store.commit([Op(TASKS, "k/2", {"n": 2})], lambda: events.append("k/2"), urgent=False)
+    store.commit([Op(TASKS, "k/3", {"n": 3})], lambda: [][0], urgent=False)  # fails: logged, the rest run
+    store.commit([Op(TASKS, "k/4", {"n": 4})], lambda: events.append("k/4"))  # urgent: all four now
+    assert store.flush(10)
+    assert store.stats().batches == before.batches + 1
+    assert events == ["enter", "k/1", "k/2", "k/4", "exit"]
     store.close()
 
 
