@@ -233,7 +233,9 @@ class BatchingClient(paho.Client):
         if not self._write_lock.acquire(blocking=False):
             return not out
         try:
-            if out and self._sock is not None and all(_needs_nothing_after(p) for p in out):
+            # A snapshot: the network thread may queue packets (acks) while this one looks, and a
+            # deque changed during a Python-level iteration raises. tuple() copies it in one step.
+            if out and self._sock is not None and all(_needs_nothing_after(p) for p in tuple(out)):
                 self._write_queued()
             return not out
         finally:

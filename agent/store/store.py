@@ -372,18 +372,37 @@ class Store:
                     self._cond.notify_all()
                 self.on_failure(exc)
                 return
-            with self.around_callbacks():
-                for _, callback, _ in batch:
-                    if callback is not None:
-                        try:
-                            callback()
-                        except Exception:  # a failing callback is the caller's bug: log it, keep writing
-                            log.exception("store commit callback failed")
+            self._run_callbacks(batch)
             with self._cond:
                 self._durable_seq += len(batch)
                 self._cond.notify_all()
             if self._journal_bytes >= self._compact_bytes:
                 self.compact()
+
+    def _run_callbacks(self, batch: list[tuple[list[Op], Callback | None, bool]]) -> None:
+        """Each callback of a durable batch, inside `around_callbacks`. Nothing raised here may end
+        the writer thread (every later commit would hang): a failure is logged, and the callbacks
+        run even when entering `around_callbacks` failed."""
+        around: contextlib.AbstractContextManager[None] | None = None
+        try:
+            around = self.around_callbacks()
+            around.__enter__()
+        except Exception:
+            log.exception("store: entering around_callbacks failed; the callbacks run without it")
+            around = None
+        try:
+            for _, callback, _ in batch:
+                if callback is not None:
+                    try:
+                        callback()
+                    except Exception:  # a failing callback is the caller's bug: log it, keep writing
+                        log.exception("store commit callback failed")
+        finally:
+            if around is not None:
+                try:
+                    around.__exit__(None, None, None)
+                except Exception:
+                    log.exception("store: leaving around_callbacks failed")
 
     def _wait_for_company(self) -> bool:
         """Until `_due` (LAZY_S or PATIENT_S after a commit that may wait) for an urgent commit;

@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent import pahoio
 from agent.pahoio import READ_SIZE, BatchingClient, whole_packet
 from tests.support.services import free_port, run_mosquitto
 
@@ -273,6 +274,33 @@ def test_writes_held_sends_the_packets_of_several_publish_here_calls_in_one_writ
         assert len(writer._out_packet) == 1 and _wake_pending(writer)  # left to it, and it is woken
         writer.loop(0.05)
         assert received.get(timeout=TIMEOUT).payload == b"queued"
+    reader.disconnect()
+    reader.loop_stop()
+
+
+def test_publish_here_copes_with_the_network_thread_queueing_while_it_checks_the_queue(
+    broker: _Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The network thread queues acks at any time; a deque changed under a Python-level iteration
+    raises (it ended the agent's store writer once)."""
+    reader, received = _reader(broker)
+    check = pahoio._needs_nothing_after
+    with _without_network_thread(broker) as writer:
+
+        def queued_meanwhile(packet: dict[str, Any]) -> bool:
+            if len(writer._out_packet) < 3:  # as if another thread queued a packet right now
+                writer.publish("t/meanwhile", b"m", qos=1)
+            return check(packet)
+
+        monkeypatch.setattr(pahoio, "_needs_nothing_after", queued_meanwhile)
+        with writer.writes_held():
+            writer.publish_here("t/a", b"a", qos=1)
+            writer.publish_here("t/b", b"b", qos=1)
+        monkeypatch.setattr(pahoio, "_needs_nothing_after", check)
+        writer.loop(0.05)  # whatever the snapshot did not cover, the network thread writes
+        got = [received.get(timeout=TIMEOUT) for _ in range(3)]
+        assert [(m.topic, m.payload) for m in got] == [("t/a", b"a"), ("t/b", b"b"), ("t/meanwhile", b"m")]
+        assert not writer._out_packet
     reader.disconnect()
     reader.loop_stop()
 

@@ -176,6 +176,28 @@ def test_the_callbacks_of_one_batch_run_inside_one_around_callbacks_block(
     store.close()
 
 
+@pytest.mark.parametrize("fails_on", ["enter", "exit"])
+def test_a_failing_around_callbacks_neither_skips_callbacks_nor_stops_the_writer(
+    tmp_path: Path, fails_on: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _open(tmp_path)
+
+    @contextlib.contextmanager
+    def around() -> Iterator[None]:
+        if fails_on == "enter":
+            raise OSError("enter failed")
+        yield
+        raise OSError("exit failed")
+
+    store.around_callbacks = around
+    for n in range(3):  # the writer is still there after the first failure
+        done = threading.Event()
+        store.commit([Op(TASKS, f"k/{n}", {"n": n})], done.set)
+        assert done.wait(10), f"commit {n}: callback never ran"
+    assert f"{fails_on} failed" in caplog.text
+    store.close()
+
+
 @pytest.mark.skipif(store_module._APPEND_DSYNC is None, reason="pwritev2 RWF_APPEND|RWF_DSYNC is Linux 4.16+")
 def test_a_synced_batch_after_synced_ones_is_one_system_call(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
