@@ -1,4 +1,4 @@
-"""paho's MQTT 5 `Properties`, cheap to build: the same class for callers, its lookup tables shared.
+"""paho's per-packet objects made cheap to build: MQTT 5 `Properties` and `MQTTMessageInfo`.
 
 Why: paho 2.x builds a `Properties` object for every PUBLISH and PUBACK it decodes on MQTT 5 (two
 per task here: the task in, the PUBACK of its result), and its constructor rebuilds three lookup
@@ -9,6 +9,13 @@ subclass whose constructor shares one copy of the tables (paho only reads them) 
 `clear()` deletes only the properties that are set. Everything else is paho's own code, so
 decoding, validation and errors do not change (tests compare both classes on every property).
 
+paho also gives every message it receives or publishes an `MQTTMessageInfo`, and each builds a
+`threading.Condition` (about 2 us: a lock, a list, bound methods), used only by a thread that waits
+in `wait_for_publish` or asks `is_published`. The agent never waits on received messages and
+seldom on published ones. `LazyMessageInfo` makes that condition the first time one is asked for;
+marking a message published without one sets the flag under a module lock, the same lock under
+which a waiter makes it, so a waiter either finds the flag set or is notified.
+
 `install()` changes module globals of paho's internal `_packet` and `client` modules, for every
 client of the process; with a paho whose internals differ it does nothing and says so in the log.
 """
@@ -16,9 +23,11 @@ client of the process; with a paho whose internals differ it does nothing and sa
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from paho.mqtt import client as paho_client
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -43,6 +52,47 @@ class SharedTablesProperties(Properties):
             delattr(self, name)
 
 
+_INFO_SLOTS = ("_condition", "_iterpos", "_published", "mid", "rc")
+_CONDITION_SLOT: Any = vars(paho_client.MQTTMessageInfo).get("_condition")
+_MAKING = threading.Lock()  # a condition is made, or a message without one marked published
+
+
+class LazyMessageInfo(paho_client.MQTTMessageInfo):
+    """`MQTTMessageInfo` whose condition is made on first use (see the module's docstring)."""
+
+    __slots__ = ()
+
+    def __init__(self, mid: int) -> None:  # paho's, but for the condition
+        self.mid = mid
+        self._published = False
+        _CONDITION_SLOT.__set__(self, None)
+        self.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        self._iterpos = 0
+
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
+        condition: threading.Condition | None = _CONDITION_SLOT.__get__(self)
+        if condition is None:
+            with _MAKING:
+                condition = _CONDITION_SLOT.__get__(self)
+                if condition is None:
+                    condition = threading.Condition()
+                    _CONDITION_SLOT.__set__(self, condition)
+        return condition
+
+    def _set_as_published(self) -> None:
+        condition: threading.Condition | None = _CONDITION_SLOT.__get__(self)
+        if condition is None:
+            with _MAKING:
+                condition = _CONDITION_SLOT.__get__(self)
+                if condition is None:  # nobody waits yet; one who comes finds the flag set
+                    self._published = True
+                    return
+        with condition:
+            self._published = True
+            condition.notify()
+
+
 def _compatible() -> bool:
     """The internals this relies on are there (paho 2.x as released)."""
     return (
@@ -65,4 +115,10 @@ def install() -> bool:
     for module in modules:
         if module.Properties is Properties:
             module.Properties = SharedTablesProperties
+    info = paho_client.MQTTMessageInfo
+    if info is not LazyMessageInfo:
+        if _CONDITION_SLOT is not None and getattr(info, "__slots__", None) == _INFO_SLOTS:
+            paho_client.MQTTMessageInfo = LazyMessageInfo  # type: ignore[misc]
+        else:
+            log.info("paho's MQTTMessageInfo differs from 2.x: its own stays in use")
     return True

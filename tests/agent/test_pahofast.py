@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import struct
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import MQTTException, Properties
 
 from agent import pahofast
-from agent.pahofast import SharedTablesProperties
+from agent.pahofast import LazyMessageInfo, SharedTablesProperties
 from tests.support.services import free_port, run_mosquitto
 
 #: Every property a PUBLISH or a PUBACK may carry, with a value of its type.
@@ -143,9 +144,41 @@ def test_properties_through_mosquitto(tmp_path: Path) -> None:
         info = pub.publish("t/1", b"payload", qos=1, properties=_stock(PacketTypes.PUBLISH, sent))
         message = received.get(timeout=10)
         assert acked.get(timeout=10) == info.mid
+        assert isinstance(info, LazyMessageInfo) and isinstance(message.info, LazyMessageInfo)
+        info.wait_for_publish(10)  # published before anyone asked: no condition was needed
+        assert info.is_published()
+        waited = pub.publish("t/2", b"waited for", qos=1)
+        waited.wait_for_publish(10)  # asked before its PUBACK, most likely: made and notified
+        assert waited.is_published() and received.get(timeout=10).payload == b"waited for"
         for client in clients:
             client.disconnect()
             client.loop_stop()
     assert message.payload == b"payload"
     assert isinstance(message.properties, SharedTablesProperties)
     assert _seen(message.properties) == sent
+    assert pahofast._CONDITION_SLOT.__get__(message.info) is None  # a received message makes none
+
+
+def test_install_points_paho_at_the_lazy_message_info() -> None:
+    assert pahofast.install()
+    assert mqtt.MQTTMessageInfo is LazyMessageInfo
+    assert pahofast.install() and mqtt.MQTTMessageInfo is LazyMessageInfo  # idempotent
+    info = mqtt.MQTTMessage(mid=7).info
+    assert isinstance(info, LazyMessageInfo) and (info.mid, info.rc, tuple(info)) == (7, 0, (0, 7))
+    assert not info.is_published()
+
+
+def test_a_waiter_is_never_missed_whichever_comes_first() -> None:
+    """Marking published and waiting race from two threads; a lost notification would leave the
+    waiter (no timeout) blocked for ever."""
+    for i in range(400):
+        info = LazyMessageInfo(i)
+        waiter = threading.Thread(target=info.wait_for_publish, daemon=True)
+        marker = threading.Thread(target=info._set_as_published, daemon=True)
+        first, second = (waiter, marker) if i % 2 else (marker, waiter)
+        first.start()
+        second.start()
+        for thread in (marker, waiter):
+            thread.join(10)
+            assert not thread.is_alive(), f"round {i}: {thread is waiter and 'the waiter was never woken'}"
+        assert info.is_published()
