@@ -20,6 +20,9 @@ leaves more of the two cores to the agent than a paho receiver did. Figures:
   commit cost   one task's commit (record + replay row + history move, fsync) with 1,000 and with
                 200,000 finished tasks in the history partitions: medians
   rss           the agent's RSS after a warm-up of M/4 tasks, then after M more: growth in %
+  machine       a fixed pure-Python loop (median of 5), before the throughput phase and after the
+                latency phase, with the agent idle: how fast the CPU was (no target; on a shared
+                VM whose speed changes, it tells runs on a slow CPU from regressions)
 
 Targets (issue 5): throughput >= 1,000 tasks/s and >= 0.3x echo; latency p50 <= 3 ms, p99 <= 15 ms;
 commit cost at 200k within 1.5x of 1k; RSS growth < 10 %. `--check` exits 1 when one is missed.
@@ -398,6 +401,19 @@ def _tree_cpu(pid: int) -> float:
     return total
 
 
+def machine_probe(rounds: int = 5) -> float:
+    """Median seconds of a fixed pure-Python loop, run while nothing else of the benchmark runs.
+    It involves no agent, no broker and no disk: it tells how fast this machine's CPU was during
+    the run, so that runs on a shared machine whose speed changes can be compared."""
+    samples = []
+    for _ in range(rounds):
+        started, total = time.perf_counter(), 0
+        for i in range(300_000):
+            total += i * i
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
 def _report(f: dict[str, float], args: argparse.Namespace) -> str:
     ratio, cost_ratio = f["throughput"] / f["echo"], f["commit_200k"] / f["commit_1k"]
     growth = (f["rss_late"] / f["rss_early"] - 1) * 100
@@ -414,6 +430,8 @@ def _report(f: dict[str, float], args: argparse.Namespace) -> str:
             f"{f['commit_200k'] * 1e3:.3f} ms with 200k ({cost_ratio:.2f}x)",
             f"rss          {f['rss_early'] / 2**20:.1f} MiB after a warm-up of {args.rss_tasks // 4} tasks, "
             f"{f['rss_late'] / 2**20:.1f} MiB after {args.rss_tasks} more ({growth:+.1f} %)",
+            f"machine      {f['probe_before'] * 1e3:.1f} ms before the agent's phases, "
+            f"{f['probe_after'] * 1e3:.1f} ms after them (a fixed pure-Python loop: the CPU's speed)",
         ]
     )
 
@@ -441,6 +459,7 @@ def run(workdir: Path, args: argparse.Namespace) -> dict[str, float]:
         with _agent(workdir / "node-1" / "agent.toml", port, workdir / "data") as proc:
             _wait_online(port, fleet)
             throughput(_sign(signer, 500, "warm"), device, receiver)
+            figures["probe_before"] = machine_probe()
             # Signed right before their phase (not inside its timing): a task signed long before
             # could expire (ttl 30 s) and be rejected, and a reject is cheaper than a result.
             main_tasks = _sign(signer, args.tasks, "t")
@@ -451,6 +470,7 @@ def run(workdir: Path, args: argparse.Namespace) -> dict[str, float]:
             paced = _sign(signer, int(args.rate * args.seconds), "lat")
             figures.update(latency(paced, args.rate, device, receiver, trust))
             _verify_all(receiver.payloads, trust)
+            figures["probe_after"] = machine_probe()
             figures["rss_early"], figures["rss_late"] = rss_growth(
                 signer, args.rss_tasks, device, receiver, proc.pid
             )
