@@ -244,6 +244,15 @@ class AgentProcess:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def wait_for(self, text: str, timeout: float) -> bool:
+        """`text` appeared in the output within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
 
 @contextlib.contextmanager
 def agent_process(site: Site, node: str = "node-1", **overrides: Any) -> Iterator[AgentProcess]:
