@@ -1,6 +1,7 @@
 """The agent through a real Mosquitto: throughput beside a bare paho echo, latency, commit cost, RSS.
 
-    .venv/bin/python benchmarks/agent.py [--tasks N] [--rate R] [--seconds S] [--rss-tasks M] [--check]
+    .venv/bin/python benchmarks/agent.py [--tasks N] [--rate R] [--seconds S]
+                                        [--rss-tasks M] [--rss-rate Q] [--check]
 
 A fleet is made by `edge-provision`; Mosquitto runs from its broker files (plain listener on
 127.0.0.1, TCP_NODELAY); the agent runs as `python -m agent run` from its bundle (MQTT 5, default
@@ -19,7 +20,9 @@ leaves more of the two cores to the agent than a paho receiver did. Figures:
                 the device's publish call, which adds the device's client and the inbound broker hop
   commit cost   one task's commit (record + replay row + history move, fsync) with 1,000 and with
                 200,000 finished tasks in the history partitions: medians
-  rss           the agent's RSS after a warm-up of M/4 tasks, then after M more: growth in %
+  rss           the agent's RSS after a warm-up (M/4 tasks and 90 s at least), then after M more:
+                growth in %; both phases at one steady rate (--rss-rate, 600 tasks/s: below what
+                the agent takes on a slow day), as the replay cache's size follows the rate
   machine       a fixed pure-Python loop (median of 5), before the throughput phase and after the
                 latency phase, with the agent idle: how fast the CPU was (no target; on a shared
                 VM whose speed changes, it tells runs on a slow CPU from regressions)
@@ -316,13 +319,20 @@ def commit_cost(workdir: Path, samples: int = 400) -> dict[int, float]:
     return out
 
 
-WARM_S = 45.0  # longer than a replay row lives here (30 s lifetime + 5 s clock skew)
+#: Longer than a replay row lives here (30 s lifetime + 5 s clock skew), and long enough for the
+#: agent's memory to level off: at 600 tasks/s, after a 42 s warm-up RSS still grew 8.2 % over
+#: 100,000 tasks, after an 83 s one it grew 2.8 % over 200,000 (no growth per task: a plateau).
+WARM_S = 90.0
 
 
-def rss_growth(signer: Any, count: int, device: mqtt.Client, receiver: Receiver, pid: int) -> tuple[int, int]:
+def rss_growth(
+    signer: Any, count: int, device: mqtt.Client, receiver: Receiver, pid: int, rate: float
+) -> tuple[int, int, int]:
     """RSS after a warm-up of at least WARM_S seconds and count/4 tasks (the replay cache is at its
     steady size: tasks are signed as they are sent, 30 s lifetime, 5 s clock skew), then after
-    `count` more."""
+    `count` more, and the warm-up's task count. Both at one steady `rate`: the replay cache holds
+    the last 35 s of tasks, so its size follows the rate, and a rate that differed between the two
+    phases (this shared VM's speed changes within a run) would show as growth, or hide some."""
     process = psutil.Process(pid)
 
     def send(n: int, tag: str, min_seconds: float = 0.0) -> int:
@@ -330,6 +340,8 @@ def rss_growth(signer: Any, count: int, device: mqtt.Client, receiver: Receiver,
         receiver.reset(1 << 62)  # the real count is known at the end
         i = 0
         while i < n or time.monotonic() - started < min_seconds:
+            while (ahead := started + i / rate - time.monotonic()) > 0:
+                time.sleep(min(ahead, 0.005))
             topic, payload, _ = make_task(
                 signer, "node-1", "stats", {"signal": SIGNAL}, task_id=f"{tag}-{i}", ttl_s=30.0
             )
@@ -345,12 +357,12 @@ def rss_growth(signer: Any, count: int, device: mqtt.Client, receiver: Receiver,
             raise RuntimeError(f"rss run lost results: {i - receiver.count}")
         return i
 
-    send(count // 4, "rss-warm", WARM_S)
+    warm = send(count // 4, "rss-warm", WARM_S)
     time.sleep(1.0)
     early = process.memory_info().rss
     send(count, "rss")
     time.sleep(1.0)
-    return early, process.memory_info().rss
+    return early, process.memory_info().rss, warm
 
 
 def main() -> int:
@@ -361,6 +373,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rss-tasks", type=int, default=100_000)
+    parser.add_argument("--rss-rate", type=float, default=600.0)
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp:
@@ -428,8 +441,9 @@ def _report(f: dict[str, float], args: argparse.Namespace) -> str:
             "(from the device's publish call: its client and one more broker hop)",
             f"commit cost  {f['commit_1k'] * 1e3:.3f} ms with 1k in history, "
             f"{f['commit_200k'] * 1e3:.3f} ms with 200k ({cost_ratio:.2f}x)",
-            f"rss          {f['rss_early'] / 2**20:.1f} MiB after a warm-up of {args.rss_tasks // 4} tasks, "
-            f"{f['rss_late'] / 2**20:.1f} MiB after {args.rss_tasks} more ({growth:+.1f} %)",
+            f"rss          {f['rss_early'] / 2**20:.1f} MiB after a warm-up of {f['rss_warm']:.0f} tasks, "
+            f"{f['rss_late'] / 2**20:.1f} MiB after {args.rss_tasks} more ({growth:+.1f} %, "
+            f"{args.rss_rate:g} tasks/s)",
             f"machine      {f['probe_before'] * 1e3:.1f} ms before the agent's phases, "
             f"{f['probe_after'] * 1e3:.1f} ms after them (a fixed pure-Python loop: the CPU's speed)",
         ]
@@ -471,8 +485,8 @@ def run(workdir: Path, args: argparse.Namespace) -> dict[str, float]:
             figures.update(latency(paced, args.rate, device, receiver, trust))
             _verify_all(receiver.payloads, trust)
             figures["probe_after"] = machine_probe()
-            figures["rss_early"], figures["rss_late"] = rss_growth(
-                signer, args.rss_tasks, device, receiver, proc.pid
+            figures["rss_early"], figures["rss_late"], figures["rss_warm"] = rss_growth(
+                signer, args.rss_tasks, device, receiver, proc.pid, args.rss_rate
             )
         device.disconnect()
         receiver.close()
