@@ -206,8 +206,8 @@ class BatchingClient(paho.Client):
             info = self.publish(topic, payload, qos=qos)
         finally:
             here.queuing = False
-        if not getattr(here, "holding", False) and not self._write_here():
-            self.wake()
+        if not getattr(here, "holding", False):
+            self._write_here_or_wake()
         return int(info.mid)
 
     @contextlib.contextmanager
@@ -224,8 +224,12 @@ class BatchingClient(paho.Client):
             yield
         finally:
             here.holding = False
-            if self._out_packet and not self._write_here():
-                self.wake()
+            self._write_here_or_wake()
+
+    def _write_here_or_wake(self) -> None:
+        """Write what is queued from this thread, or leave it to the network thread, woken."""
+        if not self._write_here():
+            self.wake()
 
     def _write_here(self) -> bool:
         """Write the queued packets unless another thread is writing; True if none is left."""

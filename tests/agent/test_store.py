@@ -29,6 +29,15 @@ def _open(path: Path, **options: object) -> Store:
     return Store.open(path, **options)  # type: ignore[arg-type]
 
 
+def _closed_and_reopened_alike(store: Store, path: Path, keys: set[str]) -> None:
+    """`store` holds task rows `keys`; closed and opened again, it holds the same rows."""
+    rows = dict(store.rows(TASKS))
+    store.close()
+    store = _open(path)
+    assert dict(store.rows(TASKS)) == rows and set(rows) == keys
+    store.close()
+
+
 def test_commits_survive_a_reopen_and_callbacks_follow_durability(tmp_path: Path) -> None:
     store = _open(tmp_path)
     done: list[int] = []
@@ -109,11 +118,7 @@ def test_a_lazy_commit_waits_for_company_but_not_for_ever(
     while store.stats().batches == flushed + 1:  # nobody follows: written alone, soon
         assert time.monotonic() < deadline, "a lazy commit was never written"
         time.sleep(0.01)
-    rows = dict(store.rows(TASKS))
-    store.close()
-    store = _open(tmp_path)
-    assert dict(store.rows(TASKS)) == rows and set(rows) == {f"k/{i}" for i in range(6)}
-    store.close()
+    _closed_and_reopened_alike(store, tmp_path, {f"k/{i}" for i in range(6)})
 
 
 def test_a_patient_commit_is_synced_with_the_next_urgent_one_or_alone_when_none_comes(
@@ -141,11 +146,7 @@ def test_a_patient_commit_is_synced_with_the_next_urgent_one_or_alone_when_none_
     alone = threading.Event()
     store.commit([Op(TASKS, "k/5", {"n": 5})], alone.set, urgent=False)
     assert alone.wait(10), "a patient commit was never written"  # nobody follows: written alone
-    rows = dict(store.rows(TASKS))
-    store.close()
-    store = _open(tmp_path)
-    assert dict(store.rows(TASKS)) == rows and set(rows) == {f"k/{i}" for i in range(6)}
-    store.close()
+    _closed_and_reopened_alike(store, tmp_path, {f"k/{i}" for i in range(6)})
 
 
 def test_the_callbacks_of_one_batch_run_inside_one_around_callbacks_block(
