@@ -39,7 +39,7 @@ from .lifecycle import Lifecycle, task_key
 from .protocol import AcceptedTask, Task, TaskRejected, is_valid_id, packb
 from .queries import STATUSES, TaskQueries
 from .reloading import ReloadReport
-from .results import Publication, Signing
+from .results import Signing, SignOnce
 from .store import META, Op, Store
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class Control:
 
     # -- the intake's entry point -----------------------------------------------------------------------
 
-    def __call__(self, accepted: AcceptedTask, received_at: float) -> Publication:
+    def __call__(self, accepted: AcceptedTask, received_at: float) -> SignOnce:
         task = accepted.task
         handler = self.handlers.get(task.kernel)
         if handler is None:
@@ -177,9 +177,7 @@ class Control:
         self._audit(accepted, "completed", params=task.params)
         return self._answer(task, received_at, started, output=output)
 
-    def _failed(
-        self, accepted: AcceptedTask, received_at: float, started: float, message: str
-    ) -> Publication:
+    def _failed(self, accepted: AcceptedTask, received_at: float, started: float, message: str) -> SignOnce:
         self._audit(accepted, "failed", params=accepted.task.params, error=message)
         error = {"code": "kernel_error", "message": message}
         return self._answer(accepted.task, received_at, started, error=error)
@@ -191,7 +189,7 @@ class Control:
         started: float,
         output: dict[str, Any] | None = None,
         error: dict[str, str] | None = None,
-    ) -> Publication:
+    ) -> SignOnce:
         finished = time.time()
         return self.signing.result(
             task.id,

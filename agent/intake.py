@@ -44,7 +44,7 @@ from .protocol import (
     open_envelope,
 )
 from .ratelimit import TokenBucket
-from .results import Publication, Signing, peek_body
+from .results import Signing, SignOnce, peek_body
 from .store import DurableReplayCache, Op, Store
 from .telemetry import Telemetry
 
@@ -56,10 +56,10 @@ _AUDITED = frozenset(
 )
 _STOP = object()
 
-Control = Callable[[AcceptedTask, float], Publication]  # (command, received_at) -> its result
+Control = Callable[[AcceptedTask, float], SignOnce]  # (command, received_at) -> its result
 
 
-def no_control(accepted: AcceptedTask, received_at: float) -> Publication:
+def no_control(accepted: AcceptedTask, received_at: float) -> SignOnce:
     raise TaskRejected(
         f"control command {accepted.task.kernel!r} is not supported by this agent",
         code="unknown_kernel",
@@ -305,12 +305,10 @@ class Intake:
             start=lambda: self.lifecycle.activate(plan, record),
         )
 
-    def _answered(
-        self, delivery: Delivery, accepted: AcceptedTask, publication: Publication, claim: Op
-    ) -> Decision:
+    def _answered(self, delivery: Delivery, accepted: AcceptedTask, result: SignOnce, claim: Op) -> Decision:
         key = f"{accepted.kid}/{accepted.task.id}#1"
         return Decision(
-            delivery, [claim, outbox_op(key, publication)], lambda: self.outbox.send(key, publication)
+            delivery, [claim, outbox_op(key, result)], lambda: self.outbox.send(key, result.publication())
         )
 
     def _rejected(self, delivery: Delivery, exc: TaskRejected, claim: Op | None) -> Decision:
@@ -331,7 +329,7 @@ class Intake:
         )
         if exc.code in _AUDITED:
             self._audit("task_rejected", delivery, exc, hashlib.sha256(delivery.payload).digest())
-        publication = self.signing.result(
+        result = self.signing.result(
             exc.task_id,
             str(fields.get("kernel", "")),
             "rejected",
@@ -342,10 +340,10 @@ class Intake:
             trace=trace,
         )
         key = f"{exc.kid}/{exc.task_id}#rejected#{delivery.received_at!r}"
-        ops = [outbox_op(key, publication)] + ([claim] if claim is not None else [])
+        ops = [outbox_op(key, result)] + ([claim] if claim is not None else [])
 
         def after() -> None:
-            self.outbox.send(key, publication)
+            self.outbox.send(key, result.publication())
             publish_event = self.lifecycle.publish_event
             if publish_event is not None:  # PROTOCOL 6: submitted -> rejected is a transition too
                 publish_event(

@@ -10,8 +10,8 @@
 Every transition is a new task record committed to the store (records are never changed in place).
 A task's record lives in the `tasks` table while it has a future; its final record then goes to
 the history partitions. What waits for a time is an APScheduler job (`scheduler.Timers`); what may
-start now is in the `ReadyQueue`. Results are signed and committed with the record that ends the
-run, and published by the outbox once that commit is durable.
+start now is in the `ReadyQueue`. A result is committed with the record that ends the run, signed
+while that commit is synced, and published by the outbox once it is durable.
 
 After a restart `restore` rebuilds the ready queue and the timers from the records: an attempt that
 was running when the agent died counts as a failed attempt (`worker_crashed`), so a task that kills
@@ -36,7 +36,7 @@ from .errors import StoreError
 from .logs import task_extra
 from .outbox import Outbox, outbox_op
 from .protocol import AcceptedTask, Limits, Task, unpackb
-from .results import Publication, Signing
+from .results import Publication, Signing, SignOnce
 from .scheduler import ReadyQueue, Timers, backoff_s, date_spec
 from .store import HISTORY, TASKS, Op, Store
 from .telemetry import Telemetry
@@ -414,9 +414,9 @@ class Lifecycle:
     def _end_run(self, plan: Plan, record: dict[str, Any], status: str, **outcome: Any) -> None:
         """One run ended: its result; then the task waits for its next run, or is finished."""
         if plan.recurring and status != "cancelled" and self.timers.has(f"run:{plan.key}"):
-            publication = self._result(plan, record, status, **outcome)
+            result = self._result(plan, record, status, **outcome)
             record = _updated(record, status="scheduled", wait="next", started_at=None)
-            self._commit_result(plan, record, status, publication, [Op(TASKS, plan.key, record)], outcome)
+            self._commit_result(plan, record, status, result, [Op(TASKS, plan.key, record)], outcome)
             self._event(plan, "scheduled", record, message=self._waiting_for(plan))
             return
         self._finish(plan, record, status, **outcome)
@@ -425,7 +425,7 @@ class Lifecycle:
         """The task's last result and its move to the history."""
         if record["run"] == 0:  # a recurring task that never ran: its answer is run 1
             record = _updated(record, run=1)
-        publication = self._result(plan, record, status, **outcome)
+        result = self._result(plan, record, status, **outcome)
         final = {k: v for k, v in record.items() if k != "body"}
         final.update(
             status=status, finished_at=time.time(), body_sha256=hashlib.sha256(record["body"]).digest()
@@ -444,9 +444,9 @@ class Lifecycle:
             if exists:  # only timers that can exist: a failed cancel costs an exception
                 self.timers.cancel(f"{prefix}:{plan.key}")
         self._plans.pop(plan.key, None)
-        self._commit_result(plan, record, status, publication, ops, outcome)
+        self._commit_result(plan, record, status, result, ops, outcome)
 
-    def _result(self, plan: Plan, record: dict[str, Any], status: str, **outcome: Any) -> Publication:
+    def _result(self, plan: Plan, record: dict[str, Any], status: str, **outcome: Any) -> SignOnce:
         return self.signing.result(
             plan.id,
             plan.kernel,
@@ -463,12 +463,13 @@ class Lifecycle:
         plan: Plan,
         record: dict[str, Any],
         status: str,
-        publication: Publication,
+        result: SignOnce,
         ops: list[Op],
         outcome: dict[str, Any],
     ) -> None:
         key = f"{plan.key}#{max(1, record['run'])}"
-        self.store.commit([outbox_op(key, publication), *ops], lambda: self.outbox.send(key, publication))
+        self.store.commit([outbox_op(key, result), *ops], lambda: self.outbox.send(key, result.publication()))
+        result.publication()  # signed now, while the writer syncs: ready when the commit is durable
         if status in self.totals:
             self.totals[status] += 1
         self.telemetry.run_ended(status, None if plan.recurring else record["received_at"])

@@ -7,7 +7,9 @@ network thread. The broker's PUBACKs are handed over by the network thread once 
 iteration, outside paho's locks (`on_pubacks`): each forgets its result (a lazy commit: a lost
 deletion means one harmless re-send) and wakes whoever waits for an empty outbox. Within one
 process paho re-sends unacknowledged QoS 1 messages after a reconnect; after a restart `restore`
-re-publishes every stored result, with the bytes it was stored with.
+re-publishes every stored result: its stored body signed again with the agent's key, which makes
+the same bytes as before (deterministic signatures, `results.SignOnce`) unless the key was changed
+in between; then the result carries the new key's signature, which dashboards trust as well.
 """
 
 from __future__ import annotations
@@ -15,22 +17,26 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from .mqtt import MqttLink
-from .results import Publication
+from .results import Publication, SignOnce
 from .store import OUTBOX, Op, Store
 
 log = logging.getLogger(__name__)
 
 
-def outbox_op(key: str, publication: Publication) -> Op:
-    return Op(OUTBOX, key, {"topic": publication.topic, "payload": publication.payload, "at": time.time()})
+def outbox_op(key: str, result: SignOnce) -> Op:
+    """The stored row of a result: its unsigned body (signed while the commit syncs, and again by
+    `restore`). Rows of schema 1 held the signed `payload` instead; `restore` still sends those."""
+    return Op(OUTBOX, key, {"topic": result.topic, "body": result.body, "at": time.time()})
 
 
 class Outbox:
-    def __init__(self, store: Store, link: MqttLink) -> None:
+    def __init__(self, store: Store, link: MqttLink, sign: Callable[[bytes], bytes]) -> None:
         self._store = store
         self._link = link
+        self._sign = sign
         self._inflight: dict[int, str] = {}  # mid -> outbox key
         self._lock = threading.Lock()  # mids: `send` holds it while paho may be writing the result
         self._idle = threading.Condition()
@@ -38,10 +44,11 @@ class Outbox:
         self.acknowledged = 0
 
     def restore(self) -> int:
-        """Queue every stored result (a restart): same bytes, same topic."""
+        """Queue every stored result (a restart): same topic, same bytes with the same key."""
         rows = self._store.rows(OUTBOX)
         for key, doc in sorted(rows, key=lambda row: row[1]["at"]):
-            self.send(key, Publication(doc["topic"], doc["payload"]))
+            payload = doc["payload"] if "payload" in doc else self._sign(doc["body"])
+            self.send(key, Publication(doc["topic"], payload))
         return len(rows)
 
     def send(self, key: str, publication: Publication) -> None:

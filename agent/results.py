@@ -1,8 +1,11 @@
 """Signed bodies of results and lifecycle events (PROTOCOL 6, 7), built once and never again.
 
-A result's signed bytes are made when the attempt ends and stored in the outbox; a re-publish
-sends those same bytes. The kernel's output arrives from the worker already as MessagePack, so
-the result map is assembled around it instead of being decoded and encoded again.
+A task's result body is made when the attempt ends and stored in the outbox; its signature is made
+while that commit is synced (`SignOnce`), off the path from the worker to the broker. Ed25519
+(RFC 8032) and HMAC-SHA256 are deterministic: whichever thread signs, and a restart that signs the
+stored body again with the same key, the bytes published are the same. The kernel's output arrives
+from the worker already as MessagePack, so the result map is assembled around it instead of being
+decoded and encoded again.
 """
 
 from __future__ import annotations
@@ -45,6 +48,26 @@ def pack_with_raw(fields: dict[str, Any], raw: dict[str, bytes]) -> bytes:
     return b"".join(parts)
 
 
+class SignOnce:
+    """A message whose body exists before its signature: signed on first use, by whichever thread
+    gets there first (the committing thread while the writer syncs, or the writer after). Two
+    threads racing both make the same bytes, so no lock is needed."""
+
+    __slots__ = ("_payload", "_signer", "body", "topic")
+
+    def __init__(self, topic: str, body: bytes, signer: Signer) -> None:
+        self.topic = topic
+        self.body = body
+        self._signer = signer
+        self._payload: bytes | None = None
+
+    def publication(self) -> Publication:
+        payload = self._payload
+        if payload is None:
+            payload = self._payload = seal(self.body, self._signer)
+        return Publication(self.topic, payload)
+
+
 class Signing:
     """The agent's signed messages: results, events, rejects reports."""
 
@@ -68,8 +91,8 @@ class Signing:
         output: bytes | None = None,
         error: dict[str, str] | None = None,
         trace: str | None = None,
-    ) -> Publication:
-        """A result (PROTOCOL 7); `output` is the MessagePack of the kernel's result."""
+    ) -> SignOnce:
+        """A result (PROTOCOL 7), signed on first use; `output` is the MessagePack of the kernel's result."""
         fields: dict[str, Any] = {
             "id": task_id,
             "node": self.node,
@@ -85,7 +108,11 @@ class Signing:
             "trace": trace,
         }
         body = pack_with_raw(fields, {"result": output if output is not None else b"\xc0"})
-        return Publication(self.topics.results(self.node, task_id), seal(body, self.signer))
+        return SignOnce(self.topics.results(self.node, task_id), body, self.signer)
+
+    def sign(self, body: bytes) -> bytes:
+        """The envelope of a stored result body (a restart re-publishing its outbox)."""
+        return seal(body, self.signer)
 
     def event(
         self,

@@ -103,7 +103,7 @@ class Agent:
                 before_connect=self.presence.will,
             ),
         )
-        self.outbox = Outbox(self.store, self.link)
+        self.outbox = Outbox(self.store, self.link, self.signing.sign)
         self.store.around_callbacks = self.link.writes_held  # a group commit's results: one write
         self.lifecycle = Lifecycle(
             config,

@@ -6,11 +6,11 @@ file per change (NOTES.md), so `StateStorage.write` refuses, and every change go
 `Store.commit` (one writer, a journal, group commit). Document ids are the natural keys
 (`"{kid}/{task id}"`), not TinyDB's counters.
 
-Tables: `tasks` (one record per accepted task that has not finished), `outbox` (signed results and
-rejections not yet acknowledged by the broker), `jobs` (the APScheduler job store), `meta` (schema,
-presence session). The replay cache is a table of compact rows (`[kid, nonce, id, body id,
-forget_after]`) beside them: at 1,000 tasks a second it holds hundreds of thousands of entries,
-and a dict per entry would cost three times the memory.
+Tables: `tasks` (one record per accepted task that has not finished), `outbox` (results and
+rejections not yet acknowledged by the broker: their bodies, signed on the way out), `jobs` (the
+APScheduler job store), `meta` (schema, presence session). The replay cache is a table of compact
+rows (`[kid, nonce, id, body id, forget_after]`) beside them: at 1,000 tasks a second it holds
+hundreds of thousands of entries, and a dict per entry would cost three times the memory.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from tinydb.table import Table
 
 from ..errors import StoreError
 
-SCHEMA_VERSION = 1
+#: 2: outbox rows hold the unsigned `body` (schema 1: the signed `payload`, still read). An agent
+#: of schema 1 refuses state of schema 2 with a clear error instead of a KeyError.
+SCHEMA_VERSION = 2
 TASKS, OUTBOX, JOBS, META, REPLAY = "tasks", "outbox", "jobs", "meta", "replay"
 TABLES = (TASKS, OUTBOX, JOBS, META, REPLAY)
 #: Ops on this pseudo-table are not state: they append a finished task's record to its day's partition.

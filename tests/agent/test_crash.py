@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.protocol import Result
-from agent.store import OUTBOX, TASKS, Store
+from agent.protocol import Result, open_envelope
+from agent.store import OUTBOX, TASKS, Op, Store
 from tests.agent.conftest import TIMEOUT, TOPICS, AgentProcess, Site, agent_process
 from tests.support.mqtt import TestClient
 
@@ -123,6 +123,33 @@ def test_a_broker_restart_while_results_are_pending_loses_none(any_site: Site, t
         while got != set(ids) and time.monotonic() < deadline:  # at least once: duplicates may come
             got |= {r.id for r in site.results(watcher, 1, timeout=max(0.1, deadline - time.monotonic()))}
     assert got == set(ids)
+
+
+@pytest.mark.parametrize("row", ["body", "payload"])
+def test_a_restart_re_publishes_a_stored_result_with_the_bytes_it_had(any_site: Site, row: str) -> None:
+    """The outbox stores a result's body and signs it on the way out: after a restart the stored
+    body, signed again with the agent's key, must give the bytes first published (Ed25519 is
+    deterministic). `payload`: a row as schema 1 stored it (signed), sent as it is."""
+    site = any_site
+    watcher = site.watch(RESULTS)
+    device = site.client("sensor-1")
+    with site.agent() as agent:
+        task = site.submit(device, "sensor-1", "stats", {"signal": [1.0, 2.0, 4.0]}, task_id="kept")
+        [first] = watcher.expect(1)
+        assert agent.outbox.wait_empty(TIMEOUT)
+    assert site.open(first).status == "completed"
+    sent = bytes(first.payload)
+    # What a kill -9 between the commit and the PUBACK leaves: the result's row, still unsent.
+    store = Store.open(site.tmp / "data-node-1")
+    doc = {"body": open_envelope(sent).body} if row == "body" else {"payload": sent}
+    store.commit_sync([Op(OUTBOX, f"sensor-1/{task.id}#1", {"topic": first.topic, "at": time.time(), **doc})])
+    store.close()
+    with site.agent() as agent:
+        [again] = watcher.expect(1)
+        assert agent.outbox.wait_empty(TIMEOUT), "the re-sent result was never acknowledged"
+        assert agent.lifecycle.totals["completed"] == 0  # re-sent, not run again
+    assert again.topic == first.topic
+    assert bytes(again.payload) == sent
 
 
 def _wait_until(condition: object, timeout: float = 60) -> None:
