@@ -219,6 +219,11 @@ def _watch_work(r: Registry, agent: Agent) -> None:
         "Results stored but not yet acknowledged by the broker.",
         lambda: _one(agent.outbox.pending),
     )
+    r.counter_function(
+        "edge_agent_store_compaction_failures_total",
+        "Compactions of the state that failed (a full disk?): the journal grows until one succeeds.",
+        lambda: _one(agent.store.stats().compaction_failures),
+    )
 
 
 def _watch_parts(r: Registry, agent: Agent) -> None:

@@ -80,6 +80,7 @@ class StoreStats(NamedTuple):
     compactions: int
     last_batch_s: float
     superseded: int = 0  # changes left out of the journal: a later one of the same batch replaced them
+    compaction_failures: int = 0  # compactions that failed (the state stood; the journal kept growing)
 
 
 def _latest_changes(ops: list[Op]) -> tuple[list[Any], list[Op]]:
@@ -123,6 +124,8 @@ class Store:
         self.history_dir = self.data_dir / "history"
         self._fsync = fsync
         self._compact_bytes = compact_bytes
+        self._compact_at = compact_bytes  # journal bytes that start the next compaction
+        self._compaction_failures = 0
         self.retention_days = retention_days
         self.lock = threading.RLock()  # guards the tables: hold it to read several documents consistently
         self.tables: Tables = empty_tables()
@@ -174,7 +177,7 @@ class Store:
             raise StoreCorrupt(f"{snapshot} is missing but {names} exist: the state cannot be rebuilt")
         else:
             log.info("no state in %s: starting with an empty store", self.state_dir)
-            self._write_snapshot(0, self._serialise())
+            self._write_snapshot(0, self._serialise(0))
         self._replay_journals(journals)
         self._open_journal(append=True)
         self._writer = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
@@ -376,8 +379,27 @@ class Store:
             with self._cond:
                 self._durable_seq += len(batch)
                 self._cond.notify_all()
-            if self._journal_bytes >= self._compact_bytes:
-                self.compact()
+            if self._journal_bytes >= self._compact_at:
+                self._compact_or_carry_on()
+
+    def _compact_or_carry_on(self) -> None:
+        """Compaction only bounds the journal: when it fails (a full disk, an I/O error) the state
+        stands as it was, the journal keeps growing, and the next try waits for another
+        `compact_bytes` of it. A failure that stops the journal too fails the store at its next
+        batch; this one must not end the writer thread, which every later commit waits for."""
+        try:
+            self.compact()
+        except Exception as exc:
+            self._compact_at = self._journal_bytes + self._compact_bytes
+            self._compaction_failures += 1
+            log.error(
+                "store: compaction failed (%s); the state is intact and the journal keeps growing "
+                "(%d bytes): free space in %s, the next try is after %d more bytes",
+                exc,
+                self._journal_bytes,
+                self.state_dir,
+                self._compact_bytes,
+            )
 
     def _run_callbacks(self, batch: list[tuple[list[Op], Callback | None, bool]]) -> None:
         """Each callback of a durable batch, inside `around_callbacks`. Nothing raised here may end
@@ -478,11 +500,11 @@ class Store:
 
     # -- snapshots ---------------------------------------------------------------------------------------
 
-    def _serialise(self) -> bytes:
+    def _serialise(self, generation: int) -> bytes:
         with self.lock:
             doc = {
                 "schema": SCHEMA_VERSION,
-                "generation": self.generation,
+                "generation": generation,
                 "created_at": time.time(),
                 "tables": self.tables,
             }
@@ -493,18 +515,22 @@ class Store:
         write_atomic(self.state_dir / "snapshot", header + body, PRIVATE)
 
     def compact(self) -> None:
-        """Write the live state as generation N+1 and start its journal (writer thread, or tests)."""
+        """Write the live state as generation N+1 and start its journal (writer thread, or tests).
+
+        Until the new snapshot is in place (an atomic rename), generation N and its journal stay
+        the store's: a failure before that leaves everything as it was."""
         started = time.perf_counter()
         self._sync_history()
         with self.lock:
             old = self.state_dir / f"journal.{self.generation}.log"
-            self.generation += 1
-            body = self._serialise()
-        self._write_snapshot(self.generation, body)
+            body = self._serialise(self.generation + 1)
+        self._write_snapshot(self.generation + 1, body)
+        self.generation += 1
         self._journal.close()
         self._open_journal(append=False)
         old.unlink(missing_ok=True)
         self._compactions += 1
+        self._compact_at = self._compact_bytes
         log.info(
             "state compacted to generation %d (%d bytes) in %.1f ms",
             self.generation,
@@ -564,6 +590,7 @@ class Store:
             self._compactions,
             self._last_batch_s,
             self._superseded,
+            self._compaction_failures,
         )
 
     @property

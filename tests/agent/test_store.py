@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -382,6 +383,60 @@ def test_compaction_bounds_the_journal_and_keeps_the_state(tmp_path: Path) -> No
     assert len(list((tmp_path / "state").glob("journal.*.log"))) == 1
     store = _open(tmp_path)
     assert store.count(TASKS) == 50 and store.get(TASKS, "k/49") == {"n": 399, "pad": b"x" * 200}
+    store.close()
+
+
+#: Run in a process of its own: RLIMIT_FSIZE applies to every file of the process that sets it.
+_FULL_AT_COMPACTION = """
+import json, logging, resource, sys
+from pathlib import Path
+from agent.store import TASKS, Op, Store
+
+logging.basicConfig(level=logging.INFO)
+store = Store.open(Path(sys.argv[1]), compact_bytes=16 << 10)
+for i in range(250):  # 250 KiB of state: its snapshot will not fit under the limit below
+    store.commit([Op(TASKS, f"k/{i}", {"n": i, "pad": b"x" * 1000})])
+assert store.flush()  # the compaction it starts is over before the writer takes the next commit:
+store.commit_sync([Op(TASKS, "k/0", {"n": 0, "pad": b"x" * 1000})])
+generation = store.stats().generation
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (200 << 10, hard))  # no file may pass 200 KiB: EFBIG
+for i in range(40):  # 40 KiB of journal: two compactions are due, and fail
+    store.commit_sync([Op(TASKS, f"k/{i}", {"n": 1000 + i, "pad": b"y" * 1000})])
+failed = store.stats()
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # space again
+for i in range(40, 60):
+    store.commit_sync([Op(TASKS, f"k/{i}", {"n": 1000 + i, "pad": b"y" * 1000})])
+print(json.dumps({"before": generation, "failed": list(failed), "after": list(store.stats()),
+                  "store_failed": repr(store.failed)}))
+store.close()
+"""
+
+
+def test_a_compaction_that_fails_for_want_of_space_leaves_the_state_and_the_writer_going(
+    tmp_path: Path,
+) -> None:
+    """A full disk during compaction: every commit still becomes durable on the old journal, the
+    state stays readable, and the next compaction once there is space succeeds. (It used to end
+    the writer thread, and every later commit waited for ever.)"""
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_AT_COMPACTION, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    failed = store_module.StoreStats(*report["failed"])
+    after = store_module.StoreStats(*report["after"])
+    assert report["store_failed"] == "None"
+    assert failed.generation == report["before"] and failed.compaction_failures == 2
+    assert "compaction failed ([Errno 27] File too large)" in done.stderr
+    assert after.generation == report["before"] + 1 and after.compaction_failures == 2
+    assert not list((tmp_path / "state").glob(".snapshot.*"))  # no temporary file left behind
+    store = _open(tmp_path)
+    assert store.count(TASKS) == 250
+    assert [store.get(TASKS, f"k/{i}")["n"] for i in (0, 39, 59, 60)] == [1000, 1039, 1059, 60]
     store.close()
 
 
