@@ -447,8 +447,13 @@ def run_agent(config: Config) -> int:
         try:
             received = signal.Signals(signals.get(timeout=1.0))
         except queue.Empty:
-            if agent.store.failed is not None:
-                log.critical("the store failed (%s): stopping", agent.store.failed)
+            if agent.store.failed is not None:  # a full disk, an I/O error: nothing more is acknowledged
+                log.critical(
+                    "the store failed (%s): stopping. Tasks not yet stored were not acknowledged and "
+                    "stay at the broker: free space in %s (or replace the disk) and start the agent again",
+                    agent.store.failed,
+                    config.agent.data_dir,
+                )
                 return 1
             continue
         if received != signal.SIGHUP:

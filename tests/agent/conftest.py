@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -255,16 +256,29 @@ class AgentProcess:
 
 
 @contextlib.contextmanager
-def agent_process(site: Site, node: str = "node-1", **overrides: Any) -> Iterator[AgentProcess]:
-    """`python -m agent run --config <bundle>` with the site's variables; killed if still running."""
+def agent_process(
+    site: Site, node: str = "node-1", *, file_size_limit: int | None = None, **overrides: Any
+) -> Iterator[AgentProcess]:
+    """`python -m agent run --config <bundle>` with the site's variables; killed if still running.
+
+    `file_size_limit`: RLIMIT_FSIZE of the agent, a disk that fills up (no file of the agent may
+    pass it; a write past it fails with EFBIG, as one on a full disk fails with ENOSPC)."""
     env = {**os.environ, **site.agent_env(node, **overrides), "PYTHONUNBUFFERED": "1"}
     log = site.tmp / f"agent-{node}.log"
+
+    def limit_files() -> None:
+        if file_size_limit is not None:
+            resource.setrlimit(
+                resource.RLIMIT_FSIZE, (file_size_limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1])
+            )
+
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "agent", "run", "--config", str(site.bundle(node))],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
+            preexec_fn=limit_files if file_size_limit is not None else None,
         )
     try:
         yield AgentProcess(proc, log)

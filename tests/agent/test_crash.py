@@ -99,6 +99,42 @@ def test_kill_9_repeatedly_loses_nothing_and_repeats_nothing(any_site: Site) -> 
     store.close()
 
 
+def test_a_full_disk_stops_the_agent_with_a_clear_error_and_loses_no_task(any_site: Site) -> None:
+    """The journal cannot grow (a full disk, here RLIMIT_FSIZE): the agent stops with status 1 and
+    says why; nothing it did not make durable was acknowledged, so after a start with space again
+    every task ends with exactly one result (byte-identical if re-sent)."""
+    site = any_site
+    watcher = site.client("dash-1", client_id="watcher", clean=False)
+    watcher.subscribe(RESULTS, 1)
+    presence = site.watch(TOPICS.presence("node-1"))
+    device = site.client("sensor-1")
+    ids = [f"t{n}" for n in range(300)]
+    seen: list[tuple[Result, bytes]] = []
+    with agent_process(site, file_size_limit=64 << 10) as proc:
+        _wait_online(site, presence, proc)
+        for task_id in ids:
+            site.submit(device, "sensor-1", "stats", {"signal": [float(len(task_id))] * 32}, task_id=task_id)
+        assert proc.proc.wait(TIMEOUT) == 1, proc.output()
+        seen += _collect(site, watcher, time.monotonic() + 1.0)
+    output = proc.output()
+    assert "the store cannot write: [Errno 27] File too large" in output
+    assert "the store failed ([Errno 27] File too large): stopping" in output
+    assert len({r.id for r, _ in seen}) < len(ids), "the disk filled up too late to test anything"
+    with agent_process(site) as proc:  # space again
+        _wait_online(site, presence, proc)
+        deadline = time.monotonic() + 60
+        while {r.id for r, _ in seen} != set(ids) and time.monotonic() < deadline:
+            seen += _collect(site, watcher, time.monotonic() + 0.5)
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.proc.wait(TIMEOUT) == 0, proc.output()
+    payloads: dict[str, set[bytes]] = defaultdict(set)
+    for result, payload in seen:
+        assert (result.status, result.run, result.result["mean"]) == ("completed", 1, len(result.id))
+        payloads[result.id].add(payload)
+    assert set(payloads) == set(ids), f"lost: {sorted(set(ids) - set(payloads))}"
+    assert all(len(p) == 1 for p in payloads.values()), "a result was re-sent with different bytes"
+
+
 @pytest.mark.parametrize("transport", ["tls", "plain"])
 def test_a_broker_restart_while_results_are_pending_loses_none(any_site: Site, transport: str) -> None:
     """Plain TCP too: there the store's writer writes each result itself (`publish_here`), and
