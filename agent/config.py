@@ -76,6 +76,9 @@ class SecuritySection:
 @dataclass(frozen=True)
 class LimitsSection:
     queue_capacity: int = field(default=10_000, metadata=_limit(1))
+    #: Bytes of task bodies the agent holds (queued, scheduled, running): they live in memory and
+    #: in every snapshot. 10,000 tasks of `max_payload` would be 10 GiB on a board with 1 GiB.
+    queue_bytes: int = field(default=128 << 20, metadata=_limit(1 << 16))
     max_timeout_s: float = field(default=3600.0, metadata=_limit(above=0))
     intake_batch: int = field(default=256, metadata=_limit(1, 100_000))
 
@@ -341,6 +344,12 @@ def _validate(config: Config) -> None:
         raise ConfigError("mqtt.ca_file", "is required when mqtt.tls is true")
     if (config.mqtt.cert_file is None) != (config.mqtt.key_file is None):
         raise ConfigError("mqtt.key_file", "mqtt.cert_file and mqtt.key_file go together")
+    if config.limits.queue_bytes < config.security.max_payload:
+        raise ConfigError(
+            "limits.queue_bytes",
+            f"must be at least security.max_payload ({config.security.max_payload}): "
+            "else a task of the largest allowed size could never be queued",
+        )
     if not config.metrics.host:
         raise ConfigError("metrics.host", "must not be empty (127.0.0.1 keeps /metrics on this machine)")
     for key in ("signing_key", "trust_store"):

@@ -187,7 +187,7 @@ class Intake:
 
     def _process(self, batch: list[Delivery]) -> None:
         self._in_batch = 0
-        if not self.accepting or self.lifecycle.active() + len(batch) >= self.config.limits.queue_capacity:
+        if not self.accepting or self._near_full(batch):
             # Near full: claim only what gets in, so that a task refused as `overloaded` may be
             # sent again as it is. Checks 1-7 see the replay cache through a view that keeps nothing.
             peek = self.replay.peek()
@@ -207,6 +207,13 @@ class Intake:
             if decision.start is not None:  # are committed after it, and acks wait for it
                 decision.start()
         self.lifecycle.dispatch()  # to idle workers, from this thread: one hand-off less
+
+    def _near_full(self, batch: list[Delivery]) -> bool:
+        """Whether every task of `batch` accepted could fill the queue (by count or by bytes)."""
+        limits = self.config.limits
+        if self.lifecycle.active() + len(batch) >= limits.queue_capacity:
+            return True
+        return self.lifecycle.active_bytes() + sum(len(d.payload) for d in batch) > limits.queue_bytes
 
     def _durable(self, decisions: list[Decision]) -> None:
         self._pending -= 1
@@ -289,6 +296,14 @@ class Intake:
         if self.lifecycle.active() + self._in_batch >= capacity:
             raise TaskRejected(
                 f"the queue is full ({capacity} tasks)",
+                code="overloaded",
+                task_id=accepted.task.id,
+                kid=accepted.kid,
+            )
+        limit = self.config.limits.queue_bytes
+        if self.lifecycle.active_bytes() + len(accepted.body) > limit:  # counts this batch's already
+            raise TaskRejected(
+                f"the queue is full ({limit} bytes of task bodies)",
                 code="overloaded",
                 task_id=accepted.task.id,
                 kid=accepted.kid,

@@ -146,6 +146,7 @@ class Lifecycle:
         self._due_thread = threading.Thread(target=self._due_loop, name="timers", daemon=True)
         self._lock = threading.RLock()
         self._plans: dict[str, Plan] = {}
+        self._body_bytes = 0  # of the records in the `tasks` table (under `_lock`): check 9's bytes
         self._expiry: list[tuple[float, str]] = []  # one-shot tasks not started yet
         self._seq = itertools.count(1)
         self._rng = random.Random()
@@ -178,6 +179,8 @@ class Lifecycle:
             "started_at": None,
             "last_error": None,
         }
+        with self._lock:  # committed by the caller now: held until `_finish`
+            self._body_bytes += len(accepted.body)
         return plan, record
 
     def activate(self, plan: Plan, record: dict[str, Any]) -> None:
@@ -199,6 +202,10 @@ class Lifecycle:
 
     def active(self) -> int:
         return self.store.count(TASKS)
+
+    def active_bytes(self) -> int:
+        """Bytes of the bodies of the tasks that are not finished (check 9's second bound)."""
+        return self._body_bytes
 
     def plan(self, key: str) -> Plan | None:
         return self._plans.get(key)
@@ -435,6 +442,7 @@ class Lifecycle:
         if outcome.get("error"):
             final["last_error"] = outcome["error"]
         ops = [Op(TASKS, plan.key, None), Op(HISTORY, plan.key, final)]
+        self._body_bytes -= len(record["body"])
         waiting = record["status"] == "scheduled"
         for prefix, exists in (
             ("start", waiting and record["wait"] == "start"),
@@ -520,6 +528,8 @@ class Lifecycle:
         if rows:
             self._seq = itertools.count(rows[-1][1]["seq"] + 1)
         for _, record in rows:
+            with self._lock:
+                self._body_bytes += len(record["body"])
             task = Task.from_body(unpackb(record["body"], limits))
             plan = Plan.of(task, record["kid"])
             self._restore_one(plan, record)

@@ -36,6 +36,7 @@ HOT_KEYS = frozenset(
         "events.enabled",
         "heartbeat.interval_s",
         "limits.queue_capacity",
+        "limits.queue_bytes",
         "limits.max_timeout_s",
         "scheduling.retry_base_s",
         "scheduling.retry_max_s",

@@ -215,6 +215,11 @@ def _watch_work(r: Registry, agent: Agent) -> None:
         ["state"],
     )
     r.gauge_function(
+        "edge_agent_queue_bytes",
+        "Bytes of the bodies of the tasks held (queued, scheduled, running); limits.queue_bytes bounds it.",
+        lambda: _one(agent.lifecycle.active_bytes()),
+    )
+    r.gauge_function(
         "edge_agent_outbox_size",
         "Results stored but not yet acknowledged by the broker.",
         lambda: _one(agent.outbox.pending),

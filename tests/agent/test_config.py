@@ -61,6 +61,8 @@ def test_environment_overrides_the_file_and_other_components_variables_are_ignor
         (MINIMAL, {"EDGE_MQTT_COLOUR": "blue"}, "mqtt.colour"),
         (MINIMAL, {"EDGE_HEARTBEAT_INTERVAL_S": "0"}, "heartbeat.interval_s"),
         (MINIMAL, {"EDGE_HEARTBEAT_INTERVAL_S": "nan"}, "heartbeat.interval_s"),
+        (MINIMAL, {"EDGE_LIMITS_QUEUE_BYTES": "1000"}, "limits.queue_bytes"),  # below its floor
+        (MINIMAL, {"EDGE_LIMITS_QUEUE_BYTES": str(1 << 19)}, "limits.queue_bytes"),  # < max_payload
     ],
 )
 def test_errors_name_the_key(doc: dict, env: dict[str, str], key: str) -> None:

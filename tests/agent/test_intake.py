@@ -8,6 +8,8 @@ import os
 import time
 from typing import Any
 
+import numpy as np
+
 from agent.protocol import (
     Ed25519Signer,
     RejectReport,
@@ -15,6 +17,7 @@ from agent.protocol import (
     Signer,
     build_task,
     make_control,
+    open_envelope,
     packb,
     seal,
     sign_task,
@@ -186,6 +189,42 @@ def test_a_redelivery_is_acknowledged_and_produces_nothing_new(site: Site) -> No
         assert agent.run_until_idle()
         assert agent.intake.counts["redelivered"] == 2
     assert [m.topic for m in messages].count(TOPICS.results("node-1", task.id)) == 1
+
+
+def test_a_queue_full_of_bytes_answers_overloaded_and_the_same_bytes_are_accepted_later(site: Site) -> None:
+    """Check 9's second bound: the bodies the agent holds (in memory and in every snapshot), not
+    their number. Three tasks of 20 KB wait for their `run_at`; a fourth would pass 64 KiB, before
+    and after a restart. Once they have run, the same bytes are accepted."""
+    watcher = site.watch(TOPICS.prefix + "/results/node-1/#")
+    device = site.client("sensor-1")
+    big = {"signal": np.linspace(0.0, 1.0, 2500)}  # 20 KB as an ext array
+    limits = {"limits_queue_bytes": 1 << 16, "security_max_payload": 1 << 16}
+    run_at = time.time() + 10
+    waiting = [site.task("sensor-1", "stats", big, task_id=f"big-{n}", run_at=run_at) for n in range(3)]
+    topic, payload, _task = site.task("sensor-1", "stats", big, task_id="one-too-many")
+    held = sum(len(open_envelope(p).body) for _, p, _ in waiting)
+    for life in range(2):
+        with site.agent(**limits) as agent:
+            if life == 0:
+                for task_topic, task_payload, _ in waiting:
+                    device.publish(task_topic, task_payload)
+            device.publish(topic, payload)
+            [overloaded] = site.results(watcher, 1)
+            assert (overloaded.id, overloaded.status, overloaded.error["code"]) == (
+                "one-too-many",
+                "rejected",
+                "overloaded",
+            )
+            assert overloaded.error["message"] == f"the queue is full ({1 << 16} bytes of task bodies)"
+            assert agent.lifecycle.active_bytes() == held  # restored with the tasks in the second life
+    with site.agent(**limits) as agent:
+        done = site.results(watcher, 3, timeout=run_at - time.time() + TIMEOUT)
+        assert sorted((r.id, r.status) for r in done) == [(f"big-{n}", "completed") for n in range(3)]
+        assert agent.run_until_idle() and agent.lifecycle.active_bytes() == 0
+        device.publish(topic, payload)  # not claimed when refused: evaluated again, accepted now
+        [late] = site.results(watcher, 1)
+        assert (late.id, late.status, late.result["mean"]) == ("one-too-many", "completed", 0.5)
+        assert agent.run_until_idle() and agent.lifecycle.active_bytes() == 0
 
 
 def test_a_full_queue_answers_overloaded_and_the_same_bytes_are_accepted_later(site: Site) -> None:

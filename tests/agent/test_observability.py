@@ -146,6 +146,7 @@ def test_metrics_count_what_the_agent_did(any_site: Site) -> None:
     assert value(samples, "edge_agent_workers") == 2
     assert value(samples, "edge_agent_workers_alive") == 2
     assert value(samples, "edge_agent_outbox_size") == 0
+    assert value(samples, "edge_agent_queue_bytes") == 0
     assert all(
         value(samples, "edge_agent_queue_depth", state=s) == 0 for s in ("queued", "scheduled", "running")
     )
@@ -174,6 +175,9 @@ def test_queue_depth_counts_queued_and_scheduled_tasks(site: Site) -> None:
         assert value(samples, "edge_agent_queue_depth", state="running") == 1
         assert value(samples, "edge_agent_queue_depth", state="queued") == 2
         assert value(samples, "edge_agent_queue_depth", state="scheduled") == 1
+        assert value(samples, "edge_agent_queue_bytes") == sum(
+            len(row["body"]) for _, row in agent.store.rows("tasks")
+        )
         assert [r.id for r in site.results(watcher, 3)] == ["busy", "waits-1", "waits-2"]
         wait_for(lambda: agent.pool.busy == 0, "the worker idle")
         samples = scrape(base)
