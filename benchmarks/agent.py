@@ -370,12 +370,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--tasks", type=int, default=10_000)
-    parser.add_argument("--rate", type=float, default=200.0)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--rss-tasks", type=int, default=100_000)
-    parser.add_argument("--rss-rate", type=float, default=600.0)
-    parser.add_argument("--check", action="store_true")
+    parser.add_argument("--tasks", type=int, default=10_000, help="tasks of the throughput and echo phases")
+    parser.add_argument("--rate", type=float, default=200.0, help="tasks/s of the latency phase")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency phase")
+    parser.add_argument("--rss-tasks", type=int, default=100_000, help="tasks measured after the RSS warm-up")
+    parser.add_argument("--rss-rate", type=float, default=600.0, help="tasks/s of both RSS phases")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp:
         workdir = Path(tmp)
@@ -451,6 +451,11 @@ def _report(f: dict[str, float], args: argparse.Namespace) -> str:
     )
 
 
+def _progress(step: str) -> None:
+    """What the run is doing now, on stderr (the report is on stdout): a full run takes minutes."""
+    print(f"[{time.strftime('%H:%M:%S')}] {step}", file=sys.stderr, flush=True)
+
+
 def run(workdir: Path, args: argparse.Namespace) -> dict[str, float]:
     fleet = provision(
         workdir, [["agent", "node-1"], ["device", "sensor-1"], ["dashboard", "dash-1"], ["operator", "op-1"]]
@@ -470,9 +475,11 @@ def run(workdir: Path, args: argparse.Namespace) -> dict[str, float]:
         wait_for_port(port)
         device = _client("sensor-1", fleet.password("sensor-1"), port, "bench-device")
         receiver = Receiver(fleet, port)
+        _progress(f"echo baseline: {args.tasks} messages through a bare paho echo")
         figures["echo"] = echo_rate(fleet, port, _sign(signer, args.tasks, "echo"), device, receiver)
         with _agent(workdir / "node-1" / "agent.toml", port, workdir / "data") as proc:
             _wait_online(port, fleet)
+            _progress(f"agent online; throughput: 500 tasks of warm-up, then {args.tasks}")
             throughput(_sign(signer, 500, "warm"), device, receiver)
             figures["probe_before"] = machine_probe()
             # Signed right before their phase (not inside its timing): a task signed long before
@@ -482,15 +489,21 @@ def run(workdir: Path, args: argparse.Namespace) -> dict[str, float]:
             figures["throughput"], _ = throughput(main_tasks, device, receiver)
             figures["cpu_ms"] = (_tree_cpu(proc.pid) - cpu_before) / len(main_tasks) * 1e3
             _verify_all(receiver.payloads, trust)  # outside the timing
+            _progress(f"latency: {args.rate:g} tasks/s for {args.seconds:g} s")
             paced = _sign(signer, int(args.rate * args.seconds), "lat")
             figures.update(latency(paced, args.rate, device, receiver, trust))
             _verify_all(receiver.payloads, trust)
             figures["probe_after"] = machine_probe()
+            _progress(
+                f"RSS: a warm-up of {WARM_S:g} s at least, then {args.rss_tasks} tasks at "
+                f"{args.rss_rate:g}/s (about {WARM_S + args.rss_tasks / args.rss_rate:.0f} s)"
+            )
             figures["rss_early"], figures["rss_late"], figures["rss_warm"] = rss_growth(
                 signer, args.rss_tasks, device, receiver, proc.pid, args.rss_rate
             )
         device.disconnect()
         receiver.close()
+    _progress("commit cost: stores with 1,000 and 200,000 tasks in history, measured in turns")
     costs = commit_cost(workdir)
     figures["commit_1k"], figures["commit_200k"] = costs[1_000], costs[200_000]
     return figures
