@@ -322,6 +322,7 @@ class Intake:
 
     def _answered(self, delivery: Delivery, accepted: AcceptedTask, result: SignOnce, claim: Op) -> Decision:
         key = f"{accepted.kid}/{accepted.task.id}#1"
+        result.publication()  # signed on this thread: the writer's callbacks stay short
         return Decision(
             delivery, [claim, outbox_op(key, result)], lambda: self.outbox.send(key, result.publication())
         )
@@ -355,6 +356,7 @@ class Intake:
             trace=trace,
         )
         key = f"{exc.kid}/{exc.task_id}#rejected#{delivery.received_at!r}"
+        result.publication()  # signed on this thread: the writer's callbacks stay short
         ops = [outbox_op(key, result)] + ([claim] if claim is not None else [])
 
         def after() -> None:
