@@ -53,19 +53,19 @@ class SignOnce:
     gets there first (the committing thread while the writer syncs, or the writer after). Two
     threads racing both make the same bytes, so no lock is needed."""
 
-    __slots__ = ("_payload", "_signer", "body", "topic")
+    __slots__ = ("_publication", "_signer", "body", "topic")
 
     def __init__(self, topic: str, body: bytes, signer: Signer) -> None:
         self.topic = topic
         self.body = body
         self._signer = signer
-        self._payload: bytes | None = None
+        self._publication: Publication | None = None
 
     def publication(self) -> Publication:
-        payload = self._payload
-        if payload is None:
-            payload = self._payload = seal(self.body, self._signer)
-        return Publication(self.topic, payload)
+        made = self._publication
+        if made is None:
+            made = self._publication = Publication(self.topic, seal(self.body, self._signer))
+        return made
 
 
 class Signing:

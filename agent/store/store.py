@@ -22,10 +22,8 @@ starts. Files (`state/`): `snapshot` (magic, crc32, MessagePack of schema, gener
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import errno
 import fcntl
-import functools
 import logging
 import math
 import os
@@ -43,6 +41,7 @@ import msgpack
 from ..errors import StoreCorrupt, StoreError, StoreLocked
 from ..fileio import PRIVATE, fsync_dir, write_atomic
 from . import records
+from .history import HistoryPartitions
 from .state import HISTORY, META, SCHEMA_VERSION, TABLES, StateDB, Tables, empty_tables, open_db
 
 log = logging.getLogger(__name__)
@@ -60,7 +59,6 @@ _APPEND_DSYNC = (
 )
 _UNSUPPORTED = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS})  # an older kernel
 _SNAP_HEADER = struct.Struct("<8sIQ")  # magic, crc32, length
-DAY = 86400.0
 
 
 class Op(NamedTuple):
@@ -104,15 +102,6 @@ def _latest_changes(ops: list[Op]) -> tuple[list[Any], list[Op]]:
     return history, list(latest.values())
 
 
-def _history_day(at: float) -> str:
-    return _day_name(int(at // DAY))
-
-
-@functools.lru_cache(maxsize=8)
-def _day_name(day: int) -> str:
-    return dt.datetime.fromtimestamp(day * DAY, tz=dt.timezone.utc).strftime("%Y-%m-%d")
-
-
 class Store:
     """See the module docstring. Thread-safe; one instance per data directory."""
 
@@ -121,12 +110,11 @@ class Store:
     ) -> None:
         self.data_dir = Path(data_dir)
         self.state_dir = self.data_dir / "state"
-        self.history_dir = self.data_dir / "history"
         self._fsync = fsync
         self._compact_bytes = compact_bytes
         self._compact_at = compact_bytes  # journal bytes that start the next compaction
         self._compaction_failures = 0
-        self.retention_days = retention_days
+        self._history = HistoryPartitions(self.data_dir / "history", retention_days)  # writer thread
         self.lock = threading.RLock()  # guards the tables: hold it to read several documents consistently
         self.tables: Tables = empty_tables()
         self._db: StateDB = open_db(self.tables)
@@ -140,7 +128,6 @@ class Store:
         self._writer: threading.Thread | None = None
         self._lock_fd: int | None = None
         self._journal: Any = None
-        self._history: tuple[str, Any] | None = None  # (day, open partition file): writer thread only
         self.generation = 0
         self._journal_bytes = 0
         self._commits = self._batches = self._compactions = self._superseded = 0
@@ -445,7 +432,7 @@ class Store:
         ops = [op for commit_ops, _, _ in batch for op in commit_ops]
         history, changes = _latest_changes(ops)
         if history:
-            self._append_history(history)
+            self._history.append(history)
         self._superseded += len(ops) - len(history) - len(changes)
         if not changes:  # commits made only to keep the order of their callbacks
             return
@@ -479,25 +466,6 @@ class Store:
             os.fdatasync(fd)
         self._unsynced = not sync
 
-    def _append_history(self, docs: list[Any]) -> None:
-        """Final records of finished tasks, by UTC day of `finished_at`. Not fsynced here: kill -9
-        keeps what write() handed to the kernel, and `compact()` syncs them before the journal that
-        also holds them is dropped."""
-        by_day: dict[str, list[bytes]] = {}
-        for doc in docs:
-            day = _history_day(doc.get("finished_at") or time.time())
-            by_day.setdefault(day, []).append(records.frame(doc))
-        for day, framed in by_day.items():
-            self._history_file(day).write(b"".join(framed))
-
-    def _history_file(self, day: str) -> Any:
-        """The open partition of `day` (today's, nearly always: one open file, not one per batch)."""
-        if self._history is None or self._history[0] != day:
-            if self._history is not None:
-                self._history[1].close()
-            self._history = (day, open(self.history_dir / f"{day}.log", "ab", buffering=0))  # noqa: SIM115
-        return self._history[1]
-
     # -- snapshots ---------------------------------------------------------------------------------------
 
     def _serialise(self, generation: int) -> bytes:
@@ -520,7 +488,8 @@ class Store:
         Until the new snapshot is in place (an atomic rename), generation N and its journal stay
         the store's: a failure before that leaves everything as it was."""
         started = time.perf_counter()
-        self._sync_history()
+        if self._fsync:  # the journal about to go holds them too
+            self._history.sync()
         with self.lock:
             old = self.state_dir / f"journal.{self.generation}.log"
             body = self._serialise(self.generation + 1)
@@ -538,35 +507,30 @@ class Store:
             (time.perf_counter() - started) * 1e3,
         )
 
-    def _sync_history(self) -> None:
-        if not self._fsync:
-            return
-        for path in self.history_dir.glob("*.log"):
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+    # -- history (history.py) ----------------------------------------------------------------------------
 
-    # -- history -----------------------------------------------------------------------------------------
+    @property
+    def history_dir(self) -> Path:
+        return self._history.directory
+
+    @property
+    def retention_days(self) -> int:
+        return self._history.retention_days
+
+    @retention_days.setter
+    def retention_days(self, days: int) -> None:  # a reload
+        self._history.retention_days = days
 
     def history_days(self) -> list[Path]:
-        return sorted(self.history_dir.glob("*.log"))
+        return self._history.days()
 
     def history(self) -> Iterator[Any]:
         """Finished task records, oldest day first."""
-        for path in self.history_days():
-            yield from records.iter_values(path)
+        return self._history.read()
 
     def expire_history(self, now: float | None = None) -> int:
         """Delete day partitions older than `retention_days`; returns how many."""
-        cutoff = _history_day((now or time.time()) - self.retention_days * DAY)
-        removed = 0
-        for path in self.history_days():
-            if path.stem < cutoff:
-                path.unlink(missing_ok=True)
-                removed += 1
-        return removed
+        return self._history.expire(now)
 
     # -- meta ----------------------------------------------------------------------------------------------
 
@@ -602,10 +566,10 @@ class Store:
         self._wake.put(_CLOSE)  # the writer writes everything committed before, then ends
         if self._writer is not None:
             self._writer.join(timeout)
-        for handle in (self._journal, self._history[1] if self._history else None):
-            if handle is not None:
-                with contextlib.suppress(OSError):
-                    handle.close()
+        if self._journal is not None:
+            with contextlib.suppress(OSError):
+                self._journal.close()
+        self._history.close()
         self._release_lock()
 
     def _release_lock(self) -> None:
