@@ -1,12 +1,14 @@
 """The agent process's own errors (the protocol library has its own, in `agent.protocol.errors`).
 
-    AgentError
-      ConfigError        a setting is missing or wrong; `key` names it (exit status 2)
-      StoreError         the state directory cannot be used
+    EdgeError            (agent.common.errors: the project's one base)
+      AgentError
+        ConfigError      a setting is missing or wrong; `key` names it (exit status 2)
+        WorkerError      the worker pool cannot start a worker
+        ReloadError      a reload found a broken trust store or configuration (nothing changed)
+      StoreError         the state directory cannot be used (the journal engine's, shared with the broker)
         StoreCorrupt     a state file is damaged in a way a crash cannot explain
         StoreLocked      another agent owns this data directory
-      WorkerError        the worker pool cannot start a worker
-      ReloadError        a reload found a broken trust store or configuration (nothing changed)
+        StoreWriteFailed a journal write or sync failed: nothing more is acknowledged
 
 Task-level failures are not exceptions of the agent: they are `Outcome`s carrying the protocol's
 failure codes (`kernel_error`, `timeout`, `worker_crashed`, `out_of_memory`), see `workers.py`.
@@ -14,8 +16,22 @@ failure codes (`kernel_error`, `timeout`, `worker_crashed`, `out_of_memory`), se
 
 from __future__ import annotations
 
+from .common.errors import EdgeError, StoreCorrupt, StoreError, StoreLocked, StoreWriteFailed
 
-class AgentError(Exception):
+__all__ = [
+    "AgentError",
+    "ConfigError",
+    "EdgeError",
+    "ReloadError",
+    "StoreCorrupt",
+    "StoreError",
+    "StoreLocked",
+    "StoreWriteFailed",
+    "WorkerError",
+]
+
+
+class AgentError(EdgeError):
     """Base of every error the agent process raises on its own behalf."""
 
 
@@ -25,18 +41,6 @@ class ConfigError(AgentError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"{key}: {message}")
         self.key = key
-
-
-class StoreError(AgentError):
-    """The state directory cannot be opened or written."""
-
-
-class StoreCorrupt(StoreError):
-    """A state file is damaged beyond what a crash can leave; the message names the file."""
-
-
-class StoreLocked(StoreError):
-    """Another process holds the data directory's lock."""
 
 
 class WorkerError(AgentError):

@@ -16,7 +16,8 @@ from typing import Any
 
 from .errors import StoreError
 from .lifecycle import Lifecycle
-from .store import TASKS, Store, scan
+from .store import TASKS, Store
+from .store.history import read_partition
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ class TaskQueries:
     def _day(path: Path) -> list[dict[str, Any]]:
         """One day's records, newest first; a damaged file is logged and skipped (never fatal here)."""
         try:
-            values = scan(path).values
+            values = read_partition(path)
         except FileNotFoundError:
             return []
         except (StoreError, OSError) as exc:

@@ -8,12 +8,17 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+from agent.common import journal
+from agent.common.errors import EdgeError
 
 from .config import BrokerSettings, load_settings
 from .embedded import EmbeddedBroker
 from .errors import BrokerError, ConfigError
 from .logs import configure
+from .store import LAYOUT
 
 log = logging.getLogger("broker.cli")
 
@@ -39,6 +44,15 @@ signals:
   SIGHUP           re-read the password and ACL files; clients whose identity is gone are
                    disconnected; on an error the old files stay in force
 
+damaged state:
+  The broker refuses to start when its journal is damaged in a way a crash cannot leave (a bad
+  frame with data after it), rather than drop what follows unseen. --check-store lists the
+  files of the data directory and where the damage is (exit 0: none, 1: damage); with --cut
+  (the broker stopped) each damaged file is saved as <name>.damaged-<time> and cut at its
+  last good frame, giving up the records after it. A torn tail (a frame cut short at the very
+  end) is a crash's: the next start cuts it by itself.
+  edge-broker --check-store --data-dir ./broker-data [--cut]
+
 exit status: 0 stopped cleanly, 1 could not run (port in use, data directory), 2 bad configuration
 """
 
@@ -63,6 +77,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-format", choices=("text", "json"), help="log lines as text (default) or JSON")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default: info")
     parser.add_argument("--check", action="store_true", help="validate the configuration, print it, exit")
+    parser.add_argument(
+        "--check-store", action="store_true", help="report damage in the data directory's files, then exit"
+    )
+    parser.add_argument(
+        "--cut", action="store_true", help="with --check-store: cut damaged files (see below)"
+    )
     return parser.parse_args(argv)
 
 
@@ -165,8 +185,39 @@ def _reload(broker: EmbeddedBroker) -> None:
     log.info("credentials reloaded; %d client(s) disconnected", dropped)
 
 
+def check_store(args: argparse.Namespace) -> int:
+    """--check-store [--cut]: the journal engine's report on the data directory."""
+    data_dir = args.data_dir or load_settings(args.config, overrides=overrides(args)).persistence.data_dir
+    if not data_dir or not Path(data_dir).is_dir():
+        print(
+            f"edge-broker: no data directory to check ({data_dir or 'persistence.data_dir unset'})",
+            file=sys.stderr,
+        )
+        return 2
+    directory = Path(data_dir)
+    reports = journal.check(directory, LAYOUT)
+    print(journal.describe(reports))
+    if not journal.damaged(reports):
+        print("no damage: the broker can start")
+        return 0
+    if not args.cut:
+        print(
+            f"damage found: `edge-broker --check-store --data-dir {directory} --cut` keeps what precedes it"
+        )
+        return 1
+    for line in journal.cut_damage(directory, LAYOUT, reports):
+        print(line)
+    return 1 if journal.damaged(journal.check(directory, LAYOUT)) else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.check_store:
+        try:
+            return check_store(args)
+        except EdgeError as exc:
+            print(f"edge-broker: error: {exc}", file=sys.stderr)
+            return exc.exit_code
     try:
         settings = load_settings(args.config, overrides=overrides(args))
     except BrokerError as exc:
@@ -180,8 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("persistence is off: queued and retained messages are lost at exit (set --data-dir)")
     try:
         return asyncio.run(serve(settings))
-    except BrokerError as exc:
-        log.error("%s", exc.message)
+    except EdgeError as exc:
+        log.error("%s", exc)
         return exc.exit_code
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130

@@ -3,12 +3,31 @@
 `edge-broker` prints `edge-broker: error: <message>` and exits with `exit_code`: 2 for a
 configuration the operator must fix (a key, a file, a value), 1 for what went wrong while
 running (a port in use, an unreadable data directory).
+
+The store's errors are the journal engine's (`agent.common.errors`, shared with the agent):
+`StoreError`, `CorruptStore` (the engine's `StoreCorrupt`), `StoreLocked`. Everything derives
+from the project's one base, `EdgeError`.
 """
 
 from __future__ import annotations
 
+from agent.common.errors import EdgeError, StoreError, StoreLocked
+from agent.common.errors import StoreCorrupt as CorruptStore
 
-class BrokerError(Exception):
+__all__ = [
+    "BrokerError",
+    "ConfigError",
+    "CorruptStore",
+    "CredentialsError",
+    "EdgeError",
+    "PacketTooLarge",
+    "StartError",
+    "StoreError",
+    "StoreLocked",
+]
+
+
+class BrokerError(EdgeError):
     """Base of every broker failure; `exit_code` is the CLI's exit status."""
 
     exit_code = 1
@@ -43,14 +62,6 @@ class CredentialsError(BrokerError):
 
 class StartError(BrokerError):
     """The broker could not start: a port in use, a TLS file that does not load, a plugin that failed."""
-
-
-class StoreError(BrokerError):
-    """The on-disk state under the data directory cannot be read or written."""
-
-
-class CorruptStore(StoreError):
-    """The snapshot is unreadable: the broker refuses to start rather than silently forget state."""
 
 
 class PacketTooLarge(BrokerError):

@@ -8,23 +8,20 @@ s session deleted, B subscribe, b unsubscribe, M message body, Q message queued 
 A done (acknowledged or dropped). A message body is stored once however many sessions hold it
 and forgotten when the last one is done with it.
 
-Journal framing: [u32 length][u32 crc32][body], one frame per group commit whose body is the
-msgpack list of the batch's records (one encoding and one CRC per batch, and a torn batch is cut
-off whole). A body that is a single record is read too: journals written before batches were
-framed as a whole.
+The journal holds one frame per group commit whose payload is the msgpack list of the batch's
+records (one encoding and one CRC per batch, and a torn batch is cut off whole); the framing is
+the journal engine's (`agent.common.journal`). A payload that is a single record is read too:
+journals written before batches were framed record by record (`broker.store._records`).
 """
 
 from __future__ import annotations
 
-import struct
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
 FORMAT = 1
-_HEADER = struct.Struct(">II")
 Record = list[Any]
 
 
@@ -148,35 +145,3 @@ class StoreState:
             for qos, retain, seq in pending:
                 state.apply(["Q", cid, seq, qos, retain])
         return state, int(doc["gen"])
-
-
-def encode_batch(records: list[Record]) -> bytes:
-    """One journal frame holding every record of a group commit."""
-    body = bytes(msgpack.packb(records, use_bin_type=True))
-    return _HEADER.pack(len(body), zlib.crc32(body)) + body
-
-
-def read_records(data: bytes) -> tuple[list[Record], int]:
-    """The complete records in `data`, and the offset where the readable part ends."""
-    records: list[Record] = []
-    offset = 0
-    while offset + _HEADER.size <= len(data):
-        length, crc = _HEADER.unpack_from(data, offset)
-        start = offset + _HEADER.size
-        body = data[start : start + length]
-        if len(body) < length or zlib.crc32(body) != crc:
-            break
-        try:
-            rec = msgpack.unpackb(body, raw=False, strict_map_key=False)
-        except (ValueError, msgpack.UnpackException):
-            break
-        if not isinstance(rec, list) or not rec:
-            break
-        if isinstance(rec[0], list):  # a batch
-            if not all(isinstance(r, list) and r for r in rec):
-                break
-            records.extend(rec)
-        else:  # a record framed alone (journals before batch framing)
-            records.append(rec)
-        offset = start + length
-    return records, offset

@@ -3,7 +3,13 @@
 Layout of the data directory (one writer: the running broker holds `lock` with flock)::
 
     snapshot.msgpack        the whole durable state at generation G (written atomically)
-    journal.<G>.log         every change since that snapshot (framing: broker/records.py)
+    journal.<G>.log         every change since that snapshot, one frame per batch
+
+The files are the journal engine's (`agent.common.journal`, shared with the agent): a frame is
+written whole or cut back, generations switch atomically with directory fsyncs, a torn last
+frame is cut at start, and any other damage stops the start by name (`edge-broker
+--check-store` reports it, `--cut` repairs it knowingly). Files of the format before the engine
+(`>II` frames, a bare MessagePack snapshot) are still read, and rewritten at the next start.
 
 Every change is applied to the in-memory `StoreState` and its record waits in a `Batch`
 (broker/journal.py); one writer task writes and fsyncs batches (group commit), one frame each,
@@ -12,8 +18,8 @@ which is done when each of them is on disk or was cancelled by a subscriber's ac
 a SUBACK or a new session's CONNACK waits until everything before it is on disk (`barrier()`).
 When the journal passes `compact_bytes`, and at every start, the state is written as snapshot
 G+1 and journal G+1 starts empty: start-up time and disk use follow the live state, not
-history. A torn last frame (a crash mid-write) is cut off at start; anything else unreadable
-stops the broker with `CorruptStore` rather than forget what it acknowledged.
+history. A failed write (a full disk, an I/O error) fails the PUBACKs waiting for it, and the
+next write is a new generation (a snapshot of the whole state), never an append behind it.
 
 `MemoryStore` has the same interface and keeps nothing (persistence off).
 """
@@ -21,20 +27,18 @@ stops the broker with `CorruptStore` rather than forget what it acknowledged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import logging
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
-from agent.fileio import PRIVATE, fsync_dir, write_atomic
+import msgpack
+
+from agent.common.journal import LEGACY_BROKER, OS, FileOps, JournalDirectory, Layout
 
 from .errors import CorruptStore, StoreError
 from .journal import Batch, Group
-from .records import Record, StoreState, encode_batch, read_records
+from .records import Record, StoreState
 
 log = logging.getLogger("broker.store")
 
@@ -42,7 +46,33 @@ SNAPSHOT = "snapshot.msgpack"
 LOCK = "lock"
 ACK_WAIT_S = 0.005  # persistence.ack_wait_ms's default, in seconds
 ACK_WAIT_CAP = 20  # a batch waits for acknowledgements at most this many times ack_wait_s
-_JOURNAL_RE = re.compile(r"journal\.(\d+)\.log")
+
+
+def _legacy_snapshot(data: bytes) -> tuple[bytes, int]:
+    """A snapshot before the journal engine: the bare MessagePack document, its generation inside."""
+    doc = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    if not isinstance(doc, dict):
+        raise ValueError("not a broker snapshot")
+    return data, int(doc["gen"])
+
+
+LAYOUT = Layout(
+    owner="broker",
+    snapshot_name=SNAPSHOT,
+    lock_name=LOCK,
+    legacy_framing=LEGACY_BROKER,
+    legacy_snapshot=_legacy_snapshot,
+    check_command=lambda directory: f"edge-broker --check-store --data-dir {directory}",
+)
+
+
+def _records(payload: Any, path: Path) -> list[Record]:
+    """The records of one journal frame: a batch, or one record alone (journals before batches)."""
+    if isinstance(payload, list) and payload and isinstance(payload[0], str):
+        return [payload]
+    if isinstance(payload, list) and all(isinstance(rec, list) and rec for rec in payload):
+        return payload
+    raise CorruptStore(f"{path}: a frame that holds no journal records ({type(payload).__name__})")
 
 
 class MemoryStore:
@@ -107,17 +137,16 @@ class Store(MemoryStore):
         fsync: bool = True,
         compact_bytes: int = 16 << 20,
         ack_wait_s: float = ACK_WAIT_S,
+        ops: FileOps = OS,
     ) -> None:
         super().__init__()
         self.data_dir = data_dir
         self.fsync = fsync
         self.compact_bytes = compact_bytes
         self.ack_wait_s = ack_wait_s
-        self.gen = 0
-        self.journal_bytes = 0
         self.stats = WriteStats()
-        self._lock_fd: int | None = None
-        self._journal: BinaryIO | None = None
+        self._journal = JournalDirectory(data_dir, LAYOUT, fsync=fsync, ops=ops)
+        self._must_switch = False  # a write failed: the next one is a new generation, not an append
         self._batch = Batch()
         self._flushed: asyncio.Future[None] | None = None  # resolved when the batch is written
         self._writing: asyncio.Future[None] | None = None  # resolved when the batch in flight is
@@ -132,21 +161,18 @@ class Store(MemoryStore):
 
     # -- life cycle -------------------------------------------------------------------------------
 
+    @property
+    def gen(self) -> int:
+        return self._journal.generation
+
+    @property
+    def journal_bytes(self) -> int:
+        return self._journal.journal_bytes
+
     async def open(self) -> StoreState:
-        """Lock the directory, load snapshot and journals, compact, start the writer."""
-        try:
-            self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._lock_fd = os.open(self.data_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise StoreError(f"persistence.data_dir: cannot use {self.data_dir}: {exc.strerror}") from None
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoreError(f"{self.data_dir} is in use by another running broker") from None
-        state, gen = await asyncio.to_thread(self._load)
-        self.state = state
-        self.gen = gen
-        await self._start_generation(self.state.encode(gen + 1))
+        """Lock the directory, load snapshot and journal, start a new generation, start the writer."""
+        self.state = await asyncio.to_thread(self._load)
+        await asyncio.to_thread(self._journal.switch, self.state.encode(self.gen + 1))
         self.state, _ = StoreState.decode(self.state.encode(self.gen))  # drop what nothing refers to
         self._writer = asyncio.create_task(self._write_loop(), name="broker-store-writer")
         stats = (len(self.state.sessions), len(self.state.retained), len(self.state.messages))
@@ -156,7 +182,7 @@ class Store(MemoryStore):
     async def close(self) -> None:
         """Write what is buffered, then a final snapshot; release the directory."""
         if self._writer is None:
-            self._release()
+            self._journal.close()
             return
         self._closing = True
         self._wake.set()
@@ -172,65 +198,35 @@ class Store(MemoryStore):
             stats.fsyncs,
             stats.cancelled,
         )
-        with contextlib.suppress(OSError):
-            await self._start_generation(self.state.encode(self.gen + 1))
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
-        self._release()
+        try:
+            await asyncio.to_thread(self._journal.switch, self.state.encode(self.gen + 1))
+        except (OSError, StoreError) as exc:  # the journal holds everything: the next start replays it
+            log.warning("no final snapshot (%s): the next start replays the journal", exc)
+        self._journal.close()
 
-    def _release(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    def _load(self) -> tuple[StoreState, int]:
-        snapshot = self.data_dir / SNAPSHOT
-        state, gen = StoreState(), 0
-        if snapshot.exists():
-            try:
-                state, gen = StoreState.decode(snapshot.read_bytes())
-            except (ValueError, KeyError, TypeError) as exc:
-                raise CorruptStore(
-                    f"{snapshot} is unreadable ({exc}); move it aside to start empty, losing queued messages"
-                ) from None
-        journals = sorted(
-            (int(m.group(1)), p) for p in self.data_dir.iterdir() if (m := _JOURNAL_RE.fullmatch(p.name))
-        )
-        live = [(n, p) for n, p in journals if n >= gen]
-        for index, (number, path) in enumerate(live):
-            data = path.read_bytes()
-            records, end = read_records(data)
-            if end < len(data):
-                if index != len(live) - 1:
-                    raise CorruptStore(f"{path} is damaged at byte {end} and is not the last journal")
-                log.warning("%s: cut a torn record at byte %d (a crash during a write)", path, end)
-            for rec in records:
+    def _load(self) -> StoreState:
+        recovery = self._journal.open()
+        try:
+            state = StoreState()
+            if recovery.snapshot is not None:
                 try:
-                    state.apply(rec)
-                except (ValueError, KeyError, TypeError, IndexError) as exc:
-                    raise CorruptStore(f"{path}: bad record {rec[:1]!r}: {exc}") from None
-            gen = max(gen, number)
-        return state, gen
-
-    async def _start_generation(self, snapshot: bytes) -> None:
-        """Snapshot G+1 durable, then journal G+1 opened and older files removed."""
-        new_gen = self.gen + 1
-        await asyncio.to_thread(self._write_generation, new_gen, snapshot)
-        self.gen = new_gen
-        self.journal_bytes = 0
-
-    def _write_generation(self, new_gen: int, snapshot: bytes) -> None:
-        write_atomic(self.data_dir / SNAPSHOT, snapshot, PRIVATE)
-        journal = open(self.data_dir / f"journal.{new_gen}.log", "ab", buffering=0)  # noqa: SIM115 - kept open
-        old, self._journal = self._journal, journal
-        if old is not None:
-            old.close()
-        for path in self.data_dir.iterdir():
-            match = _JOURNAL_RE.fullmatch(path.name)
-            if match and int(match.group(1)) < new_gen:
-                path.unlink()
-        fsync_dir(self.data_dir)
+                    state, _ = StoreState.decode(recovery.snapshot)
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise CorruptStore(
+                        f"{self.data_dir / SNAPSHOT} is unreadable ({exc}); move it aside to start empty, "
+                        "losing queued messages"
+                    ) from None
+            path = self._journal.journal_path
+            for payload in recovery.batches:
+                for rec in _records(payload, path):
+                    try:
+                        state.apply(rec)
+                    except (ValueError, KeyError, TypeError, IndexError) as exc:
+                        raise CorruptStore(f"{path}: bad record {rec[:1]!r}: {exc}") from None
+        except BaseException:
+            self._journal.close()
+            raise
+        return state
 
     # -- group commit ---------------------------------------------------------------------------
     #
@@ -300,6 +296,9 @@ class Store(MemoryStore):
             await self._wake.wait()
             self._wake.clear()
             while self._ripe():
+                if self._must_switch:  # after a failed write: the whole state, not an append
+                    await self._compact()
+                    continue
                 await self._write_batch()
                 if self.journal_bytes > self.compact_bytes:
                     await self._compact()
@@ -321,46 +320,45 @@ class Store(MemoryStore):
         self._busy = True
         writing = self._writing = flushed or asyncio.get_running_loop().create_future()
         try:
-            data = encode_batch(records)
-            await asyncio.to_thread(self._write, data, sync)
+            await asyncio.to_thread(self._journal.append, records, sync=sync)
         except Exception as exc:  # disk errors, and anything else: the writer must outlive it
-            log.error("journal write failed (%s): the messages it held are not acknowledged", exc)
+            self._must_switch = True
+            log.error(
+                "journal write failed (%s): the messages it held are not acknowledged; the next "
+                "write is a snapshot of the whole state",
+                exc,
+            )
             _resolve(groups, writing, StoreError(f"journal write failed: {exc}"))
         else:
-            self.journal_bytes += len(data)
             self.stats.add(len(records), sync)
             _resolve(groups, writing)
         finally:
             self._writing = None
             self._busy = False
 
-    def _write(self, data: bytes, sync: bool) -> None:
-        journal = self._journal
-        if journal is None:
-            raise OSError("journal is closed")
-        journal.write(data)
-        if sync:
-            os.fsync(journal.fileno())
-
     async def _compact(self) -> None:
-        """Snapshot the state (which already holds the batch's records), start a new journal."""
-        try:
-            snapshot = self.state.encode(self.gen + 1)
-        except Exception as exc:  # the batch stays and is written to the journal as usual
-            log.error("compaction failed (%s); retrying after the next batch", exc)
-            return
-        _, groups, flushed = self._take()  # covered by the snapshot
+        """Snapshot the state (which already holds the batch's records), start a new journal.
+
+        The batch is taken either way: its records are in the snapshot, or, when the switch
+        fails, in no file at all. Then its waiters fail, and the next write must be a snapshot
+        again (`_must_switch`): an append would leave the journal without those records."""
+        _, groups, flushed = self._take()
         self._busy = True
         writing = self._writing = flushed or asyncio.get_running_loop().create_future()
         try:
-            await self._start_generation(snapshot)
+            snapshot = self.state.encode(self.gen + 1)
+            await asyncio.to_thread(self._journal.switch, snapshot)
         except Exception as exc:  # as in _write_batch: the writer must outlive it
-            log.error("compaction failed (%s); retrying after the next batch", exc)
+            self._must_switch = True
+            log.error(
+                "compaction failed (%s): its messages are not acknowledged; retrying at the next batch", exc
+            )
             _resolve(groups, writing, StoreError(f"snapshot write failed: {exc}"))
             return
         finally:
             self._writing = None
             self._busy = False
+        self._must_switch = False
         _resolve(groups, writing)
         log.info("store compacted: generation %d, %d bytes of snapshot", self.gen, len(snapshot))
 

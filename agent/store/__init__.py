@@ -1,7 +1,6 @@
 """The agent's durable state: TinyDB tables in memory, a checksummed journal with group commit,
-snapshots and history partitions on disk. See store.py."""
+snapshots and history partitions on disk (on the journal engine, `agent.common.journal`). See store.py."""
 
-from .records import Scan, frame, scan
 from .replay import DurableReplayCache
 from .state import HISTORY, JOBS, META, OUTBOX, REPLAY, SCHEMA_VERSION, TASKS, StateDB
 from .store import Op, Store, StoreStats
@@ -16,10 +15,7 @@ __all__ = [
     "TASKS",
     "DurableReplayCache",
     "Op",
-    "Scan",
     "StateDB",
     "Store",
     "StoreStats",
-    "frame",
-    "scan",
 ]

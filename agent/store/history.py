@@ -2,14 +2,16 @@
 
 Out of the state on purpose: the state's cost (snapshot, replay) must not grow with history
 (issue 5's commit-cost target), so a finished task's record leaves the `tasks` table and is
-appended here. Files are written by the store's writer thread only, and not fsynced per batch:
-kill -9 keeps what write() handed to the kernel, and the store syncs them (`sync`) before it drops
-a journal that also holds them.
+appended here. Files are written by the store's writer thread only, framed as the journal
+(`agent.common.journal`: whole frames or cut back, never a partial frame before later ones), and
+not fsynced per batch: kill -9 keeps what write() handed to the kernel, and the store syncs them
+(`sync`) before it drops a journal that also holds them. A partition is made ready for appends
+when first opened: a torn tail cut off, a file of the old framing rewritten in the current one,
+damage refused by name (`StoreCorrupt`, as for the journal).
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
 import os
@@ -18,7 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import records
+from agent.fileio import PRIVATE, write_atomic
+
+from ..common.errors import StoreCorrupt
+from ..common.journal import LEGACY_AGENT, MAGIC, OS, AppendFile, FileOps, frames
 
 DAY = 86400.0
 
@@ -33,29 +38,77 @@ def _day_name(day: int) -> str:
     return dt.datetime.fromtimestamp(day * DAY, tz=dt.timezone.utc).strftime("%Y-%m-%d")
 
 
-class HistoryPartitions:
-    """`<directory>/YYYY-MM-DD.log`, framed as the journal (`records.frame`)."""
+def _scan(path: Path) -> frames.Scan:
+    data = path.read_bytes()
+    scan = frames.scan(data, LEGACY_AGENT)
+    if scan.damage is not None:
+        offset, problem = scan.damage
+        raise StoreCorrupt(
+            f"{path}: {problem} at byte {offset} of {len(data)}, with data after it that a crash cannot "
+            f"leave. `edge-agent store check {path.parent.parent}` reports it; `--cut` keeps the "
+            f"{len(scan.values)} records before it"
+        )
+    return scan
 
-    def __init__(self, directory: Path, retention_days: int) -> None:
+
+def read_partition(path: Path) -> list[Any]:
+    """One day's records in order (read while the writer appends: a frame in progress is a torn
+    tail, simply not there yet); StoreCorrupt on damage."""
+    return _scan(path).values
+
+
+class HistoryPartitions:
+    """`<directory>/YYYY-MM-DD.log`, framed as the journal."""
+
+    def __init__(self, directory: Path, retention_days: int, *, ops: FileOps = OS) -> None:
         self.directory = directory
         self.retention_days = retention_days
-        self._open: tuple[str, Any] | None = None  # (day, its file): the writer thread's only
+        self._ops = ops
+        self._open: tuple[str, AppendFile] | None = None  # (day, its file): the writer thread's only
+        self._ready: set[Path] = set()  # partitions prepared for appends since the start
 
     def append(self, docs: list[Any]) -> None:
         """Final records, each to the partition of its `finished_at`."""
         by_day: dict[str, list[bytes]] = {}
         for doc in docs:
-            by_day.setdefault(day_of(doc.get("finished_at") or time.time()), []).append(records.frame(doc))
+            by_day.setdefault(day_of(doc.get("finished_at") or time.time()), []).append(frames.frame(doc))
         for day, framed in by_day.items():
-            self._file(day).write(b"".join(framed))
+            self._file(day).append(b"".join(framed), sync=False)
 
-    def _file(self, day: str) -> Any:
+    def _file(self, day: str) -> AppendFile:
         """The open partition of `day` (today's, nearly always: one open file, not one per batch)."""
         if self._open is None or self._open[0] != day:
             if self._open is not None:
                 self._open[1].close()
-            self._open = (day, open(self.directory / f"{day}.log", "ab", buffering=0))  # noqa: SIM115
+            self._open = None
+            path = self.directory / f"{day}.log"
+            self._prepare(path)
+            self._open = (day, AppendFile(path, ops=self._ops))
         return self._open[1]
+
+    def _prepare(self, path: Path) -> None:
+        """Make `path` ready for appends in the current framing (see the module docstring)."""
+        if path in self._ready:
+            return
+        self._ready.add(path)
+        if not path.exists():
+            write_atomic(path, MAGIC, PRIVATE)
+            return
+        scan = _scan(path)
+        if scan.framing is not frames.CURRENT:
+            write_atomic(path, MAGIC + b"".join(frames.frame(v) for v in scan.values), PRIVATE)
+        elif scan.valid_length < len(MAGIC):  # a magic torn by a crash
+            write_atomic(path, MAGIC, PRIVATE)
+        elif scan.torn_bytes:
+            with open(path, "r+b") as f:
+                f.truncate(scan.valid_length)
+
+    def prepare_latest(self) -> None:
+        """At the store's start: the newest partition, where appends go on (so that damage there
+        stops the start, not a write hours later)."""
+        days = self.days()
+        if days:
+            self._prepare(days[-1])
 
     def sync(self) -> None:
         for path in self.days():
@@ -69,9 +122,9 @@ class HistoryPartitions:
         return sorted(self.directory.glob("*.log"))
 
     def read(self) -> Iterator[Any]:
-        """Finished task records, oldest day first."""
+        """Finished task records, oldest day first (a torn tail is simply not there yet)."""
         for path in self.days():
-            yield from records.iter_values(path)
+            yield from read_partition(path)
 
     def expire(self, now: float | None = None) -> int:
         """Delete the partitions older than `retention_days`; returns how many."""
@@ -86,6 +139,5 @@ class HistoryPartitions:
     def close(self) -> None:
         """At the store's close (the writer has ended)."""
         if self._open is not None:
-            with contextlib.suppress(OSError):
-                self._open[1].close()
+            self._open[1].close()
             self._open = None

@@ -6,7 +6,7 @@
     store.get(TASKS, key); store.rows(OUTBOX); store.db.table(TASKS).search(...)  (under store.lock)
 
 A commit is applied to the in-memory tables at once (readers see it) and handed to the writer
-thread, which writes everything that arrived meanwhile as one journal record and one fsync (group
+thread, which writes everything that arrived meanwhile as one journal frame and one fsync (group
 commit), then calls the `on_durable` callbacks in commit order. Effects the outside world sees (an
 MQTT acknowledgement, a result published) happen only in those callbacks. Every op sets a key to
 a whole document or deletes it, so replaying an op twice changes nothing.
@@ -15,18 +15,17 @@ The cost of a commit is its own bytes plus one fsync, whatever the history: fini
 the tables (their final record goes to `history/YYYY-MM-DD.log`, dropped after `retention_days`),
 replay rows are forgotten after their task's expiry, and when the journal passes `compact_bytes`
 the live state is written as a new snapshot (temporary file, fsync, rename) and a new journal
-starts. Files (`state/`): `snapshot` (magic, crc32, MessagePack of schema, generation and tables),
-`journal.<generation>.log` (records, see records.py), `LOCK` (flock: one agent per data directory).
+starts. The files (`state/snapshot`, `state/journal.<generation>.log`, `state/LOCK`) are the
+journal engine's (`agent.common.journal`): a batch is one frame, written whole or cut back, a
+torn tail is cut at start, damage stops the start by name (`edge-agent store check` reports it).
+A failed write fails the store: nothing more is acknowledged, and the agent stops.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import logging
 import math
-import os
 import queue
 import struct
 import threading
@@ -38,27 +37,43 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from ..errors import StoreCorrupt, StoreError, StoreLocked
-from ..fileio import PRIVATE, fsync_dir, write_atomic
-from . import records
+from ..common.journal import LEGACY_AGENT, OS, FileOps, JournalDirectory, Layout
+from ..common.journal.frames import unpack
+from ..errors import StoreError
 from .history import HistoryPartitions
 from .state import HISTORY, META, SCHEMA_VERSION, TABLES, StateDB, Tables, empty_tables, open_db
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_MAGIC = b"EDGESNAP"
 #: How long a lazy commit (`sync=False`) may wait for a batch that is written anyway.
 LAZY_S = 0.02
 #: How long a patient commit (`urgent=False`) may wait: about the time a task takes from its
 #: intake commit to its result's, on a slow day, so that both usually share one fsync.
 PATIENT_S = 0.005
 _URGENT, _DUE, _CLOSE = object(), object(), object()  # the writer's wake-up tokens
-#: pwritev2 flags for "append these bytes and make them durable" in one system call (Linux 4.16+).
-_APPEND_DSYNC = (
-    os.RWF_APPEND | os.RWF_DSYNC if hasattr(os, "RWF_APPEND") and hasattr(os, "RWF_DSYNC") else None
+#: The snapshot header before the journal engine: magic, crc32, length (the generation in the body).
+LEGACY_SNAPSHOT_MAGIC = b"EDGESNAP"
+_LEGACY_SNAP_HEADER = struct.Struct("<8sIQ")
+
+
+def _legacy_snapshot(data: bytes) -> tuple[bytes, int]:
+    if len(data) < _LEGACY_SNAP_HEADER.size:
+        raise ValueError(f"too short to be a snapshot ({len(data)} bytes)")
+    magic, crc, length = _LEGACY_SNAP_HEADER.unpack_from(data)
+    body = data[_LEGACY_SNAP_HEADER.size :]
+    if magic != LEGACY_SNAPSHOT_MAGIC or length != len(body) or zlib.crc32(body) != crc:
+        raise ValueError("bad magic, length or checksum")
+    return body, int(unpack(body)["generation"])
+
+
+LAYOUT = Layout(
+    owner="agent",
+    snapshot_name="snapshot",
+    lock_name="LOCK",
+    legacy_framing=LEGACY_AGENT,
+    legacy_snapshot=_legacy_snapshot,
+    check_command=lambda state_dir: f"edge-agent store check {state_dir.parent}",
 )
-_UNSUPPORTED = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS})  # an older kernel
-_SNAP_HEADER = struct.Struct("<8sIQ")  # magic, crc32, length
 
 
 class Op(NamedTuple):
@@ -106,7 +121,13 @@ class Store:
     """See the module docstring. Thread-safe; one instance per data directory."""
 
     def __init__(
-        self, data_dir: Path, *, fsync: bool = True, compact_bytes: int = 8 << 20, retention_days: int = 7
+        self,
+        data_dir: Path,
+        *,
+        fsync: bool = True,
+        compact_bytes: int = 8 << 20,
+        retention_days: int = 7,
+        ops: FileOps = OS,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.state_dir = self.data_dir / "state"
@@ -114,7 +135,8 @@ class Store:
         self._compact_bytes = compact_bytes
         self._compact_at = compact_bytes  # journal bytes that start the next compaction
         self._compaction_failures = 0
-        self._history = HistoryPartitions(self.data_dir / "history", retention_days)  # writer thread
+        self._journal = JournalDirectory(self.state_dir, LAYOUT, fsync=fsync, ops=ops)
+        self._history = HistoryPartitions(self.data_dir / "history", retention_days, ops=ops)  # writer thread
         self.lock = threading.RLock()  # guards the tables: hold it to read several documents consistently
         self.tables: Tables = empty_tables()
         self._db: StateDB = open_db(self.tables)
@@ -126,10 +148,6 @@ class Store:
         self._wake: queue.SimpleQueue[object] = queue.SimpleQueue()  # tokens for the writer (see commit)
         self._failure: BaseException | None = None
         self._writer: threading.Thread | None = None
-        self._lock_fd: int | None = None
-        self._journal: Any = None
-        self.generation = 0
-        self._journal_bytes = 0
         self._commits = self._batches = self._compactions = self._superseded = 0
         self._last_batch_s = 0.0
         self._durable_seq = 0  # commits written so far
@@ -139,6 +157,10 @@ class Store:
         #: results they publish until all have run: see `MqttLink.writes_held`).
         self.around_callbacks: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
 
+    @property
+    def generation(self) -> int:
+        return self._journal.generation
+
     # -- opening ------------------------------------------------------------------------------------
 
     @classmethod
@@ -147,96 +169,37 @@ class Store:
         try:
             store._open()
         except BaseException:
-            store._release_lock()
+            store._journal.close()
             raise
         return store
 
     def _open(self) -> None:
-        for directory in (self.data_dir, self.state_dir, self.history_dir):
+        for directory in (self.data_dir, self.history_dir):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._take_lock()
-        snapshot = self.state_dir / "snapshot"
-        journals = self._journal_files()
-        if snapshot.exists():
-            self._load_snapshot(snapshot)
-        elif journals:
-            names = ", ".join(p.name for _, p in journals)
-            raise StoreCorrupt(f"{snapshot} is missing but {names} exist: the state cannot be rebuilt")
-        else:
+        recovery = self._journal.open()
+        if recovery.snapshot is None:
             log.info("no state in %s: starting with an empty store", self.state_dir)
-            self._write_snapshot(0, self._serialise(0))
-        self._replay_journals(journals)
-        self._open_journal(append=True)
+        else:
+            self._load_snapshot(recovery.snapshot)
+        for batch in recovery.batches:
+            self._apply(Op(*op) for op in batch)
+        self._history.prepare_latest()
+        if recovery.needs_switch:  # an empty directory, or state of an older format: rewritten now
+            self._journal.switch(self._serialise(self.generation + 1))
         self._writer = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
         self._writer.start()
 
-    def _take_lock(self) -> None:
-        fd = os.open(self.state_dir / "LOCK", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise StoreLocked(f"{self.data_dir} is in use by another agent (state/LOCK is held)") from None
-        self._lock_fd = fd
-
-    def _journal_files(self) -> list[tuple[int, Path]]:
-        found = []
-        for path in self.state_dir.glob("journal.*.log"):
-            middle = path.name[len("journal.") : -len(".log")]
-            if middle.isdigit():
-                found.append((int(middle), path))
-        return sorted(found)
-
-    def _load_snapshot(self, path: Path) -> None:
-        data = path.read_bytes()
-        if len(data) < _SNAP_HEADER.size:
-            raise StoreCorrupt(f"{path}: too short to be a snapshot ({len(data)} bytes)")
-        magic, crc, length = _SNAP_HEADER.unpack_from(data)
-        body = data[_SNAP_HEADER.size :]
-        if magic != SNAPSHOT_MAGIC or length != len(body) or zlib.crc32(body) != crc:
-            raise StoreCorrupt(f"{path}: not a valid snapshot (bad magic, length or checksum)")
-        doc = records.unpack(body)
+    def _load_snapshot(self, body: bytes) -> None:
+        doc = unpack(body)
         schema = doc.get("schema")
         if not isinstance(schema, int) or schema > SCHEMA_VERSION:
             raise StoreError(
-                f"{path}: state schema {schema!r} is newer than this agent's ({SCHEMA_VERSION}); "
-                "run the agent version that wrote it, or move the data directory away"
+                f"{self.state_dir / LAYOUT.snapshot_name}: state schema {schema!r} is newer than this "
+                f"agent's ({SCHEMA_VERSION}); run the agent version that wrote it, or move the data "
+                "directory away"
             )
-        self.generation = int(doc["generation"])
         for name in TABLES:
             self.tables[name].update(doc["tables"].get(name, {}))
-
-    def _replay_journals(self, journals: list[tuple[int, Path]]) -> None:
-        for generation, path in journals:
-            if generation < self.generation:  # compaction finished but had not yet removed it
-                path.unlink()
-            elif generation > self.generation:
-                raise StoreCorrupt(
-                    f"{path} is newer than the snapshot (generation {self.generation}): "
-                    "the snapshot was replaced by an older one"
-                )
-            else:
-                self._replay(path)
-
-    def _replay(self, path: Path) -> None:
-        scan = records.scan(path)
-        if scan.torn_bytes:
-            log.warning("%s: cutting off %d bytes of a record torn by a crash", path, scan.torn_bytes)
-            with open(path, "r+b") as f:
-                f.truncate(scan.valid_length)
-                os.fsync(f.fileno())
-        for batch in scan.values:
-            self._apply(Op(*op) for op in batch)
-
-    def _open_journal(self, *, append: bool) -> None:
-        path = self.state_dir / f"journal.{self.generation}.log"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, PRIVATE)
-        self._journal = os.fdopen(fd, "ab", buffering=0)
-        self._unsynced = True  # bytes may precede that no fsync covered yet (a killed agent's)
-        self._append_dsync = _APPEND_DSYNC  # None once the kernel has refused it
-        self._journal_bytes = os.fstat(fd).st_size if append else 0
-        if self._fsync:
-            fsync_dir(self.state_dir)
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -366,7 +329,7 @@ class Store:
             with self._cond:
                 self._durable_seq += len(batch)
                 self._cond.notify_all()
-            if self._journal_bytes >= self._compact_at:
+            if self._journal.journal_bytes >= self._compact_at:
                 self._compact_or_carry_on()
 
     def _compact_or_carry_on(self) -> None:
@@ -377,13 +340,13 @@ class Store:
         try:
             self.compact()
         except Exception as exc:
-            self._compact_at = self._journal_bytes + self._compact_bytes
+            self._compact_at = self._journal.journal_bytes + self._compact_bytes
             self._compaction_failures += 1
             log.error(
                 "store: compaction failed (%s); the state is intact and the journal keeps growing "
                 "(%d bytes): free space in %s, the next try is after %d more bytes",
                 exc,
-                self._journal_bytes,
+                self._journal.journal_bytes,
                 self.state_dir,
                 self._compact_bytes,
             )
@@ -436,35 +399,11 @@ class Store:
         self._superseded += len(ops) - len(history) - len(changes)
         if not changes:  # commits made only to keep the order of their callbacks
             return
-        record = records.frame(changes)
         sync = self._fsync and any(sync for _, _, sync in batch)
-        self._append_journal(record, sync)
-        self._journal_bytes += len(record)
+        self._journal.append(changes, sync=sync)
         self._commits += len(batch)
         self._batches += 1
         self._last_batch_s = time.perf_counter() - started
-
-    def _append_journal(self, record: bytes, sync: bool) -> None:
-        """Append one batch's record, made durable when `sync`. When everything before it is
-        durable already, one `pwritev2(RWF_APPEND | RWF_DSYNC)` does both (a GIL release fewer
-        than write + fdatasync); it syncs only its own bytes, so after an unsynced write (a batch
-        of lazy changes, or a journal a killed agent left) write + fdatasync covers the lot."""
-        fd = self._journal.fileno()
-        if sync and not self._unsynced and self._append_dsync is not None:
-            try:
-                written = os.pwritev(fd, [record], 0, self._append_dsync)
-            except OSError as exc:
-                if exc.errno not in _UNSUPPORTED:
-                    raise
-                log.info("this kernel has no pwritev2 RWF_APPEND|RWF_DSYNC: write + fdatasync")
-                self._append_dsync, written = None, 0
-            if written == len(record):
-                return
-            record = record[written:]  # a short write (a full disk reports its error next)
-        self._journal.write(record)
-        if sync:
-            os.fdatasync(fd)
-        self._unsynced = not sync
 
     # -- snapshots ---------------------------------------------------------------------------------------
 
@@ -478,10 +417,6 @@ class Store:
             }
             return msgpack.packb(doc, use_bin_type=True)  # type: ignore[no-any-return]
 
-    def _write_snapshot(self, generation: int, body: bytes) -> None:
-        header = _SNAP_HEADER.pack(SNAPSHOT_MAGIC, zlib.crc32(body), len(body))
-        write_atomic(self.state_dir / "snapshot", header + body, PRIVATE)
-
     def compact(self) -> None:
         """Write the live state as generation N+1 and start its journal (writer thread, or tests).
 
@@ -490,14 +425,8 @@ class Store:
         started = time.perf_counter()
         if self._fsync:  # the journal about to go holds them too
             self._history.sync()
-        with self.lock:
-            old = self.state_dir / f"journal.{self.generation}.log"
-            body = self._serialise(self.generation + 1)
-        self._write_snapshot(self.generation + 1, body)
-        self.generation += 1
-        self._journal.close()
-        self._open_journal(append=False)
-        old.unlink(missing_ok=True)
+        body = self._serialise(self.generation + 1)
+        self._journal.switch(body)
         self._compactions += 1
         self._compact_at = self._compact_bytes
         log.info(
@@ -548,7 +477,7 @@ class Store:
     def stats(self) -> StoreStats:
         return StoreStats(
             self.generation,
-            self._journal_bytes,
+            self._journal.journal_bytes,
             self._commits,
             self._batches,
             self._compactions,
@@ -566,13 +495,5 @@ class Store:
         self._wake.put(_CLOSE)  # the writer writes everything committed before, then ends
         if self._writer is not None:
             self._writer.join(timeout)
-        if self._journal is not None:
-            with contextlib.suppress(OSError):
-                self._journal.close()
         self._history.close()
-        self._release_lock()
-
-    def _release_lock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._journal.close()

@@ -19,11 +19,13 @@ from typing import IO
 import pytest
 from tinydb import Query
 
-from agent.errors import StoreCorrupt, StoreError, StoreLocked
+from agent.common.journal import frame, scan, snapshot_bytes
+from agent.errors import StoreCorrupt, StoreError, StoreLocked, StoreWriteFailed
 from agent.protocol import ReplayRecord
-from agent.store import HISTORY, META, OUTBOX, REPLAY, TASKS, DurableReplayCache, Op, Store, frame, scan
+from agent.store import HISTORY, META, OUTBOX, REPLAY, TASKS, DurableReplayCache, Op, Store
 from agent.store import store as store_module
-from agent.store.store import SNAPSHOT_MAGIC
+from agent.store.store import LEGACY_SNAPSHOT_MAGIC
+from tests.support.faults import InjectedFaults
 
 
 def _open(path: Path, **options: object) -> Store:
@@ -77,7 +79,7 @@ def test_a_row_changed_twice_in_one_group_commit_is_journaled_once(tmp_path: Pat
     assert store.flush(10)
     assert store.stats().superseded == 3
     [journal] = sorted((tmp_path / "state").glob("journal.*.log"))
-    last = scan(journal).values[-1]
+    last = scan(journal.read_bytes()).values[-1]
     assert sorted(map(tuple, last), key=repr) == sorted(
         [
             (TASKS, "k/1", None),
@@ -200,75 +202,87 @@ def test_a_failing_around_callbacks_neither_skips_callbacks_nor_stops_the_writer
     store.close()
 
 
-@pytest.mark.skipif(store_module._APPEND_DSYNC is None, reason="pwritev2 RWF_APPEND|RWF_DSYNC is Linux 4.16+")
-def test_a_synced_batch_after_synced_ones_is_one_system_call(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[str] = []
-    real_pwritev, real_fdatasync = os.pwritev, os.fdatasync
-
-    def pwritev(fd: int, buffers: list[bytes], offset: int, flags: int = 0) -> int:
-        calls.append("pwritev")
-        return real_pwritev(fd, buffers, offset, flags)
-
-    def fdatasync(fd: int) -> None:
-        calls.append("fdatasync")
-        real_fdatasync(fd)
-
-    monkeypatch.setattr(store_module.os, "pwritev", pwritev)
-    monkeypatch.setattr(store_module.os, "fdatasync", fdatasync)
-    store = _open(tmp_path)
-    store.commit_sync([Op(TASKS, "k/1", {"n": 1})])  # a journal just opened may follow unsynced bytes
+def test_a_synced_batch_after_synced_ones_is_one_system_call(tmp_path: Path) -> None:
+    ops = InjectedFaults()
+    store = _open(tmp_path, ops=ops)
+    store.commit_sync([Op(TASKS, "k/1", {"n": 1})])
+    ops.calls.clear()
     store.commit_sync([Op(TASKS, "k/2", {"n": 2})])
     store.commit([Op(TASKS, "k/3", {"n": 3})], sync=False)
     assert store.flush(10)  # a lazy batch alone: written, not synced
     store.commit_sync([Op(TASKS, "k/4", {"n": 4})])  # so this one syncs the whole file
     store.commit_sync([Op(TASKS, "k/5", {"n": 5})])
-    assert calls == ["fdatasync", "pwritev", "fdatasync", "pwritev"]
+    assert ops.calls == ["pwritev", "write", "write", "fdatasync", "pwritev"]
     store.close()
     store = _open(tmp_path)
     assert sorted(key for key, _ in store.rows(TASKS)) == [f"k/{i}" for i in range(1, 6)]
     store.close()
 
 
-def test_a_kernel_without_pwritev2_flags_gets_write_and_fdatasync(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def refused(fd: int, buffers: list[bytes], offset: int, flags: int = 0) -> int:
-        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
-
-    monkeypatch.setattr(store_module.os, "pwritev", refused)
-    store = _open(tmp_path)
+def test_a_kernel_without_pwritev2_flags_gets_write_and_fdatasync(tmp_path: Path) -> None:
+    ops = InjectedFaults(dsync=False)
+    store = _open(tmp_path, ops=ops)
     for i in range(3):
         store.commit_sync([Op(TASKS, f"k/{i}", {"n": i})])
-    assert store.failed is None
+    assert store.failed is None and "pwritev" not in ops.calls
     store.close()
     store = _open(tmp_path)
     assert store.count(TASKS) == 3
     store.close()
 
 
-@pytest.mark.parametrize("synced_before", [True, False], ids=["append-dsync", "write-fdatasync"])
-def test_a_failed_write_stops_the_store_and_acknowledges_nothing(tmp_path: Path, synced_before: bool) -> None:
-    """A journal write that fails (here: EBADF, as a dying disk would give EIO): no callback runs,
-    every later commit is refused, and what was durable before is still there after a restart.
-    Both ways of appending: after a synced batch (pwritev2 with RWF_DSYNC) and after a lazy one."""
-    store = _open(tmp_path)
+@pytest.mark.parametrize(
+    ("synced_before", "failing"),
+    [(True, "pwritev"), (False, "write"), (False, "fdatasync")],
+    ids=["append-dsync", "write", "fdatasync"],
+)
+def test_a_failed_write_stops_the_store_and_acknowledges_nothing(
+    tmp_path: Path, synced_before: bool, failing: str
+) -> None:
+    """A journal write or sync that fails (EIO, as a dying disk gives): no callback runs, every
+    later commit is refused, the journal is cut back to its last whole frame, and what was
+    durable before is there after a restart. Both ways of appending: after a synced batch
+    (pwritev2 with RWF_DSYNC) and after a lazy one (write, then fdatasync)."""
+    ops = InjectedFaults()
+    store = _open(tmp_path, ops=ops)
     store.commit_sync([Op(TASKS, "k/0", {"n": 0})])
     if not synced_before:
         store.commit([Op(TASKS, "k/lazy", {"n": 0})], sync=False)
         assert store.flush(10)
-    store._journal.close()
-    store._journal = _journal(tmp_path).open("rb", buffering=0)  # every write now fails
+    size = _journal(tmp_path).stat().st_size
+    ops.fail[failing] = errno.EIO  # once: cutting back works
     called: list[int] = []
     store.commit([Op(TASKS, "k/1", {"n": 1})], lambda: called.append(1))
     assert not store.flush(10)
-    assert called == [] and isinstance(store.failed, OSError)
+    assert called == [] and isinstance(store.failed, StoreWriteFailed)
+    assert "cut back to its last whole frame" in str(store.failed)
+    assert _journal(tmp_path).stat().st_size == size
     with pytest.raises(StoreError, match="accepts no more changes"):
         store.commit([Op(TASKS, "k/2", {"n": 2})])
     store.close()
     store = _open(tmp_path)
     assert store.get(TASKS, "k/0") == {"n": 0} and store.get(TASKS, "k/1") is None
+    store.close()
+
+
+def test_a_journal_that_cannot_be_cut_back_refuses_every_append(tmp_path: Path) -> None:
+    """fdatasync fails for good (the disk is gone): the journal cannot be put back to its last
+    whole frame either, so it refuses all appends; what was durable before is still there."""
+    ops = InjectedFaults()
+    store = _open(tmp_path, ops=ops)
+    store.commit_sync([Op(TASKS, "k/0", {"n": 0})])
+    store.commit([Op(TASKS, "k/lazy", {"n": 0})], sync=False)
+    assert store.flush(10)
+    ops.fail["fdatasync"], ops.persistent = errno.EIO, True
+    called: list[int] = []
+    store.commit([Op(TASKS, "k/1", {"n": 1})], lambda: called.append(1))
+    assert not store.flush(10)
+    failure = store.failed
+    assert called == [] and isinstance(failure, StoreWriteFailed) and failure.broken
+    assert "cutting it back to byte" in str(failure)
+    store.close()
+    store = _open(tmp_path)  # k/1 may be there or not: it was never acknowledged
+    assert store.get(TASKS, "k/0") == {"n": 0}
     store.close()
 
 
@@ -334,9 +348,9 @@ def test_damage_before_the_end_stops_the_start_naming_the_file(tmp_path: Path) -
     store.close()
     journal = _journal(tmp_path)
     data = bytearray(journal.read_bytes())
-    data[10] ^= 0xFF  # inside the first record: the second one follows it
+    data[8 + 12 + 1] ^= 0xFF  # in the first frame's payload (after the magic and its header): one follows
     journal.write_bytes(bytes(data))
-    with pytest.raises(StoreCorrupt, match=r"journal\.0\.log.*wrong checksum"):
+    with pytest.raises(StoreCorrupt, match=r"journal\.1\.log: a frame with a wrong checksum at byte 8 of"):
         _open(tmp_path)
 
 
@@ -356,7 +370,8 @@ def test_a_damaged_or_missing_snapshot_is_an_error_not_an_empty_start(tmp_path: 
     assert _open(tmp_path).get(TASKS, "k/1") == {"n": 1}
 
 
-def test_state_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("legacy", [False, True], ids=["current", "before-the-engine"])
+def test_state_of_a_newer_schema_is_refused(tmp_path: Path, legacy: bool) -> None:
     import struct
     import zlib
 
@@ -364,8 +379,9 @@ def test_state_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
 
     (tmp_path / "state").mkdir()
     body = msgpack.packb({"schema": 99, "generation": 0, "tables": {}})
-    header = struct.pack("<8sIQ", SNAPSHOT_MAGIC, zlib.crc32(body), len(body))
-    (tmp_path / "state" / "snapshot").write_bytes(header + body)
+    header = struct.pack("<8sIQ", LEGACY_SNAPSHOT_MAGIC, zlib.crc32(body), len(body))
+    snapshot = header + body if legacy else snapshot_bytes(0, body)
+    (tmp_path / "state" / "snapshot").write_bytes(snapshot)
     with pytest.raises(StoreError, match="schema 99 is newer"):
         _open(tmp_path)
 
@@ -443,12 +459,15 @@ def test_a_compaction_that_fails_for_want_of_space_leaves_the_state_and_the_writ
 def test_a_journal_left_by_an_interrupted_compaction_is_removed(tmp_path: Path) -> None:
     store = _open(tmp_path)
     store.commit_sync([Op(TASKS, "k/1", {"n": 1})])
-    old = _journal(tmp_path).read_bytes()
-    store.compact()  # generation 1
+    old = _journal(tmp_path)
+    old_bytes = old.read_bytes()
+    store.compact()
     store.close()
-    (tmp_path / "state" / "journal.0.log").write_bytes(old)  # as if the unlink had not happened
+    [new] = (tmp_path / "state").glob("journal.*.log")
+    assert new != old
+    old.write_bytes(old_bytes)  # as if the unlink had not happened
     store = _open(tmp_path)
-    assert [p.name for p in (tmp_path / "state").glob("journal.*.log")] == ["journal.1.log"]
+    assert list((tmp_path / "state").glob("journal.*.log")) == [new]
     assert store.get(TASKS, "k/1") == {"n": 1}
     store.close()
 
@@ -564,3 +583,50 @@ def test_kill_9_at_any_instant_loses_nothing_that_was_durable(tmp_path: Path, co
         assert not missing, f"acknowledged but lost: {missing[:10]}"
         next_key = max(durable) + 10_000
         store.close()
+
+
+#: RLIMIT_FSIZE applies to the whole process: in one of its own. Old and new APIs alike.
+_SHORT_WRITE = """
+import json, resource, sys
+from pathlib import Path
+from agent.store import TASKS, Op, Store
+from agent.errors import StoreError
+
+store = Store.open(Path(sys.argv[1]), compact_bytes=1 << 30)
+acknowledged = []
+for i in range(5):
+    store.commit_sync([Op(TASKS, f"k/{i}", {"n": i})])
+    acknowledged.append(f"k/{i}")
+store.commit([Op(TASKS, "lazy", {"n": 0})], sync=False)  # an unsynced batch: the next append is a write()
+assert store.flush()
+[journal] = Path(sys.argv[1], "state").glob("journal.*.log")
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (journal.stat().st_size + 100, hard))
+try:  # 100 bytes of it fit: the kernel writes them (a short write), the next write gets EFBIG
+    store.commit_sync([Op(TASKS, "big", {"pad": b"x" * 1000})], timeout=5)
+    acknowledged.append("big")
+except StoreError as exc:
+    print(exc, file=sys.stderr)
+print(json.dumps(acknowledged))
+store.close()
+"""
+
+
+def test_a_short_write_is_never_acknowledged_and_never_cuts_later_records(tmp_path: Path) -> None:
+    """Under RLIMIT_FSIZE the kernel writes part of a batch and returns the short count. That
+    batch must not be acknowledged (it was: the rest was never written, fdatasync succeeded, the
+    callback ran, and the next start cut the partial record as a torn tail), and nothing may be
+    appended behind it. Every acknowledged commit is there after a start, and commits go on."""
+    done = subprocess.run(
+        [sys.executable, "-c", _SHORT_WRITE, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    acknowledged = json.loads(done.stdout)
+    assert "big" not in acknowledged and "File too large" in done.stderr
+    store = _open(tmp_path)
+    assert [key for key in acknowledged if store.get(TASKS, key) is None] == []
+    store.commit_sync([Op(TASKS, "after", {"n": 1})])
+    store.close()
+    store = _open(tmp_path)
+    assert store.get(TASKS, "after") == {"n": 1} and store.get(TASKS, "k/4") == {"n": 4}
+    store.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from broker.records import read_records
+from agent.common.journal import LEGACY_BROKER, scan
 from tests.broker.conftest import USERS, BrokerProcess
 from tests.support.mqtt import PUBACK, PUBLISH, RawClient, TestClient, packet
 
@@ -28,8 +28,8 @@ def journal_kinds(data_dir: Path) -> list[str]:
     """The kinds of every record in the journals (as a crash would leave them)."""
     kinds: list[str] = []
     for path in sorted(data_dir.glob("journal.*.log")):
-        records, _ = read_records(path.read_bytes())
-        kinds += [rec[0] for rec in records]
+        for batch in scan(path.read_bytes(), LEGACY_BROKER).values:
+            kinds += [rec[0] for rec in batch]
     return kinds
 
 

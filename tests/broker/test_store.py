@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import json
 import shutil
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
-from typing import Any
 
 import msgpack
 import pytest
 
+from agent.common.journal import LEGACY_BROKER, scan
 from broker.errors import CorruptStore, StoreError
-from broker.records import StoreState, read_records
 from broker.store import ACK_WAIT_CAP, SNAPSHOT, Store
+from tests.support.faults import InjectedFaults
+from tests.support.stores import broker_state
 
 
 def run(coro: object) -> object:
@@ -38,14 +43,7 @@ async def _fill(store: Store) -> None:
     await barrier
 
 
-def _state(path: Path) -> StoreState:
-    async def load() -> StoreState:
-        store = Store(path)
-        state = await store.open()
-        await store.close()
-        return state
-
-    return run(load())  # type: ignore[return-value]
+_state = broker_state
 
 
 def test_state_survives_close_and_reopen(tmp_path: Path) -> None:
@@ -105,7 +103,7 @@ def test_a_torn_last_record_is_cut_off(tmp_path: Path) -> None:
 
 def test_a_corrupt_snapshot_stops_the_start(tmp_path: Path) -> None:
     (tmp_path / SNAPSHOT).write_bytes(b"\x93not a snapshot")
-    with pytest.raises(CorruptStore, match="move it aside"):
+    with pytest.raises(CorruptStore, match=r"snapshot\.msgpack: not a valid snapshot .* move it aside"):
         _state(tmp_path)
 
 
@@ -149,9 +147,9 @@ def test_one_broker_per_data_directory(tmp_path: Path) -> None:
 
 def _journal_records(data_dir: Path) -> list[list[object]]:
     [journal] = data_dir.glob("journal.*.log")
-    records, end = read_records(journal.read_bytes())
-    assert end == journal.stat().st_size
-    return records
+    found = scan(journal.read_bytes(), LEGACY_BROKER)
+    assert found.valid_length == journal.stat().st_size
+    return [rec for batch in found.values for rec in batch]
 
 
 async def _subscribed(store: Store, *client_ids: str) -> None:
@@ -236,49 +234,44 @@ def test_a_journal_framed_record_by_record_is_still_read(tmp_path: Path) -> None
         body = msgpack.packb(rec, use_bin_type=True)
         data += struct.pack(">II", len(body), zlib.crc32(body)) + body
     (tmp_path / "journal.1.log").write_bytes(data)
+    empty = {"format": 1, "gen": 1, "next_seq": 1, "retained": [], "messages": [], "sessions": []}
+    (tmp_path / SNAPSHOT).write_bytes(msgpack.packb(empty))  # a snapshot of that time: bare msgpack
     state = _state(tmp_path)
     assert state.messages == {1: ("t/a", b"old")} and list(state.sessions["c1"].pending) == [1]
 
 
 def test_a_failed_write_fails_the_publish_waiting_for_it(tmp_path: Path) -> None:
+    ops = InjectedFaults()
+
     async def scenario() -> None:
-        store = Store(tmp_path)
+        store = Store(tmp_path, ops=ops)
         await _subscribed(store, "c1")
-        assert store._journal is not None
-        store._journal.close()
-        # as if the disk went read-only: every write fails (io.UnsupportedOperation, an OSError)
-        store._journal = next(tmp_path.glob("journal.*.log")).open("rb", buffering=0)
+        ops.fail["pwritev"] = ops.fail["write"] = errno.EIO
         seq = store.message("t/a", b"body")
         store.queued("c1", seq, 1, False)  # offline: written at once
         accepted = store.accepted()
         assert accepted is not None
-        with pytest.raises(StoreError, match="journal write failed"):
+        with pytest.raises(StoreError, match=r"journal write failed: appending .* Input/output error"):
             await accepted
         await store.close()
 
     run(scenario())
 
 
-def test_a_batch_that_cannot_be_written_fails_its_publish_and_the_writer_goes_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Not only disk errors: whatever makes a batch unwritable (here a bug in the encoding, injected
-    once) fails the PUBACKs waiting for it, so the publishers send again, and the writer goes on."""
-    import broker.store
-
-    encode, calls = broker.store.encode_batch, []
-
-    def failing_once(records: list[Any]) -> bytes:
-        calls.append(len(records))
-        if len(calls) == 1:
-            raise RuntimeError("injected encoding bug")
-        return encode(records)
+def test_after_a_failed_write_the_next_is_a_snapshot_and_nothing_is_lost(tmp_path: Path) -> None:
+    """A batch that cannot be written (ENOSPC) fails the PUBACKs waiting for it, so the publishers
+    send again, and the writer goes on. Its records are in the broker's memory but in no file: the
+    next write is a new generation (a snapshot of everything), never an append that would leave
+    the journal without them. A crash copy taken then holds both messages."""
+    ops = InjectedFaults()
+    crashed = tmp_path / "crashed"
 
     async def scenario() -> None:
-        store = Store(tmp_path)
+        store = Store(tmp_path / "live", ops=ops)
         await _subscribed(store, "c1")
-        monkeypatch.setattr(broker.store, "encode_batch", failing_once)
+        generation = store.gen
         for expected in (StoreError, None):
+            ops.space = 0 if expected else 1 << 50
             seq = store.message("t/a", b"body")
             store.queued("c1", seq, 1, False)  # offline: written at once
             accepted = store.accepted()
@@ -286,12 +279,14 @@ def test_a_batch_that_cannot_be_written_fails_its_publish_and_the_writer_goes_on
             if expected is None:
                 await asyncio.wait_for(accepted, 5)  # the writer is still there
             else:
-                with pytest.raises(StoreError, match="journal write failed: injected encoding bug"):
+                with pytest.raises(StoreError, match="No space left on device"):
                     await asyncio.wait_for(accepted, 5)  # a dead writer would leave it pending
+        assert store.gen == generation + 1  # the second write was a switch, not an append
+        _crash_copy(tmp_path / "live", crashed)
         await store.close()
-        assert len(calls) >= 2
 
     run(scenario())
+    assert len(_state(crashed).sessions["c1"].pending) == 2
 
 
 def test_every_batch_gets_its_full_wait_for_acknowledgements(tmp_path: Path) -> None:
@@ -368,3 +363,60 @@ def test_records_after_a_cancelled_group_are_waited_for(tmp_path: Path) -> None:
         await store.close()
 
     run(scenario())
+
+
+#: RLIMIT_FSIZE applies to the whole process: in one of its own. Old and new APIs alike.
+_SHORT_WRITE = """
+import asyncio, json, resource, sys
+from pathlib import Path
+from broker.store import Store
+
+async def main():
+    store = Store(Path(sys.argv[1]))
+    await store.open()
+    store.session_opened("c1", "alice")
+    store.subscribed("c1", "t/#", 1)
+    await store.barrier()
+    acknowledged = []
+
+    async def publish(body):
+        seq = store.message("t/a", body)
+        store.queued("c1", seq, 1, False)  # offline: written at once
+        try:
+            await asyncio.wait_for(store.accepted(), 5)
+        except Exception as exc:
+            print(exc, file=sys.stderr)
+            return
+        acknowledged.append(body.decode()[:8])
+
+    for n in range(3):
+        await publish(b"before-%d" % n)
+    [journal] = Path(sys.argv[1]).glob("journal.*.log")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (journal.stat().st_size + 100, hard))
+    await publish(b"big-0000" + b"x" * 2000)  # 100 bytes fit: a short write, then EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # space again
+    for n in range(3):
+        await publish(b"after-%d" % n)
+    print(json.dumps(acknowledged))
+    # a crash: no close (it would write a snapshot of everything)
+
+asyncio.run(main())
+"""
+
+
+def test_a_short_write_is_never_acknowledged_and_never_cuts_later_records(tmp_path: Path) -> None:
+    """Under RLIMIT_FSIZE the kernel writes part of a batch and returns the short count. That
+    PUBLISH must get no PUBACK (it did: fsync succeeded), and the batches written once there is
+    space again must not land behind the partial frame (they did, and the next start cut them all
+    with it). After a crash every acknowledged message is there."""
+    done = subprocess.run(
+        [sys.executable, "-c", _SHORT_WRITE, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    acknowledged = json.loads(done.stdout)
+    assert "big-0000" not in acknowledged and "File too large" in done.stderr
+    assert acknowledged[-1] == "after-2"
+    state = _state(tmp_path)
+    kept = sorted(state.messages[seq][1].decode()[:8] for seq in state.sessions["c1"].pending)
+    assert [body for body in acknowledged if body not in kept] == []
