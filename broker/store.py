@@ -323,10 +323,13 @@ class Store(MemoryStore):
             await asyncio.to_thread(self._journal.append, records, sync=sync)
         except Exception as exc:  # disk errors, and anything else: the writer must outlive it
             self._must_switch = True
+            self.stats.failures += 1
             log.error(
-                "journal write failed (%s): the messages it held are not acknowledged; the next "
-                "write is a snapshot of the whole state",
+                "journal write failed (%s): the messages it held are not acknowledged (their publishers "
+                "send them again) and the next write is a snapshot of the whole state; free space in %s "
+                "(or replace the disk): nothing is acknowledged until a write succeeds",
                 exc,
+                self.data_dir,
             )
             _resolve(groups, writing, StoreError(f"journal write failed: {exc}"))
         else:
@@ -350,8 +353,12 @@ class Store(MemoryStore):
             await asyncio.to_thread(self._journal.switch, snapshot)
         except Exception as exc:  # as in _write_batch: the writer must outlive it
             self._must_switch = True
+            self.stats.failures += 1
             log.error(
-                "compaction failed (%s): its messages are not acknowledged; retrying at the next batch", exc
+                "compaction failed (%s): its messages are not acknowledged; retrying at the next batch; "
+                "free space in %s (or replace the disk)",
+                exc,
+                self.data_dir,
             )
             _resolve(groups, writing, StoreError(f"snapshot write failed: {exc}"))
             return
@@ -431,6 +438,7 @@ class WriteStats:
     records: int = 0  # records in them
     fsyncs: int = 0
     cancelled: int = 0  # queue entries acknowledged before they were written (no Q, no A)
+    failures: int = 0  # writes and snapshots that failed (their publishers got no PUBACK)
 
     def add(self, records: int, synced: bool) -> None:
         self.batches += 1

@@ -240,13 +240,15 @@ def test_a_journal_framed_record_by_record_is_still_read(tmp_path: Path) -> None
     assert state.messages == {1: ("t/a", b"old")} and list(state.sessions["c1"].pending) == [1]
 
 
-def test_a_failed_write_fails_the_publish_waiting_for_it(tmp_path: Path) -> None:
-    ops = InjectedFaults()
+@pytest.mark.parametrize("failing", ["write", "fdatasync"])
+def test_a_failed_write_fails_the_publish_waiting_for_it(tmp_path: Path, failing: str) -> None:
+    """EIO on the write, or on the fdatasync after it (a dying disk): no PUBACK."""
+    ops = InjectedFaults(dsync=False)
 
     async def scenario() -> None:
         store = Store(tmp_path, ops=ops)
         await _subscribed(store, "c1")
-        ops.fail["pwritev"] = ops.fail["write"] = errno.EIO
+        ops.fail[failing] = errno.EIO
         seq = store.message("t/a", b"body")
         store.queued("c1", seq, 1, False)  # offline: written at once
         accepted = store.accepted()

@@ -128,6 +128,7 @@ def test_the_broker_store_with_a_full_disk_mid_batch(tmp_path: Path) -> None:
         assert gate is not None
         with pytest.raises(StoreError, match="No space left on device"):
             await gate  # no PUBACK: the publisher sends it again
+        assert store.stats.failures == 1
         ops.space = 1 << 50
         store.retain("after", b"y", 1)
         gate = store.accepted()
