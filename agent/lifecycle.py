@@ -6,6 +6,8 @@
     scheduled (run_at, retry back-off, next recurring run) -> queued
     queued / scheduled -> expired (one-shot, first attempt not started by expires_at) | cancelled
     running -> cancelled (sys.cancel: the worker is killed; the request is on the record first)
+    running -> abandoned at once, never retried, when the output would not fit in a result
+               (`result_too_large`: the worker or `Signing.result` says so)
 
 Every transition is a new task record committed to the store (records are never changed in place).
 A task's record lives in the `tasks` table while it has a future; its final record then goes to
@@ -32,7 +34,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .config import Config
-from .errors import StoreError
+from .errors import ResultTooLarge, StoreError
 from .logs import task_extra
 from .outbox import Outbox, outbox_op
 from .protocol import AcceptedTask, Limits, Task, unpackb
@@ -45,6 +47,8 @@ from .workers import Outcome
 log = logging.getLogger(__name__)
 #: How loud the end of a run is in the log: a completed run is routine, an abandoned task is not.
 _LEVEL = {"completed": logging.DEBUG, "abandoned": logging.WARNING}
+#: Failures that end the run at once: another attempt would end the same way (PROTOCOL 6).
+_FINAL = frozenset({"cancelled", "result_too_large"})
 
 
 def _tag(plan: Plan) -> dict[str, Any]:
@@ -347,10 +351,19 @@ class Lifecycle:
                 )
                 return
             if outcome.ok:
-                self._end_run(
-                    plan, record, "completed", output=outcome.result, duration_ms=outcome.duration_ms, **times
-                )
-                return
+                try:
+                    self._end_run(
+                        plan,
+                        record,
+                        "completed",
+                        output=outcome.result,
+                        duration_ms=outcome.duration_ms,
+                        **times,
+                    )
+                    return
+                except ResultTooLarge as exc:  # raised before anything changed: ends the task below
+                    outcome = outcome._replace(ok=False, result=None, code=exc.code, message=str(exc))
+                    self.telemetry.attempt_failed(exc.code)
             error = outcome.error
             self._event(plan, "failed", record, **error)
             log.warning(
@@ -361,7 +374,7 @@ class Lifecycle:
                 error["message"],
                 extra=_tag(plan),
             )
-            if outcome.code != "cancelled" and attempt.attempt < 1 + plan.max_retries:
+            if outcome.code not in _FINAL and attempt.attempt < 1 + plan.max_retries:
                 self._retry(plan, _updated(record, last_error=error))
             else:
                 status = "cancelled" if outcome.code == "cancelled" else "abandoned"

@@ -39,7 +39,7 @@ from .mqtt import Handlers, MqttLink
 from .outbox import Outbox
 from .presence import Counts, Heartbeats, PresenceRecords
 from .reloading import ReloadReport, reload_agent
-from .results import Publication, Signing
+from .results import Publication, Signing, output_budget
 from .scheduler import TIMED_OUT
 from .store import META, TASKS, Op, Store
 from .telemetry import Telemetry, watch_agent
@@ -87,11 +87,12 @@ class Agent:
         node, topics = config.node, config.topics
         self.signer = load_agent_signer(config)
         self.trust = load_trust(config)
-        self.catalogue = catalogue or Catalogue.load(config.testing.test_kernels)
+        max_payload = config.security.max_payload
+        self.catalogue = catalogue or Catalogue.load(config.testing.test_kernels, output_budget(max_payload))
         self.store = _open_store(config)
         settings = link_settings(config, self._remembered_protocol())
         self.audit = _open_audit(config)
-        self.signing = Signing(node, topics, self.signer)
+        self.signing = Signing(node, topics, self.signer, max_payload)
         self.presence = PresenceRecords(node, topics, self.signer, self.store, self.catalogue.names())
         self.heartbeats = Heartbeats(node, topics, self.signer, self.catalogue.backend, self.counts)
         self.link = MqttLink(
@@ -103,7 +104,7 @@ class Agent:
                 before_connect=self.presence.will,
             ),
         )
-        self.outbox = Outbox(self.store, self.link, self.signing.sign)
+        self.outbox = Outbox(self.store, self.link, self.signing)
         self.store.around_callbacks = self.link.writes_held  # a group commit's results: one write
         self.lifecycle = Lifecycle(
             config,
