@@ -311,13 +311,14 @@ class Intake:
 
     def _accepted(self, delivery: Delivery, accepted: AcceptedTask, claim: Op) -> Decision:
         plan, record = self.lifecycle.record_for(accepted, delivery.received_at)
+        timer = self.lifecycle.prepare(plan, record)  # off the lifecycle's lock: a cron's first run
         self.counts["accepted"] += 1
         self.telemetry.task_accepted()
         self._in_batch += 1
         return Decision(
             delivery,
             [claim, Op("tasks", plan.key, record)],
-            start=lambda: self.lifecycle.activate(plan, record),
+            start=lambda: self.lifecycle.activate(plan, record, timer),
         )
 
     def _answered(self, delivery: Delivery, accepted: AcceptedTask, result: SignOnce, claim: Op) -> Decision:

@@ -39,7 +39,7 @@ from .logs import task_extra
 from .outbox import Outbox, outbox_op
 from .protocol import AcceptedTask, Limits, Task, unpackb
 from .results import Publication, Signing, SignOnce
-from .scheduler import ReadyQueue, Timers, backoff_s, date_spec
+from .scheduler import Prepared, ReadyQueue, Timers, backoff_s, date_spec
 from .store import HISTORY, TASKS, Op, Store
 from .telemetry import Telemetry
 from .workers import Outcome
@@ -187,8 +187,15 @@ class Lifecycle:
             self._body_bytes += len(accepted.body)
         return plan, record
 
-    def activate(self, plan: Plan, record: dict[str, Any]) -> None:
-        """After the record's commit is durable: queue it, or set its timer."""
+    def prepare(self, plan: Plan, record: dict[str, Any]) -> Prepared | None:
+        """A recurring task's trigger and first run, worked out before `activate` takes the lock
+        (the intake calls it; for a cron expression this is the costly part of scheduling)."""
+        if not plan.recurring:
+            return None
+        return self.timers.prepare(plan.schedule_spec(record["received_at"]))
+
+    def activate(self, plan: Plan, record: dict[str, Any], prepared: Prepared | None = None) -> None:
+        """After the record's commit is durable: queue it, or set its timer (`prepared`: see `prepare`)."""
         with self._lock:
             self._plans[plan.key] = plan
             if not plan.recurring:
@@ -200,7 +207,7 @@ class Lifecycle:
             if record["status"] == "queued":  # no idle driver woken: `dispatch` hands it over
                 self.ready.push(plan.priority, record["seq"], plan.key, wake=self.dispatcher is None)
             if plan.recurring:
-                self._schedule_runs(plan, record)
+                self._schedule_runs(plan, record, prepared)
             elif record["status"] == "scheduled":
                 self.timers.at(f"start:{plan.key}", date_spec(plan.run_at or 0.0), key=plan.key)
 
@@ -281,8 +288,9 @@ class Lifecycle:
         self.store.commit([Op(TASKS, plan.key, record)])
         self.ready.push(plan.priority, record["seq"], plan.key)
 
-    def _schedule_runs(self, plan: Plan, record: dict[str, Any]) -> None:
-        first = self.timers.at(f"run:{plan.key}", plan.schedule_spec(record["received_at"]), key=plan.key)
+    def _schedule_runs(self, plan: Plan, record: dict[str, Any], prepared: Prepared | None = None) -> None:
+        spec = prepared or plan.schedule_spec(record["received_at"])
+        first = self.timers.at(f"run:{plan.key}", spec, key=plan.key)
         if first is None and record["status"] != "queued":  # no run at all (a queued first run ends it)
             self._finish(
                 plan, record, "expired", error={"code": "expired", "message": "no run before 'until'"}
