@@ -434,9 +434,32 @@ def test_codec_refusals_inside_the_body_are_answered_when_the_id_is_readable(
 
 
 def test_acceptance_leaves_kernels_to_the_agent(keys: Keyring, trust, replay) -> None:
-    # checks 8 and 9 are the agent's: an unknown kernel, or sys.* on a tasks topic, passes 1-7
+    # checks 8 and 9 are the agent's: an unknown kernel passes 1-7
     assert accept(sign(task_body(kernel="no_such_kernel"), keys.device), trust, replay)
-    assert accept(sign(task_body(kernel="sys.drain", params={}), keys.device), trust, replay)
+
+
+def test_a_kernel_on_the_wrong_topic_is_refused_before_its_nonce_is_claimed(
+    keys: Keyring, trust, replay
+) -> None:
+    """PROTOCOL 8: sys.* only on the control topic, and only sys.* there (`unknown_kernel`). A copy
+    of an operator's command republished on a tasks topic must not burn the command's nonce: the
+    real command, arriving later on the control topic, is then accepted, not taken for a redelivery."""
+    control = TOPICS.control(NODE)
+    command = sign(task_body(kernel="sys.drain", params={}), keys.operator)  # operator: task + control
+    task = sign(task_body(kernel="stats"), keys.operator)
+    for payload, wrong, right in ((command, TASKS, control), (task, control, TASKS)):
+        claimed = len(replay)
+        for _ in range(2):  # refused each time, and nothing is claimed
+            with pytest.raises(TaskRejected) as info:
+                accept(payload, trust, replay, topic=wrong)
+            assert (info.value.code, info.value.field) == ("unknown_kernel", "kernel")
+            assert ("control topic" if wrong == TASKS else "tasks topic") in info.value.message
+        assert len(replay) == claimed
+        accepted = accept(payload, trust, replay, topic=right)
+        assert not accepted.redelivery
+        with pytest.raises(TaskRejected) as info:  # after it: still unknown_kernel on the wrong topic
+            accept(payload, trust, replay, topic=wrong)
+        assert info.value.code == "unknown_kernel"
 
 
 @pytest.mark.parametrize("body_id", [None, 42, "", "x" * 65, "has space", "a/b"])
