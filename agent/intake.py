@@ -97,6 +97,7 @@ class Intake:
         signing: Signing,
         audit: AuditLog,
         control: Control = no_control,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.store = store
@@ -108,6 +109,7 @@ class Intake:
         self.signing = signing
         self.audit = audit
         self.control = control
+        self.clock = clock  # the wall clock of checks 5 (tests pass one that jumps)
         self.replay = DurableReplayCache(store)
         self.policy = AcceptancePolicy(
             topics=config.topics,
@@ -233,7 +235,7 @@ class Intake:
         """Checks 1-7 (any thread)."""
         try:
             return accept_task(
-                delivery.payload, delivery.topic, time.time(), self.trust, replay or self.replay, self.policy
+                delivery.payload, delivery.topic, self.clock(), self.trust, replay or self.replay, self.policy
             )
         except (AuthenticationError, TaskRejected) as exc:
             return exc

@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -82,8 +83,11 @@ def _worker_settings(config: Config) -> WorkerSettings:
 class Agent:
     """One agent process's parts; see the module docstring for the order of things."""
 
-    def __init__(self, config: Config, catalogue: Catalogue | None = None) -> None:
+    def __init__(
+        self, config: Config, catalogue: Catalogue | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.config = config
+        self.clock = clock  # the wall clock of acceptance and of the replay cache's expiry
         node, topics = config.node, config.topics
         self.signer = load_agent_signer(config)
         self.trust = load_trust(config)
@@ -125,6 +129,7 @@ class Agent:
             self.signing,
             self.audit,
             control=self.control,
+            clock=clock,
         )
         self.pool = WorkerPool(_worker_settings(config))
         self.telemetry = Telemetry()
@@ -210,7 +215,7 @@ class Agent:
             self.link.publish(self.heartbeats.topic, self.heartbeats.payload(), qos=0)
 
     def housekeeping(self) -> None:
-        self.intake.replay.expire(time.time())
+        self.intake.replay.expire(self.clock())
         self.store.expire_history()
 
     # -- workers ----------------------------------------------------------------------------------------
