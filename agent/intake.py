@@ -116,6 +116,7 @@ class Intake:
             limits=Limits(max_payload=config.security.max_payload),
             clock_skew_s=config.security.clock_skew_s,
             max_lifetime_s=config.security.max_lifetime_s,
+            replay_margin_s=0.0,  # the replay cache forgets by its floor of the clock (store/replay.py)
         )
         self.rejects_limit = TokenBucket(config.rejects.rate_per_s)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -232,13 +233,20 @@ class Intake:
     def _authenticate(
         self, delivery: Delivery, replay: ReplayCache | None = None
     ) -> AcceptedTask | AuthenticationError | TaskRejected:
-        """Checks 1-7 (any thread)."""
+        """Checks 1-7 (any thread), at the replay cache's time (the clock, never below its floor)."""
         try:
-            return accept_task(
-                delivery.payload, delivery.topic, self.clock(), self.trust, replay or self.replay, self.policy
+            accepted = accept_task(
+                delivery.payload,
+                delivery.topic,
+                self.replay.now(self.clock()),
+                self.trust,
+                replay or self.replay,
+                self.policy,
             )
         except (AuthenticationError, TaskRejected) as exc:
             return exc
+        self.replay.observe(accepted.task.issued_at, self.policy.clock_skew_s)  # proves the time
+        return accepted
 
     def _decide(
         self,
@@ -275,7 +283,7 @@ class Intake:
         task = accepted.task
         self.replay.claim(
             ReplayRecord(
-                accepted.kid, task.nonce, task.id, accepted.sig, task.expires_at + self.policy.clock_skew_s
+                accepted.kid, task.nonce, task.id, accepted.sig, self.policy.forget_after(task.expires_at)
             )
         )
         return self.replay.row_op(accepted.kid, task.nonce)

@@ -49,6 +49,16 @@ class AcceptancePolicy:
     limits: Limits = DEFAULT_LIMITS  # max_payload is check 1's size limit
     clock_skew_s: float = DEFAULT_CLOCK_SKEW_S
     max_lifetime_s: float = DEFAULT_MAX_LIFETIME_S
+    #: How long after a task's `expires_at` its replay record is kept (`ReplayRecord.forget_after`):
+    #: None is the clock skew, for a cache forgotten by the wall clock (`MemoryReplayCache`). The
+    #: agent's durable cache forgets by a floor of the clock that already trails by the skew
+    #: (agent/store/replay.py), and sets 0.
+    replay_margin_s: float | None = None
+
+    def forget_after(self, expires_at: float) -> float:
+        """The `forget_after` of a replay record of a task that expires at `expires_at`."""
+        margin = self.clock_skew_s if self.replay_margin_s is None else self.replay_margin_s
+        return expires_at + margin
 
 
 DEFAULT_POLICY = AcceptancePolicy()
@@ -208,5 +218,5 @@ def accept_task(
         _check_times(task, now, policy, env.kid)
     if task.kernel.startswith(CONTROL_KERNEL_PREFIX) != (parsed.kind == "control"):
         raise _wrong_topic(task, parsed, env.kid)  # check 8's topic part, before the claim
-    redelivery = _claim(task, env.kid, env.sig, replay, task.expires_at + policy.clock_skew_s)  # checks 6, 7
+    redelivery = _claim(task, env.kid, env.sig, replay, policy.forget_after(expires_at))  # checks 6, 7
     return AcceptedTask(task, env.kid, env.body, env.sig, parsed, redelivery)
