@@ -19,7 +19,8 @@ a redelivered command is acknowledged again and never executed twice.
 Refusals are `rejected` results: another kernel is `unknown_kernel`; a missing, unknown or wrong
 parameter, a task id that matches no task, or one that several issuers used (without `kid`), is
 `invalid_params` naming the field. A reload that finds a broken file is `abandoned` with
-`kernel_error` (the command ran and failed; the agent keeps its current keys and settings).
+`kernel_error` (the command ran and failed; the agent keeps its current keys and settings); an
+answer too large to publish (`sys.list` of many records) is `abandoned` with `result_too_large`.
 Cancelling a task that already finished is not an error: `{cancelled: false, reason}`.
 Draining survives a restart (stored in the state): an agent drained for maintenance stays
 drained until `sys.resume`.
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .audit import AuditLog
-from .errors import ReloadError, StoreError
+from .errors import ReloadError, ResultTooLarge, StoreError
 from .lifecycle import Lifecycle, task_key
 from .protocol import AcceptedTask, Task, TaskRejected, is_valid_id, packb
 from .queries import STATUSES, TaskQueries
@@ -174,12 +175,23 @@ class Control:
         except Exception as exc:  # a bug: contained, answered, the intake goes on
             log.exception("%s %s failed", task.kernel, task.id)
             return self._failed(accepted, received_at, started, f"internal error: {exc!r}")
+        try:
+            answer = self._answer(task, received_at, started, output=output)
+        except ResultTooLarge as exc:  # e.g. sys.list of many records with long traces
+            return self._failed(accepted, received_at, started, str(exc), code=exc.code)
         self._audit(accepted, "completed", params=task.params)
-        return self._answer(task, received_at, started, output=output)
+        return answer
 
-    def _failed(self, accepted: AcceptedTask, received_at: float, started: float, message: str) -> SignOnce:
+    def _failed(
+        self,
+        accepted: AcceptedTask,
+        received_at: float,
+        started: float,
+        message: str,
+        code: str = "kernel_error",
+    ) -> SignOnce:
         self._audit(accepted, "failed", params=accepted.task.params, error=message)
-        error = {"code": "kernel_error", "message": message}
+        error = {"code": code, "message": message}
         return self._answer(accepted.task, received_at, started, error=error)
 
     def _answer(

@@ -97,6 +97,7 @@ class Intake:
         signing: Signing,
         audit: AuditLog,
         control: Control = no_control,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.store = store
@@ -108,12 +109,14 @@ class Intake:
         self.signing = signing
         self.audit = audit
         self.control = control
+        self.clock = clock  # the wall clock of checks 5 (tests pass one that jumps)
         self.replay = DurableReplayCache(store)
         self.policy = AcceptancePolicy(
             topics=config.topics,
             limits=Limits(max_payload=config.security.max_payload),
             clock_skew_s=config.security.clock_skew_s,
             max_lifetime_s=config.security.max_lifetime_s,
+            replay_margin_s=0.0,  # the replay cache forgets by its floor of the clock (store/replay.py)
         )
         self.rejects_limit = TokenBucket(config.rejects.rate_per_s)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -230,13 +233,20 @@ class Intake:
     def _authenticate(
         self, delivery: Delivery, replay: ReplayCache | None = None
     ) -> AcceptedTask | AuthenticationError | TaskRejected:
-        """Checks 1-7 (any thread)."""
+        """Checks 1-7 (any thread), at the replay cache's time (the clock, never below its floor)."""
         try:
-            return accept_task(
-                delivery.payload, delivery.topic, time.time(), self.trust, replay or self.replay, self.policy
+            accepted = accept_task(
+                delivery.payload,
+                delivery.topic,
+                self.replay.now(self.clock()),
+                self.trust,
+                replay or self.replay,
+                self.policy,
             )
         except (AuthenticationError, TaskRejected) as exc:
             return exc
+        self.replay.observe(accepted.task.issued_at, self.policy.clock_skew_s)  # proves the time
+        return accepted
 
     def _decide(
         self,
@@ -273,7 +283,7 @@ class Intake:
         task = accepted.task
         self.replay.claim(
             ReplayRecord(
-                accepted.kid, task.nonce, task.id, accepted.sig, task.expires_at + self.policy.clock_skew_s
+                accepted.kid, task.nonce, task.id, accepted.sig, self.policy.forget_after(task.expires_at)
             )
         )
         return self.replay.row_op(accepted.kid, task.nonce)
@@ -311,13 +321,14 @@ class Intake:
 
     def _accepted(self, delivery: Delivery, accepted: AcceptedTask, claim: Op) -> Decision:
         plan, record = self.lifecycle.record_for(accepted, delivery.received_at)
+        timer = self.lifecycle.prepare(plan, record)  # off the lifecycle's lock: a cron's first run
         self.counts["accepted"] += 1
         self.telemetry.task_accepted()
         self._in_batch += 1
         return Decision(
             delivery,
             [claim, Op("tasks", plan.key, record)],
-            start=lambda: self.lifecycle.activate(plan, record),
+            start=lambda: self.lifecycle.activate(plan, record, timer),
         )
 
     def _answered(self, delivery: Delivery, accepted: AcceptedTask, result: SignOnce, claim: Op) -> Decision:

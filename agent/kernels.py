@@ -1,6 +1,11 @@
 """The kernels this agent offers: PROTOCOL 9's from the native registry, plus the test kernels when
 configured. Used twice, with the same names and checks: by the intake for check 8 (validation only:
 no kernel ever runs in the agent process) and by each worker process to run them.
+
+The intake's catalogue also bounds outputs (`max_output_bytes`, from `results.output_budget`): check 8
+refuses params whose output could not be published (PROTOCOL 6). The workers' does not: a task
+accepted under a larger limit (before a restart that lowered it) runs, and its result ends
+`result_too_large` if it is too large.
 """
 
 from __future__ import annotations
@@ -8,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from native import Registry, UnknownKernel, load_registry
+from native import Limits, Registry, UnknownKernel, load_registry
 
 from .testkernels import TEST_KERNELS
 
@@ -21,8 +26,8 @@ class Catalogue:
         self.test_kernels = test_kernels
 
     @classmethod
-    def load(cls, test_kernels: bool = False) -> Catalogue:
-        return cls(load_registry(), test_kernels)
+    def load(cls, test_kernels: bool = False, max_output_bytes: int | None = None) -> Catalogue:
+        return cls(load_registry(Limits(max_output_bytes=max_output_bytes)), test_kernels)
 
     @property
     def backend(self) -> str:

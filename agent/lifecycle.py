@@ -6,6 +6,8 @@
     scheduled (run_at, retry back-off, next recurring run) -> queued
     queued / scheduled -> expired (one-shot, first attempt not started by expires_at) | cancelled
     running -> cancelled (sys.cancel: the worker is killed; the request is on the record first)
+    running -> abandoned at once, never retried, when the output would not fit in a result
+               (`result_too_large`: the worker or `Signing.result` says so)
 
 Every transition is a new task record committed to the store (records are never changed in place).
 A task's record lives in the `tasks` table while it has a future; its final record then goes to
@@ -32,12 +34,12 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .config import Config
-from .errors import StoreError
+from .errors import ResultTooLarge, StoreError
 from .logs import task_extra
 from .outbox import Outbox, outbox_op
 from .protocol import AcceptedTask, Limits, Task, unpackb
 from .results import Publication, Signing, SignOnce
-from .scheduler import ReadyQueue, Timers, backoff_s, date_spec
+from .scheduler import Prepared, ReadyQueue, Timers, backoff_s, date_spec
 from .store import HISTORY, TASKS, Op, Store
 from .telemetry import Telemetry
 from .workers import Outcome
@@ -45,6 +47,8 @@ from .workers import Outcome
 log = logging.getLogger(__name__)
 #: How loud the end of a run is in the log: a completed run is routine, an abandoned task is not.
 _LEVEL = {"completed": logging.DEBUG, "abandoned": logging.WARNING}
+#: Failures that end the run at once: another attempt would end the same way (PROTOCOL 6).
+_FINAL = frozenset({"cancelled", "result_too_large"})
 
 
 def _tag(plan: Plan) -> dict[str, Any]:
@@ -183,8 +187,15 @@ class Lifecycle:
             self._body_bytes += len(accepted.body)
         return plan, record
 
-    def activate(self, plan: Plan, record: dict[str, Any]) -> None:
-        """After the record's commit is durable: queue it, or set its timer."""
+    def prepare(self, plan: Plan, record: dict[str, Any]) -> Prepared | None:
+        """A recurring task's trigger and first run, worked out before `activate` takes the lock
+        (the intake calls it; for a cron expression this is the costly part of scheduling)."""
+        if not plan.recurring:
+            return None
+        return self.timers.prepare(plan.schedule_spec(record["received_at"]))
+
+    def activate(self, plan: Plan, record: dict[str, Any], prepared: Prepared | None = None) -> None:
+        """After the record's commit is durable: queue it, or set its timer (`prepared`: see `prepare`)."""
         with self._lock:
             self._plans[plan.key] = plan
             if not plan.recurring:
@@ -196,7 +207,7 @@ class Lifecycle:
             if record["status"] == "queued":  # no idle driver woken: `dispatch` hands it over
                 self.ready.push(plan.priority, record["seq"], plan.key, wake=self.dispatcher is None)
             if plan.recurring:
-                self._schedule_runs(plan, record)
+                self._schedule_runs(plan, record, prepared)
             elif record["status"] == "scheduled":
                 self.timers.at(f"start:{plan.key}", date_spec(plan.run_at or 0.0), key=plan.key)
 
@@ -277,8 +288,9 @@ class Lifecycle:
         self.store.commit([Op(TASKS, plan.key, record)])
         self.ready.push(plan.priority, record["seq"], plan.key)
 
-    def _schedule_runs(self, plan: Plan, record: dict[str, Any]) -> None:
-        first = self.timers.at(f"run:{plan.key}", plan.schedule_spec(record["received_at"]), key=plan.key)
+    def _schedule_runs(self, plan: Plan, record: dict[str, Any], prepared: Prepared | None = None) -> None:
+        spec = prepared or plan.schedule_spec(record["received_at"])
+        first = self.timers.at(f"run:{plan.key}", spec, key=plan.key)
         if first is None and record["status"] != "queued":  # no run at all (a queued first run ends it)
             self._finish(
                 plan, record, "expired", error={"code": "expired", "message": "no run before 'until'"}
@@ -347,10 +359,19 @@ class Lifecycle:
                 )
                 return
             if outcome.ok:
-                self._end_run(
-                    plan, record, "completed", output=outcome.result, duration_ms=outcome.duration_ms, **times
-                )
-                return
+                try:
+                    self._end_run(
+                        plan,
+                        record,
+                        "completed",
+                        output=outcome.result,
+                        duration_ms=outcome.duration_ms,
+                        **times,
+                    )
+                    return
+                except ResultTooLarge as exc:  # raised before anything changed: ends the task below
+                    outcome = outcome._replace(ok=False, result=None, code=exc.code, message=str(exc))
+                    self.telemetry.attempt_failed(exc.code)
             error = outcome.error
             self._event(plan, "failed", record, **error)
             log.warning(
@@ -361,7 +382,7 @@ class Lifecycle:
                 error["message"],
                 extra=_tag(plan),
             )
-            if outcome.code != "cancelled" and attempt.attempt < 1 + plan.max_retries:
+            if outcome.code not in _FINAL and attempt.attempt < 1 + plan.max_retries:
                 self._retry(plan, _updated(record, last_error=error))
             else:
                 status = "cancelled" if outcome.code == "cancelled" else "abandoned"

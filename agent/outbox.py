@@ -10,6 +10,9 @@ process paho re-sends unacknowledged QoS 1 messages after a reconnect; after a r
 re-publishes every stored result: its stored body signed again with the agent's key, which makes
 the same bytes as before (deterministic signatures, `results.SignOnce`) unless the key was changed
 in between; then the result carries the new key's signature, which dashboards trust as well.
+A stored result too large to publish (stored before sizes were checked, or under a larger
+`security.max_payload`) is replaced by its `abandoned` / `result_too_large` answer: it would
+otherwise be sent, refused by the broker with the connection, and sent again at every reconnect.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 
 from .mqtt import MqttLink
-from .results import Publication, SignOnce
+from .protocol import AuthenticationError, Limits, open_envelope
+from .results import Publication, Signing, SignOnce
 from .store import OUTBOX, Op, Store
 
 log = logging.getLogger(__name__)
@@ -33,10 +36,10 @@ def outbox_op(key: str, result: SignOnce) -> Op:
 
 
 class Outbox:
-    def __init__(self, store: Store, link: MqttLink, sign: Callable[[bytes], bytes]) -> None:
+    def __init__(self, store: Store, link: MqttLink, signing: Signing) -> None:
         self._store = store
         self._link = link
-        self._sign = sign
+        self._signing = signing
         self._inflight: dict[int, str] = {}  # mid -> outbox key
         self._lock = threading.Lock()  # mids: `send` holds it while paho may be writing the result
         self._idle = threading.Condition()
@@ -46,10 +49,31 @@ class Outbox:
     def restore(self) -> int:
         """Queue every stored result (a restart): same topic, same bytes with the same key."""
         rows = self._store.rows(OUTBOX)
+        signing = self._signing
         for key, doc in sorted(rows, key=lambda row: row[1]["at"]):
-            payload = doc["payload"] if "payload" in doc else self._sign(doc["body"])
+            if "payload" in doc:  # a schema 1 row: the signed payload
+                payload = doc["payload"]
+                if len(payload) > signing.max_payload:
+                    payload = self._replace_too_large(key, _signed_body(payload))
+            elif len(doc["body"]) > signing.max_body:
+                payload = self._replace_too_large(key, doc["body"])
+            else:
+                payload = signing.sign(doc["body"])
             self.send(key, Publication(doc["topic"], payload))
         return len(rows)
+
+    def _replace_too_large(self, key: str, body: bytes) -> bytes:
+        """The stored result `key` cannot be published: its `result_too_large` answer instead."""
+        replacement = self._signing.too_large(body)
+        log.error(
+            "stored result %s is too large to publish (body of %d bytes, security.max_payload %d): "
+            "published as abandoned, result_too_large",
+            key,
+            len(body),
+            self._signing.max_payload,
+        )
+        self._store.commit([outbox_op(key, replacement)], sync=False)
+        return replacement.publication().payload
 
     def send(self, key: str, publication: Publication) -> None:
         """Publish a stored result (call only once its commit is durable): from this thread when
@@ -95,3 +119,10 @@ class Outbox:
                     return False
                 self._idle.wait(min(left, 0.1))
         return True
+
+
+def _signed_body(payload: bytes) -> bytes:
+    try:
+        return open_envelope(payload, Limits(max_payload=len(payload))).body
+    except AuthenticationError:  # not ours to read: the answer names no task
+        return b""

@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,7 @@ from .mqtt import Handlers, MqttLink
 from .outbox import Outbox
 from .presence import Counts, Heartbeats, PresenceRecords
 from .reloading import ReloadReport, reload_agent
-from .results import Publication, Signing
+from .results import Publication, Signing, output_budget
 from .scheduler import TIMED_OUT
 from .store import META, TASKS, Op, Store
 from .telemetry import Telemetry, watch_agent
@@ -82,16 +83,20 @@ def _worker_settings(config: Config) -> WorkerSettings:
 class Agent:
     """One agent process's parts; see the module docstring for the order of things."""
 
-    def __init__(self, config: Config, catalogue: Catalogue | None = None) -> None:
+    def __init__(
+        self, config: Config, catalogue: Catalogue | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.config = config
+        self.clock = clock  # the wall clock of acceptance and of the replay cache's expiry
         node, topics = config.node, config.topics
         self.signer = load_agent_signer(config)
         self.trust = load_trust(config)
-        self.catalogue = catalogue or Catalogue.load(config.testing.test_kernels)
+        max_payload = config.security.max_payload
+        self.catalogue = catalogue or Catalogue.load(config.testing.test_kernels, output_budget(max_payload))
         self.store = _open_store(config)
         settings = link_settings(config, self._remembered_protocol())
         self.audit = _open_audit(config)
-        self.signing = Signing(node, topics, self.signer)
+        self.signing = Signing(node, topics, self.signer, max_payload)
         self.presence = PresenceRecords(node, topics, self.signer, self.store, self.catalogue.names())
         self.heartbeats = Heartbeats(node, topics, self.signer, self.catalogue.backend, self.counts)
         self.link = MqttLink(
@@ -103,7 +108,7 @@ class Agent:
                 before_connect=self.presence.will,
             ),
         )
-        self.outbox = Outbox(self.store, self.link, self.signing.sign)
+        self.outbox = Outbox(self.store, self.link, self.signing)
         self.store.around_callbacks = self.link.writes_held  # a group commit's results: one write
         self.lifecycle = Lifecycle(
             config,
@@ -124,6 +129,7 @@ class Agent:
             self.signing,
             self.audit,
             control=self.control,
+            clock=clock,
         )
         self.pool = WorkerPool(_worker_settings(config))
         self.telemetry = Telemetry()
@@ -209,7 +215,7 @@ class Agent:
             self.link.publish(self.heartbeats.topic, self.heartbeats.payload(), qos=0)
 
     def housekeeping(self) -> None:
-        self.intake.replay.expire(time.time())
+        self.intake.replay.expire(self.clock())
         self.store.expire_history()
 
     # -- workers ----------------------------------------------------------------------------------------

@@ -7,6 +7,11 @@ and `cron` runs, and an in-memory one for the agent's own periodic work (heartbe
 housekeeping). Task jobs are never "run" by APScheduler: their executor hands the due task to a
 callback (which puts it in the ready queue) and returns, so the scheduler thread never waits for a
 kernel and APScheduler's lack of priorities does not matter.
+
+A task job's trigger and first run time can be worked out before any lock is taken (`Timers.prepare`,
+on the intake thread) and handed to `Timers.at` later, under the lifecycle's lock: building a cron
+trigger (probing its horizon, see protocol/crontab.py) and finding its first run then happen
+outside it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -28,9 +33,10 @@ from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
 
 from .store import Store
-from .store.jobstore import StoreJobStore, build_trigger, from_ts
+from .store.jobstore import UTC, StoreJobStore, build_trigger, from_ts
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +143,14 @@ def backoff_s(attempt: int, base: float, cap: float, jitter: float, rng: random.
     return max(0.0, float(delay * (1 + rng.uniform(-jitter, jitter))))
 
 
+class Prepared(NamedTuple):
+    """A task job's trigger and its first run time (None: never), made by `Timers.prepare`."""
+
+    spec: dict[str, Any]
+    trigger: BaseTrigger
+    first: dt.datetime | None
+
+
 class Timers:
     """The APScheduler side: task jobs on the state, internal periodic jobs in memory."""
 
@@ -160,18 +174,25 @@ class Timers:
         """An internal periodic job (not stored)."""
         self.scheduler.add_job(func, "interval", seconds=seconds, id=job_id, replace_existing=True)
 
-    def at(self, job_id: str, spec: dict[str, Any], **kwargs: Any) -> dt.datetime | None:
+    @staticmethod
+    def prepare(spec: dict[str, Any]) -> Prepared:
+        """The trigger `spec` describes and its first run time from now (any thread, no lock)."""
+        trigger = build_trigger(spec)
+        return Prepared(spec, trigger, trigger.get_next_fire_time(None, dt.datetime.now(UTC)))
+
+    def at(self, job_id: str, spec: dict[str, Any] | Prepared, **kwargs: Any) -> dt.datetime | None:
         """Schedule (or replace) the task job `job_id`; returns its first run time (None: never).
 
-        `spec` describes the trigger (see store/jobstore.py); misfires always run (late rather
-        than never: the agent may have been down) and coalesce into one run.
+        `spec` describes the trigger (see store/jobstore.py), or is one `prepare` made; misfires
+        always run (late rather than never: the agent may have been down) and coalesce into one run.
         """
-        trigger = build_trigger(spec)
+        prepared = spec if isinstance(spec, Prepared) else self.prepare(spec)
         job = self.scheduler.add_job(
             FUNC_REF,
-            trigger=trigger,
+            trigger=prepared.trigger,
+            next_run_time=prepared.first,
             id=job_id,
-            kwargs={**kwargs, "trigger": spec},
+            kwargs={**kwargs, "trigger": prepared.spec},
             jobstore=TASK_STORE,
             executor=TASK_EXECUTOR,
             misfire_grace_time=None,

@@ -31,7 +31,14 @@ STATUSES = ("completed", "abandoned", "expired", "cancelled", "rejected")
 RESTART_REASONS = ("timeout", "crash", "memory", "cancel")
 QUEUE_STATES = ("queued", "scheduled", "running")
 #: Codes of a failed attempt (PROTOCOL 6, and `cancelled` from sys.cancel).
-ATTEMPT_CODES = ("kernel_error", "timeout", "worker_crashed", "out_of_memory", "cancelled")
+ATTEMPT_CODES = (
+    "kernel_error",
+    "timeout",
+    "worker_crashed",
+    "out_of_memory",
+    "result_too_large",
+    "cancelled",
+)
 #: Kernel runs: a millisecond to ten minutes.
 RUN_BUCKETS = (
     0.001,
@@ -95,7 +102,8 @@ class Telemetry:
         )
         self.attempts_failed = r.counter(
             "edge_agent_attempts_failed_total",
-            "Attempts that failed, by code: kernel_error, timeout, worker_crashed, out_of_memory, cancelled.",
+            "Attempts that failed, by code: kernel_error, timeout, worker_crashed, out_of_memory, "
+            "result_too_large, cancelled.",
             ["code"],
         )
         self.queue_wait = r.histogram(
@@ -152,7 +160,11 @@ class Telemetry:
     def attempt_ended(self, kernel: str, outcome: Outcome) -> None:
         self.run_time.labels(kernel).observe(max(0.0, outcome.finished_at - outcome.started_at))
         if not outcome.ok:
-            self.attempts_failed.labels(outcome.error["code"]).inc()
+            self.attempt_failed(outcome.error["code"])
+
+    def attempt_failed(self, code: str) -> None:
+        """An attempt failed (also one whose output the agent found too large after it ran)."""
+        self.attempts_failed.labels(code).inc()
 
     def run_ended(self, status: str, received_at: float | None) -> None:
         """A run's result: `received_at` for a one-shot task (its accept-to-result time), else None."""

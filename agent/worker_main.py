@@ -7,7 +7,11 @@ are MessagePack frames over the pipe (never pickle):
     worker -> parent   {"ready": true, "pid", "backend"}
     parent -> worker   [kernel, task body bytes, attempt]
     worker -> parent   {"ok": true, "result": <MessagePack of the output>, "duration_ms"}
-                       {"ok": false, "code": kernel_error | out_of_memory | invalid_params, "message"}
+                       {"ok": false, "code": kernel_error | out_of_memory | invalid_params
+                                             | result_too_large, "message"}
+
+An output whose MessagePack alone exceeds the maximum payload is `result_too_large` here, and is
+not sent over the pipe; the agent checks the whole result envelope (`results.Signing.result`).
 
 The memory limit is an address-space limit (RLIMIT_AS) of the worker's size after start-up plus
 `memory_limit_mb`: an allocation beyond it fails inside the kernel (MemoryError in Python,
@@ -32,6 +36,7 @@ import msgpack
 
 from native import KernelError
 
+from .errors import ResultTooLarge
 from .kernels import Catalogue
 from .protocol import CodecError, Limits, packb, unpackb
 
@@ -123,6 +128,9 @@ def _run_one(catalogue: Catalogue, request: bytes, limits: Limits) -> tuple[dict
     except (CodecError, KeyError, TypeError) as exc:
         return {"ok": False, "code": "kernel_error", "message": f"cannot read the task: {exc}"}, True
     duration_ms = (time.perf_counter() - started) * 1e3
+    if len(result) > limits.max_payload:  # could never be published (PROTOCOL 6)
+        message = ResultTooLarge(len(result), limits.max_payload)
+        return {"ok": False, "code": message.code, "message": str(message)}, True
     return {"ok": True, "result": result, "duration_ms": duration_ms}, True
 
 

@@ -1,5 +1,10 @@
 """The params of each kernel of PROTOCOL 9: one argument class per kernel and its validator.
 
+Where the size of a kernel's output follows from its params (every kernel but `stats`, whose output
+is a few numbers, and `zscore_anomalies`, whose `indices` depend on the data), the validator also
+checks that the output fits in `Limits.max_output_bytes` (PROTOCOL 6: check 8 refuses what could
+never be published); the agent ends an output that is still too large `result_too_large`.
+
 The argument classes are slotted dataclasses, not frozen ones: building one is on every call's
 path and a frozen dataclass costs twice as much. Treat them as read-only.
 """
@@ -10,7 +15,17 @@ import math
 from dataclasses import dataclass
 
 from native.errors import InvalidParams
-from native.validation import FloatArray, Limits, Params, array, check_fields, integer, interval, positive
+from native.validation import (
+    FloatArray,
+    Limits,
+    Params,
+    array,
+    check_fields,
+    integer,
+    interval,
+    output_fits,
+    positive,
+)
 
 # The params each kernel accepts; any other key is invalid_params (a typo must not pass silently).
 MATRIX_MULTIPLY_FIELDS = frozenset({"matrix_a", "matrix_b"})
@@ -94,6 +109,9 @@ def matrix_multiply(params: Params, limits: Limits) -> MatmulArgs:
     _dims(b, "matrix_b", limits.max_matrix_dim)
     if a.shape[1] != b.shape[0]:
         raise InvalidParams(f"has {b.shape[0]} rows but matrix_a has {a.shape[1]} columns", field="matrix_b")
+    rows, cols = a.shape[0], b.shape[1]
+    # The operand with the larger share of the m x n output is the one named.
+    output_fits(limits, "matrix_a" if rows >= cols else "matrix_b", f"{rows} x {cols}", rows * cols)
     return MatmulArgs(a, b)
 
 
@@ -102,13 +120,18 @@ def fir_filter(params: Params, limits: Limits) -> FirArgs:
     taps = array(params, "taps", 1, limits)
     if taps.size > limits.max_taps:
         raise InvalidParams(f"has {taps.size} taps, more than the limit {limits.max_taps}", field="taps")
-    return FirArgs(array(params, "signal", 1, limits), taps)
+    signal = array(params, "signal", 1, limits)
+    output_fits(limits, "signal", f"{signal.size} samples", signal.size)
+    return FirArgs(signal, taps)
 
 
 def moving_average(params: Params, limits: Limits) -> WindowArgs:
     check_fields(params, MOVING_AVERAGE_FIELDS)
     signal = array(params, "signal", 1, limits)
-    return WindowArgs(signal, integer(params, "window", 1, signal.size))
+    window = integer(params, "window", 1, signal.size)
+    length = signal.size - window + 1
+    output_fits(limits, "signal", f"{length} means", length)
+    return WindowArgs(signal, window)
 
 
 def stats(params: Params, limits: Limits) -> SignalArgs:
@@ -119,6 +142,8 @@ def stats(params: Params, limits: Limits) -> SignalArgs:
 def fft_magnitude(params: Params, limits: Limits) -> FftArgs:
     check_fields(params, FFT_MAGNITUDE_FIELDS)
     signal = _signal(params, limits, 2)
+    bins = signal.size // 2 + 1
+    output_fits(limits, "signal", f"2 x {bins} bins (magnitude and frequency)", 2 * bins, arrays=2)
     if params.get("sample_rate") is None:
         return FftArgs(signal, 1.0)
     spacing = 1.0 / positive(params, "sample_rate", finite=True)
@@ -141,6 +166,8 @@ def conv2d(params: Params, limits: Limits) -> Conv2dArgs:
         raise InvalidParams(
             f"needs odd numbers of rows and columns, not shape {kernel.shape}", field="kernel"
         )
+    rows, cols = image.shape
+    output_fits(limits, "image", f"{rows} x {cols}", image.size)
     return Conv2dArgs(image, kernel)
 
 
@@ -148,4 +175,5 @@ def histogram(params: Params, limits: Limits) -> HistogramArgs:
     check_fields(params, HISTOGRAM_FIELDS)
     signal = array(params, "signal", 1, limits)
     bins = integer(params, "bins", 1, limits.max_bins, default=10)
+    output_fits(limits, "bins", f"{bins} counts and {bins + 1} edges", 2 * bins + 1, arrays=2)
     return HistogramArgs(signal, bins, interval(params, "range", limits))

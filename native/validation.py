@@ -32,12 +32,47 @@ class Limits:
     max_taps: int = 4096  # fir_filter taps
     max_kernel_dim: int = 63  # rows or columns of a conv2d kernel
     max_bins: int = 65536  # histogram bins (PROTOCOL 9 allows up to 65536)
+    #: Bytes the kernel's output may take in a result, estimated by `output_fits` (None: no limit).
+    #: The agent sets it from its maximum payload (PROTOCOL 6: a result envelope must fit in it),
+    #: so that check 8 refuses params whose output could never be published.
+    max_output_bytes: int | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            if value is None and f.name == "max_output_bytes":
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"Limits.{f.name} must be an int >= 1, not {value!r}")
+
+
+#: What an output costs in a result, by PROTOCOL 2's encoding of arrays (ext type 1 of
+#: `[dtype, shape, data]`): 8 bytes per element (float64, or int64 for indices and counts), and per
+#: array at most 64 bytes more: the ext32 header (6), the list header (1), the dtype string (4), a
+#: shape of up to 2 dimensions as uint64 (19), the bin32 header of the data (5), and its key when the
+#: output is a map (up to 12): 47, rounded up.
+ENCODED_ELEMENT_BYTES = 8
+ENCODED_ARRAY_OVERHEAD = 64
+
+
+def output_bytes(elements: int, arrays: int = 1) -> int:
+    """An upper bound of the encoded size of `arrays` arrays holding `elements` elements in all."""
+    return ENCODED_ELEMENT_BYTES * elements + ENCODED_ARRAY_OVERHEAD * arrays
+
+
+def output_fits(limits: Limits, field: str, shape: str, elements: int, arrays: int = 1) -> None:
+    """The output the params promise (`shape`, for the message) fits in `limits.max_output_bytes`;
+    else InvalidParams naming `field`, the param that makes it that large."""
+    limit = limits.max_output_bytes
+    if limit is None:
+        return
+    size = output_bytes(elements, arrays)
+    if size > limit:
+        raise InvalidParams(
+            f"gives a result of {shape} ({size:,} bytes encoded), more than the {limit:,} bytes "
+            "a result may carry (the agent's maximum payload less the result's other fields)",
+            field=field,
+        )
 
 
 def check_fields(params: Params, allowed: frozenset[str]) -> None:

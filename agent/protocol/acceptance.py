@@ -9,6 +9,12 @@ with a `rejected` result). Checks 8 (kernel and params) and 9 (queue room) belon
 On success the (kid, nonce) and (kid, id) pairs are claimed in `replay` in one atomic step,
 so a copy arriving before the agent's commit, even on another thread, is already caught.
 
+One part of check 8 is decided before that claim: whether the kernel may arrive on this topic
+(PROTOCOL 8: `sys.*` only on the control topic, and only `sys.*` there; `unknown_kernel`). A
+copy of an operator's signed command republished on a tasks topic (or of a task on the control
+topic) must not burn the nonce of the real one, which would then count as a redelivery and do
+nothing. Such a copy is refused as `unknown_kernel` even after the real one was accepted.
+
 Check 4 reads the body only after the signature verified: nothing an unauthenticated
 sender controls reaches more than the envelope decoder.
 """
@@ -29,6 +35,7 @@ from .task import Task
 from .topics import ParsedTopic, Topics
 from .truststore import TrustStore
 
+CONTROL_KERNEL_PREFIX = "sys."  # PROTOCOL 8: the kernels of control commands
 DEFAULT_CLOCK_SKEW_S = 60.0
 DEFAULT_MAX_LIFETIME_S = 24 * 3600.0
 _TASK_TOPICS = frozenset({"tasks", "tasks_all", "tasks_pool", "control"})
@@ -42,6 +49,16 @@ class AcceptancePolicy:
     limits: Limits = DEFAULT_LIMITS  # max_payload is check 1's size limit
     clock_skew_s: float = DEFAULT_CLOCK_SKEW_S
     max_lifetime_s: float = DEFAULT_MAX_LIFETIME_S
+    #: How long after a task's `expires_at` its replay record is kept (`ReplayRecord.forget_after`):
+    #: None is the clock skew, for a cache forgotten by the wall clock (`MemoryReplayCache`). The
+    #: agent's durable cache forgets by a floor of the clock that already trails by the skew
+    #: (agent/store/replay.py), and sets 0.
+    replay_margin_s: float | None = None
+
+    def forget_after(self, expires_at: float) -> float:
+        """The `forget_after` of a replay record of a task that expires at `expires_at`."""
+        margin = self.clock_skew_s if self.replay_margin_s is None else self.replay_margin_s
+        return expires_at + margin
 
 
 DEFAULT_POLICY = AcceptancePolicy()
@@ -143,6 +160,18 @@ def _check_times(task: Task, now: float, policy: AcceptancePolicy, kid: str) -> 
         )
 
 
+def _wrong_topic(task: Task, parsed: ParsedTopic, kid: str) -> TaskRejected:
+    """Check 8, its topic part: a kernel that may not arrive on this topic (see the module docstring)."""
+    if parsed.kind == "control":
+        message = (
+            f"{task.kernel!r} is not a control command ({CONTROL_KERNEL_PREFIX}*); "
+            "kernels are sent on the tasks topic"
+        )
+    else:
+        message = f"{task.kernel!r} is a control command: it is sent on the control topic"
+    return TaskRejected(message, code="unknown_kernel", task_id=task.id, kid=kid, field="kernel")
+
+
 def _claim(task: Task, kid: str, sig: bytes, replay: ReplayCache, forget_after: float) -> bool:
     """Checks 6 and 7 in one atomic step; True when this is a redelivery of an accepted task."""
     seen = replay.claim(ReplayRecord(kid, task.nonce, task.id, sig, forget_after))
@@ -187,5 +216,7 @@ def accept_task(
     ):
         _check_target(task, parsed, topic, env.kid)
         _check_times(task, now, policy, env.kid)
-    redelivery = _claim(task, env.kid, env.sig, replay, task.expires_at + policy.clock_skew_s)  # checks 6, 7
+    if task.kernel.startswith(CONTROL_KERNEL_PREFIX) != (parsed.kind == "control"):
+        raise _wrong_topic(task, parsed, env.kid)  # check 8's topic part, before the claim
+    redelivery = _claim(task, env.kid, env.sig, replay, policy.forget_after(expires_at))  # checks 6, 7
     return AcceptedTask(task, env.kid, env.body, env.sig, parsed, redelivery)

@@ -26,7 +26,7 @@ class ReplayRecord(NamedTuple):
     #: signatures are deterministic and cannot be altered without the key, so one key gives
     #: equal signatures exactly for equal bodies, and no hash of the body is needed.
     body_id: bytes
-    forget_after: float  # epoch seconds; the task's expires_at plus the clock skew
+    forget_after: float  # epoch seconds; the task's expires_at plus a margin (AcceptancePolicy.forget_after)
 
 
 class ReplayCache(Protocol):

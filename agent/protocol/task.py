@@ -61,18 +61,25 @@ def _string(value: object, name: str, *, required: bool = False) -> str | None:
 
 
 def check_cron(expr: str, tz: str | None) -> None:
-    """A 5-field crontab expression (cron(8)'s meaning: 0 and 7 are Sunday) in a known time zone."""
+    """A 5-field crontab expression (cron(8)'s meaning: 0 and 7 are Sunday) in a known time zone,
+    with a fire time within the next `crontab.HORIZON_YEARS` (5) years: `0 0 31 4,6,9,11 *` is
+    refused. The search for it is bounded by that horizon (well under a millisecond)."""
     if len(expr) > MAX_CRON_LENGTH or len(expr.split()) != 5:
         raise BodyError(
             f"'cron' must be 5 fields (minute hour day month day_of_week) in {MAX_CRON_LENGTH} characters",
             field="cron",
         )
-    from .crontab import cron_trigger  # deferred: only recurring tasks pay for APScheduler
+    from .crontab import HORIZON_YEARS, cron_trigger, never_fires  # deferred: only recurring tasks pay
 
     try:
-        cron_trigger(expr, tz or "UTC")
+        trigger = cron_trigger(expr, tz or "UTC")
     except Exception as exc:  # a third-party parser: whatever it raises, the expression is invalid
         raise BodyError(f"'cron' is not a valid expression: {exc}", field="cron") from None
+    if never_fires(trigger):
+        raise BodyError(
+            f"'cron' {expr!r} has no fire time within the next {HORIZON_YEARS} years",
+            field="cron",
+        )
 
 
 def check_timezone(tz: str) -> None:

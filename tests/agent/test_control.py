@@ -361,6 +361,35 @@ def test_control_refusals_and_replay_on_both_brokers(any_site: Site) -> None:
     ]
 
 
+def test_a_copy_on_the_wrong_topic_does_not_burn_the_nonce_of_the_real_message(any_site: Site) -> None:
+    """A device that republishes an operator's signed command on a tasks topic gets it rejected
+    `unknown_kernel`; the real command, sent on the control topic afterwards, still runs (its
+    nonce was claimed first, and it counted as a redelivery that did nothing). The same for a
+    task of the operator's copied to the control topic."""
+    site = any_site
+    answers = Answers(site)
+    op = Operator(site, answers)
+    device = site.client("sensor-1")
+    with site.agent() as agent:
+        task_payload = sign_task(build_task("stats", GOOD, "node-1", task_id="task-copied"), op.signer)
+        op.client.publish(TOPICS.control("node-1"), task_payload)
+        copy = answers.result("task-copied")
+        assert (copy.status, copy.error and copy.error["code"]) == ("rejected", "unknown_kernel")
+        op.client.publish(TOPICS.tasks("node-1"), task_payload)
+        assert answers.result("task-copied", count=2).status == "completed"
+
+        topic, payload, _ = make_control(op.signer, "node-1", "sys.drain", {}, task_id="drain-copied")
+        device.publish(TOPICS.tasks("node-1"), payload)  # the operator's signed bytes, by a device
+        copy = answers.result("drain-copied")
+        assert (copy.status, copy.error and copy.error["code"]) == ("rejected", "unknown_kernel")
+        assert "control topic" in copy.error["message"] and not agent.draining
+        op.client.publish(topic, payload)
+        real = answers.result("drain-copied", count=2)
+        assert (real.status, real.result["changed"]) == ("completed", True)
+        assert agent.draining
+        assert agent.intake.counts["redelivered"] == 0
+
+
 def test_reload_reads_the_trust_store_and_configuration_and_keeps_them_when_broken(
     site: Site,
 ) -> None:

@@ -191,6 +191,29 @@ def test_a_redelivery_is_acknowledged_and_produces_nothing_new(site: Site) -> No
     assert [m.topic for m in messages].count(TOPICS.results("node-1", task.id)) == 1
 
 
+def test_a_stream_of_impossible_cron_expressions_is_refused_and_other_tasks_keep_flowing(site: Site) -> None:
+    """`0 0 31 4,6,9,11 *` passed check 4, and working out its next run took 0.2-0.7 s on the
+    intake thread under the lifecycle's lock: 40 of them stalled every task for 10-30 s."""
+    watcher = site.watch(TOPICS.prefix + "/results/node-1/#")
+    device = site.client("sensor-1")
+    impossible = ["0 0 31 4,6,9,11 *", "0 0 30 2 *", "*/1 * 31 2,4,6,9,11 *", "0-59 0-23 30,31 2 *"]
+    sensor = site.signer("sensor-1")
+    with site.agent():
+        started = time.monotonic()
+        for n in range(40):  # signed as they are: the client library checks the expression too
+            device.publish(NODE_TOPIC, _signed(sensor, _body(id=f"never-{n}", cron=impossible[n % 4])))
+            site.submit(device, "sensor-1", "stats", GOOD, task_id=f"plain-{n}")
+        results = {r.id: r for r in site.results(watcher, 80)}
+        elapsed = time.monotonic() - started
+    for n in range(40):
+        never, plain = results[f"never-{n}"], results[f"plain-{n}"]
+        assert (never.status, never.error and never.error["code"]) == ("rejected", "malformed"), never.error
+        assert never.error is not None and never.error["message"].startswith("'cron'")
+        assert "no fire time within the next 5 years" in never.error["message"]
+        assert plain.status == "completed"
+    assert elapsed < 15, f"80 tasks took {elapsed:.1f} s"
+
+
 def test_a_queue_full_of_bytes_answers_overloaded_and_the_same_bytes_are_accepted_later(site: Site) -> None:
     """Check 9's second bound: the bodies the agent holds (in memory and in every snapshot), not
     their number. Three tasks of 20 KB wait for their `run_at`; a fourth would pass 64 KiB, before

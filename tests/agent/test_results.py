@@ -9,6 +9,7 @@ import threading
 import numpy as np
 import pytest
 
+from agent.errors import ResultTooLarge
 from agent.protocol import (
     Ed25519Signer,
     Result,
@@ -98,3 +99,64 @@ def test_a_result_is_signed_once_and_then_reused() -> None:
     first = result.publication()
     assert result.publication() == first
     assert calls == [result.body]
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_the_largest_result_that_fits_is_made_and_one_byte_more_is_result_too_large(alg: Alg) -> None:
+    """`max_body` is exact: the envelope of a body of that length is at most `max_payload` bytes."""
+    signing = Signing("node-1", Topics("edge"), _keyring(alg).agent, max_payload=4096)
+
+    def result(output: bytes) -> SignOnce:
+        return signing.result("t", "stats", "completed", run=1, attempt=1, received_at=1.0, output=output)
+
+    def output(size: int) -> bytes:
+        return packb(b"x" * (size - 3))  # a bin16 (256 bytes or more): 3 bytes of header
+
+    room = signing.max_body - len(result(b"\xc0").body) + 1  # bytes an output may take
+    largest = result(output(room))
+    assert len(largest.body) == signing.max_body and len(largest.publication().payload) <= 4096
+    with pytest.raises(ResultTooLarge) as raised:
+        result(output(room + 1))
+    assert raised.value.code == "result_too_large" and raised.value.limit == 4096
+    assert raised.value.size == 4097  # the body's bytes plus the envelope's, at most
+
+
+def test_an_answer_without_output_leaves_out_a_trace_too_long_to_fit() -> None:
+    signing = Signing("node-1", Topics("edge"), _keyring("ed25519").agent, max_payload=4096)
+    error = {"code": "invalid_params", "message": "signal: is required"}
+    short = signing.result(
+        "t", "stats", "rejected", run=1, attempt=0, received_at=1.0, error=error, trace="t" * 55
+    )
+    long = signing.result(
+        "t", "stats", "rejected", run=1, attempt=0, received_at=1.0, error=error, trace="t" * 5000
+    )
+    assert b"t" * 55 in short.body
+    assert len(long.publication().payload) <= 4096 and b"ttttt" not in long.body
+
+
+def test_a_stored_body_too_large_becomes_its_result_too_large_answer_the_same_bytes_each_time() -> None:
+    keys = _keyring("ed25519")
+    big = Signing("node-1", Topics("edge"), keys.agent, max_payload=1 << 24)
+    stored = big.result(
+        "t-9",
+        "matrix_multiply",
+        "completed",
+        run=3,
+        attempt=2,
+        received_at=5.0,
+        output=packb(np.ones((400, 400))),
+    ).body
+    signing = Signing("node-1", Topics("edge"), keys.agent)
+    first, again = signing.too_large(stored), signing.too_large(stored)
+    assert first.publication().payload == again.publication().payload
+    trust = keys.trust()
+    result = open_agent_message(first.publication().payload, "edge/results/node-1/t-9", trust)
+    assert isinstance(result, Result)
+    assert (result.id, result.kernel, result.status, result.run, result.attempt) == (
+        "t-9",
+        "matrix_multiply",
+        "abandoned",
+        3,
+        2,
+    )
+    assert result.error is not None and result.error["code"] == "result_too_large"

@@ -9,6 +9,7 @@ import pytest
 
 from native import InvalidParams, KernelError, Limits, Registry, UnknownKernel, load_registry
 from native.registry import SPECS
+from native.validation import output_bytes
 
 X = [1.0, 2.0, 3.0, 4.0]
 M = [[1.0, 2.0], [3.0, 4.0]]
@@ -201,3 +202,50 @@ def test_limits_reach_the_kernels(registry: Registry) -> None:
     with pytest.raises(InvalidParams, match="limit 3") as raised:
         tight.get("fir_filter")({"signal": X, "taps": [1.0] * 4})
     assert raised.value.field == "taps"
+
+
+# (kernel, params, field named when the output is too large, elements of the output, arrays in it)
+SIZED_OUTPUTS: list[tuple[str, dict[str, object], str, int, int]] = [
+    ("matrix_multiply", {"matrix_a": np.ones((3, 2)), "matrix_b": np.ones((2, 5))}, "matrix_b", 15, 1),
+    ("matrix_multiply", {"matrix_a": np.ones((6, 2)), "matrix_b": np.ones((2, 5))}, "matrix_a", 30, 1),
+    ("fir_filter", {"signal": np.ones(100), "taps": [0.5, 0.5, 0.25]}, "signal", 100, 1),
+    ("moving_average", {"signal": np.ones(100), "window": 10}, "signal", 91, 1),
+    ("fft_magnitude", {"signal": np.ones(100), "sample_rate": 8.0}, "signal", 102, 2),
+    ("conv2d", {"image": np.ones((7, 9)), "kernel": np.ones((3, 3))}, "image", 63, 1),
+    ("histogram", {"signal": np.arange(50.0), "bins": 40}, "bins", 81, 2),
+]
+
+
+@pytest.mark.parametrize(
+    ("kernel", "params", "field", "elements", "arrays"),
+    SIZED_OUTPUTS,
+    ids=[f"{k}-{f}" for k, _, f, _, _ in SIZED_OUTPUTS],
+)
+def test_an_output_larger_than_a_result_may_carry_is_refused_naming_the_field(
+    either: Registry, kernel: str, params: dict[str, object], field: str, elements: int, arrays: int
+) -> None:
+    """PROTOCOL 6: where the output's size follows from the params, check 8 refuses params whose
+    output would not fit in a result; the estimate is an upper bound of the real encoding."""
+    from agent.protocol import packb
+
+    estimate = output_bytes(elements, arrays)
+    fits = Registry(either.binding, Limits(max_output_bytes=estimate))
+    output = fits.get(kernel)(params)  # at the limit: accepted and run
+    assert len(packb(output)) <= estimate
+    over = Registry(either.binding, Limits(max_output_bytes=estimate - 1))
+    with pytest.raises(InvalidParams) as raised:
+        over.get(kernel).validate(params)
+    assert raised.value.code == "invalid_params" and raised.value.field == field
+    assert f"{estimate:,} bytes encoded" in str(raised.value)
+
+
+def test_outputs_are_unbounded_without_a_limit_and_stats_is_never_refused(either: Registry) -> None:
+    assert Limits().max_output_bytes is None
+    big = {"matrix_a": np.ones((2048, 1)), "matrix_b": np.ones((1, 2048))}
+    either.get("matrix_multiply").validate(big)  # 4M elements: no limit on outputs by default
+    tiny = Registry(either.binding, Limits(max_output_bytes=1))
+    with pytest.raises(InvalidParams):
+        tiny.get("matrix_multiply").validate(big)
+    assert isinstance(tiny.get("stats")({"signal": np.ones(1000)}), dict)  # a few numbers, whatever n
+    with pytest.raises(ValueError, match="max_output_bytes"):
+        Limits(max_output_bytes=0)

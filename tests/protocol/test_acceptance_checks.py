@@ -5,7 +5,9 @@ Every test states the clock (NOW) and uses real keys and real signed bytes.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
+import time
 from typing import Any
 
 import msgpack
@@ -25,6 +27,7 @@ from agent.protocol import (
     generate_signer,
     packb,
 )
+from agent.protocol.crontab import cron_trigger, never_fires
 
 from .keyring import NODE, NOW, POOL, Keyring, key_entry, sign, task_body
 
@@ -294,6 +297,8 @@ def test_rotation_old_key_until_its_not_after_then_only_the_new(replay: MemoryRe
         ("cron", "0 9 * * 8"),  # day of week 0-7 (0 and 7 are Sunday)
         ("cron", "0 9 * * 5-2"),
         ("cron", 5),
+        ("cron", "0 0 31 4,6,9,11 *"),  # no fire time at all (the 31st of a 30-day month)
+        ("cron", "0 0 30 2 *"),
         ("tz", "Mars/Olympus"),
         ("tz", "../../etc/passwd"),
         ("tz", "zone.tab"),
@@ -373,6 +378,40 @@ def test_optional_fields_are_read_and_defaulted(keys: Keyring, trust, replay) ->
     assert nil.priority == 5 and nil.issued_at == float(int(NOW))
 
 
+IMPOSSIBLE_CRON = ["0 0 31 4,6,9,11 *", "0 0 30 2 *", "*/1 * 31 2,4,6,9,11 *", "0-59 0-23 30,31 2 *"]
+
+
+def test_a_cron_expression_without_a_fire_time_is_refused_fast(keys: Keyring, trust, replay) -> None:
+    """APScheduler searched up to the year 9999 for these (0.1-0.5 s each, on the intake thread):
+    the search is now bounded by a 5-year horizon."""
+    accept(sign(task_body(cron="0 0 * * *"), keys.device), trust, replay)  # imports, time zones
+    started = time.perf_counter()
+    for expr in IMPOSSIBLE_CRON:
+        with pytest.raises(TaskRejected) as info:
+            accept(sign(task_body(cron=expr), keys.device), trust, replay)
+        assert (info.value.code, info.value.field) == ("malformed", "cron")
+        assert "no fire time within the next 5 years" in info.value.message
+    assert time.perf_counter() - started < 0.2  # was 0.4 s and more
+    # Feb 29 (leap years only), and a pair whose day-of-month half never fires: accepted
+    for expr in ("0 0 29 2 *", "0 0 31 2 mon"):
+        assert accept(sign(task_body(cron=expr), keys.device), trust, replay).task.cron == expr
+
+
+def test_a_half_of_a_cron_pair_that_never_fires_costs_nothing_at_each_run() -> None:
+    """`0 0 31 2 mon` runs on Mondays of February (cron: day of month OR day of week); its
+    day-of-month half never fires and made every next-run search take 0.1 s or more."""
+    trigger = cron_trigger("0 0 31 2 mon", "UTC")
+    started = time.perf_counter()
+    fire, runs = None, []
+    now = dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc)
+    for _ in range(20):
+        fire = trigger.get_next_fire_time(fire, now)
+        runs.append(fire)
+    assert time.perf_counter() - started < 0.2
+    assert all(r is not None and r.month == 2 and r.weekday() == 0 for r in runs)
+    assert never_fires(cron_trigger("0 0 31 4,6,9,11 *", "Europe/Paris"))
+
+
 def test_codec_refusals_inside_the_body_are_answered_when_the_id_is_readable(
     keys: Keyring, trust, replay
 ) -> None:
@@ -395,9 +434,32 @@ def test_codec_refusals_inside_the_body_are_answered_when_the_id_is_readable(
 
 
 def test_acceptance_leaves_kernels_to_the_agent(keys: Keyring, trust, replay) -> None:
-    # checks 8 and 9 are the agent's: an unknown kernel, or sys.* on a tasks topic, passes 1-7
+    # checks 8 and 9 are the agent's: an unknown kernel passes 1-7
     assert accept(sign(task_body(kernel="no_such_kernel"), keys.device), trust, replay)
-    assert accept(sign(task_body(kernel="sys.drain", params={}), keys.device), trust, replay)
+
+
+def test_a_kernel_on_the_wrong_topic_is_refused_before_its_nonce_is_claimed(
+    keys: Keyring, trust, replay
+) -> None:
+    """PROTOCOL 8: sys.* only on the control topic, and only sys.* there (`unknown_kernel`). A copy
+    of an operator's command republished on a tasks topic must not burn the command's nonce: the
+    real command, arriving later on the control topic, is then accepted, not taken for a redelivery."""
+    control = TOPICS.control(NODE)
+    command = sign(task_body(kernel="sys.drain", params={}), keys.operator)  # operator: task + control
+    task = sign(task_body(kernel="stats"), keys.operator)
+    for payload, wrong, right in ((command, TASKS, control), (task, control, TASKS)):
+        claimed = len(replay)
+        for _ in range(2):  # refused each time, and nothing is claimed
+            with pytest.raises(TaskRejected) as info:
+                accept(payload, trust, replay, topic=wrong)
+            assert (info.value.code, info.value.field) == ("unknown_kernel", "kernel")
+            assert ("control topic" if wrong == TASKS else "tasks topic") in info.value.message
+        assert len(replay) == claimed
+        accepted = accept(payload, trust, replay, topic=right)
+        assert not accepted.redelivery
+        with pytest.raises(TaskRejected) as info:  # after it: still unknown_kernel on the wrong topic
+            accept(payload, trust, replay, topic=wrong)
+        assert info.value.code == "unknown_kernel"
 
 
 @pytest.mark.parametrize("body_id", [None, 42, "", "x" * 65, "has space", "a/b"])

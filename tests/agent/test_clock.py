@@ -1,0 +1,142 @@
+"""Clock jumps (boards without a real-time clock) and the replay cache (PROTOCOL 4, checks 5 and 6).
+
+A forward jump made every replay row look expired: they were forgotten and compacted away, and
+once the clock was corrected, a captured task still within its lifetime was accepted again. The
+agent's clock is injected (`Agent(config, clock=...)`): it jumps a year ahead, then back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.protocol import AcceptancePolicy, TaskRejected, accept_task
+from agent.runner import Agent
+from agent.store import META, REPLAY, DurableReplayCache, Store
+from agent.store.replay import FLOOR_KEY
+from tests.agent.conftest import TIMEOUT, TOPICS, Site
+from tests.protocol.keyring import NODE, NOW, Keyring, sign, task_body
+
+GOOD = {"signal": [1.0, 2.0, 3.0]}
+YEAR = 365 * 86400.0
+SKEW = 60.0  # the default clock skew
+TASKS = TOPICS.tasks(NODE)
+POLICY = AcceptancePolicy(replay_margin_s=0.0)  # as the intake's
+
+
+class JumpingClock:
+    """The wall clock plus an offset the test sets."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+@contextlib.contextmanager
+def running(site: Site, clock: JumpingClock, **overrides: Any) -> Iterator[Agent]:
+    agent = Agent(site.config(**overrides), clock=clock)
+    agent.start()
+    try:
+        assert agent.link.wait_subscribed(TIMEOUT)
+        yield agent
+    finally:
+        agent.stop()
+
+
+def test_a_captured_task_is_not_run_again_after_a_forward_clock_jump_is_corrected(site: Site) -> None:
+    clock = JumpingClock()
+    watcher = site.watch(TOPICS.prefix + "/results/node-1/#")
+    device = site.client("sensor-1")
+    topic, captured, _ = site.task("sensor-1", "stats", GOOD, task_id="captured", ttl_s=3600)
+    with running(site, clock, store_compact_bytes=4096) as agent:
+        device.publish(topic, captured)
+        [first] = site.results(watcher, 1)
+        assert (first.id, first.status) == ("captured", "completed")
+        compactions = agent.store.stats().compactions
+
+        clock.offset = YEAR  # the clock jumps a year ahead: every task looks expired
+        agent.housekeeping()  # the replay cache's sweep
+        for n in range(20):  # refused `expired` by that clock; their results fill the journal
+            site.submit(device, "sensor-1", "stats", GOOD, task_id=f"during-{n}")
+        during = site.results(watcher, 20)
+        assert {r.status for r in during} == {"rejected"}
+        agent.housekeeping()
+        assert agent.run_until_idle()
+        assert agent.store.stats().compactions > compactions  # the state was written without them
+
+        clock.offset = 0.0  # corrected: the captured task is within its lifetime again
+        device.publish(topic, captured)
+        site.submit(device, "sensor-1", "stats", GOOD, task_id="marker-1")
+        [marker] = site.results(watcher, 1)
+        assert marker.id == "marker-1", f"the captured task ran again: {marker.id} {marker.status}"
+        assert agent.intake.counts["redelivered"] == 1
+
+    with running(site, JumpingClock()) as agent:  # a restart, with the compacted state
+        device.publish(topic, captured)
+        site.submit(device, "sensor-1", "stats", GOOD, task_id="marker-2")
+        [marker] = site.results(watcher, 1)
+        assert marker.id == "marker-2", f"the captured task ran again: {marker.id} {marker.status}"
+        assert agent.intake.counts["redelivered"] == 1
+
+
+class Monotonic:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.at = 1000.0
+
+    def __call__(self) -> float:
+        return self.at
+
+
+def test_the_floor_forgets_rows_only_when_no_later_clock_can_accept_their_tasks(tmp_path: Path) -> None:
+    """The rule of agent/store/replay.py, on a real store, with real signed tasks and checks 1-7."""
+    keys = Keyring()
+    trust = keys.trust()
+    monotonic = Monotonic()
+    store = Store.open(tmp_path)
+    cache = DurableReplayCache(store, monotonic)
+    payload = sign(task_body(issued_at=NOW - 1, expires_at=NOW + 600), keys.device)
+
+    def accept(clock: float, replay: DurableReplayCache) -> Any:
+        accepted = accept_task(payload, TASKS, replay.now(clock), trust, replay, POLICY)
+        replay.observe(accepted.task.issued_at, SKEW)
+        return accepted
+
+    first = accept(NOW, cache)
+    store.commit_sync([cache.row_op(first.kid, first.task.nonce)])
+    assert cache.floor() == NOW - 1 - SKEW
+
+    cache.expire(NOW + YEAR)  # a wall clock a year ahead forgets nothing
+    assert len(cache) == 1 and store.count(REPLAY) == 1
+    assert accept(NOW, cache).redelivery  # after the correction: recognised
+    monotonic.at += (NOW + 600) - cache.floor() - 1  # the floor 1 s below the task's expires_at
+    cache.expire(NOW + YEAR)
+    assert len(cache) == 1
+    monotonic.at += 2  # and now past it: forgotten, the floor stored first
+    cache.expire(NOW + YEAR)
+    assert len(cache) == 0 and store.count(REPLAY) == 0
+    assert store.get(META, FLOOR_KEY)["at"] > NOW + 600
+    with pytest.raises(TaskRejected) as refused:  # a clock set back: read as the floor
+        accept(NOW, cache)
+    assert refused.value.code == "expired"
+
+    store.compact()  # the snapshot without the row
+    store.close()
+    store = Store.open(tmp_path)
+    try:
+        again = DurableReplayCache(store, Monotonic())
+        assert again.floor() > NOW + 600
+        with pytest.raises(TaskRejected) as refused:  # after a restart, with the clock set back
+            accept(NOW, again)
+        assert refused.value.code == "expired"
+        assert again.now(NOW + YEAR) == NOW + YEAR  # a clock above the floor is read as it is
+    finally:
+        store.close()
