@@ -22,7 +22,8 @@ expiry monitor. This subclass overrides the methods below, each for a fault list
 * `_start_listeners` (FIX-PERSISTENCE): restore the store before the first accept, listen with
   TCP_NODELAY and our TLS contexts (FIX-NODELAY, FIX-TLS-REQUIRE-CERT).
 * `add_subscription` also accepts shared subscriptions `$share/{group}/{filter}` (which amqtt
-  refuses), with the ACL applied to the filter or to the whole `$share/...` form.
+  refuses); the ACL must grant the whole `$share/{group}/...` form (PROTOCOL 1: read access to
+  the filter alone does not let a client join a group and take its share of the messages).
 * Publishing to a `$` topic (FIX-DOLLAR): stock amqtt disconnects the client; here it is an
   ordinary publish subject to the ACL, except `$SYS/...`, reserved for the broker (dropped).
 """
@@ -402,11 +403,7 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         inner = shared[1] if shared is not None else topic_filter
         if not valid_filter(inner) or qos not in (0, 1, 2):
             return SUBACK_FAILURE
-        username = session.username
-        allowed = self.router.allowed(username, inner, "subscribe")
-        if not allowed and shared is not None:  # an ACL may also list the `$share/...` form itself
-            allowed = self.router.allowed(username, topic_filter, "subscribe")
-        if not allowed:
+        if not self.router.allowed(session.username, topic_filter, "subscribe"):
             log.info(
                 "refused a subscription of %s (%s) to %s", session.client_id, session.username, topic_filter
             )

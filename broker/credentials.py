@@ -31,7 +31,7 @@ from typing import Any
 from agent import tomlio
 
 from .errors import CredentialsError
-from .topicfilter import covers, matches, valid_filter
+from .topicfilter import grants_subscription, matches, valid_filter
 
 HASH_SCHEME = "7"
 DEFAULT_ITERATIONS = 101  # what `mosquitto_passwd` writes
@@ -137,7 +137,9 @@ class AclTable:
     """The ACL of every identity; users it does not list may do nothing.
 
     * publish: the topic must match one of the user's `publish` filters;
-    * subscribe: the whole subscription filter must lie inside one of its `subscribe` filters;
+    * subscribe: the whole subscription filter must lie inside one of its `subscribe` filters; a
+      shared subscription `$share/{group}/{filter}` needs a `$share/{group}/...` filter of the
+      same group (`topicfilter.grants_subscription`);
     * receive: the topic of a message (live, queued or retained) must match one of them.
     """
 
@@ -193,7 +195,7 @@ class AclTable:
         elif action == "publish":
             allowed = any(matches(pattern, topic) for pattern in rules.publish)
         elif action == "subscribe":
-            allowed = any(covers(pattern, topic) for pattern in rules.subscribe)
+            allowed = any(grants_subscription(pattern, topic) for pattern in rules.subscribe)
         else:
             allowed = any(matches(pattern, topic) for pattern in rules.subscribe)
         if len(self._cache) >= _CACHE_LIMIT:

@@ -139,6 +139,10 @@ class Topics:
     def rejects(self, node: str) -> str:
         return f"{self.prefix}/rejects/{check_node_id(node)}"
 
+    def replies(self, issuer: str, task_id: str) -> str:
+        """Where a task's issuer (its `kid`) reads the results of a task that asked for `reply`."""
+        return f"{self.prefix}/replies/{check_id(issuer, 'issuer')}/{check_id(task_id, 'task id')}"
+
     def agent_subscriptions(
         self, node: str, pools: tuple[str, ...] = (), *, shared: bool = True
     ) -> list[str]:
