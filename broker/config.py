@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 from agent import tomlio
+from agent.protocol.errors import TopicError
+from agent.protocol.topics import DEFAULT_PREFIX, Topics
 
 from .credentials import AclTable, PasswordFile
 from .errors import ConfigError, CredentialsError
@@ -86,6 +88,13 @@ class LimitSettings:
 
 
 @dataclass(frozen=True)
+class ProtocolSettings:
+    """What the broker knows of the edge protocol (PROTOCOL 1)."""
+
+    prefix: str = DEFAULT_PREFIX  # retained publishes on {prefix}/tasks/# and {prefix}/control/# are refused
+
+
+@dataclass(frozen=True)
 class PersistenceSettings:
     data_dir: Path | None = None  # in memory only when unset
     fsync: bool = True  # fsync the journal before acknowledging what it holds
@@ -108,6 +117,7 @@ class BrokerSettings:
     listeners: Listeners = field(default_factory=Listeners)
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
     persistence: PersistenceSettings = field(default_factory=PersistenceSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
@@ -357,6 +367,7 @@ def _validate(settings: BrokerSettings) -> None:
     settings.load_passwords()
     settings.load_acl()
     _validate_limits(settings.limits)
+    _validate_prefix(settings.protocol.prefix)
     if settings.log.stats_interval_s < 0:
         raise ConfigError("log.stats_interval_s", "must be 0 (never) or more")
     if settings.persistence.compact_bytes < 4096:
@@ -401,6 +412,14 @@ def _validate_limits(limits: LimitSettings) -> None:
         if not ok:
             value = getattr(limits, name)
             raise ConfigError(f"limits.{name}", f"{value!r} is out of range")
+
+
+def _validate_prefix(prefix: str) -> None:
+    if prefix:
+        try:
+            Topics(prefix)
+        except TopicError as exc:
+            raise ConfigError("protocol.prefix", f"{exc} (empty: refuse no retained publish)") from None
 
 
 def _credential(key: str, loader: typing.Callable[[Path], _T], path: Path) -> _T:

@@ -26,6 +26,11 @@ expiry monitor. This subclass overrides the methods below, each for a fault list
   the filter alone does not let a client join a group and take its share of the messages).
 * Publishing to a `$` topic (FIX-DOLLAR): stock amqtt disconnects the client; here it is an
   ordinary publish subject to the ACL, except `$SYS/...`, reserved for the broker (dropped).
+* A retained publish (or Will) on a tasks or control topic of `protocol.prefix` is refused:
+  PROTOCOL 1 says they are never retained, and a retained task would reach every agent that
+  subscribes later, again after each of its restarts (FIX-RETAINED-TASKS).
+
+Thread rule: everything here runs on the broker's event loop.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ from amqtt.mqtt.connack import NOT_AUTHORIZED, UNACCEPTABLE_PROTOCOL_VERSION, Co
 from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.session import Session
 
+from agent.protocol.topics import Topics
+
 from .acl import EdgeAclPlugin
 from .auth import IDENTITY, REFUSAL, EdgeAuthPlugin
 from .config import BrokerSettings, ListenerSettings
@@ -52,7 +59,7 @@ from .errors import StartError
 from .handler import Acceptance, ClientViolation, EdgeProtocolHandler
 from .router import Router
 from .store import MemoryStore
-from .topicfilter import parse_shared, valid_filter, valid_topic
+from .topicfilter import matches, parse_shared, valid_filter, valid_topic
 from .transport import (
     ClosingStreamWriter,
     CoalescingWebSocketsWriter,
@@ -110,6 +117,8 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         self.auth_plugin = self._plugin(EdgeAuthPlugin)
         self.acl_plugin = self._plugin(EdgeAclPlugin)
         self.router = Router(settings.limits, store, self.acl_plugin.check)
+        prefix = settings.protocol.prefix
+        self.never_retained = Topics(prefix).never_retained() if prefix else ()
         self.bound: dict[str, tuple[str, int]] = {}
         self._connections: dict[str, asyncio.Event] = {}
         self._writers: set[WriterAdapter] = set()  # every open connection, closed at shutdown
@@ -269,9 +278,19 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
 
     def _will_allowed(self, session: Session) -> bool:
         topic = session.will_topic or ""
-        if not valid_topic(topic) or topic.startswith("$SYS"):
+        if not valid_topic(topic):
             return False
-        return self.router.allowed(session.username, topic, "publish")
+        return self._publish_refusal(session.username, topic, bool(session.will_retain)) is None
+
+    def _publish_refusal(self, username: str | None, topic: str, retain: bool) -> str | None:
+        """Why a publish (or Will) to `topic` is dropped; None when it may go through."""
+        if topic.startswith("$SYS"):
+            return "$SYS is the broker's"
+        if not self.router.allowed(username, topic, "publish"):
+            return "not allowed by the ACL"
+        if retain and any(matches(f, topic) for f in self.never_retained):
+            return "a tasks or control topic is never retained (PROTOCOL 1; protocol.prefix)"
+        return None
 
     async def _resolve_session(self, incoming: Session) -> Session | None:
         """Clean start, resume or takeover; None when the client id belongs to another identity."""
@@ -358,18 +377,19 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         of records this PUBLISH made, durable or cancelled) gates the PUBACK."""
         if not valid_topic(topic):
             raise ClientViolation(f"invalid topic name {topic!r} [MQTT-4.7.3]")
-        if topic.startswith("$SYS"):
-            log.info("dropped a publish of %s to %s: $SYS is the broker's", session.client_id, topic)
-        elif not self.router.allowed(session.username, topic, "publish"):
+        refusal = self._publish_refusal(session.username, topic, retain)
+        if refusal is None:
+            self.router.publish(topic, payload, qos, retain)
+        else:
             self.router.stats.refused_publish += 1
             log.info(
-                "dropped a publish of %s (%s) to %s: not allowed by the ACL",
+                "dropped a %spublish of %s (%s) to %s: %s",
+                "retained " if retain else "",
                 session.client_id,
                 session.username,
                 topic,
+                refusal,
             )
-        else:
-            self.router.publish(topic, payload, qos, retain)
         return self.store.accepted()
 
     # -- subscriptions ----------------------------------------------------------------------------

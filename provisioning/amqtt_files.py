@@ -3,8 +3,9 @@
 `passwd` has the same `$7$` lines as Mosquitto's. `acl.toml` lists, per user, its `role` and the
 topic filters it may `publish` to and `subscribe` to (a subscription must lie inside one of them,
 a delivered message must match one; `$share/...` forms are listed as such). `broker.toml` holds
-the listeners, auth, limits and persistence settings in the shape `edge-broker` reads
-(broker/config.py), paths relative to itself. Both are described in provisioning/README.md.
+the listeners, auth, limits, protocol (the fleet's topic prefix) and persistence settings in the
+shape `edge-broker` reads (broker/config.py), paths relative to itself. Both are described in
+provisioning/README.md.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ def acl_document(identities: Iterable[Identity], topics: Topics) -> dict[str, An
     return {"format": FORMAT_VERSION, "users": users}
 
 
-def broker_document(options: BrokerOptions) -> dict[str, Any]:
-    """The settings `edge-broker` reads from `broker.toml` (broker/config.py: `BrokerSettings`)."""
+def broker_document(options: BrokerOptions, topics: Topics) -> dict[str, Any]:
+    """The settings `edge-broker` reads from `broker.toml` (broker/config.py: `BrokerSettings`);
+    the fleet's prefix tells it which tasks and control topics must never be retained."""
     return {
         "listeners": {
             "tcp": {"enabled": True, "host": "127.0.0.1", "port": options.tcp_port},
@@ -51,6 +53,7 @@ def broker_document(options: BrokerOptions) -> dict[str, Any]:
         },
         "auth": {"allow_anonymous": False, "password_file": "passwd", "acl_file": "acl.toml"},
         "limits": {"max_queued_messages": options.max_queued},
+        "protocol": {"prefix": topics.prefix},
         "persistence": {"data_dir": "data"},
     }
 
@@ -60,6 +63,6 @@ def files(fleet: Fleet, identities: list[Identity], options: BrokerOptions) -> l
     return [
         OutFile("passwd", passwd_text(identities), PRIVATE),
         OutFile("acl.toml", header + tomlio.dumps(acl_document(identities, fleet.topics)), PUBLIC),
-        OutFile("broker.toml", header + tomlio.dumps(broker_document(options)), PUBLIC),
+        OutFile("broker.toml", header + tomlio.dumps(broker_document(options, fleet.topics)), PUBLIC),
         *tls_files(fleet),
     ]

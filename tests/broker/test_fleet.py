@@ -65,6 +65,15 @@ PUBLISH = [
     ("op-1", "edge/replies/sensor-1/t1", False),
 ]
 
+# (publisher, topic, a reader): retained publishes on tasks and control topics, and presence
+RETAINED = [
+    ("sensor-any", "edge/tasks/node-2", "node-2"),
+    ("sensor-any", "edge/tasks/all", "node-1"),
+    ("sensor-any", "edge/tasks/pool/cameras", "node-1"),
+    ("op-1", "edge/control/node-1", "node-1"),
+    ("node-1", "edge/presence/node-1", "dash-1"),
+]
+
 # Connections that together may read every topic of PUBLISH (nobody may read them all).
 OBSERVERS = {
     "dash-1": ["edge/results/#", "edge/events/#", "edge/heartbeat/#", "edge/presence/#", "edge/rejects/#"],
@@ -240,6 +249,38 @@ def test_no_other_role_can_join_a_pool_and_take_its_tasks(
     else:
         assert codes == [1] * len(outsiders), "Mosquitto 2.0.11 grants every subscription"
         assert len(got) == 2, "Mosquitto: each outsider's turn is dropped (6 in the group, 12 tasks)"
+
+
+def test_retained_publishes_on_tasks_and_control_topics(fleet_mqtt: RunningBroker, clients: Clients) -> None:
+    """PROTOCOL 1: tasks and control topics are never retained. The embedded broker refuses a
+    retained publish there (acknowledged, dropped, counted in `refused_publish`). Mosquitto 2.0.11
+    cannot refuse one (its acl_file ignores the retain flag): it keeps the task and delivers it
+    at every later subscribe, which the agent's replay cache absorbs
+    (tests/agent/test_retained_tasks.py). Presence stays retained on both."""
+    publishers = {name: clients.tcp(name, client_id=f"{name}-retains") for name, _, _ in RETAINED}
+    running = fleet_mqtt.embedded
+    refused_before = running.stats()["refused_publish"] if running is not None else 0
+    try:
+        for name, topic, _ in RETAINED:
+            publishers[name].publish(topic, b"retained", qos=1, retain=True)
+        refused = running.stats()["refused_publish"] - refused_before if running is not None else 0
+        kept = set()
+        for _, topic, reader in RETAINED:
+            later = clients.tcp(reader, client_id=f"{reader}-later-{len(clients.made)}")
+            assert later.subscribe(topic, 1) == 1
+            later.sync()
+            while not later.messages.empty():
+                message = later.messages.get_nowait()
+                if message.retain:
+                    kept.add(message.topic)
+            later.disconnect()
+    finally:
+        for name, topic, _ in RETAINED:  # Mosquitto keeps them in its data directory
+            publishers[name].publish(topic, b"", qos=1, retain=True)
+    if fleet_mqtt.kind == "embedded":
+        assert (kept, refused) == ({"edge/presence/node-1"}, 4)
+    else:
+        assert kept == {topic for _, topic, _ in RETAINED}, "Mosquitto keeps retained tasks"
 
 
 def test_wrong_password_unknown_user_and_revoked_identity_are_refused(fleet: Fleet, clients: Clients) -> None:

@@ -395,6 +395,7 @@ def test_amqtt_files_load_in_the_embedded_broker_settings(fleet_copy: Path, tmp_
     settings = config.load_settings(overrides={"fleet_files": str(out)})
     assert settings.listeners.tls.port == 18883 and settings.listeners.tls.require_certificate
     assert settings.listeners.tls.cafile == out / "ca.crt"
+    assert settings.protocol.prefix == "edge"  # which tasks and control topics are never retained
     assert set(settings.load_passwords().users) == {"node-1", "alice", "s-0001", "s-0002", "s-0003"}
     acl = settings.load_acl()
     assert acl.can_subscribe("node-1", "$share/cams/edge/tasks/pool/cams")
