@@ -9,7 +9,10 @@ expiry monitor. This subclass overrides the methods below, each for a fault list
   (stock amqtt deletes or resumes the session named by an unauthenticated CONNECT); bound the
   time to a complete CONNECT; a client error never escapes into asyncio's accept loop; a session
   takeover waits for the old connection to finish; a persistent session stays bound to the
-  identity that created it; the Will topic must pass the publish ACL. A CONNECT of another
+  identity that created it; the Will topic must pass the publish ACL. FIX-CLIENT-ID: a client
+  id that is the name of another identity (of the password file or acl.toml) is refused with
+  CONNACK 2, so nobody can take an agent's node id before the agent first connects (which
+  would lock the agent out for ever, its session being bound to the squatter). A CONNECT of another
   protocol level (an MQTT 5 client) is refused at once with CONNACK 0x01, which clients such as
   paho read as "fall back to 3.1.1"; stock amqtt misparses its properties and waits for bytes
   that never come until the connect timeout (FIX-PROTOCOL-LEVEL).
@@ -46,7 +49,12 @@ from amqtt.broker import Broker, RetainedApplicationMessage, Server
 from amqtt.contexts import BrokerConfig, ListenerConfig, ListenerType
 from amqtt.errors import PluginError
 from amqtt.events import BrokerEvents
-from amqtt.mqtt.connack import NOT_AUTHORIZED, UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
+from amqtt.mqtt.connack import (
+    IDENTIFIER_REJECTED,
+    NOT_AUTHORIZED,
+    UNACCEPTABLE_PROTOCOL_VERSION,
+    ConnackPacket,
+)
 from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.session import Session
 
@@ -240,6 +248,14 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         if not await self._authenticate(incoming, None):
             await _refuse(writer, incoming.attributes.get(REFUSAL, NOT_AUTHORIZED))
             return None
+        if self._squats(incoming):
+            log.warning(
+                "refused %s as %s: that client id is the name of another identity",
+                incoming.client_id,
+                incoming.username,
+            )
+            await _refuse(writer, IDENTIFIER_REJECTED)
+            return None
         if incoming.will_flag and not self._will_allowed(incoming):
             log.info("refused %s: may not publish its Will to %r", incoming.client_id, incoming.will_topic)
             await _refuse(writer, NOT_AUTHORIZED)
@@ -275,6 +291,12 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         log.debug(
             "connected: %s as %s (session present: %d)", session.client_id, session.username, session.parent
         )
+
+    def _squats(self, incoming: Session) -> bool:
+        """FIX-CLIENT-ID: is this client id another identity's name (which only it may use)?"""
+        known = self.auth_plugin.known
+        client_id = incoming.client_id
+        return known is not None and client_id in known and client_id != incoming.username
 
     def _will_allowed(self, session: Session) -> bool:
         topic = session.will_topic or ""

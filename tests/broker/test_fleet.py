@@ -145,16 +145,30 @@ class Clients:
         self.fleet = fleet
         self.made: list[TestClient] = []
 
-    def tcp(self, name: str, password: str | None = None, client_id: str | None = None) -> TestClient:
+    def tcp(
+        self, name: str, password: str | None = None, client_id: str | None = None, clean: bool = True
+    ) -> TestClient:
         password = self.fleet.password(name) if password is None else password
         return self._connect(
-            TestClient(self.running.port, client_id or name, username=name, password=password)
+            TestClient(self.running.port, client_id or name, username=name, password=password, clean=clean)
         )
 
-    def tls(self, name: str | None, cert: str | None, password: str | None = None) -> TestClient:
+    def tls(
+        self,
+        name: str | None,
+        cert: str | None,
+        password: str | None = None,
+        client_id: str | None = None,
+        clean: bool = True,
+    ) -> TestClient:
         context = self.fleet.tls(cert)
         client = TestClient(
-            self.running.tls_port or 0, name or "anonymous-tls", username=name, password=password, tls=context
+            self.running.tls_port or 0,
+            client_id or name or "anonymous-tls",
+            username=name,
+            password=password,
+            tls=context,
+            clean=clean,
         )
         return self._connect(client)
 
@@ -330,6 +344,24 @@ def test_the_certificate_names_the_identity(fleet: Fleet, embedded_fleet: Client
         embedded_fleet.tls("node-2", cert="node-1", password=fleet.password("node-2"))  # CN != username
     with pytest.raises(ConnectRefused):
         embedded_fleet.tls("node-1", cert="node-1", password="wrong")
+
+
+def test_nobody_can_take_an_agents_node_id_before_it_first_connects(
+    fleet: Fleet, embedded_fleet: Clients
+) -> None:
+    """FIX-CLIENT-ID: a device that connects with an agent's node id as its client id (with a
+    persistent session, over TCP or with its own certificate) is refused with CONNACK 2, and the
+    agent then connects as ever. Before the fix the device's session bound the id to the device
+    and the agent was refused for ever."""
+    with pytest.raises(ConnectRefused) as over_tcp:
+        embedded_fleet.tcp("sensor-1", client_id="node-1", clean=False)
+    with pytest.raises(ConnectRefused) as over_tls:
+        password = fleet.password("sensor-1")
+        embedded_fleet.tls("sensor-1", cert="sensor-1", password=password, client_id="node-1", clean=False)
+    rejected = "Client identifier not valid"  # paho's name of CONNACK 2 (identifier rejected)
+    assert (str(over_tcp.value.reason), str(over_tls.value.reason)) == (rejected, rejected)
+    agent = embedded_fleet.tcp("node-1", clean=False)  # client id node-1
+    assert agent.subscribe("edge/tasks/node-1", 1) == 1
 
 
 def test_websocket_listener_is_plain_even_with_tls_enabled(fleet: Fleet, embedded_fleet: Clients) -> None:

@@ -85,6 +85,22 @@ def test_a_persistent_session_belongs_to_its_identity(client: ClientFactory) -> 
     assert client("alice-device", clean=False, connect=False).connect() is True
 
 
+def test_a_client_id_that_names_another_identity_is_refused(embedded_broker: RunningBroker) -> None:
+    """FIX-CLIENT-ID: alice may not take bob's name as her client id, not even before bob ever
+    connected (a persistent session under it would lock bob out for ever)."""
+    squatter = RawClient(embedded_broker.port)
+    try:
+        _, code = squatter.connect("bob", username="alice", password=USERS["alice"], clean=False)
+        assert code == 2  # identifier rejected
+    finally:
+        squatter.close()
+    owner = TestClient(embedded_broker.port, "bob", username="bob", password=USERS["bob"], clean=False)
+    try:
+        assert owner.connect() is False  # bob's own, new session
+    finally:
+        owner.close()
+
+
 def test_a_will_outside_the_publish_acl_is_refused_at_connect(embedded_broker: RunningBroker) -> None:
     will = RawClient(embedded_broker.port)
     try:
