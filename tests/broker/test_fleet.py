@@ -314,6 +314,18 @@ def test_tls_with_a_client_certificate_and_password(fleet: Fleet, clients: Clien
     assert node.expect(1)[0].payload == b"over tls"
 
 
+def test_tls_with_a_client_certificate_but_without_the_password_is_refused(
+    fleet: Fleet, clients: Clients
+) -> None:
+    """Two factors on both brokers: the certificate proves membership of the fleet, the password
+    the identity. Neither the certificate alone nor the certificate with its name is enough."""
+    with pytest.raises(ConnectRefused):
+        clients.tls(None, cert="node-1")  # no username, no password
+    with pytest.raises(ConnectRefused):
+        clients.tls("node-1", cert="node-1")  # its name, no password
+    clients.tls("node-1", cert="node-1", password=fleet.password("node-1"), client_id="node-1-both")
+
+
 def test_tls_without_a_client_certificate_is_refused(fleet: Fleet, clients: Clients) -> None:
     with pytest.raises((ssl.SSLError, OSError, ConnectRefused, TimeoutError)):
         clients.tls("node-1", cert=None, password=fleet.password("node-1"))
@@ -337,13 +349,26 @@ def embedded_fleet(fleet: Fleet) -> Iterator[Clients]:
 
 
 def test_the_certificate_names_the_identity(fleet: Fleet, embedded_fleet: Clients) -> None:
-    node = embedded_fleet.tls(None, cert="node-1")  # no username, no password: the CN decides
+    node = embedded_fleet.tls("node-1", cert="node-1", password=fleet.password("node-1"))
     assert node.subscribe("edge/tasks/node-1", 1) == 1
     assert node.subscribe("edge/tasks/node-2", 1) == SUBACK_FAILURE  # with node-1's ACL
     with pytest.raises(ConnectRefused):
         embedded_fleet.tls("node-2", cert="node-1", password=fleet.password("node-2"))  # CN != username
     with pytest.raises(ConnectRefused):
         embedded_fleet.tls("node-1", cert="node-1", password="wrong")
+
+
+def test_without_a_password_file_the_certificate_alone_admits(fleet: Fleet) -> None:
+    """A mutual-TLS-only broker (no `auth.password_file`): the certificate is the credential and
+    its CN the identity, whose grants come from acl.toml."""
+    with fleet_broker("embedded", fleet, **{"auth.password_file": ""}) as running:
+        made = Clients(running, fleet)
+        try:
+            node = made.tls(None, cert="node-1", client_id="node-1")  # no username, no password
+            assert node.subscribe("edge/tasks/node-1", 1) == 1
+            assert node.subscribe("edge/tasks/node-2", 1) == SUBACK_FAILURE  # with node-1's ACL
+        finally:
+            made.close()
 
 
 def test_nobody_can_take_an_agents_node_id_before_it_first_connects(
