@@ -82,6 +82,7 @@ class AuthSettings:
 class LimitSettings:
     max_packet_size: int = 1024 * 1024 + 65536  # PROTOCOL's 1 MiB payload plus topic and headers
     max_queued_messages: int = 1000  # per client, QoS 1/2, beyond the in-flight window
+    max_queued_bytes: int = 64 * 1024 * 1024  # per client: topic and payload bytes of that queue
     max_inflight_messages: int = 20  # per client, unacknowledged QoS 1/2 deliveries
     connect_timeout_s: float = 10.0  # from TCP accept to a complete CONNECT
     session_expiry_s: int = 0  # disconnected persistent sessions kept forever when 0
@@ -401,17 +402,25 @@ def _validate_listener(key: str, listener: ListenerSettings) -> None:
 
 
 def _validate_limits(limits: LimitSettings) -> None:
-    checks = {
-        "max_packet_size": limits.max_packet_size >= 1024,
-        "max_queued_messages": limits.max_queued_messages >= 0,
-        "max_inflight_messages": 1 <= limits.max_inflight_messages <= 65535,
-        "connect_timeout_s": limits.connect_timeout_s > 0,
-        "session_expiry_s": limits.session_expiry_s >= 0,
+    packet = limits.max_packet_size
+    at_least_a_packet = f"must be 0 (no bound) or at least limits.max_packet_size ({packet})"
+    checks = {  # name: (valid, what it must be)
+        "max_packet_size": (packet >= 1024, "is out of range"),
+        "max_queued_messages": (limits.max_queued_messages >= 0, "is out of range"),
+        "max_queued_bytes": (_off_or_at_least(limits.max_queued_bytes, packet), at_least_a_packet),
+        "max_inflight_messages": (1 <= limits.max_inflight_messages <= 65535, "is out of range"),
+        "connect_timeout_s": (limits.connect_timeout_s > 0, "is out of range"),
+        "session_expiry_s": (limits.session_expiry_s >= 0, "is out of range"),
     }
-    for name, ok in checks.items():
+    for name, (ok, rule) in checks.items():
         if not ok:
             value = getattr(limits, name)
-            raise ConfigError(f"limits.{name}", f"{value!r} is out of range")
+            raise ConfigError(f"limits.{name}", f"{value!r} {rule}")
+
+
+def _off_or_at_least(value: int, minimum: int) -> bool:
+    """0 turns a bound off; otherwise it must let at least one `minimum`-sized thing through."""
+    return value == 0 or value >= minimum
 
 
 def _validate_prefix(prefix: str) -> None:

@@ -65,6 +65,7 @@ from .auth import IDENTITY, REFUSAL, EdgeAuthPlugin
 from .config import BrokerSettings, ListenerSettings
 from .errors import StartError
 from .handler import Acceptance, ClientViolation, EdgeProtocolHandler
+from .limits import LimitEvents
 from .router import Router
 from .store import MemoryStore
 from .topicfilter import matches, parse_shared, valid_filter, valid_topic
@@ -124,7 +125,8 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         self.store = store
         self.auth_plugin = self._plugin(EdgeAuthPlugin)
         self.acl_plugin = self._plugin(EdgeAclPlugin)
-        self.router = Router(settings.limits, store, self.acl_plugin.check)
+        self.events = LimitEvents()
+        self.router = Router(settings.limits, store, self.acl_plugin.check, self.events)
         prefix = settings.protocol.prefix
         self.never_retained = Topics(prefix).never_retained() if prefix else ()
         self.bound: dict[str, tuple[str, int]] = {}

@@ -19,11 +19,11 @@ Replaces amqtt's broadcast loop (`Broker._run_broadcast`) and retained-message d
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .config import LimitSettings
+from .limits import LimitEvents
 from .outbox import Delivery, Outbox
 from .records import StoreState
 from .store import MemoryStore
@@ -34,29 +34,34 @@ log = logging.getLogger("broker.router")
 
 #: `(username, topic, action)` -> allowed; action is "publish", "subscribe" or "receive".
 AclCheck = Callable[[str | None, str, str], bool]
-_DROP_LOG_INTERVAL_S = 10.0
 
 
 @dataclass
 class RouterStats:
     received: int = 0
     routed: int = 0
-    dropped: int = 0
     refused_publish: int = 0
 
 
 class Router:
-    """Subscriptions, outboxes and retained messages of one broker."""
+    """Subscriptions, outboxes and retained messages of one broker; a bound it hits is
+    reported to `events` (broker/limits.py)."""
 
-    def __init__(self, limits: LimitSettings, store: MemoryStore, acl: AclCheck | None = None) -> None:
+    def __init__(
+        self,
+        limits: LimitSettings,
+        store: MemoryStore,
+        acl: AclCheck | None = None,
+        events: LimitEvents | None = None,
+    ) -> None:
         self.limits = limits
         self.store = store
         self.acl = acl
+        self.events = events or LimitEvents()
         self.index = SubscriptionIndex()
         self.outboxes: dict[str, Outbox] = {}
         self.retained: dict[str, tuple[bytes, int]] = {}
         self.stats = RouterStats()
-        self._drop_logged: dict[str, float] = {}
         self._share_next: dict[SharedKey, int] = {}
 
     def allowed(self, username: str | None, topic: str, action: str) -> bool:
@@ -73,6 +78,7 @@ class Router:
                 persistent=persistent,
                 username=username,
                 max_queued=self.limits.max_queued_messages,
+                max_queued_bytes=self.limits.max_queued_bytes,
                 max_inflight=self.limits.max_inflight_messages,
                 on_done=self._done,
             )
@@ -91,7 +97,7 @@ class Router:
             if outbox.persistent:
                 self.store.session_deleted(client_id)
         self.index.remove_client(client_id)
-        self._drop_logged.pop(client_id, None)
+        self.events.forget(client_id)
 
     def _done(self, outbox: Outbox, delivery: Delivery) -> None:
         if delivery.seq:
@@ -189,8 +195,9 @@ class Router:
         durable = outbox.persistent and delivery.qos > 0
         if not outbox.connected and not durable:
             return seq  # QoS 0, or a clean session that is gone: nothing to keep [MQTT-3.1.2-5]
-        if not outbox.offer(delivery):
-            self._report_drop(outbox, delivery)
+        bound = outbox.offer(delivery)
+        if bound is not None:
+            self.events.queue_full(outbox, bound, delivery)
             return seq
         self.stats.routed += 1
         if durable:
@@ -200,22 +207,6 @@ class Router:
             sent = delivery.packet_id > 0  # not queued behind the window: its PUBACK may come soon
             self.store.queued(outbox.client_id, seq, delivery.qos, delivery.retain, sent=sent)
         return seq
-
-    def _report_drop(self, outbox: Outbox, delivery: Delivery) -> None:
-        self.stats.dropped += 1
-        now = time.monotonic()
-        if now - self._drop_logged.get(outbox.client_id, -_DROP_LOG_INTERVAL_S) >= _DROP_LOG_INTERVAL_S:
-            self._drop_logged[outbox.client_id] = now
-            log.warning(
-                "queue of client %s is full (limits.max_queued_messages = %d): dropped a QoS %d message "
-                "on %s (%d dropped for this client, %d in total)",
-                outbox.client_id,
-                outbox.max_queued,
-                delivery.qos,
-                delivery.topic,
-                outbox.dropped,
-                self.stats.dropped,
-            )
 
     # -- restart ----------------------------------------------------------------------------------
 
@@ -228,5 +219,5 @@ class Router:
                 self.index.add(client_id, topic_filter, qos)
             for seq, (qos, retain) in record.pending.items():
                 topic, payload = store_state.messages[seq]
-                outbox.queue.append(Delivery(topic, payload, qos, retain, seq=seq))
+                outbox.restore(Delivery(topic, payload, qos, retain, seq=seq))
         return len(store_state.sessions)

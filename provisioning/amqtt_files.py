@@ -52,7 +52,10 @@ def broker_document(options: BrokerOptions, topics: Topics) -> dict[str, Any]:
             },
         },
         "auth": {"allow_anonymous": False, "password_file": "passwd", "acl_file": "acl.toml"},
-        "limits": {"max_queued_messages": options.max_queued},
+        "limits": {
+            "max_queued_messages": options.max_queued,
+            "max_queued_bytes": options.max_queued_bytes,
+        },
         "protocol": {"prefix": topics.prefix},
         "persistence": {"data_dir": "data"},
     }

@@ -55,6 +55,8 @@ persistence_location {where}/data/
 # The QoS 1 backlog kept per client (Mosquitto's default, 1000, silently drops the rest):
 # an offline agent keeps as many tasks as its own queue may hold.
 max_queued_messages {options.max_queued}
+# ... and at most this many bytes of payload per client (0, Mosquitto's default, is no bound).
+max_queued_bytes {options.max_queued_bytes}
 
 # TLS: a client needs a certificate of the fleet CA *and* its password.
 listener {options.tls_port} {options.bind}

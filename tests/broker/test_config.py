@@ -80,6 +80,15 @@ def test_errors_name_the_key(doc: dict[str, object], key: str) -> None:
     assert str(caught.value).startswith(key + ":")
 
 
+@pytest.mark.parametrize("key", ["limits.max_queued_bytes"])
+def test_a_byte_bound_is_off_or_holds_a_whole_packet(key: str) -> None:
+    for value in (1000, -1):  # less than limits.max_packet_size: not even one message would fit
+        with pytest.raises(ConfigError) as caught:
+            settings_from({**ANON, key: value})
+        assert caught.value.key == key and "at least limits.max_packet_size" in caught.value.problem
+    assert settings_from({**ANON, key: 0}) and settings_from({**ANON, key: 2 << 20})
+
+
 def test_unknown_environment_variable_is_an_error() -> None:
     with pytest.raises(ConfigError, match="EDGE_BROKER_LISTENER_PORT"):
         load_settings(None, environ={"EDGE_BROKER_LISTENER_PORT": "1"})

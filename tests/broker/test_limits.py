@@ -1,4 +1,5 @@
-"""The embedded broker's bounds: offline queue, in-flight window, packet size, session ownership."""
+"""The embedded broker's bounds: offline queue (messages and bytes), in-flight window, packet
+size, session ownership; each bound hit is counted in `stats()` and logged (broker/limits.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ LIMITS = {
     "limits.max_queued_messages": 5,
     "limits.max_inflight_messages": 2,
     "limits.max_packet_size": 4096,
+    "limits.max_queued_bytes": 4096,
 }
 
 
@@ -29,14 +31,19 @@ def client(embedded_client: ClientFactory) -> ClientFactory:
     return embedded_client
 
 
+def _offline_subscriber(client: ClientFactory, client_id: str, topic_filter: str) -> None:
+    """A persistent session subscribed to `topic_filter` (QoS 1) whose client went away."""
+    sub = client(client_id, clean=False)
+    sub.subscribe(topic_filter, 1)
+    sub.disconnect()
+
+
 def test_a_full_offline_queue_drops_counts_and_logs(
     embedded_broker: RunningBroker, client: ClientFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sub = client("bounded", clean=False)
-    sub.subscribe("test/b/#", 1)
-    sub.disconnect()
+    _offline_subscriber(client, "bounded", "test/b/#")
     pub = client("pub")
-    with caplog.at_level(logging.WARNING, logger="broker.router"):
+    with caplog.at_level(logging.WARNING, logger="broker.limits"):
         for i in range(8):
             pub.publish(f"test/b/{i}", b"%d" % i, qos=1)
     assert embedded_broker.embedded is not None
@@ -46,6 +53,30 @@ def test_a_full_offline_queue_drops_counts_and_logs(
     assert [m.topic for m in back.expect(5)] == [f"test/b/{i}" for i in range(5)]  # the oldest are kept
     pub.publish("test/b/end", b"", qos=1)
     assert [m.topic for m in back.expect_until("test/b/end")] == ["test/b/end"]
+
+
+def test_a_queue_is_bounded_by_its_bytes_too(
+    embedded_broker: RunningBroker, client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """limits.max_queued_bytes = 4096: two messages of 1,508 bytes (topic and payload) fit, a
+    third does not; 10,000 messages of 1 MiB used to be kept for one offline client."""
+    _offline_subscriber(client, "heavy", "test/q/#")
+    pub = client("pub")
+    with caplog.at_level(logging.WARNING, logger="broker.limits"):
+        for i in range(3):
+            pub.publish(f"test/q/{i}", b"x" * 1500, qos=1)
+    assert embedded_broker.embedded is not None
+    stats = embedded_broker.embedded.stats()
+    assert (stats["dropped"], stats["dropped_by_bytes"], stats["queued_bytes"]) == (1, 1, 2 * 1508)
+    assert "queue of client heavy is full (limits.max_queued_bytes = 4096)" in caplog.text
+    embedded_broker.restart()  # the journaled queue comes back with its bytes counted
+    assert embedded_broker.embedded.stats()["queued_bytes"] == 2 * 1508
+    pub = client("pub-again")
+    back = client("heavy", clean=False)
+    assert [m.topic for m in back.expect(2)] == ["test/q/0", "test/q/1"]
+    pub.publish("test/q/end", b"", qos=1)  # the queue drained: room again
+    assert [m.topic for m in back.expect_until("test/q/end")] == ["test/q/end"]
+    assert embedded_broker.embedded.stats()["queued_bytes"] == 0
 
 
 def test_in_flight_window_holds_the_rest_until_acknowledged(client: ClientFactory) -> None:

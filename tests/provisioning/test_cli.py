@@ -404,3 +404,16 @@ def test_amqtt_files_load_in_the_embedded_broker_settings(fleet_copy: Path, tmp_
     assert acl.can_publish("s-0001", "edge/tasks/node-1") and not acl.can_publish(
         "s-0001", "edge/control/node-1"
     )
+
+
+def test_both_formats_bound_the_brokers_resources(fleet_copy: Path, tmp_path: Path) -> None:
+    """The same bounds in `broker.toml` (read by broker/config.py) and in `mosquitto.conf` (started
+    by a real Mosquitto in test_mosquitto.py, which refuses an unknown or bad option)."""
+    from broker.config import load_settings
+
+    ok("broker-files", "--format", "amqtt", "--out", tmp_path / "amqtt", "--fleet", fleet_copy)
+    ok("broker-files", "--format", "mosquitto", "--out", tmp_path / "mosq", "--fleet", fleet_copy)
+    limits = load_settings(overrides={"fleet_files": str(tmp_path / "amqtt")}).limits
+    conf = (tmp_path / "mosq" / "mosquitto.conf").read_text().splitlines()
+    assert (limits.max_queued_messages, limits.max_queued_bytes) == (10_000, 64 << 20)
+    assert {"max_queued_messages 10000", f"max_queued_bytes {64 << 20}"} <= set(conf)

@@ -1,0 +1,70 @@
+"""What happens when the broker hits one of its resource bounds: a counter and a log line.
+
+The bounds (`limits.*`, broker/README.md) are enforced where each resource lives (a session's
+queue in outbox.py, retained messages in router.py, connections and session expiry in
+core.py); each refusal is reported to `LimitEvents`, so that counting and logging stay out of
+the delivery path. The counters appear in `EmbeddedBroker.stats()` and in the `stats:` log
+line. A line about one client or topic is written at most every 10 s for it.
+
+Thread rule: the broker's event loop only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from .outbox import Delivery, Outbox
+
+log = logging.getLogger("broker.limits")
+LOG_INTERVAL_S = 10.0
+_LOG_KEYS_LIMIT = 10_000  # distinct clients remembered for the rate limit of their lines
+
+
+@dataclass
+class LimitCounters:
+    """Everything refused because of a bound, since the start."""
+
+    dropped: int = 0  # deliveries refused by a full session queue (either bound)
+    dropped_by_bytes: int = 0  # of those, by limits.max_queued_bytes
+
+
+class LimitEvents:
+    """The hooks the enforcing code calls; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.counters = LimitCounters()
+        self._logged: dict[str, float] = {}
+
+    def queue_full(self, outbox: Outbox, bound: str, delivery: Delivery) -> None:
+        """`delivery` was dropped: the outbox's queue is at `limits.{bound}` (`Outbox.offer`)."""
+        counters = self.counters
+        counters.dropped += 1
+        by_bytes = bound == "max_queued_bytes"
+        counters.dropped_by_bytes += by_bytes
+        if self._due(outbox.client_id):
+            log.warning(
+                "queue of client %s is full (limits.%s = %d): dropped a QoS %d message on %s "
+                "(%d dropped for this client, %d in total)",
+                outbox.client_id,
+                bound,
+                outbox.max_queued_bytes if by_bytes else outbox.max_queued,
+                delivery.qos,
+                delivery.topic,
+                outbox.dropped,
+                counters.dropped,
+            )
+
+    def forget(self, client_id: str) -> None:
+        """The client's session is gone: its next line is not held back."""
+        self._logged.pop(client_id, None)
+
+    def _due(self, key: str) -> bool:
+        now = time.monotonic()
+        if now - self._logged.get(key, -LOG_INTERVAL_S) < LOG_INTERVAL_S:
+            return False
+        if len(self._logged) >= _LOG_KEYS_LIMIT:
+            self._logged.clear()
+        self._logged[key] = now
+        return True
