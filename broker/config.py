@@ -84,6 +84,8 @@ class LimitSettings:
     max_queued_messages: int = 1000  # per client, QoS 1/2, beyond the in-flight window
     max_queued_bytes: int = 64 * 1024 * 1024  # per client: topic and payload bytes of that queue
     max_inflight_messages: int = 20  # per client, unacknowledged QoS 1/2 deliveries
+    max_retained_messages: int = 10_000  # retained messages kept; also what a wildcard subscribe scans
+    max_retained_bytes: int = 64 * 1024 * 1024  # their topic and payload bytes
     connect_timeout_s: float = 10.0  # from TCP accept to a complete CONNECT
     session_expiry_s: int = 0  # disconnected persistent sessions kept forever when 0
 
@@ -409,6 +411,8 @@ def _validate_limits(limits: LimitSettings) -> None:
         "max_queued_messages": (limits.max_queued_messages >= 0, "is out of range"),
         "max_queued_bytes": (_off_or_at_least(limits.max_queued_bytes, packet), at_least_a_packet),
         "max_inflight_messages": (1 <= limits.max_inflight_messages <= 65535, "is out of range"),
+        "max_retained_messages": (limits.max_retained_messages >= 0, "is out of range"),
+        "max_retained_bytes": (_off_or_at_least(limits.max_retained_bytes, packet), at_least_a_packet),
         "connect_timeout_s": (limits.connect_timeout_s > 0, "is out of range"),
         "session_expiry_s": (limits.session_expiry_s >= 0, "is out of range"),
     }

@@ -477,7 +477,7 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         qos: int | None = None,
     ) -> None:
         if topic_name is not None:
-            self.router.set_retained(topic_name, bytes(data or b""), qos or 0)
+            self.router.retained.set(topic_name, bytes(data or b""), qos or 0)
 
     async def _cleanup_session(self, client_id: str) -> None:
         """Session monitor (expiry, clean sessions) and shutdown; only the former forgets."""

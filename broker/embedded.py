@@ -132,6 +132,7 @@ class EmbeddedBroker:
             "sessions": len(broker.sessions),
             "subscriptions": len(router.index),
             "retained": len(router.retained),
+            "retained_bytes": router.retained.bytes,
             "queued": sum(len(outbox) for outbox in outboxes),
             "queued_bytes": sum(outbox.queued_bytes for outbox in outboxes),
             "received": router.stats.received,

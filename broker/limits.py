@@ -28,6 +28,7 @@ class LimitCounters:
 
     dropped: int = 0  # deliveries refused by a full session queue (either bound)
     dropped_by_bytes: int = 0  # of those, by limits.max_queued_bytes
+    refused_retained: int = 0  # retained messages not kept (limits.max_retained_*)
 
 
 class LimitEvents:
@@ -54,6 +55,20 @@ class LimitEvents:
                 delivery.topic,
                 outbox.dropped,
                 counters.dropped,
+            )
+
+    def retained_refused(self, topic: str, bound: str, value: int, kept: int) -> None:
+        """A retained message on `topic` was delivered but not kept: `limits.{bound}` = `value`."""
+        self.counters.refused_retained += 1
+        if self._due("retained:"):  # one line for all topics: a flood would name them all
+            log.warning(
+                "retained message on %s not kept (limits.%s = %d, %d kept): delivered to the "
+                "subscribers of the moment only (%d refused in total)",
+                topic,
+                bound,
+                value,
+                kept,
+                self.counters.refused_retained,
             )
 
     def forget(self, client_id: str) -> None:

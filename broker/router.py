@@ -19,16 +19,17 @@ Replaces amqtt's broadcast loop (`Broker._run_broadcast`) and retained-message d
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import LimitSettings
 from .limits import LimitEvents
 from .outbox import Delivery, Outbox
 from .records import StoreState
+from .retained import RetainedMessages
 from .store import MemoryStore
 from .subscriptions import SharedKey, SubscriptionIndex
-from .topicfilter import has_wildcard, matches, parse_shared
+from .topicfilter import parse_shared
 
 log = logging.getLogger("broker.router")
 
@@ -60,7 +61,7 @@ class Router:
         self.events = events or LimitEvents()
         self.index = SubscriptionIndex()
         self.outboxes: dict[str, Outbox] = {}
-        self.retained: dict[str, tuple[bytes, int]] = {}
+        self.retained = RetainedMessages(limits, store, self.events)
         self.stats = RouterStats()
         self._share_next: dict[SharedKey, int] = {}
 
@@ -124,7 +125,7 @@ class Router:
         """Route one message to every subscriber allowed to receive it; keep it if retained."""
         self.stats.received += 1
         if retain:
-            self.set_retained(topic, payload, qos)
+            self.retained.set(topic, payload, qos)
         seq = 0
         for client_id, granted in self.index.match(topic).items():
             outbox = self.outboxes.get(client_id)
@@ -158,14 +159,6 @@ class Router:
             self._share_next[key] = names.index(best.client_id) + 1
         return best if best_rank < 3 else None
 
-    def set_retained(self, topic: str, payload: bytes, qos: int) -> None:
-        """Keep (or, with an empty payload, clear) the retained message of a topic [MQTT-3.3.1-5, -10]."""
-        if payload:
-            self.retained[topic] = (payload, qos)
-            self.store.retain(topic, payload, qos)
-        elif self.retained.pop(topic, None) is not None:
-            self.store.clear_retained(topic)
-
     def send_retained(self, client_id: str, topic_filter: str, granted: int) -> int:
         """After a SUBACK: the retained messages matching the new subscription [MQTT-3.3.1-6]
         (none for a shared subscription, as in MQTT 5 section 4.8.2)."""
@@ -173,20 +166,10 @@ class Router:
         if outbox is None or parse_shared(topic_filter) is not None:
             return 0
         sent = 0
-        for topic, (payload, qos) in self._retained_matching(topic_filter):
+        for topic, (payload, qos) in self.retained.matching(topic_filter):
             self._offer(outbox, Delivery(topic, payload, min(qos, granted), retain=True), 0)
             sent += 1
         return sent
-
-    def _retained_matching(self, topic_filter: str) -> Iterator[tuple[str, tuple[bytes, int]]]:
-        if not has_wildcard(topic_filter):
-            found = self.retained.get(topic_filter)
-            if found is not None:
-                yield topic_filter, found
-            return
-        for topic, entry in list(self.retained.items()):
-            if matches(topic_filter, topic):
-                yield topic, entry
 
     def _offer(self, outbox: Outbox, delivery: Delivery, seq: int) -> int:
         """Queue one delivery if the client may have it; returns the message's store sequence."""
@@ -212,7 +195,7 @@ class Router:
 
     def restore(self, store_state: StoreState) -> int:
         """Refill retained messages, persistent sessions, subscriptions and queues from the store."""
-        self.retained = dict(store_state.retained)
+        self.retained.restore(store_state.retained)
         for client_id, record in store_state.sessions.items():
             outbox = self.outbox(client_id, persistent=True, username=record.username)
             for topic_filter, qos in record.subscriptions.items():

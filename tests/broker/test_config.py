@@ -80,7 +80,7 @@ def test_errors_name_the_key(doc: dict[str, object], key: str) -> None:
     assert str(caught.value).startswith(key + ":")
 
 
-@pytest.mark.parametrize("key", ["limits.max_queued_bytes"])
+@pytest.mark.parametrize("key", ["limits.max_queued_bytes", "limits.max_retained_bytes"])
 def test_a_byte_bound_is_off_or_holds_a_whole_packet(key: str) -> None:
     for value in (1000, -1):  # less than limits.max_packet_size: not even one message would fit
         with pytest.raises(ConfigError) as caught:

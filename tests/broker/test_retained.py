@@ -100,3 +100,59 @@ def test_the_prefix_setting_is_checked() -> None:
     with pytest.raises(ConfigError, match=r"protocol\.prefix"):
         settings_from({"auth.allow_anonymous": True, "protocol.prefix": "edge/#"})
     assert settings_from({"auth.allow_anonymous": True, "protocol.prefix": ""}).protocol.prefix == ""
+
+
+BOUNDED = {
+    "listeners.tcp.port": 0,
+    "auth.allow_anonymous": True,
+    "limits.max_packet_size": 4096,
+    "limits.max_retained_messages": 3,
+    "limits.max_retained_bytes": 4096,
+}
+
+
+def _retained(broker: BrokerThread, topic_filter: str) -> dict[str, bytes]:
+    """What a new subscriber to `topic_filter` gets as retained messages."""
+    later = _client(broker, "retained-reader")
+    later.subscribe(topic_filter, 1)
+    later.sync()
+    got = {}
+    while not later.messages.empty():
+        message = later.messages.get_nowait()
+        got[message.topic] = message.payload
+    later.close()
+    return got
+
+
+@pytest.mark.parametrize("settings", [BOUNDED])
+def test_retained_messages_are_bounded_in_number(
+    broker: BrokerThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    live = _client(broker, "live")
+    live.subscribe("r/#", 1)
+    publisher = _client(broker, "publisher")
+    with caplog.at_level(logging.WARNING, logger="broker.limits"):
+        for i in range(4):
+            publisher.publish(f"r/{i}", b"v%d" % i, qos=1, retain=True)
+    assert [m.topic for m in live.expect(4)] == ["r/0", "r/1", "r/2", "r/3"]  # delivered all the same
+    assert _retained(broker, "r/#") == {"r/0": b"v0", "r/1": b"v1", "r/2": b"v2"}
+    stats = broker.stats()
+    assert (stats["retained"], stats["refused_retained"]) == (3, 1)
+    assert "retained message on r/3 not kept (limits.max_retained_messages = 3, 3 kept)" in caplog.text
+    publisher.publish("r/0", b"new", qos=1, retain=True)  # a replacement keeps the count
+    publisher.publish("r/1", b"", qos=1, retain=True)  # a clearing makes room
+    publisher.publish("r/3", b"v3", qos=1, retain=True)
+    assert _retained(broker, "r/#") == {"r/0": b"new", "r/2": b"v2", "r/3": b"v3"}
+
+
+@pytest.mark.parametrize("settings", [BOUNDED])
+def test_retained_messages_are_bounded_in_bytes(broker: BrokerThread) -> None:
+    publisher = _client(broker, "publisher")
+    publisher.publish("r/a", b"a" * 2000, qos=1, retain=True)  # 2,003 bytes with the topic
+    publisher.publish("r/b", b"b" * 2000, qos=1, retain=True)  # 4,006
+    publisher.publish("r/c", b"c" * 100, qos=1, retain=True)  # would be 4,109 > 4,096: not kept
+    assert _retained(broker, "r/#") == {"r/a": b"a" * 2000, "r/b": b"b" * 2000}
+    assert (broker.stats()["retained_bytes"], broker.stats()["refused_retained"]) == (4006, 1)
+    publisher.publish("r/b", b"B" * 2100, qos=1, retain=True)  # a replacement that does not fit:
+    assert _retained(broker, "r/#") == {"r/a": b"a" * 2000}  # no stale r/b either
+    assert broker.stats()["retained_bytes"] == 2003
