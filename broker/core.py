@@ -22,6 +22,9 @@ expiry monitor. This subclass overrides the methods below, each for a fault list
   messages only for the new subscription (FIX-RETAINED-ACL).
 * `_run_broadcast` and `retain_message`: internal publishes through the router (FIX-MIN-QOS).
 * `_cleanup_session`: an expired session is removed from the store; at shutdown nothing is.
+* `_session_monitor` (FIX-SESSION-EXPIRY): amqtt's applies one expiry (none by default) to every
+  session; here each identity's role decides (broker/expiry.py): agents' sessions are kept,
+  others' expire after `limits.session_expiry_s` (a day by default).
 * `_start_listeners` (FIX-PERSISTENCE): restore the store before the first accept, listen with
   TCP_NODELAY and our TLS contexts (FIX-NODELAY, FIX-TLS-REQUIRE-CERT).
 * `add_subscription` also accepts shared subscriptions `$share/{group}/{filter}` (which amqtt
@@ -42,6 +45,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from typing import Any
 
 from amqtt.adapters import ReaderAdapter, WriterAdapter
@@ -64,6 +68,7 @@ from .acl import EdgeAclPlugin
 from .auth import IDENTITY, REFUSAL, EdgeAuthPlugin
 from .config import BrokerSettings, ListenerSettings
 from .errors import StartError
+from .expiry import SessionExpiry, left_over
 from .handler import Acceptance, ClientViolation, EdgeProtocolHandler
 from .limits import LimitEvents
 from .router import Router
@@ -86,6 +91,7 @@ log = logging.getLogger("broker.core")
 
 SUBACK_FAILURE = 0x80
 TAKEOVER_TIMEOUT_S = 10.0  # longer than a closing connection's bounded drain
+SESSION_TICK_S = 1.0  # how often disconnected sessions are looked at (the limits are whole seconds)
 
 
 def amqtt_config(settings: BrokerSettings) -> BrokerConfig:
@@ -99,13 +105,12 @@ def amqtt_config(settings: BrokerSettings) -> BrokerConfig:
         },
         "broker.acl.EdgeAclPlugin": {"acl_file": str(auth.acl_file) if auth.acl_file else None},
     }
-    expiry = settings.limits.session_expiry_s or None
     # amqtt requires a "default" listener and copies its values into the others; ours start in
     # `_start_listeners` from our settings, so the default one is left unbound (never started).
     return BrokerConfig(
         listeners={"default": ListenerConfig(bind=None)},
         plugins=plugins,
-        session_expiry_interval=expiry,
+        session_expiry_interval=None,  # EdgeBroker._session_monitor expires sessions by role
         timeout_disconnect_delay=0,
     )
 
@@ -126,6 +131,7 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         self.auth_plugin = self._plugin(EdgeAuthPlugin)
         self.acl_plugin = self._plugin(EdgeAclPlugin)
         self.events = LimitEvents()
+        self.expiry = SessionExpiry(settings.limits, self._role_of)
         self.router = Router(settings.limits, store, self.acl_plugin.check, self.events)
         prefix = settings.protocol.prefix
         self.never_retained = Topics(prefix).never_retained() if prefix else ()
@@ -490,6 +496,25 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
                 outbox.detach()
         else:
             self.router.forget(client_id)
+
+    def _role_of(self, username: str | None) -> str | None:
+        table = self.acl_plugin.table
+        return table.role_of(username) if table is not None else None
+
+    async def _session_monitor(self) -> None:
+        """Replaces amqtt's monitor (one expiry for everyone): each second, expire disconnected
+        persistent sessions past their role's limit (broker/expiry.py) and sweep clean ones."""
+        while True:
+            await self.expire_sessions(time.time())
+            await asyncio.sleep(SESSION_TICK_S)
+
+    async def expire_sessions(self, now: float) -> None:
+        sessions = [(client_id, session) for client_id, (session, _) in self._sessions.items()]
+        for client_id in left_over(sessions):
+            await self._cleanup_session(client_id)
+        for expired in list(self.expiry.expired(sessions, now)):
+            self.events.session_expired(expired)
+            await self._cleanup_session(expired.client_id)
 
     async def _delete_session(self, client_id: str) -> None:
         await self._forget(client_id)

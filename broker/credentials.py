@@ -127,10 +127,13 @@ class PasswordFile:
 
 @dataclass(frozen=True)
 class UserAcl:
-    """What one identity may do: filters it may publish to, filters it may subscribe to."""
+    """What one identity may do: filters it may publish to, filters it may subscribe to; and its
+    `role` (provisioning's kind: agent, device, operator, dashboard), which decides how long its
+    disconnected sessions are kept (broker/expiry.py)."""
 
     publish: tuple[str, ...] = ()
     subscribe: tuple[str, ...] = ()
+    role: str | None = None
 
 
 class AclTable:
@@ -174,6 +177,10 @@ class AclTable:
 
     def rules_for(self, user: str | None) -> UserAcl | None:
         return self.anonymous if user is None else self.users.get(user)
+
+    def role_of(self, user: str | None) -> str | None:
+        rules = self.rules_for(user)
+        return rules.role if rules is not None else None
 
     def can_publish(self, user: str | None, topic: str) -> bool:
         return self._decide(user, topic, "publish")
@@ -219,7 +226,10 @@ def _user_acl(entry: object, where: str) -> UserAcl:
         if bad:
             raise CredentialsError(f"{where}.{key}: {bad[0]!r} is not a valid MQTT topic filter")
         lists[key] = tuple(values)
-    return UserAcl(publish=lists["publish"], subscribe=lists["subscribe"])
+    role = entry.get("role")
+    if role is not None and not isinstance(role, str):
+        raise CredentialsError(f"{where}.role must be a string (agent, device, operator, dashboard)")
+    return UserAcl(publish=lists["publish"], subscribe=lists["subscribe"], role=role)
 
 
 def _read(path: str | os.PathLike[str]) -> str:

@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from .expiry import Expired
 from .outbox import Delivery, Outbox
 
 log = logging.getLogger("broker.limits")
@@ -29,6 +30,7 @@ class LimitCounters:
     dropped: int = 0  # deliveries refused by a full session queue (either bound)
     dropped_by_bytes: int = 0  # of those, by limits.max_queued_bytes
     refused_retained: int = 0  # retained messages not kept (limits.max_retained_*)
+    sessions_expired: int = 0  # disconnected persistent sessions removed (limits.*session_expiry_s)
 
 
 class LimitEvents:
@@ -70,6 +72,18 @@ class LimitEvents:
                 kept,
                 self.counters.refused_retained,
             )
+
+    def session_expired(self, expired: Expired) -> None:
+        """A disconnected persistent session was removed, with its subscriptions and queue."""
+        self.counters.sessions_expired += 1
+        log.info(
+            "session of %s (%s) expired: disconnected for %.0f s (%s = %d)",
+            expired.client_id,
+            expired.username,
+            expired.offline_s,
+            expired.setting,
+            expired.limit_s,
+        )
 
     def forget(self, client_id: str) -> None:
         """The client's session is gone: its next line is not held back."""

@@ -18,7 +18,14 @@ from agent.fileio import PRIVATE, PUBLIC
 from agent.protocol.topics import Topics
 
 from .acl import grants_for, reads, writes
-from .brokerfiles import BrokerOptions, OutFile, passwd_text, tls_files
+from .brokerfiles import (
+    AGENT_SESSION_EXPIRY_S,
+    SESSION_EXPIRY_S,
+    BrokerOptions,
+    OutFile,
+    passwd_text,
+    tls_files,
+)
 from .fleet import Fleet
 from .records import Identity
 
@@ -55,6 +62,8 @@ def broker_document(options: BrokerOptions, topics: Topics) -> dict[str, Any]:
         "limits": {
             "max_queued_messages": options.max_queued,
             "max_queued_bytes": options.max_queued_bytes,
+            "session_expiry_s": SESSION_EXPIRY_S,
+            "agent_session_expiry_s": AGENT_SESSION_EXPIRY_S,
         },
         "protocol": {"prefix": topics.prefix},
         "persistence": {"data_dir": "data"},

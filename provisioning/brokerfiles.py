@@ -26,6 +26,9 @@ Format = Literal["mosquitto", "amqtt"]
 FORMATS: tuple[Format, ...] = ("mosquitto", "amqtt")
 DEFAULT_MAX_QUEUED = 10_000  # an offline agent's backlog: the agent's own queue limit (PROTOCOL 4, check 9)
 DEFAULT_MAX_QUEUED_BYTES = 64 << 20  # and its bytes: 10,000 tasks of 1 MiB would be 10 GiB per client
+SESSION_EXPIRY_S = 86_400  # a disconnected session of a device, operator or dashboard (embedded broker)
+AGENT_SESSION_EXPIRY_S = 0  # an agent's: never (it holds the tasks sent while the agent is away)
+MOSQUITTO_SESSION_EXPIRY = "30d"  # Mosquitto has one expiry for every client, agents included
 
 
 @dataclass(frozen=True)

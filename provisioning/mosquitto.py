@@ -16,7 +16,7 @@ from agent.fileio import PRIVATE, PUBLIC
 from agent.protocol.topics import Topics
 
 from .acl import grants_for
-from .brokerfiles import BrokerOptions, OutFile, passwd_text, tls_files
+from .brokerfiles import MOSQUITTO_SESSION_EXPIRY, BrokerOptions, OutFile, passwd_text, tls_files
 from .fleet import Fleet
 from .records import Identity
 from .timespec import format_time
@@ -57,6 +57,10 @@ persistence_location {where}/data/
 max_queued_messages {options.max_queued}
 # ... and at most this many bytes of payload per client (0, Mosquitto's default, is no bound).
 max_queued_bytes {options.max_queued_bytes}
+# A persistent session whose client stays away this long is removed. Mosquitto applies one
+# expiry to every client, agents included (edge-broker keeps agents' sessions): long enough
+# that an agent's backlog is long dead (a task lives 24 h at most by default).
+persistent_client_expiration {MOSQUITTO_SESSION_EXPIRY}
 
 # TLS: a client needs a certificate of the fleet CA *and* its password.
 listener {options.tls_port} {options.bind}

@@ -19,6 +19,8 @@ def test_defaults_are_loopback_and_safe() -> None:
     assert (settings.listeners.tcp.host, settings.listeners.tcp.port) == ("127.0.0.1", 1883)
     assert not settings.listeners.tls.enabled and not settings.listeners.ws.enabled
     assert settings.persistence.data_dir is None
+    limits = settings.limits  # sessions of non-agents expire after a day; agents' are kept
+    assert (limits.session_expiry_s, limits.agent_session_expiry_s) == (86_400, 0)
     with pytest.raises(ConfigError, match="nobody could connect"):
         settings_from({})
 

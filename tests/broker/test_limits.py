@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.broker.conftest import USERS, ClientFactory
-from tests.support.brokers import RunningBroker, embedded
+from tests.support.brokers import RunningBroker, broker_under_test, embedded
 from tests.support.mqtt import ConnectRefused, RawClient, TestClient
 
 LIMITS = {
@@ -168,6 +169,43 @@ def test_sys_topics_belong_to_the_broker_and_sessions_expire() -> None:
         again = TestClient(thread.port, "expiring", clean=False)
         assert again.connect() is False  # limits.session_expiry_s = 1: the session is gone
         again.disconnect()
+
+
+def test_sessions_expire_by_role_agents_keep_theirs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A device's disconnected persistent session expires after limits.session_expiry_s; an
+    agent's (acl.toml role = "agent") is kept (limits.agent_session_expiry_s, 0: never)."""
+    users = {"agent-a": "pw-a", "dev-d": "pw-d"}
+    own = ["t/#"]
+    acl = {
+        "users": {
+            "agent-a": {"role": "agent", "publish": own, "subscribe": own},
+            "dev-d": {"role": "device", "publish": own, "subscribe": own},
+        }
+    }
+    settings = {"limits.session_expiry_s": 1}
+    with (
+        broker_under_test("embedded", tmp_path, users, acl, settings=settings) as running,
+        caplog.at_level(logging.INFO, logger="broker.limits"),
+    ):
+        assert running.embedded is not None
+        for user, password in users.items():
+            session = TestClient(running.port, f"{user}-s", username=user, password=password, clean=False)
+            session.connect()
+            session.subscribe("t/x", 1)
+            session.disconnect()
+        deadline = time.monotonic() + 15  # the monitor looks each second
+        while running.embedded.stats()["sessions_expired"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)  # another look or two: the agent's session must still be there
+        assert running.embedded.stats()["sessions_expired"] == 1
+        present = {}
+        for user, password in users.items():
+            back = TestClient(running.port, f"{user}-s", username=user, password=password, clean=False)
+            present[user] = back.connect()
+            back.close()
+    assert present == {"agent-a": True, "dev-d": False}
+    assert "session of dev-d-s (dev-d) expired: disconnected for" in caplog.text
+    assert "(limits.session_expiry_s = 1)" in caplog.text
 
 
 def test_nothing_is_left_behind_by_clients_that_come_and_go(embedded_broker: RunningBroker) -> None:

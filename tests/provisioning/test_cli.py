@@ -416,4 +416,9 @@ def test_both_formats_bound_the_brokers_resources(fleet_copy: Path, tmp_path: Pa
     limits = load_settings(overrides={"fleet_files": str(tmp_path / "amqtt")}).limits
     conf = (tmp_path / "mosq" / "mosquitto.conf").read_text().splitlines()
     assert (limits.max_queued_messages, limits.max_queued_bytes) == (10_000, 64 << 20)
-    assert {"max_queued_messages 10000", f"max_queued_bytes {64 << 20}"} <= set(conf)
+    assert (limits.session_expiry_s, limits.agent_session_expiry_s) == (86_400, 0)
+    assert {
+        "max_queued_messages 10000",
+        f"max_queued_bytes {64 << 20}",
+        "persistent_client_expiration 30d",
+    } <= set(conf)
