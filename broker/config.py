@@ -87,6 +87,7 @@ class LimitSettings:
     max_retained_messages: int = 10_000  # retained messages kept; also what a wildcard subscribe scans
     max_retained_bytes: int = 64 * 1024 * 1024  # their topic and payload bytes
     connect_timeout_s: float = 10.0  # from TCP accept to a complete CONNECT
+    max_connections: int = 1000  # open connections, every listener together; 0: no limit
     session_expiry_s: int = 86_400  # a disconnected persistent session of a non-agent; 0: never
     agent_session_expiry_s: int = 0  # the same for agents (acl.toml role = "agent"); 0: never
 
@@ -415,6 +416,7 @@ def _validate_limits(limits: LimitSettings) -> None:
         "max_retained_messages": (limits.max_retained_messages >= 0, "is out of range"),
         "max_retained_bytes": (_off_or_at_least(limits.max_retained_bytes, packet), at_least_a_packet),
         "connect_timeout_s": (limits.connect_timeout_s > 0, "is out of range"),
+        "max_connections": (limits.max_connections >= 0, "is out of range"),
         "session_expiry_s": (limits.session_expiry_s >= 0, "is out of range"),
         "agent_session_expiry_s": (limits.agent_session_expiry_s >= 0, "is out of range"),
     }

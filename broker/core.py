@@ -5,7 +5,9 @@ message loop (subscribe / unsubscribe / disconnect dispatch), the plugin system 
 expiry monitor. This subclass overrides the methods below, each for a fault listed in
 `shared/NOTES.md` (the fix names recur in docstrings, tests and broker/README.md):
 
-* `_client_connected` (FIX-ADMISSION): authenticate *before* touching any existing session
+* `_client_connected` (FIX-ADMISSION): refuse a connection past `limits.max_connections`
+  (FIX-CONNECTION-LIMIT; stock amqtt has only a per-listener semaphore, which makes new
+  connections wait instead); authenticate *before* touching any existing session
   (stock amqtt deletes or resumes the session named by an unauthenticated CONNECT); bound the
   time to a complete CONNECT; a client error never escapes into asyncio's accept loop; a session
   takeover waits for the old connection to finish; a persistent session stays bound to the
@@ -200,7 +202,7 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
     ) -> None:
         """FIX-ADMISSION: one connection from accept to close; nothing it does escapes."""
         server = self._servers.get(listener_name)
-        if server is None:
+        if server is None or self._over_connection_limit(writer):
             await _close(writer)
             return
         await server.acquire_connection()
@@ -210,6 +212,15 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         finally:
             self._writers.discard(writer)
             server.release_connection()
+
+    def _over_connection_limit(self, writer: WriterAdapter) -> bool:
+        """`limits.max_connections`, all listeners together: past it a new connection is closed
+        at once, before it costs a CONNECT read or a session (as Mosquitto does)."""
+        limit = self.settings.limits.max_connections
+        if not limit or len(self._writers) < limit:
+            return False
+        self.events.connection_refused(str(writer.get_peer_info()), limit)
+        return True
 
     async def _serve(self, reader: ReaderAdapter, writer: WriterAdapter) -> None:
         peer = writer.get_peer_info()

@@ -31,6 +31,7 @@ class LimitCounters:
     dropped_by_bytes: int = 0  # of those, by limits.max_queued_bytes
     refused_retained: int = 0  # retained messages not kept (limits.max_retained_*)
     sessions_expired: int = 0  # disconnected persistent sessions removed (limits.*session_expiry_s)
+    refused_connections: int = 0  # connections closed at once: limits.max_connections were open
 
 
 class LimitEvents:
@@ -62,16 +63,12 @@ class LimitEvents:
     def retained_refused(self, topic: str, bound: str, value: int, kept: int) -> None:
         """A retained message on `topic` was delivered but not kept: `limits.{bound}` = `value`."""
         self.counters.refused_retained += 1
-        if self._due("retained:"):  # one line for all topics: a flood would name them all
-            log.warning(
-                "retained message on %s not kept (limits.%s = %d, %d kept): delivered to the "
-                "subscribers of the moment only (%d refused in total)",
-                topic,
-                bound,
-                value,
-                kept,
-                self.counters.refused_retained,
-            )
+        self._warn_now_and_then(  # one line for all topics: a flood would name them all
+            "retained:",
+            "retained message on %s not kept (limits.%s = %d, %d kept): delivered to the "
+            "subscribers of the moment only (%d refused in total)",
+            (topic, bound, value, kept, self.counters.refused_retained),
+        )
 
     def session_expired(self, expired: Expired) -> None:
         """A disconnected persistent session was removed, with its subscriptions and queue."""
@@ -85,9 +82,23 @@ class LimitEvents:
             expired.limit_s,
         )
 
+    def connection_refused(self, peer: str, limit: int) -> None:
+        """A new connection from `peer` was closed at once: `limit` connections are open."""
+        self.counters.refused_connections += 1
+        self._warn_now_and_then(  # one line for all peers: a flood would name them all
+            "connections:",
+            "refused a connection from %s: limits.max_connections = %d connections are open "
+            "(%d refused in total)",
+            (peer, limit, self.counters.refused_connections),
+        )
+
     def forget(self, client_id: str) -> None:
         """The client's session is gone: its next line is not held back."""
         self._logged.pop(client_id, None)
+
+    def _warn_now_and_then(self, key: str, message: str, args: tuple[object, ...]) -> None:
+        if self._due(key):
+            log.warning(message, *args)
 
     def _due(self, key: str) -> bool:
         now = time.monotonic()

@@ -20,6 +20,7 @@ from agent.protocol.topics import Topics
 from .acl import grants_for, reads, writes
 from .brokerfiles import (
     AGENT_SESSION_EXPIRY_S,
+    MAX_CONNECTIONS,
     SESSION_EXPIRY_S,
     BrokerOptions,
     OutFile,
@@ -64,6 +65,7 @@ def broker_document(options: BrokerOptions, topics: Topics) -> dict[str, Any]:
             "max_queued_bytes": options.max_queued_bytes,
             "session_expiry_s": SESSION_EXPIRY_S,
             "agent_session_expiry_s": AGENT_SESSION_EXPIRY_S,
+            "max_connections": MAX_CONNECTIONS,
         },
         "protocol": {"prefix": topics.prefix},
         "persistence": {"data_dir": "data"},

@@ -29,6 +29,8 @@ DEFAULT_MAX_QUEUED_BYTES = 64 << 20  # and its bytes: 10,000 tasks of 1 MiB woul
 SESSION_EXPIRY_S = 86_400  # a disconnected session of a device, operator or dashboard (embedded broker)
 AGENT_SESSION_EXPIRY_S = 0  # an agent's: never (it holds the tasks sent while the agent is away)
 MOSQUITTO_SESSION_EXPIRY = "30d"  # Mosquitto has one expiry for every client, agents included
+MAX_CONNECTIONS = 1_000  # edge-broker, every listener together (~50 KB each; past a few hundred, Mosquitto)
+MOSQUITTO_MAX_CONNECTIONS = 10_000  # per Mosquitto listener (~1 KB each)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,14 @@ from agent.fileio import PRIVATE, PUBLIC
 from agent.protocol.topics import Topics
 
 from .acl import grants_for
-from .brokerfiles import MOSQUITTO_SESSION_EXPIRY, BrokerOptions, OutFile, passwd_text, tls_files
+from .brokerfiles import (
+    MOSQUITTO_MAX_CONNECTIONS,
+    MOSQUITTO_SESSION_EXPIRY,
+    BrokerOptions,
+    OutFile,
+    passwd_text,
+    tls_files,
+)
 from .fleet import Fleet
 from .records import Identity
 from .timespec import format_time
@@ -62,8 +69,10 @@ max_queued_bytes {options.max_queued_bytes}
 # that an agent's backlog is long dead (a task lives 24 h at most by default).
 persistent_client_expiration {MOSQUITTO_SESSION_EXPIRY}
 
-# TLS: a client needs a certificate of the fleet CA *and* its password.
+# TLS: a client needs a certificate of the fleet CA *and* its password. At most this many
+# clients (Mosquitto counts per listener; raise the service's open-file limit to match).
 listener {options.tls_port} {options.bind}
+max_connections {MOSQUITTO_MAX_CONNECTIONS}
 cafile {where}/ca.crt
 certfile {where}/server.crt
 keyfile {where}/server.key
@@ -72,6 +81,7 @@ tls_version tlsv1.2
 
 # Plain MQTT, loopback only: tools and tests on the broker machine.
 listener {options.tcp_port} 127.0.0.1
+max_connections {MOSQUITTO_MAX_CONNECTIONS}
 """
 
 

@@ -208,6 +208,38 @@ def test_sessions_expire_by_role_agents_keep_theirs(tmp_path: Path, caplog: pyte
     assert "(limits.session_expiry_s = 1)" in caplog.text
 
 
+def test_connections_past_the_broker_wide_limit_are_closed_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    """limits.max_connections = 2 over every listener: a third connection is closed before its
+    CONNECT is read, counted and logged; once one closes there is room again."""
+    settings = {
+        "listeners.tcp.port": 0,
+        "listeners.ws.enabled": True,
+        "listeners.ws.port": 0,
+        "auth.allow_anonymous": True,
+        "limits.max_connections": 2,
+    }
+    with embedded(settings) as thread, caplog.at_level(logging.WARNING, logger="broker.limits"):
+        first = TestClient(thread.port, "first")
+        second = TestClient(thread.ws_port, "second", transport="websockets")
+        first.connect()
+        second.connect()
+        third = RawClient(thread.port)
+        try:
+            assert third.closed_by_broker(), "a third connection was kept open"
+        finally:
+            third.close()
+        assert thread.stats()["refused_connections"] == 1
+        assert "limits.max_connections = 2 connections are open" in caplog.text
+        second.disconnect()
+        deadline = time.monotonic() + 15
+        while thread.stats()["connected"] > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        again = TestClient(thread.port, "again")
+        again.connect()
+        again.close()
+        first.close()
+
+
 def test_nothing_is_left_behind_by_clients_that_come_and_go(embedded_broker: RunningBroker) -> None:
     for i in range(50):
         quick = TestClient(embedded_broker.port, f"passing-{i}", username="bob", password=USERS["bob"])

@@ -417,8 +417,10 @@ def test_both_formats_bound_the_brokers_resources(fleet_copy: Path, tmp_path: Pa
     conf = (tmp_path / "mosq" / "mosquitto.conf").read_text().splitlines()
     assert (limits.max_queued_messages, limits.max_queued_bytes) == (10_000, 64 << 20)
     assert (limits.session_expiry_s, limits.agent_session_expiry_s) == (86_400, 0)
+    assert limits.max_connections == 1000  # edge-broker: every listener together
     assert {
         "max_queued_messages 10000",
         f"max_queued_bytes {64 << 20}",
         "persistent_client_expiration 30d",
     } <= set(conf)
+    assert conf.count("max_connections 10000") == 2  # Mosquitto counts per listener
