@@ -91,6 +91,13 @@ class EdgeAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no ty
             return self.known is None or identity in self.known
         return self.passwords is not None and identity in self.passwords.users
 
+    def squats(self, session: Session) -> bool:
+        """FIX-CLIENT-ID: is the (authenticated) client's id the name of another identity of the
+        password file or acl.toml? Only that identity may use it: a client that took an agent's
+        node id first would own its session and lock the agent out."""
+        known = self.known
+        return known is not None and session.client_id in known and session.client_id != session.username
+
     async def authenticate(self, *, session: Session) -> bool:
         cn = certificate_identity(session)
         if cn is not None:

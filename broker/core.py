@@ -34,9 +34,8 @@ expiry monitor. This subclass overrides the methods below, each for a fault list
   the filter alone does not let a client join a group and take its share of the messages).
 * Publishing to a `$` topic (FIX-DOLLAR): stock amqtt disconnects the client; here it is an
   ordinary publish subject to the ACL, except `$SYS/...`, reserved for the broker (dropped).
-* A retained publish (or Will) on a tasks or control topic of `protocol.prefix` is refused:
-  PROTOCOL 1 says they are never retained, and a retained task would reach every agent that
-  subscribes later, again after each of its restarts (FIX-RETAINED-TASKS).
+* `_on_publish` and Wills: what broker/publishing.py refuses ($SYS, the ACL, a retained task:
+  FIX-RETAINED-TASKS) is acknowledged, dropped, counted and logged.
 
 Thread rule: everything here runs on the broker's event loop.
 """
@@ -64,8 +63,6 @@ from amqtt.mqtt.connack import (
 from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.session import Session
 
-from agent.protocol.topics import Topics
-
 from .acl import EdgeAclPlugin
 from .auth import IDENTITY, REFUSAL, EdgeAuthPlugin
 from .config import BrokerSettings, ListenerSettings
@@ -73,9 +70,10 @@ from .errors import StartError
 from .expiry import SessionExpiry, left_over
 from .handler import Acceptance, ClientViolation, EdgeProtocolHandler
 from .limits import LimitEvents
+from .publishing import PublishRules
 from .router import Router
 from .store import MemoryStore
-from .topicfilter import matches, parse_shared, valid_filter, valid_topic
+from .topicfilter import parse_shared, valid_filter, valid_topic
 from .transport import (
     ClosingStreamWriter,
     CoalescingWebSocketsWriter,
@@ -135,8 +133,7 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         self.events = LimitEvents()
         self.expiry = SessionExpiry(settings.limits, self._role_of)
         self.router = Router(settings.limits, store, self.acl_plugin.check, self.events)
-        prefix = settings.protocol.prefix
-        self.never_retained = Topics(prefix).never_retained() if prefix else ()
+        self.publish_rules = PublishRules(self.router.allowed, settings.protocol.prefix)
         self.bound: dict[str, tuple[str, int]] = {}
         self._connections: dict[str, asyncio.Event] = {}
         self._writers: set[WriterAdapter] = set()  # every open connection, closed at shutdown
@@ -267,7 +264,7 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         if not await self._authenticate(incoming, None):
             await _refuse(writer, incoming.attributes.get(REFUSAL, NOT_AUTHORIZED))
             return None
-        if self._squats(incoming):
+        if self.auth_plugin.squats(incoming):
             log.warning(
                 "refused %s as %s: that client id is the name of another identity",
                 incoming.client_id,
@@ -311,27 +308,11 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
             "connected: %s as %s (session present: %d)", session.client_id, session.username, session.parent
         )
 
-    def _squats(self, incoming: Session) -> bool:
-        """FIX-CLIENT-ID: is this client id another identity's name (which only it may use)?"""
-        known = self.auth_plugin.known
-        client_id = incoming.client_id
-        return known is not None and client_id in known and client_id != incoming.username
-
     def _will_allowed(self, session: Session) -> bool:
         topic = session.will_topic or ""
         if not valid_topic(topic):
             return False
-        return self._publish_refusal(session.username, topic, bool(session.will_retain)) is None
-
-    def _publish_refusal(self, username: str | None, topic: str, retain: bool) -> str | None:
-        """Why a publish (or Will) to `topic` is dropped; None when it may go through."""
-        if topic.startswith("$SYS"):
-            return "$SYS is the broker's"
-        if not self.router.allowed(username, topic, "publish"):
-            return "not allowed by the ACL"
-        if retain and any(matches(f, topic) for f in self.never_retained):
-            return "a tasks or control topic is never retained (PROTOCOL 1; protocol.prefix)"
-        return None
+        return self.publish_rules.refusal(session.username, topic, bool(session.will_retain)) is None
 
     async def _resolve_session(self, incoming: Session) -> Session | None:
         """Clean start, resume or takeover; None when the client id belongs to another identity."""
@@ -418,7 +399,7 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         of records this PUBLISH made, durable or cancelled) gates the PUBACK."""
         if not valid_topic(topic):
             raise ClientViolation(f"invalid topic name {topic!r} [MQTT-4.7.3]")
-        refusal = self._publish_refusal(session.username, topic, retain)
+        refusal = self.publish_rules.refusal(session.username, topic, retain)
         if refusal is None:
             self.router.publish(topic, payload, qos, retain)
         else:
