@@ -146,8 +146,14 @@ def running(broker: Broker) -> Iterator[tuple[int, int]]:
             "max_queued_messages 100000\n"
         )
     # Like Mosquitto's below: a queue bound the publisher can never reach (1,000 by default,
-    # past which both brokers drop messages for a subscriber that falls behind).
-    env = {**os.environ, "EDGE_BROKER_LIMITS_MAX_QUEUED_MESSAGES": "100000", **broker.env}
+    # past which both brokers drop messages for a subscriber that falls behind), and no
+    # connection limit (1,000 by default: the memory figure opens --clients idle ones).
+    env = {
+        **os.environ,
+        "EDGE_BROKER_LIMITS_MAX_QUEUED_MESSAGES": "100000",
+        "EDGE_BROKER_LIMITS_MAX_CONNECTIONS": "0",
+        **broker.env,
+    }
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         wait_for_port(port, proc)

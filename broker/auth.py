@@ -4,10 +4,12 @@ Replaces amqtt's default `AnonymousAuthPlugin`, which lets everyone in and marks
 anonymous (and so without an offline queue, deleted a second after disconnect). Order:
 
 1. A verified client certificate (TLS listener; the handshake checked it against the fleet CA)
-   names the identity by its common name. A username, if sent, must be that name, and a
-   password, if sent, must be its password (Mosquitto's configuration from provisioning asks
-   for both). An identity no longer in provisioning's files (revoked) is refused even though
-   its certificate still verifies.
+   names the identity by its common name. A username, if sent, must be that name. When a
+   password file is configured, the identity's password is required as well: two factors, as
+   in Mosquitto's configuration from provisioning (a stolen certificate alone, or a password
+   alone over TLS, is not enough); without one the certificate alone admits (a mutual-TLS-only
+   broker). An identity no longer in provisioning's files (revoked) is refused even though its
+   certificate still verifies.
 2. Otherwise a username must come with the right password (`$7$` PBKDF2-SHA512 hash).
 3. Otherwise (no username) only when `allow_anonymous` is set.
 
@@ -89,15 +91,25 @@ class EdgeAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no ty
             return self.known is None or identity in self.known
         return self.passwords is not None and identity in self.passwords.users
 
+    def squats(self, session: Session) -> bool:
+        """FIX-CLIENT-ID: is the (authenticated) client's id the name of another identity of the
+        password file or acl.toml? Only that identity may use it: a client that took an agent's
+        node id first would own its session and lock the agent out."""
+        known = self.known
+        return known is not None and session.client_id in known and session.client_id != session.username
+
     async def authenticate(self, *, session: Session) -> bool:
         cn = certificate_identity(session)
         if cn is not None:
             if not self._certificate(session, cn):
                 return False
-            if session.password is not None and self.passwords is not None:
-                return await self._password(session, cn, session.password, method="certificate")
-            session.password = None
-            return True
+            if self.passwords is None:  # mutual TLS only: the certificate is the credential
+                session.password = None
+                return True
+            if session.password is None:
+                why = f"certificate of {cn!r} without its password (both are required)"
+                return self._refuse(session, BAD_USERNAME_PASSWORD, why)
+            return await self._password(session, cn, session.password, method="certificate")
         if session.username is not None:
             return await self._password(session, session.username, session.password or "")
         if self.config.allow_anonymous:

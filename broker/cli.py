@@ -13,6 +13,7 @@ from typing import Any
 
 from agent.common import journal
 from agent.common.errors import EdgeError
+from agent.protocol.topics import Topics
 
 from .config import BrokerSettings, load_settings
 from .embedded import EmbeddedBroker
@@ -133,9 +134,14 @@ def describe(settings: BrokerSettings) -> str:
     lines.append(f"persistence: {data_dir if data_dir else 'off (in memory only)'}")
     limits = settings.limits
     lines.append(
-        f"limits: queue {limits.max_queued_messages}, in flight {limits.max_inflight_messages}, "
-        f"packet {limits.max_packet_size} bytes"
+        f"limits: queue {limits.max_queued_messages} messages / {limits.max_queued_bytes} bytes, "
+        f"in flight {limits.max_inflight_messages}, packet {limits.max_packet_size} bytes, "
+        f"retained {limits.max_retained_messages} / {limits.max_retained_bytes} bytes, "
+        f"connections {limits.max_connections}, sessions expire after {limits.session_expiry_s} s "
+        f"(agents' {limits.agent_session_expiry_s} s; 0: never)"
     )
+    prefix = settings.protocol.prefix
+    lines.append(f"never retained: {', '.join(Topics(prefix).never_retained()) if prefix else '-'}")
     return "\n".join(lines)
 
 

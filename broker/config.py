@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 from agent import tomlio
+from agent.protocol.errors import TopicError
+from agent.protocol.topics import DEFAULT_PREFIX, Topics
 
 from .credentials import AclTable, PasswordFile
 from .errors import ConfigError, CredentialsError
@@ -80,9 +82,21 @@ class AuthSettings:
 class LimitSettings:
     max_packet_size: int = 1024 * 1024 + 65536  # PROTOCOL's 1 MiB payload plus topic and headers
     max_queued_messages: int = 1000  # per client, QoS 1/2, beyond the in-flight window
+    max_queued_bytes: int = 64 * 1024 * 1024  # per client: topic and payload bytes of that queue
     max_inflight_messages: int = 20  # per client, unacknowledged QoS 1/2 deliveries
+    max_retained_messages: int = 10_000  # retained messages kept; also what a wildcard subscribe scans
+    max_retained_bytes: int = 64 * 1024 * 1024  # their topic and payload bytes
     connect_timeout_s: float = 10.0  # from TCP accept to a complete CONNECT
-    session_expiry_s: int = 0  # disconnected persistent sessions kept forever when 0
+    max_connections: int = 1000  # open connections, every listener together; 0: no limit
+    session_expiry_s: int = 86_400  # a disconnected persistent session of a non-agent; 0: never
+    agent_session_expiry_s: int = 0  # the same for agents (acl.toml role = "agent"); 0: never
+
+
+@dataclass(frozen=True)
+class ProtocolSettings:
+    """What the broker knows of the edge protocol (PROTOCOL 1)."""
+
+    prefix: str = DEFAULT_PREFIX  # retained publishes on {prefix}/tasks/# and {prefix}/control/# are refused
 
 
 @dataclass(frozen=True)
@@ -108,6 +122,7 @@ class BrokerSettings:
     listeners: Listeners = field(default_factory=Listeners)
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
     persistence: PersistenceSettings = field(default_factory=PersistenceSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
@@ -357,6 +372,7 @@ def _validate(settings: BrokerSettings) -> None:
     settings.load_passwords()
     settings.load_acl()
     _validate_limits(settings.limits)
+    _validate_prefix(settings.protocol.prefix)
     if settings.log.stats_interval_s < 0:
         raise ConfigError("log.stats_interval_s", "must be 0 (never) or more")
     if settings.persistence.compact_bytes < 4096:
@@ -390,17 +406,37 @@ def _validate_listener(key: str, listener: ListenerSettings) -> None:
 
 
 def _validate_limits(limits: LimitSettings) -> None:
-    checks = {
-        "max_packet_size": limits.max_packet_size >= 1024,
-        "max_queued_messages": limits.max_queued_messages >= 0,
-        "max_inflight_messages": 1 <= limits.max_inflight_messages <= 65535,
-        "connect_timeout_s": limits.connect_timeout_s > 0,
-        "session_expiry_s": limits.session_expiry_s >= 0,
+    packet = limits.max_packet_size
+    at_least_a_packet = f"must be 0 (no bound) or at least limits.max_packet_size ({packet})"
+    checks = {  # name: (valid, what it must be)
+        "max_packet_size": (packet >= 1024, "is out of range"),
+        "max_queued_messages": (limits.max_queued_messages >= 0, "is out of range"),
+        "max_queued_bytes": (_off_or_at_least(limits.max_queued_bytes, packet), at_least_a_packet),
+        "max_inflight_messages": (1 <= limits.max_inflight_messages <= 65535, "is out of range"),
+        "max_retained_messages": (limits.max_retained_messages >= 0, "is out of range"),
+        "max_retained_bytes": (_off_or_at_least(limits.max_retained_bytes, packet), at_least_a_packet),
+        "connect_timeout_s": (limits.connect_timeout_s > 0, "is out of range"),
+        "max_connections": (limits.max_connections >= 0, "is out of range"),
+        "session_expiry_s": (limits.session_expiry_s >= 0, "is out of range"),
+        "agent_session_expiry_s": (limits.agent_session_expiry_s >= 0, "is out of range"),
     }
-    for name, ok in checks.items():
+    for name, (ok, rule) in checks.items():
         if not ok:
             value = getattr(limits, name)
-            raise ConfigError(f"limits.{name}", f"{value!r} is out of range")
+            raise ConfigError(f"limits.{name}", f"{value!r} {rule}")
+
+
+def _off_or_at_least(value: int, minimum: int) -> bool:
+    """0 turns a bound off; otherwise it must let at least one `minimum`-sized thing through."""
+    return value == 0 or value >= minimum
+
+
+def _validate_prefix(prefix: str) -> None:
+    if prefix:
+        try:
+            Topics(prefix)
+        except TopicError as exc:
+            raise ConfigError("protocol.prefix", f"{exc} (empty: refuse no retained publish)") from None
 
 
 def _credential(key: str, loader: typing.Callable[[Path], _T], path: Path) -> _T:

@@ -5,11 +5,16 @@ message loop (subscribe / unsubscribe / disconnect dispatch), the plugin system 
 expiry monitor. This subclass overrides the methods below, each for a fault listed in
 `shared/NOTES.md` (the fix names recur in docstrings, tests and broker/README.md):
 
-* `_client_connected` (FIX-ADMISSION): authenticate *before* touching any existing session
+* `_client_connected` (FIX-ADMISSION): refuse a connection past `limits.max_connections`
+  (FIX-CONNECTION-LIMIT; stock amqtt has only a per-listener semaphore, which makes new
+  connections wait instead); authenticate *before* touching any existing session
   (stock amqtt deletes or resumes the session named by an unauthenticated CONNECT); bound the
   time to a complete CONNECT; a client error never escapes into asyncio's accept loop; a session
   takeover waits for the old connection to finish; a persistent session stays bound to the
-  identity that created it; the Will topic must pass the publish ACL. A CONNECT of another
+  identity that created it; the Will topic must pass the publish ACL. FIX-CLIENT-ID: a client
+  id that is the name of another identity (of the password file or acl.toml) is refused with
+  CONNACK 2, so nobody can take an agent's node id before the agent first connects (which
+  would lock the agent out for ever, its session being bound to the squatter). A CONNECT of another
   protocol level (an MQTT 5 client) is refused at once with CONNACK 0x01, which clients such as
   paho read as "fall back to 3.1.1"; stock amqtt misparses its properties and waits for bytes
   that never come until the connect timeout (FIX-PROTOCOL-LEVEL).
@@ -19,12 +24,20 @@ expiry monitor. This subclass overrides the methods below, each for a fault list
   messages only for the new subscription (FIX-RETAINED-ACL).
 * `_run_broadcast` and `retain_message`: internal publishes through the router (FIX-MIN-QOS).
 * `_cleanup_session`: an expired session is removed from the store; at shutdown nothing is.
+* `_session_monitor` (FIX-SESSION-EXPIRY): amqtt's applies one expiry (none by default) to every
+  session; here each identity's role decides (broker/expiry.py): agents' sessions are kept,
+  others' expire after `limits.session_expiry_s` (a day by default).
 * `_start_listeners` (FIX-PERSISTENCE): restore the store before the first accept, listen with
   TCP_NODELAY and our TLS contexts (FIX-NODELAY, FIX-TLS-REQUIRE-CERT).
 * `add_subscription` also accepts shared subscriptions `$share/{group}/{filter}` (which amqtt
-  refuses), with the ACL applied to the filter or to the whole `$share/...` form.
+  refuses); the ACL must grant the whole `$share/{group}/...` form (PROTOCOL 1: read access to
+  the filter alone does not let a client join a group and take its share of the messages).
 * Publishing to a `$` topic (FIX-DOLLAR): stock amqtt disconnects the client; here it is an
   ordinary publish subject to the ACL, except `$SYS/...`, reserved for the broker (dropped).
+* `_on_publish` and Wills: what broker/publishing.py refuses ($SYS, the ACL, a retained task:
+  FIX-RETAINED-TASKS) is acknowledged, dropped, counted and logged.
+
+Thread rule: everything here runs on the broker's event loop.
 """
 
 from __future__ import annotations
@@ -33,6 +46,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from typing import Any
 
 from amqtt.adapters import ReaderAdapter, WriterAdapter
@@ -40,7 +54,12 @@ from amqtt.broker import Broker, RetainedApplicationMessage, Server
 from amqtt.contexts import BrokerConfig, ListenerConfig, ListenerType
 from amqtt.errors import PluginError
 from amqtt.events import BrokerEvents
-from amqtt.mqtt.connack import NOT_AUTHORIZED, UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
+from amqtt.mqtt.connack import (
+    IDENTIFIER_REJECTED,
+    NOT_AUTHORIZED,
+    UNACCEPTABLE_PROTOCOL_VERSION,
+    ConnackPacket,
+)
 from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.session import Session
 
@@ -48,7 +67,10 @@ from .acl import EdgeAclPlugin
 from .auth import IDENTITY, REFUSAL, EdgeAuthPlugin
 from .config import BrokerSettings, ListenerSettings
 from .errors import StartError
+from .expiry import SessionExpiry, left_over
 from .handler import Acceptance, ClientViolation, EdgeProtocolHandler
+from .limits import LimitEvents
+from .publishing import PublishRules
 from .router import Router
 from .store import MemoryStore
 from .topicfilter import parse_shared, valid_filter, valid_topic
@@ -69,6 +91,7 @@ log = logging.getLogger("broker.core")
 
 SUBACK_FAILURE = 0x80
 TAKEOVER_TIMEOUT_S = 10.0  # longer than a closing connection's bounded drain
+SESSION_TICK_S = 1.0  # how often disconnected sessions are looked at (the limits are whole seconds)
 
 
 def amqtt_config(settings: BrokerSettings) -> BrokerConfig:
@@ -82,13 +105,12 @@ def amqtt_config(settings: BrokerSettings) -> BrokerConfig:
         },
         "broker.acl.EdgeAclPlugin": {"acl_file": str(auth.acl_file) if auth.acl_file else None},
     }
-    expiry = settings.limits.session_expiry_s or None
     # amqtt requires a "default" listener and copies its values into the others; ours start in
     # `_start_listeners` from our settings, so the default one is left unbound (never started).
     return BrokerConfig(
         listeners={"default": ListenerConfig(bind=None)},
         plugins=plugins,
-        session_expiry_interval=expiry,
+        session_expiry_interval=None,  # EdgeBroker._session_monitor expires sessions by role
         timeout_disconnect_delay=0,
     )
 
@@ -108,7 +130,10 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         self.store = store
         self.auth_plugin = self._plugin(EdgeAuthPlugin)
         self.acl_plugin = self._plugin(EdgeAclPlugin)
-        self.router = Router(settings.limits, store, self.acl_plugin.check)
+        self.events = LimitEvents()
+        self.expiry = SessionExpiry(settings.limits, self._role_of)
+        self.router = Router(settings.limits, store, self.acl_plugin.check, self.events)
+        self.publish_rules = PublishRules(self.router.allowed, settings.protocol.prefix)
         self.bound: dict[str, tuple[str, int]] = {}
         self._connections: dict[str, asyncio.Event] = {}
         self._writers: set[WriterAdapter] = set()  # every open connection, closed at shutdown
@@ -174,7 +199,7 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
     ) -> None:
         """FIX-ADMISSION: one connection from accept to close; nothing it does escapes."""
         server = self._servers.get(listener_name)
-        if server is None:
+        if server is None or self._over_connection_limit(writer):
             await _close(writer)
             return
         await server.acquire_connection()
@@ -184,6 +209,15 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         finally:
             self._writers.discard(writer)
             server.release_connection()
+
+    def _over_connection_limit(self, writer: WriterAdapter) -> bool:
+        """`limits.max_connections`, all listeners together: past it a new connection is closed
+        at once, before it costs a CONNECT read or a session (as Mosquitto does)."""
+        limit = self.settings.limits.max_connections
+        if not limit or len(self._writers) < limit:
+            return False
+        self.events.connection_refused(str(writer.get_peer_info()), limit)
+        return True
 
     async def _serve(self, reader: ReaderAdapter, writer: WriterAdapter) -> None:
         peer = writer.get_peer_info()
@@ -230,6 +264,14 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         if not await self._authenticate(incoming, None):
             await _refuse(writer, incoming.attributes.get(REFUSAL, NOT_AUTHORIZED))
             return None
+        if self.auth_plugin.squats(incoming):
+            log.warning(
+                "refused %s as %s: that client id is the name of another identity",
+                incoming.client_id,
+                incoming.username,
+            )
+            await _refuse(writer, IDENTIFIER_REJECTED)
+            return None
         if incoming.will_flag and not self._will_allowed(incoming):
             log.info("refused %s: may not publish its Will to %r", incoming.client_id, incoming.will_topic)
             await _refuse(writer, NOT_AUTHORIZED)
@@ -268,9 +310,9 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
 
     def _will_allowed(self, session: Session) -> bool:
         topic = session.will_topic or ""
-        if not valid_topic(topic) or topic.startswith("$SYS"):
+        if not valid_topic(topic):
             return False
-        return self.router.allowed(session.username, topic, "publish")
+        return self.publish_rules.refusal(session.username, topic, bool(session.will_retain)) is None
 
     async def _resolve_session(self, incoming: Session) -> Session | None:
         """Clean start, resume or takeover; None when the client id belongs to another identity."""
@@ -357,18 +399,19 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         of records this PUBLISH made, durable or cancelled) gates the PUBACK."""
         if not valid_topic(topic):
             raise ClientViolation(f"invalid topic name {topic!r} [MQTT-4.7.3]")
-        if topic.startswith("$SYS"):
-            log.info("dropped a publish of %s to %s: $SYS is the broker's", session.client_id, topic)
-        elif not self.router.allowed(session.username, topic, "publish"):
+        refusal = self.publish_rules.refusal(session.username, topic, retain)
+        if refusal is None:
+            self.router.publish(topic, payload, qos, retain)
+        else:
             self.router.stats.refused_publish += 1
             log.info(
-                "dropped a publish of %s (%s) to %s: not allowed by the ACL",
+                "dropped a %spublish of %s (%s) to %s: %s",
+                "retained " if retain else "",
                 session.client_id,
                 session.username,
                 topic,
+                refusal,
             )
-        else:
-            self.router.publish(topic, payload, qos, retain)
         return self.store.accepted()
 
     # -- subscriptions ----------------------------------------------------------------------------
@@ -402,11 +445,7 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         inner = shared[1] if shared is not None else topic_filter
         if not valid_filter(inner) or qos not in (0, 1, 2):
             return SUBACK_FAILURE
-        username = session.username
-        allowed = self.router.allowed(username, inner, "subscribe")
-        if not allowed and shared is not None:  # an ACL may also list the `$share/...` form itself
-            allowed = self.router.allowed(username, topic_filter, "subscribe")
-        if not allowed:
+        if not self.router.allowed(session.username, topic_filter, "subscribe"):
             log.info(
                 "refused a subscription of %s (%s) to %s", session.client_id, session.username, topic_filter
             )
@@ -436,7 +475,7 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
         qos: int | None = None,
     ) -> None:
         if topic_name is not None:
-            self.router.set_retained(topic_name, bytes(data or b""), qos or 0)
+            self.router.retained.set(topic_name, bytes(data or b""), qos or 0)
 
     async def _cleanup_session(self, client_id: str) -> None:
         """Session monitor (expiry, clean sessions) and shutdown; only the former forgets."""
@@ -449,6 +488,25 @@ class EdgeBroker(Broker):  # type: ignore[misc]  # amqtt ships no type informati
                 outbox.detach()
         else:
             self.router.forget(client_id)
+
+    def _role_of(self, username: str | None) -> str | None:
+        table = self.acl_plugin.table
+        return table.role_of(username) if table is not None else None
+
+    async def _session_monitor(self) -> None:
+        """Replaces amqtt's monitor (one expiry for everyone): each second, expire disconnected
+        persistent sessions past their role's limit (broker/expiry.py) and sweep clean ones."""
+        while True:
+            await self.expire_sessions(time.time())
+            await asyncio.sleep(SESSION_TICK_S)
+
+    async def expire_sessions(self, now: float) -> None:
+        sessions = [(client_id, session) for client_id, (session, _) in self._sessions.items()]
+        for client_id in left_over(sessions):
+            await self._cleanup_session(client_id)
+        for expired in list(self.expiry.expired(sessions, now)):
+            self.events.session_expired(expired)
+            await self._cleanup_session(expired.client_id)
 
     async def _delete_session(self, client_id: str) -> None:
         await self._forget(client_id)

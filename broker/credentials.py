@@ -31,7 +31,7 @@ from typing import Any
 from agent import tomlio
 
 from .errors import CredentialsError
-from .topicfilter import covers, matches, valid_filter
+from .topicfilter import grants_subscription, matches, valid_filter
 
 HASH_SCHEME = "7"
 DEFAULT_ITERATIONS = 101  # what `mosquitto_passwd` writes
@@ -127,17 +127,22 @@ class PasswordFile:
 
 @dataclass(frozen=True)
 class UserAcl:
-    """What one identity may do: filters it may publish to, filters it may subscribe to."""
+    """What one identity may do: filters it may publish to, filters it may subscribe to; and its
+    `role` (provisioning's kind: agent, device, operator, dashboard), which decides how long its
+    disconnected sessions are kept (broker/expiry.py)."""
 
     publish: tuple[str, ...] = ()
     subscribe: tuple[str, ...] = ()
+    role: str | None = None
 
 
 class AclTable:
     """The ACL of every identity; users it does not list may do nothing.
 
     * publish: the topic must match one of the user's `publish` filters;
-    * subscribe: the whole subscription filter must lie inside one of its `subscribe` filters;
+    * subscribe: the whole subscription filter must lie inside one of its `subscribe` filters; a
+      shared subscription `$share/{group}/{filter}` needs a `$share/{group}/...` filter of the
+      same group (`topicfilter.grants_subscription`);
     * receive: the topic of a message (live, queued or retained) must match one of them.
     """
 
@@ -173,6 +178,10 @@ class AclTable:
     def rules_for(self, user: str | None) -> UserAcl | None:
         return self.anonymous if user is None else self.users.get(user)
 
+    def role_of(self, user: str | None) -> str | None:
+        rules = self.rules_for(user)
+        return rules.role if rules is not None else None
+
     def can_publish(self, user: str | None, topic: str) -> bool:
         return self._decide(user, topic, "publish")
 
@@ -193,7 +202,7 @@ class AclTable:
         elif action == "publish":
             allowed = any(matches(pattern, topic) for pattern in rules.publish)
         elif action == "subscribe":
-            allowed = any(covers(pattern, topic) for pattern in rules.subscribe)
+            allowed = any(grants_subscription(pattern, topic) for pattern in rules.subscribe)
         else:
             allowed = any(matches(pattern, topic) for pattern in rules.subscribe)
         if len(self._cache) >= _CACHE_LIMIT:
@@ -217,7 +226,10 @@ def _user_acl(entry: object, where: str) -> UserAcl:
         if bad:
             raise CredentialsError(f"{where}.{key}: {bad[0]!r} is not a valid MQTT topic filter")
         lists[key] = tuple(values)
-    return UserAcl(publish=lists["publish"], subscribe=lists["subscribe"])
+    role = entry.get("role")
+    if role is not None and not isinstance(role, str):
+        raise CredentialsError(f"{where}.role must be a string (agent, device, operator, dashboard)")
+    return UserAcl(publish=lists["publish"], subscribe=lists["subscribe"], role=role)
 
 
 def _read(path: str | os.PathLike[str]) -> str:

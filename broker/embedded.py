@@ -14,6 +14,7 @@ connections and the store has been restored; `stop()` returns when the store is 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
@@ -120,20 +121,24 @@ class EmbeddedBroker:
         return self.address("ws")[1]
 
     def stats(self) -> dict[str, int]:
-        """Counters for tests, benchmarks and logs."""
+        """Counters for tests, benchmarks and logs: what the broker holds, what it did, and what
+        its bounds refused (broker/limits.py)."""
         broker = self.broker
         router = broker.router
+        outboxes = router.outboxes.values()
         connected = sum(1 for s, _ in broker.sessions.values() if s.transitions.is_connected())
         return {
             "connected": connected,
             "sessions": len(broker.sessions),
             "subscriptions": len(router.index),
             "retained": len(router.retained),
-            "queued": sum(len(outbox) for outbox in router.outboxes.values()),
+            "retained_bytes": router.retained.bytes,
+            "queued": sum(len(outbox) for outbox in outboxes),
+            "queued_bytes": sum(outbox.queued_bytes for outbox in outboxes),
             "received": router.stats.received,
             "routed": router.stats.routed,
-            "dropped": router.stats.dropped,
             "refused_publish": router.stats.refused_publish,
+            **dataclasses.asdict(router.events.counters),
         }
 
     def reload(self) -> int:

@@ -5,8 +5,9 @@ every message as its own task that forgets it after 5 s without PUBACK, and queu
 an offline client without bound, in memory, re-flagged as retained. Here:
 
 * at most `max_inflight` QoS 1/2 messages are unacknowledged at a time; the rest wait in the
-  queue, which holds at most `max_queued` (0: no bound); past it a message is refused, counted
-  (`dropped`) and reported by the caller;
+  queue, which holds at most `max_queued` messages and `max_queued_bytes` bytes of topic and
+  payload (0: no bound); past either a message is refused, counted (`dropped`) and reported by
+  the caller;
 * an in-flight message stays in flight until its PUBACK (QoS 1) or PUBCOMP (QoS 2), however long
   that takes; on every (re)connect the in-flight messages are sent again first, with DUP set,
   under the same packet id (or PUBREL if PUBREC had arrived) [MQTT-4.4.0-1], in order;
@@ -44,6 +45,11 @@ class Delivery:
     packet_id: int = 0
     released: bool = False  # QoS 2: PUBREC received and PUBREL sent
 
+    @property
+    def size(self) -> int:
+        """What the message costs a queue: its topic and payload bytes (limits.max_queued_bytes)."""
+        return len(self.topic.encode("utf-8", "surrogatepass")) + len(self.payload)
+
 
 class Outbox:
     """Delivery state of one client id; outlives connections of a persistent session."""
@@ -57,13 +63,16 @@ class Outbox:
         max_queued: int,
         max_inflight: int,
         on_done: Callable[[Outbox, Delivery], None],
+        max_queued_bytes: int = 0,
     ) -> None:
         self.client_id = client_id
         self.persistent = persistent
         self.username = username
         self.max_queued = max_queued
+        self.max_queued_bytes = max_queued_bytes
         self.max_inflight = max_inflight
         self.queue: deque[Delivery] = deque()
+        self.queued_bytes = 0  # topic and payload bytes of `queue`
         self.inflight: dict[int, Delivery] = {}
         self.dropped = 0
         self.delivered = 0
@@ -81,21 +90,34 @@ class Outbox:
 
     # -- filling ----------------------------------------------------------------------------------
 
-    def offer(self, delivery: Delivery) -> bool:
-        """Queue a message (and send it at once if the window allows); False when the queue is full."""
+    def offer(self, delivery: Delivery) -> str | None:
+        """Queue a message (and send it at once if the window allows). Returns None when it was
+        queued, else the bound that refused it: `max_queued_messages` or `max_queued_bytes`."""
         if self.max_queued and len(self.queue) >= self.max_queued:
             self.dropped += 1
-            return False
+            return "max_queued_messages"
+        size = delivery.size
+        if self.max_queued_bytes and self.queued_bytes + size > self.max_queued_bytes:
+            self.dropped += 1
+            return "max_queued_bytes"
         self.queue.append(delivery)
+        self.queued_bytes += size
         if self._handler is not None:
             self._pump()
-        return True
+        return None
+
+    def restore(self, delivery: Delivery) -> None:
+        """Put back a message the store kept (at start, before any connection), bounds aside:
+        it was accepted under them, or under the bounds of an earlier configuration."""
+        self.queue.append(delivery)
+        self.queued_bytes += delivery.size
 
     def clear(self) -> list[Delivery]:
         """Forget everything (clean session ended, session deleted); returns what was held."""
         held = [*self.inflight.values(), *self.queue]
         self.inflight.clear()
         self.queue.clear()
+        self.queued_bytes = 0
         return held
 
     # -- connection -------------------------------------------------------------------------------
@@ -132,6 +154,7 @@ class Outbox:
                 self._waiter.add_done_callback(_retrieve)
                 return
             delivery = self.queue.popleft()
+            self.queued_bytes -= delivery.size
             if delivery.qos:
                 delivery.packet_id = self._next_packet_id()
                 self.inflight[delivery.packet_id] = delivery

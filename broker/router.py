@@ -19,44 +19,50 @@ Replaces amqtt's broadcast loop (`Broker._run_broadcast`) and retained-message d
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import LimitSettings
+from .limits import LimitEvents
 from .outbox import Delivery, Outbox
 from .records import StoreState
+from .retained import RetainedMessages
 from .store import MemoryStore
 from .subscriptions import SharedKey, SubscriptionIndex
-from .topicfilter import has_wildcard, matches, parse_shared
+from .topicfilter import parse_shared
 
 log = logging.getLogger("broker.router")
 
 #: `(username, topic, action)` -> allowed; action is "publish", "subscribe" or "receive".
 AclCheck = Callable[[str | None, str, str], bool]
-_DROP_LOG_INTERVAL_S = 10.0
 
 
 @dataclass
 class RouterStats:
     received: int = 0
     routed: int = 0
-    dropped: int = 0
     refused_publish: int = 0
 
 
 class Router:
-    """Subscriptions, outboxes and retained messages of one broker."""
+    """Subscriptions, outboxes and retained messages of one broker; a bound it hits is
+    reported to `events` (broker/limits.py)."""
 
-    def __init__(self, limits: LimitSettings, store: MemoryStore, acl: AclCheck | None = None) -> None:
+    def __init__(
+        self,
+        limits: LimitSettings,
+        store: MemoryStore,
+        acl: AclCheck | None = None,
+        events: LimitEvents | None = None,
+    ) -> None:
         self.limits = limits
         self.store = store
         self.acl = acl
+        self.events = events or LimitEvents()
         self.index = SubscriptionIndex()
         self.outboxes: dict[str, Outbox] = {}
-        self.retained: dict[str, tuple[bytes, int]] = {}
+        self.retained = RetainedMessages(limits, store, self.events)
         self.stats = RouterStats()
-        self._drop_logged: dict[str, float] = {}
         self._share_next: dict[SharedKey, int] = {}
 
     def allowed(self, username: str | None, topic: str, action: str) -> bool:
@@ -73,6 +79,7 @@ class Router:
                 persistent=persistent,
                 username=username,
                 max_queued=self.limits.max_queued_messages,
+                max_queued_bytes=self.limits.max_queued_bytes,
                 max_inflight=self.limits.max_inflight_messages,
                 on_done=self._done,
             )
@@ -91,7 +98,7 @@ class Router:
             if outbox.persistent:
                 self.store.session_deleted(client_id)
         self.index.remove_client(client_id)
-        self._drop_logged.pop(client_id, None)
+        self.events.forget(client_id)
 
     def _done(self, outbox: Outbox, delivery: Delivery) -> None:
         if delivery.seq:
@@ -118,7 +125,7 @@ class Router:
         """Route one message to every subscriber allowed to receive it; keep it if retained."""
         self.stats.received += 1
         if retain:
-            self.set_retained(topic, payload, qos)
+            self.retained.set(topic, payload, qos)
         seq = 0
         for client_id, granted in self.index.match(topic).items():
             outbox = self.outboxes.get(client_id)
@@ -152,14 +159,6 @@ class Router:
             self._share_next[key] = names.index(best.client_id) + 1
         return best if best_rank < 3 else None
 
-    def set_retained(self, topic: str, payload: bytes, qos: int) -> None:
-        """Keep (or, with an empty payload, clear) the retained message of a topic [MQTT-3.3.1-5, -10]."""
-        if payload:
-            self.retained[topic] = (payload, qos)
-            self.store.retain(topic, payload, qos)
-        elif self.retained.pop(topic, None) is not None:
-            self.store.clear_retained(topic)
-
     def send_retained(self, client_id: str, topic_filter: str, granted: int) -> int:
         """After a SUBACK: the retained messages matching the new subscription [MQTT-3.3.1-6]
         (none for a shared subscription, as in MQTT 5 section 4.8.2)."""
@@ -167,20 +166,10 @@ class Router:
         if outbox is None or parse_shared(topic_filter) is not None:
             return 0
         sent = 0
-        for topic, (payload, qos) in self._retained_matching(topic_filter):
+        for topic, (payload, qos) in self.retained.matching(topic_filter):
             self._offer(outbox, Delivery(topic, payload, min(qos, granted), retain=True), 0)
             sent += 1
         return sent
-
-    def _retained_matching(self, topic_filter: str) -> Iterator[tuple[str, tuple[bytes, int]]]:
-        if not has_wildcard(topic_filter):
-            found = self.retained.get(topic_filter)
-            if found is not None:
-                yield topic_filter, found
-            return
-        for topic, entry in list(self.retained.items()):
-            if matches(topic_filter, topic):
-                yield topic, entry
 
     def _offer(self, outbox: Outbox, delivery: Delivery, seq: int) -> int:
         """Queue one delivery if the client may have it; returns the message's store sequence."""
@@ -189,8 +178,9 @@ class Router:
         durable = outbox.persistent and delivery.qos > 0
         if not outbox.connected and not durable:
             return seq  # QoS 0, or a clean session that is gone: nothing to keep [MQTT-3.1.2-5]
-        if not outbox.offer(delivery):
-            self._report_drop(outbox, delivery)
+        bound = outbox.offer(delivery)
+        if bound is not None:
+            self.events.queue_full(outbox, bound, delivery)
             return seq
         self.stats.routed += 1
         if durable:
@@ -201,32 +191,16 @@ class Router:
             self.store.queued(outbox.client_id, seq, delivery.qos, delivery.retain, sent=sent)
         return seq
 
-    def _report_drop(self, outbox: Outbox, delivery: Delivery) -> None:
-        self.stats.dropped += 1
-        now = time.monotonic()
-        if now - self._drop_logged.get(outbox.client_id, -_DROP_LOG_INTERVAL_S) >= _DROP_LOG_INTERVAL_S:
-            self._drop_logged[outbox.client_id] = now
-            log.warning(
-                "queue of client %s is full (limits.max_queued_messages = %d): dropped a QoS %d message "
-                "on %s (%d dropped for this client, %d in total)",
-                outbox.client_id,
-                outbox.max_queued,
-                delivery.qos,
-                delivery.topic,
-                outbox.dropped,
-                self.stats.dropped,
-            )
-
     # -- restart ----------------------------------------------------------------------------------
 
     def restore(self, store_state: StoreState) -> int:
         """Refill retained messages, persistent sessions, subscriptions and queues from the store."""
-        self.retained = dict(store_state.retained)
+        self.retained.restore(store_state.retained)
         for client_id, record in store_state.sessions.items():
             outbox = self.outbox(client_id, persistent=True, username=record.username)
             for topic_filter, qos in record.subscriptions.items():
                 self.index.add(client_id, topic_filter, qos)
             for seq, (qos, retain) in record.pending.items():
                 topic, payload = store_state.messages[seq]
-                outbox.queue.append(Delivery(topic, payload, qos, retain, seq=seq))
+                outbox.restore(Delivery(topic, payload, qos, retain, seq=seq))
         return len(store_state.sessions)

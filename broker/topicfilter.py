@@ -3,6 +3,10 @@
 Pure functions without a network, shared by the ACL (which must decide whether a whole
 subscription lies inside what a user may read) and the subscription index.
 
+Shared subscriptions (`$share/{group}/{filter}`): the ACL grants one only through a pattern of
+the same form naming the same group (`grants_subscription`), as PROTOCOL 1 requires: read
+access to `{filter}` alone must not let a client join a pool's group and take its messages.
+
 `$`-topics: a filter whose first level is a wildcard never matches a topic that starts with `$`
 [MQTT-4.7.2-1]; the same holds for ACL patterns, as in Mosquitto (`#` does not grant `$SYS/...`).
 """
@@ -92,3 +96,23 @@ def covers(pattern: str, topic_filter: str) -> bool:
         if f_level == "+" or f_level != p_level:
             return False
     return len(p_levels) == len(f_levels)
+
+
+def grants_subscription(pattern: str, topic_filter: str) -> bool:
+    """True when the ACL pattern `pattern` lets a client subscribe with `topic_filter`.
+
+    An ordinary filter must lie inside the pattern (`covers`). A shared subscription needs a
+    `$share/{group}/...` pattern naming exactly its group, whose filter covers its own: no
+    wildcard stands for a group, and a plain pattern (even `#`) grants no group.
+    """
+    try:
+        shared = parse_shared(topic_filter)
+    except ValueError:
+        return False
+    if shared is None:
+        return covers(pattern, topic_filter)
+    try:
+        granted = parse_shared(pattern)
+    except ValueError:
+        return False
+    return granted is not None and granted[0] == shared[0] and covers(granted[1], shared[1])

@@ -7,10 +7,16 @@ the last level of a topic `Topics` built, never by spelling a topic by hand.
 | kind      | reads                                                | writes                             |
 |-----------|------------------------------------------------------|------------------------------------|
 | agent N   | tasks/N, tasks/all, control/N, tasks/pool/P (and its | results/N/#, events/N/#,           |
-|           | shared subscription $share/P/{p}/tasks/pool/P)       | heartbeat/N, presence/N, rejects/N |
-| device    | nothing                                              | tasks/# or only its --targets      |
-| operator  | results/#, rejects/#                                 | tasks/#, control/#                 |
-| dashboard | {p}/#                                                | nothing                            |
+|           | shared subscription $share/P/{p}/tasks/pool/P)       | heartbeat/N, presence/N, rejects/N,|
+|           |                                                      | replies/#                          |
+| device D  | replies/D/#                                          | tasks/# or only its --targets      |
+| operator O| results/#, rejects/#, replies/O/#                    | tasks/#, control/#                 |
+| dashboard | results/#, events/#, heartbeat/#, presence/#,        | nothing                            |
+|           | rejects/# (what agents publish; never tasks/control) |                                    |
+
+Least privilege (PROTOCOL 1): nobody but the agents of a pool holds a grant for that pool's
+`$share/P/...` form, which is what a shared subscription needs on a broker that checks
+subscriptions (the embedded one; Mosquitto's acl_file does not, see provisioning/README.md).
 
 A revoked identity has no grants at all.
 """
@@ -58,22 +64,42 @@ def _agent(identity: Identity, t: Topics) -> list[Grant]:
         t.heartbeat(node),
         t.presence(node),
         t.rejects(node),
+        subtree(t.replies(_PLACEHOLDER, _PLACEHOLDER), levels=2),
     ]
     return [Grant("read", r) for r in reads] + [Grant("write", w) for w in writes]
 
 
+def _own_replies(identity: Identity, t: Topics) -> Grant:
+    """An issuer reads the replies to its own tasks (`{p}/replies/{name}/#`), nobody else's."""
+    return Grant("read", subtree(t.replies(identity.name, _PLACEHOLDER)))
+
+
 def _device(identity: Identity, t: Topics) -> list[Grant]:
     if identity.targets is None:
-        return [Grant("write", subtree(t.tasks_all()))]
-    return [Grant("write", t.for_target(parse_target(target).text)) for target in identity.targets]
+        writes = [subtree(t.tasks_all())]
+    else:
+        writes = [t.for_target(parse_target(target).text) for target in identity.targets]
+    return [_own_replies(identity, t)] + [Grant("write", w) for w in writes]
 
 
-def _operator(t: Topics) -> list[Grant]:
+def _operator(identity: Identity, t: Topics) -> list[Grant]:
     return [
         Grant("read", subtree(t.results(_PLACEHOLDER, _PLACEHOLDER), levels=2)),
         Grant("read", subtree(t.rejects(_PLACEHOLDER))),
+        _own_replies(identity, t),
         Grant("write", subtree(t.tasks_all())),
         Grant("write", subtree(t.control(_PLACEHOLDER))),
+    ]
+
+
+def _dashboard(t: Topics) -> list[Grant]:
+    """What agents publish, and nothing else: never a tasks or control topic (PROTOCOL 1)."""
+    return [
+        Grant("read", subtree(t.results(_PLACEHOLDER, _PLACEHOLDER), levels=2)),
+        Grant("read", subtree(t.events(_PLACEHOLDER, _PLACEHOLDER), levels=2)),
+        Grant("read", subtree(t.heartbeat(_PLACEHOLDER))),
+        Grant("read", subtree(t.presence(_PLACEHOLDER))),
+        Grant("read", subtree(t.rejects(_PLACEHOLDER))),
     ]
 
 
@@ -86,8 +112,8 @@ def grants_for(identity: Identity, topics: Topics) -> list[Grant]:
     if identity.kind == "device":
         return _device(identity, topics)
     if identity.kind == "operator":
-        return _operator(topics)
-    return [Grant("read", subtree(topics.tasks_all(), levels=2))]
+        return _operator(identity, topics)
+    return _dashboard(topics)
 
 
 def reads(grants: list[Grant]) -> list[str]:

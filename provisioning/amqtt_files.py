@@ -3,8 +3,9 @@
 `passwd` has the same `$7$` lines as Mosquitto's. `acl.toml` lists, per user, its `role` and the
 topic filters it may `publish` to and `subscribe` to (a subscription must lie inside one of them,
 a delivered message must match one; `$share/...` forms are listed as such). `broker.toml` holds
-the listeners, auth, limits and persistence settings in the shape `edge-broker` reads
-(broker/config.py), paths relative to itself. Both are described in provisioning/README.md.
+the listeners, auth, limits, protocol (the fleet's topic prefix) and persistence settings in the
+shape `edge-broker` reads (broker/config.py), paths relative to itself. Both are described in
+provisioning/README.md.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from agent.fileio import PRIVATE, PUBLIC
 from agent.protocol.topics import Topics
 
 from .acl import grants_for, reads, writes
-from .brokerfiles import BrokerOptions, OutFile, passwd_text, tls_files
+from .brokerfiles import (
+    AGENT_SESSION_EXPIRY_S,
+    MAX_CONNECTIONS,
+    SESSION_EXPIRY_S,
+    BrokerOptions,
+    OutFile,
+    passwd_text,
+    tls_files,
+)
 from .fleet import Fleet
 from .records import Identity
 
@@ -34,8 +43,9 @@ def acl_document(identities: Iterable[Identity], topics: Topics) -> dict[str, An
     return {"format": FORMAT_VERSION, "users": users}
 
 
-def broker_document(options: BrokerOptions) -> dict[str, Any]:
-    """The settings `edge-broker` reads from `broker.toml` (broker/config.py: `BrokerSettings`)."""
+def broker_document(options: BrokerOptions, topics: Topics) -> dict[str, Any]:
+    """The settings `edge-broker` reads from `broker.toml` (broker/config.py: `BrokerSettings`);
+    the fleet's prefix tells it which tasks and control topics must never be retained."""
     return {
         "listeners": {
             "tcp": {"enabled": True, "host": "127.0.0.1", "port": options.tcp_port},
@@ -50,7 +60,14 @@ def broker_document(options: BrokerOptions) -> dict[str, Any]:
             },
         },
         "auth": {"allow_anonymous": False, "password_file": "passwd", "acl_file": "acl.toml"},
-        "limits": {"max_queued_messages": options.max_queued},
+        "limits": {
+            "max_queued_messages": options.max_queued,
+            "max_queued_bytes": options.max_queued_bytes,
+            "session_expiry_s": SESSION_EXPIRY_S,
+            "agent_session_expiry_s": AGENT_SESSION_EXPIRY_S,
+            "max_connections": MAX_CONNECTIONS,
+        },
+        "protocol": {"prefix": topics.prefix},
         "persistence": {"data_dir": "data"},
     }
 
@@ -60,6 +77,6 @@ def files(fleet: Fleet, identities: list[Identity], options: BrokerOptions) -> l
     return [
         OutFile("passwd", passwd_text(identities), PRIVATE),
         OutFile("acl.toml", header + tomlio.dumps(acl_document(identities, fleet.topics)), PUBLIC),
-        OutFile("broker.toml", header + tomlio.dumps(broker_document(options)), PUBLIC),
+        OutFile("broker.toml", header + tomlio.dumps(broker_document(options, fleet.topics)), PUBLIC),
         *tls_files(fleet),
     ]

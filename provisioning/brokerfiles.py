@@ -25,6 +25,12 @@ from .records import Identity
 Format = Literal["mosquitto", "amqtt"]
 FORMATS: tuple[Format, ...] = ("mosquitto", "amqtt")
 DEFAULT_MAX_QUEUED = 10_000  # an offline agent's backlog: the agent's own queue limit (PROTOCOL 4, check 9)
+DEFAULT_MAX_QUEUED_BYTES = 64 << 20  # and its bytes: 10,000 tasks of 1 MiB would be 10 GiB per client
+SESSION_EXPIRY_S = 86_400  # a disconnected session of a device, operator or dashboard (embedded broker)
+AGENT_SESSION_EXPIRY_S = 0  # an agent's: never (it holds the tasks sent while the agent is away)
+MOSQUITTO_SESSION_EXPIRY = "30d"  # Mosquitto has one expiry for every client, agents included
+MAX_CONNECTIONS = 1_000  # edge-broker, every listener together (~50 KB each; past a few hundred, Mosquitto)
+MOSQUITTO_MAX_CONNECTIONS = 10_000  # per Mosquitto listener (~1 KB each)
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class BrokerOptions:
     bind: str = "127.0.0.1"
     install_dir: Path | None = None  # where the files will live on the broker machine
     max_queued: int = DEFAULT_MAX_QUEUED
+    max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES
     run_as: str = field(default_factory=getpass.getuser)  # Mosquitto's `user`: who reads the files
 
     def __post_init__(self) -> None:

@@ -118,7 +118,7 @@ def _add_add(
         "add",
         "add identities: a signing key, a TLS client certificate and a broker password each",
         "kinds: agent (signs results), device (signs tasks), operator (tasks and control),\n"
-        "dashboard (reads everything, signs nothing). See `edge-provision add KIND --help`.\n\n"
+        "dashboard (reads what agents publish, signs nothing). See `edge-provision add KIND --help`.\n\n"
         "examples:\n" + "".join(examples.values()),
     )
     kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)

@@ -16,7 +16,14 @@ from agent.fileio import PRIVATE, PUBLIC
 from agent.protocol.topics import Topics
 
 from .acl import grants_for
-from .brokerfiles import BrokerOptions, OutFile, passwd_text, tls_files
+from .brokerfiles import (
+    MOSQUITTO_MAX_CONNECTIONS,
+    MOSQUITTO_SESSION_EXPIRY,
+    BrokerOptions,
+    OutFile,
+    passwd_text,
+    tls_files,
+)
 from .fleet import Fleet
 from .records import Identity
 from .timespec import format_time
@@ -55,9 +62,17 @@ persistence_location {where}/data/
 # The QoS 1 backlog kept per client (Mosquitto's default, 1000, silently drops the rest):
 # an offline agent keeps as many tasks as its own queue may hold.
 max_queued_messages {options.max_queued}
+# ... and at most this many bytes of payload per client (0, Mosquitto's default, is no bound).
+max_queued_bytes {options.max_queued_bytes}
+# A persistent session whose client stays away this long is removed. Mosquitto applies one
+# expiry to every client, agents included (edge-broker keeps agents' sessions): long enough
+# that an agent's backlog is long dead (a task lives 24 h at most by default).
+persistent_client_expiration {MOSQUITTO_SESSION_EXPIRY}
 
-# TLS: a client needs a certificate of the fleet CA *and* its password.
+# TLS: a client needs a certificate of the fleet CA *and* its password. At most this many
+# clients (Mosquitto counts per listener; raise the service's open-file limit to match).
 listener {options.tls_port} {options.bind}
+max_connections {MOSQUITTO_MAX_CONNECTIONS}
 cafile {where}/ca.crt
 certfile {where}/server.crt
 keyfile {where}/server.key
@@ -66,6 +81,7 @@ tls_version tlsv1.2
 
 # Plain MQTT, loopback only: tools and tests on the broker machine.
 listener {options.tcp_port} 127.0.0.1
+max_connections {MOSQUITTO_MAX_CONNECTIONS}
 """
 
 

@@ -139,6 +139,15 @@ class Topics:
     def rejects(self, node: str) -> str:
         return f"{self.prefix}/rejects/{check_node_id(node)}"
 
+    def replies(self, issuer: str, task_id: str) -> str:
+        """Where a task's issuer (its `kid`) reads the results of a task that asked for `reply`."""
+        return f"{self.prefix}/replies/{check_id(issuer, 'issuer')}/{check_id(task_id, 'task id')}"
+
+    def never_retained(self) -> tuple[str, ...]:
+        """Filters of the topics PROTOCOL 1 says are never retained: every tasks and control topic
+        (a broker that can refuse a retained publish there must; presence stays retained)."""
+        return (f"{self.prefix}/tasks/#", f"{self.prefix}/control/#")
+
     def agent_subscriptions(
         self, node: str, pools: tuple[str, ...] = (), *, shared: bool = True
     ) -> list[str]:

@@ -75,7 +75,7 @@ def subscribe(client: ToolClient, config: ClientConfig, node: str | None) -> Non
     if len(refused) == len(filters):
         raise ConnectFailed(
             f"the broker refused every subscription of {config.mqtt.username or 'this client'} under"
-            f" {p}/: a dashboard bundle may read everything, an operator results and rejects"
+            f" {p}/: a dashboard bundle may read what agents publish, an operator results and rejects"
         )
     for topic_filter in refused:
         print(f"{PROG}: warning: the broker refused {topic_filter} (ACL); not shown", file=sys.stderr)

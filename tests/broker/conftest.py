@@ -18,10 +18,11 @@ from tests.support.services import free_port, wait_for_port
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw", "admin": "admin-pw"}
 _OWN = ["test/#", "$test/#", "will/#"]
+_WORKERS = "$share/workers/test/#"  # a shared subscription needs a grant naming its group
 ACL: dict[str, Any] = {
     "users": {
-        "alice": {"publish": _OWN, "subscribe": _OWN},
-        "bob": {"publish": _OWN, "subscribe": _OWN},
+        "alice": {"publish": _OWN, "subscribe": [*_OWN, _WORKERS]},
+        "bob": {"publish": _OWN, "subscribe": [*_OWN, _WORKERS]},
         "admin": {"publish": ["#", "$test/#"], "subscribe": ["#", "$test/#"]},
     }
 }

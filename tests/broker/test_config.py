@@ -19,6 +19,8 @@ def test_defaults_are_loopback_and_safe() -> None:
     assert (settings.listeners.tcp.host, settings.listeners.tcp.port) == ("127.0.0.1", 1883)
     assert not settings.listeners.tls.enabled and not settings.listeners.ws.enabled
     assert settings.persistence.data_dir is None
+    limits = settings.limits  # sessions of non-agents expire after a day; agents' are kept
+    assert (limits.session_expiry_s, limits.agent_session_expiry_s) == (86_400, 0)
     with pytest.raises(ConfigError, match="nobody could connect"):
         settings_from({})
 
@@ -78,6 +80,15 @@ def test_errors_name_the_key(doc: dict[str, object], key: str) -> None:
         settings_from({**ANON, **doc})
     assert caught.value.key == key
     assert str(caught.value).startswith(key + ":")
+
+
+@pytest.mark.parametrize("key", ["limits.max_queued_bytes", "limits.max_retained_bytes"])
+def test_a_byte_bound_is_off_or_holds_a_whole_packet(key: str) -> None:
+    for value in (1000, -1):  # less than limits.max_packet_size: not even one message would fit
+        with pytest.raises(ConfigError) as caught:
+            settings_from({**ANON, key: value})
+        assert caught.value.key == key and "at least limits.max_packet_size" in caught.value.problem
+    assert settings_from({**ANON, key: 0}) and settings_from({**ANON, key: 2 << 20})
 
 
 def test_unknown_environment_variable_is_an_error() -> None:

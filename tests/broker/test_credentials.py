@@ -71,6 +71,7 @@ def test_acl_decisions() -> None:
     assert not acl.can_publish("dash", "edge/tasks/node-1")
     assert acl.can_subscribe(None, "public/a") and not acl.can_publish(None, "public/a")
     assert not acl.can_receive("stranger", "edge/tasks/all")  # users not listed may do nothing
+    assert (acl.role_of("node-1"), acl.role_of("dash"), acl.role_of(None)) == ("agent", None, None)
 
 
 @pytest.mark.parametrize(
@@ -80,6 +81,7 @@ def test_acl_decisions() -> None:
         ({"users": {"a": {"publish": ["a/#/b"]}}}, "not a valid MQTT topic filter"),
         ({"users": {"a": {"read": ["x"]}}}, "unknown key(s) read"),
         ({"user": {}}, "unknown key(s) user"),
+        ({"users": {"a": {"role": 1}}}, "role must be a string"),
     ],
 )
 def test_bad_acl_files_say_what_is_wrong(doc: dict[str, object], problem: str) -> None:

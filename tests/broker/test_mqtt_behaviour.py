@@ -262,6 +262,29 @@ def test_shared_subscription_gives_each_message_to_one_member(
     assert sorted(got) == sorted(b"%d" % i for i in range(20))  # every job once, to one member
 
 
+def test_read_access_alone_does_not_join_a_shared_group(
+    mqtt_broker: RunningBroker, client: ClientFactory
+) -> None:
+    """PROTOCOL 1: `$share/{group}/{filter}` needs a grant naming the group. admin may read `#`
+    but holds no `$share/workers/...` grant: the embedded broker refuses its join and the members
+    get every job. Mosquitto 2.0.11's acl_file cannot express this (it never checks a SUBSCRIBE):
+    admin joins and takes its turn of the jobs, which it may read."""
+    member = client("share-member")
+    assert member.subscribe("$share/workers/test/jobs/#", 1) == 1
+    intruder = client("share-intruder", user="admin")
+    code = intruder.subscribe("$share/workers/test/jobs/#", 1)
+    pub = client("pub")
+    for i in range(10):
+        pub.publish(f"test/jobs/{i}", b"%d" % i, qos=1)
+    member.sync()
+    intruder.sync()
+    taken = intruder.messages.qsize()
+    if mqtt_broker.kind == "embedded":
+        assert (code, taken, member.messages.qsize()) == (0x80, 0, 10)
+    else:
+        assert (code, taken, member.messages.qsize()) == (1, 5, 5)
+
+
 def test_shared_subscription_queues_for_an_offline_member(
     mqtt_broker: RunningBroker, client: ClientFactory
 ) -> None:

@@ -40,6 +40,9 @@ def test_sessions_queues_and_retained_messages_survive_a_restart(
     fresh.subscribe("test/retained", 1)
     [retained] = fresh.expect(1)
     assert (retained.payload, retained.retain) == (b"kept", True)
+    if mqtt_broker.embedded is not None:  # the bounds count what came back from the store
+        stats = mqtt_broker.embedded.stats()
+        assert (stats["retained_bytes"], stats["queued_bytes"]) == (len("test/retained") + 4, 0)
 
 
 def test_a_message_in_flight_at_restart_is_delivered_after_it(

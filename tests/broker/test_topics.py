@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker.subscriptions import SubscriptionIndex
-from broker.topicfilter import covers, matches, parse_shared, valid_filter, valid_topic
+from broker.topicfilter import (
+    covers,
+    grants_subscription,
+    matches,
+    parse_shared,
+    valid_filter,
+    valid_topic,
+)
 
 LEVELS = st.sampled_from(["a", "b", "c", "", "$x"])
 TOPICS = st.lists(LEVELS, min_size=1, max_size=4).map("/".join).filter(valid_topic)
@@ -106,3 +113,18 @@ def test_shared_subscriptions() -> None:
     assert index.match_shared("a/b") == [(("g", "a/+"), {"c1": 1, "c2": 2})]
     assert index.remove("c1", "$share/g/a/+") and index.remove("c2", "$share/g/a/+")
     assert index.match_shared("a/b") == []
+
+
+def test_a_shared_subscription_needs_a_grant_naming_its_group() -> None:
+    """PROTOCOL 1: read access to the filter alone does not let a client join a group."""
+    pool = "$share/cams/edge/tasks/pool/cams"
+    assert grants_subscription(pool, pool)
+    assert grants_subscription("$share/cams/edge/tasks/pool/#", pool)
+    assert not grants_subscription("edge/tasks/pool/cams", pool)  # the filter alone
+    assert not grants_subscription("edge/#", pool) and not grants_subscription("#", pool)
+    assert not grants_subscription(pool, "$share/other/edge/tasks/pool/cams")  # another group
+    assert not grants_subscription("$share/+/edge/tasks/pool/cams", pool)  # no wildcard group
+    assert not grants_subscription(pool, "$share/cams/edge/tasks/pool/#")  # wider than the grant
+    assert not grants_subscription(pool, "edge/tasks/pool/cams")  # a shared grant is not a plain one
+    assert not grants_subscription("#", "$share//x")  # malformed
+    assert grants_subscription("edge/#", "edge/results/+/x")  # ordinary filters: `covers`

@@ -38,6 +38,7 @@ def test_the_wire_names_are_those_of_the_table() -> None:
     assert t.heartbeat("n1") == "edge/heartbeat/n1"
     assert t.presence("n1") == "edge/presence/n1"
     assert t.rejects("n1") == "edge/rejects/n1"
+    assert t.replies("sensor-1", "t1") == "edge/replies/sensor-1/t1"
     assert t.agent_subscriptions("n1", ("cams",)) == [
         "edge/tasks/n1",
         "edge/tasks/all",
@@ -113,6 +114,9 @@ def test_ids_are_checked_when_building(bad: str) -> None:
             build(bad)
     with pytest.raises(TopicError):
         t.results("n1", bad)
+    for issuer, task_id in ((bad, "t1"), ("sensor-1", bad)):
+        with pytest.raises(TopicError):
+            t.replies(issuer, task_id)
 
 
 def test_all_is_a_target_not_a_node_id() -> None:

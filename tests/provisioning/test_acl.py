@@ -7,6 +7,7 @@ import time
 import pytest
 
 from agent.protocol.topics import Topics
+from broker.topicfilter import matches
 from provisioning.acl import grants_for, subtree
 from provisioning.records import CertRecord, Identity, KeyRecord
 
@@ -20,6 +21,7 @@ EXPECTED: dict[str, tuple[set[str], set[str]]] = {
             "edge/heartbeat/node-1",
             "edge/presence/node-1",
             "edge/rejects/node-1",
+            "edge/replies/#",
         },
     ),
     "node-2": (  # agent of pools cams and gpu
@@ -38,15 +40,23 @@ EXPECTED: dict[str, tuple[set[str], set[str]]] = {
             "edge/heartbeat/node-2",
             "edge/presence/node-2",
             "edge/rejects/node-2",
+            "edge/replies/#",
         },
     ),
-    "dev-any": (set(), {"edge/tasks/#"}),
-    "dev-some": (set(), {"edge/tasks/node-1", "edge/tasks/all", "edge/tasks/pool/cams"}),
+    "dev-any": ({"edge/replies/dev-any/#"}, {"edge/tasks/#"}),
+    "dev-some": (
+        {"edge/replies/dev-some/#"},
+        {"edge/tasks/node-1", "edge/tasks/all", "edge/tasks/pool/cams"},
+    ),
     "alice": (
-        {"edge/results/#", "edge/rejects/#"},
+        {"edge/results/#", "edge/rejects/#", "edge/replies/alice/#"},
         {"edge/tasks/#", "edge/control/#"},
     ),
-    "grafana": ({"edge/#"}, set()),
+    # Least privilege: what agents publish, never a tasks or control topic.
+    "grafana": (
+        {"edge/results/#", "edge/events/#", "edge/heartbeat/#", "edge/presence/#", "edge/rejects/#"},
+        set(),
+    ),
 }
 
 
@@ -101,6 +111,24 @@ def test_other_prefix_moves_every_grant() -> None:
             t.replace("edge/", prefix + "/", 1).replace("/edge/", f"/{prefix}/") for t in reads | writes
         }
         assert {g.topic for g in grants} == expected, name
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_only_pool_agents_hold_a_shared_subscription_grant(name: str) -> None:
+    """PROTOCOL 1: a `$share/{group}/...` grant is what joining a group takes; only members have one."""
+    grants = grants_for(IDENTITIES[name], Topics("edge"))
+    shared = {g.topic for g in grants if g.shared}
+    pools = IDENTITIES[name].pools
+    assert shared == {f"$share/{p}/edge/tasks/pool/{p}" for p in pools}
+    assert all(g.access == "read" for g in grants if g.shared)
+
+
+@pytest.mark.parametrize("name", ["dev-any", "dev-some", "alice", "grafana"])
+def test_nobody_but_agents_reads_tasks_or_control(name: str) -> None:
+    t = Topics("edge")
+    never = [t.tasks("node-1"), t.tasks_all(), t.tasks_pool("cams"), t.control("node-1")]
+    reads = [g.topic for g in grants_for(IDENTITIES[name], t) if g.access == "read"]
+    assert [(r, topic) for r in reads for topic in never if matches(r, topic)] == []
 
 
 def test_subtree() -> None:

@@ -395,6 +395,7 @@ def test_amqtt_files_load_in_the_embedded_broker_settings(fleet_copy: Path, tmp_
     settings = config.load_settings(overrides={"fleet_files": str(out)})
     assert settings.listeners.tls.port == 18883 and settings.listeners.tls.require_certificate
     assert settings.listeners.tls.cafile == out / "ca.crt"
+    assert settings.protocol.prefix == "edge"  # which tasks and control topics are never retained
     assert set(settings.load_passwords().users) == {"node-1", "alice", "s-0001", "s-0002", "s-0003"}
     acl = settings.load_acl()
     assert acl.can_subscribe("node-1", "$share/cams/edge/tasks/pool/cams")
@@ -403,3 +404,23 @@ def test_amqtt_files_load_in_the_embedded_broker_settings(fleet_copy: Path, tmp_
     assert acl.can_publish("s-0001", "edge/tasks/node-1") and not acl.can_publish(
         "s-0001", "edge/control/node-1"
     )
+
+
+def test_both_formats_bound_the_brokers_resources(fleet_copy: Path, tmp_path: Path) -> None:
+    """The same bounds in `broker.toml` (read by broker/config.py) and in `mosquitto.conf` (started
+    by a real Mosquitto in test_mosquitto.py, which refuses an unknown or bad option)."""
+    from broker.config import load_settings
+
+    ok("broker-files", "--format", "amqtt", "--out", tmp_path / "amqtt", "--fleet", fleet_copy)
+    ok("broker-files", "--format", "mosquitto", "--out", tmp_path / "mosq", "--fleet", fleet_copy)
+    limits = load_settings(overrides={"fleet_files": str(tmp_path / "amqtt")}).limits
+    conf = (tmp_path / "mosq" / "mosquitto.conf").read_text().splitlines()
+    assert (limits.max_queued_messages, limits.max_queued_bytes) == (10_000, 64 << 20)
+    assert (limits.session_expiry_s, limits.agent_session_expiry_s) == (86_400, 0)
+    assert limits.max_connections == 1000  # edge-broker: every listener together
+    assert {
+        "max_queued_messages 10000",
+        f"max_queued_bytes {64 << 20}",
+        "persistent_client_expiration 30d",
+    } <= set(conf)
+    assert conf.count("max_connections 10000") == 2  # Mosquitto counts per listener
