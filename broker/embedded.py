@@ -138,6 +138,7 @@ class EmbeddedBroker:
             "received": router.stats.received,
             "routed": router.stats.routed,
             "refused_publish": router.stats.refused_publish,
+            "store_write_failures": broker.store.stats.failures,
             **dataclasses.asdict(router.events.counters),
         }
 

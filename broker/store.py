@@ -82,6 +82,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.state = StoreState()
+        self.stats = WriteStats()  # all zero here: nothing is written
         self._seq = 0
 
     async def open(self) -> StoreState:
@@ -144,7 +145,6 @@ class Store(MemoryStore):
         self.fsync = fsync
         self.compact_bytes = compact_bytes
         self.ack_wait_s = ack_wait_s
-        self.stats = WriteStats()
         self._journal = JournalDirectory(data_dir, LAYOUT, fsync=fsync, ops=ops)
         self._must_switch = False  # a write failed: the next one is a new generation, not an append
         self._batch = Batch()
