@@ -72,11 +72,14 @@ def broker_document(options: BrokerOptions, topics: Topics) -> dict[str, Any]:
     }
 
 
-def files(fleet: Fleet, identities: list[Identity], options: BrokerOptions) -> list[OutFile]:
+def files(
+    fleet: Fleet, identities: list[Identity], options: BrokerOptions
+) -> tuple[list[OutFile], list[str]]:
+    """The files (and no notes: the same signature as mosquitto.files)."""
     header = "# Written by `edge-provision broker-files --format amqtt`; see provisioning/README.md.\n"
     return [
         OutFile("passwd", passwd_text(identities), PRIVATE),
         OutFile("acl.toml", header + tomlio.dumps(acl_document(identities, fleet.topics)), PUBLIC),
         OutFile("broker.toml", header + tomlio.dumps(broker_document(options, fleet.topics)), PUBLIC),
         *tls_files(fleet),
-    ]
+    ], []

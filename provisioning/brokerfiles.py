@@ -1,8 +1,8 @@
 """`broker-files`: what a broker needs to admit the fleet, for Mosquitto or our amqtt broker.
 
-Both formats share the password file (`passwd`, `$7$` lines of every identity that is not
-revoked), the TLS files (`ca.crt`, `server.crt`, `server.key`) and the grants of acl.py; they
-differ in how the ACL and the listeners are written (mosquitto.py, amqtt_files.py).
+Both formats share the TLS files (`ca.crt`, `server.crt`, `server.key`), the `$7$` password
+hashes of every identity that is not revoked and the grants of acl.py; they differ in how the
+logins, the ACL and the listeners are written (mosquitto.py with dynsec.py, amqtt_files.py).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class BrokerOptions:
     max_queued: int = DEFAULT_MAX_QUEUED
     max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES
     run_as: str = field(default_factory=getpass.getuser)  # Mosquitto's `user`: who reads the files
+    plugin_path: Path | None = None  # Mosquitto's dynamic security plugin on the broker (else found)
 
     def __post_init__(self) -> None:
         check_port(self.tls_port, "--tls-port")
@@ -52,8 +53,9 @@ class BrokerOptions:
         check_host(self.bind)
         if self.tls_port == self.tcp_port:
             raise InputError(f"--tls-port and --tcp-port are both {self.tls_port}")
-        if self.install_dir is not None and not self.install_dir.is_absolute():
-            raise InputError(f"--install-dir {self.install_dir} must be an absolute path on the broker")
+        for option, path in (("--install-dir", self.install_dir), ("--plugin-path", self.plugin_path)):
+            if path is not None and not path.is_absolute():
+                raise InputError(f"{option} {path} must be an absolute path on the broker")
         if self.max_queued < 1:
             raise InputError("--max-queued must be at least 1")
         try:

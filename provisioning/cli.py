@@ -29,7 +29,7 @@ DEFAULT_OVERLAP = "24h"
 DESCRIPTION = """\
 Provision an edge fleet: a CA, identities (agents, devices, operators, dashboards) with
 signing keys, TLS client certificates and broker passwords, per-machine bundles, and the
-broker's password, ACL and listener files.
+broker's logins, ACL and listener files.
 
 Every command works on a fleet directory: --fleet DIR, else $EDGE_FLEET, else ./fleet.
 Private keys are written 0600 and never printed."""
@@ -44,7 +44,8 @@ examples:
   edge-provision bundle node-1 --archive node-1.tar.gz
   edge-provision broker-files --format mosquitto --out /etc/mosquitto/edge
   edge-provision rotate sensor-7 --overlap 24h
-  edge-provision revoke sensor-7 && edge-provision broker-files --out /etc/mosquitto/edge
+  edge-provision revoke sensor-7 && edge-provision broker-files --out /etc/mosquitto/edge \
+    && systemctl restart mosquitto                          # Mosquitto reads its logins at start
   edge-provision list
 """
 
@@ -171,7 +172,8 @@ def _add_revoke_rotate(
         subs,
         "revoke",
         "revoke an identity: every key revoked in trust stores, its broker login removed",
-        "Bundles and broker files written afterwards carry the revocation: redistribute them.\n\n"
+        "Bundles and broker files written afterwards carry the revocation: redistribute them, then\n"
+        "restart Mosquitto (it reads its logins at start-up only) or `kill -HUP` edge-broker.\n\n"
         "example:\n  edge-provision revoke sensor-7 && edge-provision broker-files --out broker\n",
         parents=[parent],
     )
@@ -227,7 +229,7 @@ def _add_broker_files(
     p = _sub(
         subs,
         "broker-files",
-        "write the broker's password file, ACL, listener configuration and TLS files",
+        "write the broker's logins, ACL, listener configuration and TLS files",
         "examples:\n  edge-provision broker-files --out broker && mosquitto -c broker/mosquitto.conf\n"
         "  edge-provision broker-files --format amqtt --out edge-broker\n"
         "  edge-provision broker-files --out build --install-dir /etc/mosquitto/edge --bind 0.0.0.0\n",
@@ -246,6 +248,11 @@ def _add_broker_files(
     p.add_argument("--max-queued", type=int, default=10_000, help="queued QoS 1 messages per client")
     p.add_argument(
         "--run-as", default=getpass.getuser(), help="mosquitto: the user the broker runs as (default: you)"
+    )
+    p.add_argument(
+        "--plugin-path",
+        type=Path,
+        help="mosquitto: its dynamic security plugin on the broker (default: found here, else Debian's)",
     )
     p.set_defaults(handler=_cmd_broker_files)
 
@@ -380,7 +387,8 @@ def _cmd_revoke(args: argparse.Namespace) -> int:
         f"revoked {identity.kind} {identity.name}: {len(identity.keys)} key(s) revoked, broker login removed"
     )
     print(
-        "now redistribute: `edge-provision broker-files` for the broker, `bundle` for the agents and clients"
+        "now redistribute: `edge-provision broker-files` for the broker (then restart Mosquitto, or"
+        " `kill -HUP` edge-broker), `bundle` for the agents and clients"
     )
     return 0
 
@@ -421,11 +429,12 @@ def _cmd_broker_files(args: argparse.Namespace) -> int:
         install_dir=args.install_dir,
         max_queued=args.max_queued,
         run_as=args.run_as,
+        plugin_path=args.plugin_path,
     )
-    written, todo = ops.broker_files(fleet, args.format, options)
+    written, notes = ops.broker_files(fleet, args.format, options)
     print(f"wrote {args.format} files to {options.out}: {', '.join(p.name for p in written)}")
-    if todo:
-        print(f"{PROG}: note: {todo}", file=sys.stderr)
+    for note in notes:
+        print(f"{PROG}: note: {note}", file=sys.stderr)
     return 0
 
 

@@ -1,8 +1,14 @@
-"""Mosquitto 2.0 files: `passwd`, `acl` and a `mosquitto.conf` with a TLS and a plain listener.
+"""Mosquitto 2.0 files: `dynamic-security.json` and a `mosquitto.conf` with a TLS and a plain listener.
 
-Mosquitto 2.0.11's acl_file checks nothing when a client subscribes (every SUBACK grants the
-requested QoS); it checks `read` on each message it delivers and `write` on each message it
-receives. So a filter outside an identity's grants is accepted but never delivers anything.
+Logins and the ACL are Mosquitto's dynamic security plugin's (dynsec.py): unlike the acl_file,
+which approves every SUBSCRIBE, it refuses a subscription outside the grants -- a `$share` join
+without a grant naming its group included -- with SUBACK 0x80 (0x87 on MQTT 5). Neither
+`password_file` nor `acl_file` is set: Mosquitto asks each security callback in turn and the
+first that does not defer decides, and dynsec says "no grant" by deferring, so an acl_file
+behind it would approve every SUBSCRIBE outside the grants (`src/security.c`,
+`mosquitto_acl_check`).
+Mosquitto 2.0 reads the plugin's file only at start-up (`kill -HUP` does not re-read it): a
+revocation or rotation takes a restart (provisioning/README.md).
 The configuration uses absolute paths (Mosquitto resolves relative ones against its working
 directory): those of `--install-dir`, by default the output directory.
 """
@@ -10,18 +16,19 @@ directory): those of `--install-dir`, by default the output directory.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from agent.fileio import PRIVATE, PUBLIC
 from agent.protocol.topics import Topics
 
+from . import dynsec
 from .acl import grants_for
 from .brokerfiles import (
     MOSQUITTO_MAX_CONNECTIONS,
     MOSQUITTO_SESSION_EXPIRY,
     BrokerOptions,
     OutFile,
-    passwd_text,
     tls_files,
 )
 from .fleet import Fleet
@@ -29,32 +36,47 @@ from .records import Identity
 from .timespec import format_time
 
 
-def acl_text(identities: Iterable[Identity], topics: Topics, fleet_name: str) -> str:
-    lines = [
-        f"# Mosquitto ACL of fleet {fleet_name!r}, written by `edge-provision broker-files`.",
-        "# Each identity may use exactly its topics of PROTOCOL 1 (provisioning/acl.py);",
-        "# revoked identities are absent, and a user without lines may do nothing.",
+def logins(identities: Iterable[Identity], topics: Topics) -> list[dynsec.Login]:
+    """Every identity that may log in (revoked ones are left out), with its grants."""
+    return [
+        dynsec.Login(i.name, i.password_hash, tuple(grants_for(i, topics)), i.kind)
+        for i in identities
+        if not i.revoked
     ]
-    for identity in identities:
-        if identity.revoked:
-            continue
-        lines += ["", f"# {identity.kind}", f"user {identity.name}"]
-        lines += [f"topic {g.access} {g.topic}" for g in grants_for(identity, topics)]
-    return "\n".join(lines) + "\n"
 
 
-def conf_text(fleet: Fleet, options: BrokerOptions) -> str:
+def plugin_path(
+    options: BrokerOptions, find: Callable[[], Path | None] = dynsec.find_plugin
+) -> tuple[Path, str | None]:
+    """The plugin's path on the broker: `--plugin-path`, else where this machine has it (`find`),
+    else Debian's, with a note saying so (provisioning often runs on another machine)."""
+    if options.plugin_path is not None:
+        return options.plugin_path, None
+    found = find()
+    if found is not None:
+        return found, None
+    return dynsec.DEBIAN_PLUGIN, (
+        f"Mosquitto's {dynsec.PLUGIN_FILE} is not on this machine; mosquitto.conf names"
+        f" {dynsec.DEBIAN_PLUGIN} (Debian's): pass --plugin-path with its path on the broker if it differs"
+    )
+
+
+def conf_text(fleet: Fleet, options: BrokerOptions, plugin: Path) -> str:
     where = options.where
     return f"""\
 # Mosquitto 2.0 configuration of fleet {fleet.config.name!r}, written by
 # `edge-provision broker-files` at {format_time(time.time())}. Run: mosquitto -c {where}/mosquitto.conf
 
-# Started as root, Mosquitto becomes this user before it reads passwd and server.key (0600).
+# Started as root, Mosquitto becomes this user before it reads server.key and
+# {dynsec.CONFIG_FILE} (0600).
 user {options.run_as}
 per_listener_settings false
 allow_anonymous false
-password_file {where}/passwd
-acl_file {where}/acl
+# Logins and ACL: the dynamic security plugin, which checks every SUBSCRIBE ($share joins
+# included). No password_file or acl_file: dynsec defers what it does not grant, and an
+# acl_file would then approve every SUBSCRIBE. Mosquitto reads {dynsec.CONFIG_FILE} at
+# start-up only (kill -HUP does not): restart it after broker-files.
+{dynsec.conf_lines(plugin, where / dynsec.CONFIG_FILE)}
 # QoS 1 round trips drop from ~44 ms (Nagle) to ~1 ms.
 set_tcp_nodelay true
 persistence true
@@ -85,10 +107,15 @@ max_connections {MOSQUITTO_MAX_CONNECTIONS}
 """
 
 
-def files(fleet: Fleet, identities: list[Identity], options: BrokerOptions) -> list[OutFile]:
-    return [
-        OutFile("passwd", passwd_text(identities), PRIVATE),
-        OutFile("acl", acl_text(identities, fleet.topics, fleet.config.name), PUBLIC),
-        OutFile("mosquitto.conf", conf_text(fleet, options), PUBLIC),
+def files(
+    fleet: Fleet, identities: list[Identity], options: BrokerOptions
+) -> tuple[list[OutFile], list[str]]:
+    """The files, and notes for the user (a plugin path guessed)."""
+    plugin, note = plugin_path(options)
+    security = dynsec.document_text(logins(identities, fleet.topics))
+    written = [
+        OutFile(dynsec.CONFIG_FILE, security, PRIVATE),
+        OutFile("mosquitto.conf", conf_text(fleet, options, plugin), PUBLIC),
         *tls_files(fleet),
     ]
+    return written, [note] if note else []

@@ -20,7 +20,7 @@ from pathlib import Path
 from agent.fileio import PRIVATE, PUBLIC, fsync_dir, write_atomic
 from agent.protocol.keys import Alg
 
-from . import amqtt_files, material, mosquitto
+from . import amqtt_files, dynsec, material, mosquitto
 from . import bundle as bundles
 from .brokerfiles import BrokerOptions, Format, hand_over, write_out
 from .ca import Authority, cert_pem, generate_key, key_pem
@@ -291,19 +291,20 @@ def make_bundle(fleet: Fleet, name: str, *, out: Path | None, archive: Path | No
     return target
 
 
-def broker_files(fleet: Fleet, fmt: Format, options: BrokerOptions) -> tuple[list[Path], str | None]:
-    """Write the broker's files; returns them and, if needed, what the user must still do."""
+def broker_files(fleet: Fleet, fmt: Format, options: BrokerOptions) -> tuple[list[Path], list[str]]:
+    """Write the broker's files; returns them and notes: what the user must still do, if anything."""
     with _reading(fleet) as registry:
         identities = registry.all()
         writer = mosquitto.files if fmt == "mosquitto" else amqtt_files.files
-        files = writer(fleet, identities, options)
+        files, notes = writer(fleet, identities, options)
     written = write_out(options.out, files)
     data = options.out / "data"  # persistence_location / persistence.data_dir
     data.mkdir(mode=0o700, exist_ok=True)
     if fmt != "mosquitto":
-        return written, None
-    private = [options.out / "passwd", options.out / "server.key", data]
-    return written, hand_over(private, options.run_as)
+        return written, notes
+    private = [options.out / dynsec.CONFIG_FILE, options.out / "server.key", data]
+    todo = hand_over(private, options.run_as)
+    return written, notes + ([todo] if todo else [])
 
 
 __all__ = [

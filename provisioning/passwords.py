@@ -36,7 +36,8 @@ def hash_password(password: str, *, iterations: int = ITERATIONS, salt: bytes | 
     return f"{SCHEME}{iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
-def _split(encoded: str) -> tuple[int, bytes, bytes]:
+def split_hash(encoded: str) -> tuple[int, bytes, bytes]:
+    """(iterations, salt, hash) of a `$7$` string; `FleetCorrupt` when it is not one."""
     if not encoded.startswith(SCHEME):
         raise FleetCorrupt(f"password hash does not start with {SCHEME}")
     parts = encoded[len(SCHEME) :].split("$")
@@ -52,11 +53,11 @@ def _split(encoded: str) -> tuple[int, bytes, bytes]:
 
 def verify_password(password: str, encoded: str) -> bool:
     """True when `password` matches the `$7$` hash (constant-time comparison)."""
-    iterations, salt, digest = _split(encoded)
+    iterations, salt, digest = split_hash(encoded)
     candidate = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations, len(digest))
     return hmac.compare_digest(candidate, digest)
 
 
 def passwd_line(username: str, encoded: str) -> str:
-    _split(encoded)  # never write a line Mosquitto would reject
+    split_hash(encoded)  # never write a line Mosquitto would reject
     return f"{username}:{encoded}\n"

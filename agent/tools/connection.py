@@ -90,7 +90,10 @@ def _nodelay(client: paho.Client, userdata: Any, sock: Any) -> None:
 
 
 def _granted(code: Any) -> int:
-    return int(code.value) if hasattr(code, "value") else int(code)
+    """The QoS granted, or SUBSCRIBE_REFUSED for any failure: 0x80 on MQTT 3.1.1, a reason code
+    of 0x80 or more on MQTT 5 (Mosquitto refuses with 0x87, not authorized)."""
+    value = int(code.value) if hasattr(code, "value") else int(code)
+    return SUBSCRIBE_REFUSED if value >= SUBSCRIBE_REFUSED else value
 
 
 class ToolClient:
@@ -212,7 +215,7 @@ class ToolClient:
         )
 
     def subscribe(self, filters: Iterable[str], timeout: float = 15.0) -> list[int]:
-        """Subscribe at QoS 1 and return the granted QoS per filter (0x80: refused)."""
+        """Subscribe at QoS 1 and return the granted QoS per filter (0x80: refused, on either protocol)."""
         wanted = list(filters)
         with self._lock:
             self._filters.extend(wanted)

@@ -237,3 +237,16 @@ def test_submit_and_watch_on_mosquitto(tmp_path: Path) -> None:
             forger.publish("edge/results/node-1/m-2", seal(result_body("m-2"), site.signer("node-2")))
             watch.wait_for(lambda t: "FORGED result node-1 m-2 (wrong_role" in t)
             assert watch.stop() == "" and watch.proc.returncode == EXIT_OK
+
+
+@pytest.mark.mosquitto
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_acl_refusals_are_reported_on_mosquitto(tmp_path: Path, protocol: str) -> None:
+    """Mosquitto refuses a subscription outside the ACL with 0x80 on MQTT 3.1.1 and 0x87 (not
+    authorized) on MQTT 5: edge-watch reports both. Before, only 0x80 counted as refused, so on
+    MQTT 5 an operator's edge-watch said nothing about the topics it may not read."""
+    with _site("mosquitto", tmp_path) as site:
+        env = tool_env(site, EDGE_MQTT_PROTOCOL=protocol)
+        operator = run(site, "watch", "-c", bundle_file(site, "op-1"), "--duration", "0.5", env=env)
+        assert operator.returncode == EXIT_OK, operator.stderr
+        assert "the broker refused edge/presence/+ (ACL)" in operator.stderr

@@ -4,8 +4,9 @@ The matrix and the authentication tests run against the embedded broker (from
 `broker-files --format amqtt`) and against Mosquitto (from `--format mosquitto`): the same
 identities must be able to do exactly the same things on both. The matrix follows PROTOCOL 1's
 least privilege: dashboards read only what agents publish, issuers read their own replies, and
-a shared subscription needs a grant naming its group. Where Mosquitto 2.0.11 cannot express a
-rule (its acl_file never checks a SUBSCRIBE), the test says what it does instead.
+a shared subscription needs a grant naming its group; both brokers refuse a subscription outside
+the grants with SUBACK 0x80 (Mosquitto through its dynamic security plugin). Where Mosquitto
+2.0.11 cannot express a rule (a retained task), the test says what it does instead.
 """
 
 from __future__ import annotations
@@ -220,7 +221,7 @@ def test_identity_and_acl_matrix(fleet_mqtt: RunningBroker, clients: Clients) ->
     for name, topic_filter, publisher, probe, allowed in SUBSCRIBE:
         subscriber = clients.tcp(name, client_id=f"{name}-sub-{len(clients.made)}")
         code = subscriber.subscribe(topic_filter, 1)
-        if fleet_mqtt.refuses_subscriptions and (code != SUBACK_FAILURE) != allowed:
+        if (code != SUBACK_FAILURE) != allowed:
             wrong.append(f"{name} subscribe {topic_filter}: SUBACK {code}")
         connected[publisher].publish(probe, b"probe", qos=1)
         subscriber.sync()
@@ -235,14 +236,13 @@ def test_identity_and_acl_matrix(fleet_mqtt: RunningBroker, clients: Clients) ->
 def test_no_other_role_can_join_a_pool_and_take_its_tasks(
     fleet_mqtt: RunningBroker, clients: Clients
 ) -> None:
-    """Every role but the pool's agents tries to join the pool's group while tasks flow.
+    """Every role but the pool's agents tries to join the pool's group while tasks flow: each
+    join is refused (SUBACK 0x80) and the member gets every task, on both brokers.
 
-    The embedded broker refuses each join (SUBACK 0x80) and the member gets every task.
-    Mosquitto 2.0.11's acl_file never checks a SUBSCRIBE (security_default.c returns success
-    for it: `FIXME - implement ACL subscription strings`), so every outsider joins the group and
-    takes its turn in the round robin; the read check then drops the outsider's turn: no
-    outsider reads a task, but those tasks are lost although their publisher had its PUBACK
-    (provisioning/README.md, "Known limits of Mosquitto")."""
+    Before dynamic-security.json, Mosquitto 2.0.11's acl_file never checked a SUBSCRIBE
+    (security_default.c: `FIXME - implement ACL subscription strings`): every outsider joined
+    the group and took its turn in the round robin, the read check dropped that turn, and 10 of
+    these 12 tasks were lost although their publisher had its PUBACK."""
     member = clients.tcp("node-1", client_id="member")
     assert member.subscribe(POOL, 1) == 1
     outsiders = [
@@ -256,13 +256,8 @@ def test_no_other_role_can_join_a_pool_and_take_its_tasks(
     for client in [member, *outsiders]:
         client.sync()
     assert [_drain(outsider) for outsider in outsiders] == [[]] * len(outsiders), "no outsider reads a task"
-    got = _drain(member)
-    if fleet_mqtt.kind == "embedded":
-        assert codes == [SUBACK_FAILURE] * len(outsiders)
-        assert len(got) == 12, "the pool gets every task"
-    else:
-        assert codes == [1] * len(outsiders), "Mosquitto 2.0.11 grants every subscription"
-        assert len(got) == 2, "Mosquitto: each outsider's turn is dropped (6 in the group, 12 tasks)"
+    assert codes == [SUBACK_FAILURE] * len(outsiders)
+    assert len(_drain(member)) == 12, "the pool gets every task"
 
 
 def test_retained_publishes_on_tasks_and_control_topics(fleet_mqtt: RunningBroker, clients: Clients) -> None:

@@ -1,8 +1,8 @@
-"""A small synchronous MQTT 3.1.1 client for broker tests (paho-mqtt 2.x, callback API 2).
+"""A small synchronous MQTT 3.1.1 (or 5) client for broker tests (paho-mqtt 2.x, callback API 2).
 
 with Probe("node-1", port, password=pw, tls=TlsFiles(...)) as p:
     assert p.connect() is None              # None = accepted, else why it was refused
-    p.subscribe(["edge/tasks/node-1"])      # the SUBACK codes (0x80 = refused)
+    p.subscribe(["edge/tasks/node-1"])      # the SUBACK codes (0x80 = refused; 0x87 on MQTT 5)
     p.publish("edge/results/node-1/t", b"x")  # waits for the PUBACK
     p.received(wanted={...}, settle=0.2)    # the (topic, payload) pairs that arrived
 """
@@ -41,12 +41,15 @@ def _nodelay(_client: Any, _userdata: Any, sock: Any) -> None:
 class Probe:
     """One connection; messages are collected on a queue."""
 
-    def __init__(self, username: str, port: int, *, password: str, tls: TlsFiles | None = None) -> None:
+    def __init__(
+        self, username: str, port: int, *, password: str, tls: TlsFiles | None = None, mqtt5: bool = False
+    ) -> None:
         self.username = username
+        self.mqtt5 = mqtt5
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"probe-{username}-{uuid.uuid4().hex[:8]}",
-            protocol=mqtt.MQTTv311,
+            protocol=mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311,
             reconnect_on_failure=False,
         )
         self.client.username_pw_set(username, password)

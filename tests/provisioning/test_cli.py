@@ -139,9 +139,13 @@ def test_lifecycle(
 
     broker = tmp_path / "broker"
     ok("broker-files", "--out", broker, env=env)
-    assert "user sensor-7" not in (broker / "acl").read_text()
-    assert "sensor-7:" not in (broker / "passwd").read_text()
-    assert "user mcu-1" in (broker / "acl").read_text()
+    logins = json.loads((broker / "dynamic-security.json").read_text())
+    assert "sensor-7" not in {c["username"] for c in logins["clients"]} | {
+        r["rolename"] for r in logins["roles"]
+    }
+    assert "mcu-1" in {c["username"] for c in logins["clients"]}
+    assert mode(broker / "dynamic-security.json") == 0o600  # it holds the password hashes
+    assert not (broker / "passwd").exists() and not (broker / "acl").exists()
     inproc("broker-files", "--format", "amqtt", "--out", tmp_path / "amqtt")
 
     for path in fleet.rglob("*"):
@@ -283,6 +287,11 @@ BAD_INPUT = [
     (["broker-files", "--tls-port", "0"], 2, "not a TCP port"),
     (["broker-files", "--run-as", "no-such-user-x"], 2, "no such user"),
     (["broker-files", "--install-dir", "etc/mosquitto"], 2, "must be an absolute path"),
+    (
+        ["broker-files", "--plugin-path", "lib/dynsec.so"],
+        2,
+        "--plugin-path lib/dynsec.so must be an absolute",
+    ),
 ]
 
 

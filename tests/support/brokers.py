@@ -1,8 +1,11 @@
 """Real brokers for tests: the embedded broker and Mosquitto, behind one handle.
 
-`broker_under_test(kind, workdir, users, acl)` starts either broker with the same password
-file and ACL on free ports and yields a `RunningBroker` whose `restart()` stops it and starts
-it again on the same ports over the same data directory. The agent's tests reuse it.
+`broker_under_test(kind, workdir, users, acl)` starts either broker with the same users and
+ACL on free ports and yields a `RunningBroker` whose `restart()` stops it and starts it again on
+the same ports over the same data directory. The agent's tests reuse it. Mosquitto gets them as
+provisioning writes them for users (provisioning/dynsec.py): `dynamic-security.json` for its
+dynamic security plugin, no password_file or acl_file, so it refuses a subscription outside the
+ACL (SUBACK 0x80) as the embedded broker does.
 
 `embedded(settings)` is the short form for tests that only need the embedded broker.
 """
@@ -17,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from broker import BrokerThread, EmbeddedBroker, hash_password, settings_from
+from provisioning import dynsec
+from provisioning.acl import Grant
 from tests.support.services import free_port, run_mosquitto
 
 KINDS = ("embedded", "mosquitto")
@@ -30,11 +35,6 @@ class RunningBroker:
     _restart: Callable[[], None] = field(repr=False)
     tls_port: int | None = None
     embedded: BrokerThread | None = None
-
-    @property
-    def refuses_subscriptions(self) -> bool:
-        """The embedded broker answers SUBACK 0x80 outside the ACL; Mosquitto 2.0 grants and filters."""
-        return self.kind == "embedded"
 
     def restart(self) -> None:
         self._restart()
@@ -61,27 +61,30 @@ def write_credentials(workdir: Path, users: Mapping[str, str], acl: Mapping[str,
     return passwd, acl_path
 
 
-def mosquitto_acl(acl: Mapping[str, Any]) -> str:
-    """The same ACL in Mosquitto's syntax: publish -> `topic write`, subscribe -> `topic read`."""
-    lines = []
-    anonymous = acl.get("anonymous")
-    if anonymous:
-        lines += [f"topic write {t}" for t in anonymous.get("publish", [])]
-        lines += [f"topic read {t}" for t in anonymous.get("subscribe", [])]
-    for user, rules in acl.get("users", {}).items():
-        lines.append(f"user {user}")
-        lines += [f"topic write {t}" for t in rules.get("publish", [])]
-        lines += [f"topic read {t}" for t in rules.get("subscribe", [])]
-    return "\n".join(lines) + "\n"
+def mosquitto_logins(users: Mapping[str, str], acl: Mapping[str, Any]) -> list[dynsec.Login]:
+    """The same users and ACL as logins of `dynamic-security.json`: `publish` filters are write
+    grants, `subscribe` filters read grants (a `$share/G/...` one is the group's grant)."""
+    if acl.get("anonymous"):
+        raise ValueError("dynamic-security.json as provisioning writes it admits no anonymous client")
+    rules = acl.get("users", {})
+    made = []
+    for user, password in users.items():
+        mine = rules.get(user, {})
+        grants = [Grant("read", t) for t in mine.get("subscribe", [])]
+        grants += [Grant("write", t) for t in mine.get("publish", [])]
+        made.append(dynsec.Login(user, hash_password(password), tuple(grants)))
+    return made
 
 
 def mosquitto_conf(workdir: Path, port: int, *, max_queued: int = 1000, extra: str = "") -> str:
+    """Logins and ACL from workdir/dynamic-security.json (`mosquitto_logins`), through the plugin
+    as provisioning's mosquitto.conf loads it."""
+    plugin = dynsec.find_plugin() or dynsec.DEBIAN_PLUGIN
     return f"""\
 user {getpass.getuser()}
 per_listener_settings false
 allow_anonymous false
-password_file {workdir}/passwd
-acl_file {workdir}/mosquitto.acl
+{dynsec.conf_lines(plugin, workdir / dynsec.CONFIG_FILE)}
 set_tcp_nodelay true
 persistence true
 persistence_location {workdir}/data/
@@ -126,7 +129,7 @@ def broker_under_test(
 
             running = RunningBroker(kind, port, data_dir, restart_embedded, embedded=start())
         elif kind == "mosquitto":
-            (workdir / "mosquitto.acl").write_text(mosquitto_acl(acl))
+            (workdir / dynsec.CONFIG_FILE).write_text(dynsec.document_text(mosquitto_logins(users, acl)))
             conf = mosquitto_conf(workdir, port)
             procs: list[contextlib.AbstractContextManager[Any]] = []
 
