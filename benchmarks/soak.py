@@ -83,6 +83,8 @@ class Life:
     online: bool  # its birth (live online presence) arrived before the kill
     started: float  # perf_counter
     rss: int | None = None  # bytes at --rss-age, when it lived that long
+    history_bytes: int = 0  # what it found at its start: today's history partition(s)
+    journal_bytes: int = 0  # and the journal it replayed
     exited: int | None = None  # it ended by itself, with this status, before its kill
     leftovers: int = 0  # processes of its group still alive 5 s after the kill
 
@@ -94,10 +96,20 @@ class AgentRunner:
         self.bundle, self.env, self.log = bundle, env, log
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = 0.0
+        self.found = (0, 0)  # state_bytes() at the last start
 
     def start(self) -> None:
+        self.found = self.state_bytes()
         self.started = time.perf_counter()
         self.proc = start_agent(self.bundle, self.env, self.log)
+
+    def state_bytes(self) -> tuple[int, int]:
+        """Bytes of the history partitions and of the journal in its data directory."""
+        data = Path(self.env["EDGE_AGENT_DATA_DIR"])
+        sizes = []
+        for pattern in ("history/*.log", "state/journal.*.log"):
+            sizes.append(sum(path.stat().st_size for path in data.glob(pattern) if path.exists()))
+        return sizes[0], sizes[1]
 
     def rss(self) -> int:
         assert self.proc is not None
@@ -195,7 +207,7 @@ def one_life(soak: Soak) -> Life:
     """Let the current agent live to a random age, sampling its RSS at --rss-age, then kill -9 it."""
     args, agent = soak.args, soak.agent
     age = soak.rng.uniform(*args.life)
-    life = Life(age_s=age, online=False, started=agent.started)
+    life = Life(age, False, agent.started, history_bytes=agent.found[0], journal_bytes=agent.found[1])
     if age > args.rss_age:
         soak.sleep_until(agent.started + args.rss_age)
         assert agent.proc is not None
@@ -226,14 +238,7 @@ def kill_phase(soak: Soak, tag: str = "k") -> dict[str, Any]:
     soak.sleep_until(time.perf_counter() + args.tail)
     drained = soak.drain(tag)
     figures = _figures(soak, tag, time.perf_counter() - phase_start, drained)
-    rss = [life.rss for life in lives if life.rss is not None and life.started >= phase_start + args.warmup]
-    if len(rss) >= 2:
-        side = min(RSS_LIVES, len(rss) // 2)
-        figures["rss_early"], figures["rss_late"] = (
-            statistics.median(rss[:side]),
-            statistics.median(rss[-side:]),
-        )
-        figures.update(rss_lives=side, rss_age=args.rss_age)
+    figures.update(_rss_across_lives(lives, phase_start + args.warmup, args.rss_age))
     figures.update(
         kills=len(lives),
         kills_before_online=sum(not life.online for life in lives),
@@ -241,6 +246,22 @@ def kill_phase(soak: Soak, tag: str = "k") -> dict[str, Any]:
         leftovers=sum(life.leftovers for life in lives),
     )
     return figures
+
+
+def _rss_across_lives(lives: list[Life], since: float, age: float) -> dict[str, Any]:
+    """RSS at `age` of the first and of the last RSS_LIVES lives started after `since` (medians),
+    with what those lives found on disk at their start (medians): what a start costs as it grows."""
+    measured = [life for life in lives if life.rss is not None and life.started >= since]
+    side = min(RSS_LIVES, len(measured) // 2)
+    if side < 1:
+        return {}
+    ends = {"early": measured[:side], "late": measured[-side:]}
+    out: dict[str, Any] = {"rss_lives": side, "rss_age": age}
+    for end, group in ends.items():
+        out[f"rss_{end}"] = statistics.median(life.rss or 0 for life in group)
+        out[f"history_{end}"] = statistics.median(life.history_bytes for life in group)
+        out[f"journal_{end}"] = statistics.median(life.journal_bytes for life in group)
+    return out
 
 
 # --- phase 2: broker restarts ---------------------------------------------------------------------
@@ -416,6 +437,13 @@ def _details(row: dict[str, Any]) -> list[str]:
             else "one process, 5 samples at each end"
         )
         lines.append(f"RSS {row['rss_early'] / mib:.1f} MiB -> {row['rss_late'] / mib:.1f} MiB ({how})")
+    if "history_early" in row:
+        mb = 1e6
+        lines.append(
+            f"those lives found at their start: history partitions {row['history_early'] / mb:.1f} -> "
+            f"{row['history_late'] / mb:.1f} MB, journal {row['journal_early'] / mb:.1f} -> "
+            f"{row['journal_late'] / mb:.1f} MB (medians)"
+        )
     if row["phase"] == "k":
         lines.append(
             f"kills before the agent was online: {row['kills_before_online']}; agent exits by itself: "
