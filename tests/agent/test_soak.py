@@ -27,7 +27,7 @@ SHORT = [
 
 @pytest.mark.parametrize("kind", ["embedded", pytest.param("mosquitto", marks=pytest.mark.mosquitto)])
 def test_a_short_soak_loses_nothing_and_re_sends_the_same_bytes(kind: str, tmp_path: Path) -> None:
-    """3 kill -9 of the agent at random ages (one before it is online, with this seed), then a broker
+    """3 kill -9 of the agent at random ages (0.3-4 s after its start), then a broker
     restart (the embedded broker by kill -9, Mosquitto by SIGTERM), at 40 tasks/s: ~30 s a broker."""
     if kind == "mosquitto":
         require_tool("mosquitto")
