@@ -33,7 +33,7 @@ lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/mypy
 
 bench: $(STAMP)  ## run every benchmark under benchmarks/ and print the figures
-	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in benchmarks/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 native:  ## build libedge_kernels.so and its C++ self-test for this machine (build/native/host)
 	$(MAKE) -C native -j2

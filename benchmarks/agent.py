@@ -36,23 +36,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import _bootstrap  # noqa: F401 - before `agent`: this file's name must not shadow the package
 import numpy as np
 import paho.mqtt.client as mqtt
 import psutil
+from _harness import agent_env, agent_process, paho_client, progress
 from paho.mqtt.enums import CallbackAPIVersion
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.protocol import Topics, TrustStore, load_signer, make_task, open_agent_message
 from agent.store import HISTORY, REPLAY, TASKS, Op, Store
@@ -78,16 +76,6 @@ c.on_connect = lambda cl, u, f, r, p: (cl.subscribe("edge/tasks/node-1", 1), pri
 c.connect("127.0.0.1", port)
 c.loop_forever()
 """
-
-
-def _client(name: str, password: str, port: int, client_id: str) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    client.username_pw_set(name, password)
-    client.on_socket_open = lambda c, u, s: s.setsockopt(6, 1, 1)  # TCP_NODELAY
-    client.max_inflight_messages_set(100)
-    client.connect(HOST, port)
-    client.loop_start()
-    return client
 
 
 class Receiver:
@@ -183,33 +171,6 @@ def _paced(client: mqtt.Client, tasks: list[tuple[str, bytes, str]], rate: float
         sent[task_id] = time.perf_counter()
         client.publish(topic, payload, qos=1)
     return sent
-
-
-@contextlib.contextmanager
-def _agent(bundle: Path, port: int, data: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {
-        **os.environ,
-        "EDGE_MQTT_TLS": "false",
-        "EDGE_MQTT_PORT": str(port),
-        "EDGE_MQTT_PROTOCOL": "5",
-        "EDGE_AGENT_DATA_DIR": str(data),
-        "EDGE_LOG_LEVEL": "warning",
-        "EDGE_METRICS_PORT": "0",  # any free port: never collides with an agent already running here
-        "EDGE_SECURITY_CLOCK_SKEW_S": "5",  # replay rows live until expires_at + 5 s: a sooner plateau
-    }
-    log = open(data.parent / "agent.log", "ab")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "--config", str(bundle)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(60)
-        log.close()
 
 
 def _wait_online(receiver_port: int, fleet: Any, timeout: float = 60) -> None:
@@ -451,11 +412,6 @@ def _report(f: dict[str, float], args: argparse.Namespace) -> str:
     )
 
 
-def _progress(step: str) -> None:
-    """What the run is doing now, on stderr (the report is on stdout): a full run takes minutes."""
-    print(f"[{time.strftime('%H:%M:%S')}] {step}", file=sys.stderr, flush=True)
-
-
 def run(workdir: Path, args: argparse.Namespace) -> dict[str, float]:
     fleet = provision(
         workdir, [["agent", "node-1"], ["device", "sensor-1"], ["dashboard", "dash-1"], ["operator", "op-1"]]
@@ -473,13 +429,19 @@ def run(workdir: Path, args: argparse.Namespace) -> dict[str, float]:
     figures: dict[str, float] = {}
     with run_mosquitto(conf, fleet.mosquitto_files, [port, fleet.tls_port]):
         wait_for_port(port)
-        device = _client("sensor-1", fleet.password("sensor-1"), port, "bench-device")
+        device = paho_client("sensor-1", fleet.password("sensor-1"), port, "bench-device")
         receiver = Receiver(fleet, port)
-        _progress(f"echo baseline: {args.tasks} messages through a bare paho echo")
+        progress(f"echo baseline: {args.tasks} messages through a bare paho echo")
         figures["echo"] = echo_rate(fleet, port, _sign(signer, args.tasks, "echo"), device, receiver)
-        with _agent(workdir / "node-1" / "agent.toml", port, workdir / "data") as proc:
+        env = agent_env(
+            port,
+            workdir / "data",
+            mqtt_protocol=5,
+            security_clock_skew_s=5,  # replay rows live until expires_at + 5 s: a sooner plateau
+        )
+        with agent_process(workdir / "node-1" / "agent.toml", env, workdir / "agent.log") as proc:
             _wait_online(port, fleet)
-            _progress(f"agent online; throughput: 500 tasks of warm-up, then {args.tasks}")
+            progress(f"agent online; throughput: 500 tasks of warm-up, then {args.tasks}")
             throughput(_sign(signer, 500, "warm"), device, receiver)
             figures["probe_before"] = machine_probe()
             # Signed right before their phase (not inside its timing): a task signed long before
@@ -489,12 +451,12 @@ def run(workdir: Path, args: argparse.Namespace) -> dict[str, float]:
             figures["throughput"], _ = throughput(main_tasks, device, receiver)
             figures["cpu_ms"] = (_tree_cpu(proc.pid) - cpu_before) / len(main_tasks) * 1e3
             _verify_all(receiver.payloads, trust)  # outside the timing
-            _progress(f"latency: {args.rate:g} tasks/s for {args.seconds:g} s")
+            progress(f"latency: {args.rate:g} tasks/s for {args.seconds:g} s")
             paced = _sign(signer, int(args.rate * args.seconds), "lat")
             figures.update(latency(paced, args.rate, device, receiver, trust))
             _verify_all(receiver.payloads, trust)
             figures["probe_after"] = machine_probe()
-            _progress(
+            progress(
                 f"RSS: a warm-up of {WARM_S:g} s at least, then {args.rss_tasks} tasks at "
                 f"{args.rss_rate:g}/s (about {WARM_S + args.rss_tasks / args.rss_rate:.0f} s)"
             )
@@ -503,7 +465,7 @@ def run(workdir: Path, args: argparse.Namespace) -> dict[str, float]:
             )
         device.disconnect()
         receiver.close()
-    _progress("commit cost: stores with 1,000 and 200,000 tasks in history, measured in turns")
+    progress("commit cost: stores with 1,000 and 200,000 tasks in history, measured in turns")
     costs = commit_cost(workdir)
     figures["commit_1k"], figures["commit_200k"] = costs[1_000], costs[200_000]
     return figures

@@ -28,22 +28,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import _bootstrap  # noqa: F401 - before `agent`: benchmarks/agent.py must not shadow the package
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from _harness import PresenceWatch, agent_env, agent_process
 
-from agent.protocol import ProtocolError, Topics, TrustStore, open_agent_message
-from agent.protocol.messages import Presence
+from agent.protocol import TrustStore
 from tests.support.fleet import edge_provision, fleet_broker, provision
 
-HOST = "127.0.0.1"
 NODE = "node-1"
-TOPICS = Topics()
 MB = 1_000_000
 TARGETS = {"start_s": 1.5, "rss_mb": 60.0, "pss_mb": 110.0}
 BASELINE = (
@@ -123,51 +117,6 @@ def settle(pid: int, quiet_s: float, timeout_s: float = 60.0) -> list[int]:
     raise RuntimeError(f"the process tree of {pid} kept changing for {timeout_s:.0f} s")
 
 
-# --- presence -------------------------------------------------------------------------
-
-
-class PresenceWatch:
-    """A dashboard subscribed to the node's presence: when verified `online` records arrived."""
-
-    def __init__(self, port: int, user: str, password: str, trust: TrustStore) -> None:
-        self.trust = trust
-        self.onlines: list[float] = []  # arrival times (perf_counter) of verified online records
-        self.changed = threading.Condition()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="footprint-watch")
-        self.client.username_pw_set(user, password)
-        subscribed = threading.Event()
-        self.client.on_connect = lambda c, u, f, r, p: c.subscribe(TOPICS.presence(NODE), 1)
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect(HOST, port)
-        self.client.loop_start()
-        if not subscribed.wait(15):
-            raise RuntimeError("the presence subscriber could not subscribe")
-
-    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        arrived = time.perf_counter()
-        try:
-            msg = open_agent_message(bytes(message.payload), message.topic, self.trust)
-        except ProtocolError as exc:
-            print(f"presence that does not verify: {exc}", file=sys.stderr)
-            return
-        if isinstance(msg, Presence) and msg.state == "online" and not message.retain:
-            with self.changed:
-                self.onlines.append(arrived)
-                self.changed.notify_all()
-
-    def wait_online(self, since: float, timeout_s: float = 60.0) -> float:
-        """The arrival of the first live (not retained) online record after `since`."""
-        with self.changed:
-            if not self.changed.wait_for(lambda: any(t > since for t in self.onlines), timeout_s):
-                raise RuntimeError(f"the agent did not come online within {timeout_s:.0f} s")
-            return min(t for t in self.onlines if t > since)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 # --- one round --------------------------------------------------------------------------
 
 
@@ -175,40 +124,19 @@ def agent_round(
     bundle: Path, port: int, data: Path, watch: PresenceWatch, workers: int, quiet_s: float
 ) -> dict[str, float]:
     shutil.rmtree(data, ignore_errors=True)
-    env = {
-        **os.environ,
-        "EDGE_MQTT_TLS": "false",
-        "EDGE_MQTT_HOST": HOST,
-        "EDGE_MQTT_PORT": str(port),
-        "EDGE_AGENT_DATA_DIR": str(data),
-        "EDGE_WORKERS_COUNT": str(workers),
-        "EDGE_LOG_LEVEL": "warning",
-    }
-    log = open(data.parent / "agent.log", "ab")  # noqa: SIM115 - closed below
+    env = agent_env(port, data, workers_count=workers)
+    log = data.parent / "agent.log"
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "--config", str(bundle)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    with agent_process(bundle, env, log) as proc:
         try:
             online = watch.wait_online(started) - started
         except RuntimeError:
-            log.flush()
-            tail = (data.parent / "agent.log").read_text(errors="replace").splitlines()[-20:]
+            tail = log.read_text(errors="replace").splitlines()[-20:]
             raise RuntimeError("the agent did not come online; its log ends:\n" + "\n".join(tail)) from None
         pids = settle(proc.pid, quiet_s)
         if len(pids) < 1 + workers:
             raise RuntimeError(f"expected the agent and {workers} workers, found processes {pids}")
         return figures(online, proc.pid, pids)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        finally:
-            log.close()
 
 
 def baseline_round(quiet_s: float) -> dict[str, float]:
@@ -238,7 +166,7 @@ def run(workdir: Path, args: argparse.Namespace) -> tuple[list[dict[str, float]]
     trust = TrustStore.load(workdir / "dash-1" / "trust.toml")
     agent_rounds, base_rounds = [], []
     with fleet_broker("embedded", fleet) as broker:
-        watch = PresenceWatch(broker.port, "dash-1", fleet.password("dash-1"), trust)
+        watch = PresenceWatch(broker.port, "dash-1", fleet.password("dash-1"), trust, NODE, "footprint-watch")
         try:
             for n in range(args.rounds):
                 base_rounds.append(baseline_round(args.settle))
