@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 PRIVATE = 0o600
 PUBLIC = 0o644
@@ -24,17 +26,18 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def write_atomic(
-    path: str | os.PathLike[str], data: bytes | str, mode: int = PUBLIC, *, sync_dir: bool = True
-) -> None:
-    """Replace `path` with `data` atomically, with permission bits `mode`."""
+@contextlib.contextmanager
+def atomic_file(
+    path: str | os.PathLike[str], mode: int = PUBLIC, *, sync_dir: bool = True
+) -> Iterator[BinaryIO]:
+    """A file to write that replaces `path` atomically when the block ends without an error
+    (and is removed when it raises): for contents written in pieces."""
     target = Path(path)
-    payload = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -44,3 +47,11 @@ def write_atomic(
         raise
     if sync_dir:
         fsync_dir(target.parent)
+
+
+def write_atomic(
+    path: str | os.PathLike[str], data: bytes | str, mode: int = PUBLIC, *, sync_dir: bool = True
+) -> None:
+    """Replace `path` with `data` atomically, with permission bits `mode`."""
+    with atomic_file(path, mode, sync_dir=sync_dir) as f:
+        f.write(data.encode() if isinstance(data, str) else data)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from agent.fileio import PRIVATE, write_atomic
+from agent.fileio import PRIVATE, atomic_file, write_atomic
 
 from ..common.errors import StoreCorrupt
 from ..common.journal import LEGACY_AGENT, MAGIC, OS, AppendFile, FileOps, frames
@@ -38,16 +38,25 @@ def _day_name(day: int) -> str:
     return dt.datetime.fromtimestamp(day * DAY, tz=dt.timezone.utc).strftime("%Y-%m-%d")
 
 
+def _damage_message(path: Path, size: int, damage: frames.Damage) -> str:
+    offset, problem = damage
+    return (
+        f"{path}: {problem} at byte {offset} of {size}, with data after it that a crash cannot "
+        f"leave. `edge-agent store check {path.parent.parent}` reports it; `--cut` keeps the "
+        f"records before it"
+    )
+
+
+def _refuse_damage(path: Path, walk: frames.FrameWalk) -> None:
+    if walk.damage is not None:
+        raise StoreCorrupt(_damage_message(path, walk.size, walk.damage))
+
+
 def _scan(path: Path) -> frames.Scan:
     data = path.read_bytes()
     scan = frames.scan(data, LEGACY_AGENT)
     if scan.damage is not None:
-        offset, problem = scan.damage
-        raise StoreCorrupt(
-            f"{path}: {problem} at byte {offset} of {len(data)}, with data after it that a crash cannot "
-            f"leave. `edge-agent store check {path.parent.parent}` reports it; `--cut` keeps the "
-            f"{len(scan.values)} records before it"
-        )
+        raise StoreCorrupt(_damage_message(path, len(data), scan.damage))
     return scan
 
 
@@ -87,21 +96,30 @@ class HistoryPartitions:
         return self._open[1]
 
     def _prepare(self, path: Path) -> None:
-        """Make `path` ready for appends in the current framing (see the module docstring)."""
+        """Make `path` ready for appends in the current framing (see the module docstring),
+        reading it frame by frame: a day's partition may be large, and a start must not hold
+        it in memory (nor decode it)."""
         if path in self._ready:
             return
         self._ready.add(path)
         if not path.exists():
             write_atomic(path, MAGIC, PRIVATE)
             return
-        scan = _scan(path)
-        if scan.framing is not frames.CURRENT:
-            write_atomic(path, MAGIC + b"".join(frames.frame(v) for v in scan.values), PRIVATE)
-        elif scan.valid_length < len(MAGIC):  # a magic torn by a crash
-            write_atomic(path, MAGIC, PRIVATE)
-        elif scan.torn_bytes:
+        with open(path, "rb") as f:
+            walk = frames.FrameWalk(f, os.fstat(f.fileno()).st_size, LEGACY_AGENT)
+            if walk.framing is not frames.CURRENT or walk.valid_length < len(MAGIC):
+                with atomic_file(path, PRIVATE) as out:  # the old framing (or a torn magic): rewritten
+                    out.write(MAGIC)
+                    for payload in walk.payloads():
+                        out.write(frames.frame_bytes(payload))
+                    _refuse_damage(path, walk)  # inside: a damaged file is not replaced
+                return
+            for _ in walk.payloads():
+                pass
+        _refuse_damage(path, walk)
+        if walk.torn_bytes:
             with open(path, "r+b") as f:
-                f.truncate(scan.valid_length)
+                f.truncate(walk.valid_length)
 
     def prepare_latest(self) -> None:
         """At the store's start: the newest partition, where appends go on (so that damage there

@@ -632,3 +632,50 @@ def test_a_short_write_is_never_acknowledged_and_never_cuts_later_records(tmp_pa
     store = _open(tmp_path)
     assert store.get(TASKS, "after") == {"n": 1} and store.get(TASKS, "k/4") == {"n": 4}
     store.close()
+
+
+def test_a_start_checks_todays_history_without_holding_it_in_memory(tmp_path: Path) -> None:
+    """A busy day's partition is large (here 50,000 finished tasks, ~40 MB): the start walks it
+    frame by frame to find a torn tail, and must neither read it whole nor decode it. (It did
+    both: RSS after every restart grew with the day's history, the soak's finding.)"""
+    import tracemalloc
+
+    store = _open(tmp_path)
+    doc = {"key": "k", "body": b"b" * 700, "status": "completed", "received_at": time.time()}
+    for filled in range(0, 50_000, 5_000):
+        ops = [Op(HISTORY, f"h/{filled + i}", {**doc, "finished_at": time.time()}) for i in range(5_000)]
+        store.commit_sync([*ops, Op(TASKS, "live", doc)])
+    store.close()
+    size = sum(p.stat().st_size for p in (tmp_path / "history").glob("*.log"))
+    tracemalloc.start()
+    try:
+        reopened = _open(tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    reopened.close()
+    assert size > 30_000_000
+    assert peak < 8_000_000, (
+        f"opening the store took {peak / 1e6:.0f} MB with {size / 1e6:.0f} MB of history today"
+    )
+
+
+def test_damage_in_todays_history_stops_the_start_and_a_torn_tail_is_cut(tmp_path: Path) -> None:
+    store = _open(tmp_path)
+    now = time.time()
+    for i in range(3):
+        store.commit_sync([Op(HISTORY, f"h/{i}", {"key": f"h/{i}", "finished_at": now})])
+    store.close()
+    [partition] = (tmp_path / "history").glob("*.log")
+    good = partition.read_bytes()
+    partition.write_bytes(good + frame({"key": "torn", "finished_at": now})[:-2])  # a crash's last write
+    store = _open(tmp_path)
+    assert [doc["key"] for doc in store.history()] == ["h/0", "h/1", "h/2"]
+    assert partition.read_bytes() == good  # cut before anything is appended behind it
+    store.close()
+    damaged = bytearray(good)
+    damaged[8 + 12 + 1] ^= 0x20  # the first record's payload: two follow it
+    partition.write_bytes(bytes(damaged))
+    with pytest.raises(StoreCorrupt, match=rf"{partition.name}: a frame with a wrong checksum at byte 8 of"):
+        _open(tmp_path)
+    assert partition.read_bytes() == bytes(damaged)

@@ -30,10 +30,12 @@ write new files only in the current framing.
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import msgpack
 
@@ -95,60 +97,98 @@ class Scan(NamedTuple):
 
 
 def scan(data: bytes, legacy: Framing = LEGACY_AGENT) -> Scan:
-    """Every frame of a journal's bytes, and what stopped the reading (see the module docstring).
-
-    `legacy`: the framing of a file that does not start with the magic."""
-    if data.startswith(MAGIC):
-        framing, offset = CURRENT, len(MAGIC)
-    elif len(data) < len(MAGIC) and MAGIC.startswith(data):  # new and empty, or its magic torn
-        return Scan([], [], 0, len(data), CURRENT, None)
-    else:
-        framing, offset = legacy, 0
+    """Every frame of a journal's bytes, decoded, and what stopped the reading (see the module
+    docstring). `legacy`: the framing of a file that does not start with the magic."""
+    walk = FrameWalk(io.BytesIO(data), len(data), legacy)
     values: list[Any] = []
     ends: list[int] = []
-    while offset < len(data):
-        problem = _problem(data, offset, framing)
-        if problem is None:
-            length = framing.header.unpack_from(data, offset)[0]
-            start = offset + framing.header.size
-            try:
-                values.append(unpack(data[start : start + length]))
-            except (ValueError, msgpack.ExtraData) as exc:  # checksum right, content wrong: not a crash
-                problem = f"a frame whose checksum is right but whose content does not decode ({exc})"
-                return Scan(values, ends, offset, 0, framing, Damage(offset, problem))
-            offset = start + length
-            ends.append(offset)
-            continue
-        if _is_torn_tail(data, offset, framing):
-            return Scan(values, ends, offset, len(data) - offset, framing, None)
-        return Scan(values, ends, offset, 0, framing, Damage(offset, problem))
-    return Scan(values, ends, offset, 0, framing, None)
+    for payload in walk.payloads():
+        try:
+            values.append(unpack(payload))
+        except (ValueError, msgpack.ExtraData) as exc:  # checksum right, content wrong: not a crash
+            problem = f"a frame whose checksum is right but whose content does not decode ({exc})"
+            offset = ends[-1] if ends else len(walk.framing.magic)
+            return Scan(values, ends, offset, 0, walk.framing, Damage(offset, problem))
+        ends.append(walk.valid_length)
+    return Scan(values, ends, walk.valid_length, walk.torn_bytes, walk.framing, walk.damage)
 
 
-def _problem(data: bytes, offset: int, framing: Framing) -> str | None:
-    header = framing.header
-    if offset + header.size > len(data):
+class FrameWalk:
+    """The frames of one file, front to back, in memory bounded by the largest frame: what a
+    start uses to check a file that may be large (a day's history) without reading it whole.
+
+    `payloads()` yields each whole, verified frame's payload (undecoded); when it ends,
+    `valid_length`, `torn_bytes` and `damage` say what stopped it, as in `Scan`."""
+
+    def __init__(self, stream: BinaryIO, size: int, legacy: Framing = LEGACY_AGENT) -> None:
+        self._stream = stream
+        self.size = size
+        self.torn_bytes = 0
+        self.damage: Damage | None = None
+        head = stream.read(len(MAGIC))
+        if head == MAGIC:
+            self.framing, self.valid_length = CURRENT, len(MAGIC)
+        elif size < len(MAGIC) and MAGIC.startswith(head):  # new and empty, or its magic torn
+            self.framing, self.valid_length, self.torn_bytes = CURRENT, 0, size
+        else:
+            stream.seek(0)
+            self.framing, self.valid_length = legacy, 0
+
+    def payloads(self) -> Iterator[bytes]:
+        header = self.framing.header
+        while self.valid_length + self.torn_bytes < self.size:
+            offset = self.valid_length
+            head = self._stream.read(header.size)
+            fields = header.unpack(head) if len(head) == header.size else None
+            problem = _header_problem(head, fields, self.framing, offset, self.size)
+            payload = b""
+            if problem is None and fields is not None:
+                payload = self._stream.read(fields[0])
+                if zlib.crc32(payload) != fields[1]:
+                    problem = "a frame with a wrong checksum"
+            if problem is not None:
+                self._stop(offset, fields, problem)
+                return
+            self.valid_length = offset + header.size + len(payload)
+            yield payload
+
+    def _stop(self, offset: int, fields: tuple[int, ...] | None, problem: str) -> None:
+        if self._is_torn_tail(offset, fields):
+            self.torn_bytes = self.size - offset
+        else:
+            self.damage = Damage(offset, problem)
+
+    def _is_torn_tail(self, offset: int, fields: tuple[int, ...] | None) -> bool:
+        """See the module docstring: the header cut short, zero fill, or an intact header whose
+        frame runs to the end of the file."""
+        if fields is None or self._zeros_from(offset):
+            return True
+        if self.framing.checked_header and not _header_checksum_ok(fields):
+            return False  # a damaged header: its length says nothing
+        return fields[0] <= MAX_FRAME and offset + self.framing.header.size + fields[0] >= self.size
+
+    def _zeros_from(self, offset: int) -> bool:
+        self._stream.seek(offset)
+        while chunk := self._stream.read(1 << 20):
+            if chunk.strip(b"\0"):
+                return False
+        return True
+
+
+def _header_checksum_ok(fields: tuple[int, ...]) -> bool:
+    return zlib.crc32(_LENGTH_CRC.pack(fields[0], fields[1])) == fields[2]
+
+
+def _header_problem(
+    head: bytes, fields: tuple[int, ...] | None, framing: Framing, offset: int, size: int
+) -> str | None:
+    if fields is None:
         return "a frame header cut short"
-    fields = header.unpack_from(data, offset)
-    length, crc = fields[0], fields[1]
-    if framing.checked_header and zlib.crc32(data[offset : offset + 8]) != fields[2]:
+    if framing.checked_header and not _header_checksum_ok(fields):
         return "a frame header with a wrong checksum"
+    length = fields[0]
     if length == 0:
         return "an empty frame"  # a MessagePack value is at least one byte
-    start = offset + header.size
-    if length > MAX_FRAME or start + length > len(data):
+    if length > MAX_FRAME or offset + len(head) + length > size:
         return f"a frame of {length} bytes running past the end of the file"
-    if zlib.crc32(data[start : start + length]) != crc:
-        return "a frame with a wrong checksum"
     return None
-
-
-def _is_torn_tail(data: bytes, offset: int, framing: Framing) -> bool:
-    header = framing.header
-    if offset + header.size > len(data) or not data[offset:].strip(b"\0"):
-        return True  # the header cut short, or zero fill
-    fields = header.unpack_from(data, offset)
-    if framing.checked_header and zlib.crc32(data[offset : offset + 8]) != fields[2]:
-        return False  # a damaged header: its length says nothing
-    length: int = fields[0]
-    return length <= MAX_FRAME and offset + header.size + length >= len(data)
