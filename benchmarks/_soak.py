@@ -145,6 +145,7 @@ class Device:
         self.arrays = np.random.default_rng(seed)
         self._lock = threading.Lock()
         self._pending: dict[int, str] = {}  # packet id -> task id, until its PUBACK
+        self._early: set[int] = set()  # packet ids acknowledged before they were recorded
         self.published: dict[str, float] = {}  # task id -> publish time (perf_counter)
         self.acked: dict[str, float] = {}  # task id -> PUBACK time
         self._thread: threading.Thread | None = None
@@ -159,9 +160,13 @@ class Device:
         )
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        """paho's network thread, inside paho's own lock: this lock is taken after paho's, never
+        the other way round (`_publish` calls paho outside it), or the two threads deadlock."""
         with self._lock:
             task_id = self._pending.pop(mid, None)
-            if task_id is not None:
+            if task_id is None:
+                self._early.add(mid)  # acknowledged before `_publish` could record its packet id
+            else:
                 self.acked[task_id] = time.perf_counter()
 
     def begin(self, tag: str) -> None:
@@ -198,10 +203,15 @@ class Device:
             ttl_s=self.ttl_s,
             max_retries=10,  # a long attempt cut by several kills in a row still completes
         )
-        with self._lock:  # the PUBACK cannot be handled before its packet id is recorded
-            info = self.client.publish(topic, payload, qos=1)
-            self._pending[info.mid] = task_id
-            self.published[task_id] = time.perf_counter()
+        info = self.client.publish(topic, payload, qos=1)  # never under self._lock: see _on_publish
+        now = time.perf_counter()
+        with self._lock:
+            self.published[task_id] = now
+            if info.mid in self._early:
+                self._early.discard(info.mid)
+                self.acked[task_id] = now
+            else:
+                self._pending[info.mid] = task_id
 
     def count(self, tag: str) -> int:
         with self._lock:
