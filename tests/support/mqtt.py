@@ -151,12 +151,21 @@ class TestClient:
     def publish(
         self, topic: str, payload: bytes = b"", qos: int = 1, retain: bool = False, timeout: float = TIMEOUT
     ) -> None:
-        """Publish; for QoS 1/2 wait until the broker acknowledged it."""
-        with self._lock:
-            info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        """Publish; for QoS 1/2 wait until the broker acknowledged it.
+
+        paho is called outside `_lock`: `_on_publish` takes `_lock` inside paho's own lock, so
+        holding `_lock` across `publish()` could deadlock the two threads."""
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if not qos:
+            return
+        with self._lock:  # the PUBACK may have come already: then its event is set
             event = self._published.setdefault(info.mid, threading.Event())
-        if qos and not event.wait(timeout):
-            raise TimeoutError(f"no acknowledgement of a QoS {qos} publish to {topic} within {timeout} s")
+        try:
+            if not event.wait(timeout):
+                raise TimeoutError(f"no acknowledgement of a QoS {qos} publish to {topic} within {timeout} s")
+        finally:
+            with self._lock:
+                self._published.pop(info.mid, None)  # packet ids are reused
 
     def expect(self, count: int = 1, timeout: float = TIMEOUT) -> list[mqtt.MQTTMessage]:
         """The next `count` messages received, in order; fails if they do not come in time."""
