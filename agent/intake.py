@@ -202,6 +202,9 @@ class Intake:
             verdicts = [self._authenticate(d) for d in batch]
             decisions = [self._decide(d, v) for d, v in zip(batch, verdicts, strict=True)]
         ops = [op for d in decisions for op in d.ops]
+        floor = self.replay.floor_op()  # with the tasks that proved it (store/replay.py)
+        if floor is not None:
+            ops.append(floor)
         self._pending += 1
         # Patient: acknowledgements are not in a hurry, and the tasks' results usually come within
         # PATIENT_S: one fsync for both, and no writer wake-up while the worker runs.

@@ -344,6 +344,7 @@ class Agent:
         timers.every(EXPIRY_SWEEP_S, self.lifecycle.expire_due, "expiry")
         timers.every(HOUSEKEEPING_S, self.housekeeping, "housekeeping")
         unsent = self.outbox.restore()
+        self.housekeeping()  # now, not HOUSEKEEPING_S from now: an agent that lives shorter forgets too
         self.control.restore()  # still draining if it was: before the first task arrives
         self.intake.start()
         self.link.start()

@@ -39,7 +39,10 @@ Then:
 3. The floor is stored (`meta` table, `FLOOR_KEY`) in a commit made before rows are forgotten,
    and starts from the stored value after a restart (the downtime is not added: the monotonic
    clock restarts with the machine, and a lower floor only keeps rows longer). A snapshot that
-   leaves forgotten rows out therefore always holds a floor above their `expires_at`.
+   leaves forgotten rows out therefore always holds a floor above their `expires_at`. The intake
+   also stores it with its own commits once it has moved `FLOOR_STEP_S` (`floor_op`), and the
+   agent sweeps at start: an agent whose every life is shorter than its housekeeping period (a
+   crash loop, a flapping board) still forgets rows, instead of keeping every task's for ever.
 With correct clocks a row lives as long as before (until about expires_at + skew: the floor trails
 the real time by the skew, and by as much as the most advanced issuer's clock is behind); an agent
 that receives nothing keeps its rows until the monotonic clock has moved the floor past them.
@@ -59,6 +62,8 @@ from .store import Op, Store
 
 #: The `meta` document holding the floor: {"at": epoch seconds}.
 FLOOR_KEY = "replay_floor"
+#: How far the floor moves before the intake stores it again with its next commit.
+FLOOR_STEP_S = 1.0
 
 
 def row_key(kid: str, nonce: bytes) -> str:
@@ -144,6 +149,16 @@ class DurableReplayCache:
             with self._lock:
                 if proven > self.floor():
                     self._floor = (proven, self._monotonic())
+
+    def floor_op(self) -> Op | None:
+        """The floor, to store with the intake's next commit, once it has moved `FLOOR_STEP_S`
+        since it was last stored (None before): a restart then starts from a recent floor."""
+        floor = self.floor()
+        with self._lock:
+            if floor < self._stored_floor + FLOOR_STEP_S:
+                return None
+            self._stored_floor = floor
+        return Op(META, FLOOR_KEY, {"at": floor})
 
     def now(self, clock: float) -> float:
         """Check 5's time: the wall clock, or the floor when the clock reads below it."""

@@ -140,3 +140,45 @@ def test_the_floor_forgets_rows_only_when_no_later_clock_can_accept_their_tasks(
         assert again.now(NOW + YEAR) == NOW + YEAR  # a clock above the floor is read as it is
     finally:
         store.close()
+
+
+def test_the_floor_is_stored_with_the_intakes_commits_once_it_has_moved(tmp_path: Path) -> None:
+    monotonic = Monotonic()
+    store = Store.open(tmp_path)
+    cache = DurableReplayCache(store, monotonic)
+    assert cache.floor_op() is None  # nothing proven yet: nothing to store
+    cache.observe(NOW, SKEW)
+    op = cache.floor_op()
+    assert op is not None and op.doc == {"at": NOW - SKEW}
+    store.commit_sync([op])
+    monotonic.at += 0.5
+    assert cache.floor_op() is None  # moved less than FLOOR_STEP_S: not worth a change
+    monotonic.at += 0.6
+    op = cache.floor_op()
+    assert op is not None and op.doc == {"at": pytest.approx(NOW - SKEW + 1.1)}
+    store.commit_sync([op])
+    store.close()
+    store = Store.open(tmp_path)
+    assert DurableReplayCache(store, Monotonic()).floor() == pytest.approx(NOW - SKEW + 1.1)
+    store.close()
+
+
+def test_an_agent_that_never_lives_to_its_housekeeping_still_forgets_expired_rows(site: Site) -> None:
+    """Lives shorter than the housekeeping period (a crash loop: the soak's 100 kill -9) used to
+    forget no replay row at all, ever: the floor was stored only by the sweep, and the first sweep
+    came 10 s after a start. Each life then loaded every task's row of the run (8,247 after 40
+    kills). Now the intake stores the floor with its commits and the agent sweeps at start."""
+    clock = JumpingClock()
+    watcher = site.watch(TOPICS.prefix + "/results/node-1/#")
+    device = site.client("sensor-1")
+    with running(site, clock, security_clock_skew_s=1) as agent:
+        site.submit(device, "sensor-1", "stats", GOOD, task_id="short", ttl_s=1.0)
+        site.results(watcher, 1)
+        time.sleep(3.0)  # the next task proves a time past the first one's expires_at + skew
+        site.submit(device, "sensor-1", "stats", GOOD, task_id="later", ttl_s=3600)
+        site.results(watcher, 1)
+        assert agent.run_until_idle()
+        assert agent.store.count(REPLAY) == 2  # no sweep in this life (it lasted under 10 s)
+    with running(site, clock, security_clock_skew_s=1) as agent:
+        assert agent.store.count(REPLAY) == 1  # swept at start, by the floor the intake stored
+        assert agent.intake.replay.by_id("sensor-1", "later") is not None
