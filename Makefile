@@ -22,7 +22,7 @@ install: $(STAMP)  ## create .venv and install the package with its dev tools
 
 # A fresh demo fleet in .demo (or $EDGE_DEMO_DIR) every time; DEMO_ARGS passes options (see --help).
 run: $(STAMP)  ## demo: a fleet in .demo, broker, agent, a device sending tasks, edge-watch (Ctrl-C stops)
-	@$(BIN)/python -m agent.tools.demo $(DEMO_ARGS)
+	@$(BIN)/python -m demo $(DEMO_ARGS)
 
 test: $(STAMP)  ## run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -52,8 +52,8 @@ import psutil
 from _harness import agent_env, agent_process, paho_client, progress
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.node.store import HISTORY, REPLAY, TASKS, Op, Store
 from agent.protocol import Topics, TrustStore, load_signer, make_task, open_agent_message
-from agent.store import HISTORY, REPLAY, TASKS, Op, Store
 from tests.support.fleet import edge_provision, provision
 from tests.support.services import run_mosquitto, wait_for_port
 

@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"timing: medians of {repeats} interleaved batches of ~{budget * 1e3:.0f} ms, {clock}")
     print("gc: start-up objects frozen (gc.freeze), as a worker process does before its first task\n")
     reference = Registry(None)
-    gc.freeze()  # as agent/worker_main.py: collections scan only what kernel calls allocate
+    gc.freeze()  # as agent/node/exec/child.py: collections scan only what kernel calls allocate
     missed = overhead(native, repeats, budget) if args.overhead else run(native, reference, repeats, budget)
     print(f"\n{missed} target(s) missed")
     return 0

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from agent import tomlio
+from agent.common import tomlio
 from agent.protocol.errors import TopicError
 from agent.protocol.topics import DEFAULT_PREFIX, Topics
 

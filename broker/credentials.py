@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent import tomlio
+from agent.common import tomlio
 
 from .errors import CredentialsError
 from .topicfilter import grants_subscription, matches, valid_filter

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from agent import tomlio
-from agent.fileio import PRIVATE, PUBLIC
+from agent.common import tomlio
+from agent.common.fileio import PRIVATE, PUBLIC
 from agent.protocol.topics import Topics
 
 from .acl import grants_for, reads, writes

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from agent.fileio import PRIVATE, PUBLIC, fsync_dir, write_atomic
+from agent.common.fileio import PRIVATE, PUBLIC, fsync_dir, write_atomic
 
 from .errors import FleetCorrupt, InputError
 from .fleet import Fleet, check_host, check_port

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent import tomlio
-from agent.fileio import PRIVATE, PUBLIC, fsync_dir, write_atomic
+from agent.common import tomlio
+from agent.common.fileio import PRIVATE, PUBLIC, fsync_dir, write_atomic
 from agent.protocol.truststore import TrustedKey, dump_keys
+from provisioning import material
 
-from . import material
 from .errors import InputError, RevokedIdentity
 from .fleet import Fleet
 from .identities import parse_target

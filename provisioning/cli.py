@@ -11,15 +11,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from agent.common.errors import EdgeError
+from agent.common.timespec import format_time, parse_duration, parse_time
 from agent.protocol.keys import ALGORITHMS
+from provisioning import operations as ops
+from provisioning import output
 
-from . import operations as ops
-from . import output
 from .brokerfiles import FORMATS, BrokerOptions
-from .errors import InputError, ProvisioningError
+from .errors import InputError
 from .fleet import CA_ALGORITHMS, DEFAULT_CERT_DAYS, DEFAULT_HOST, Fleet, FleetConfig, open_fleet
 from .identities import KINDS, bulk_names, check_kind
-from .timespec import format_time, parse_duration, parse_time
 
 PROG = "edge-provision"
 FLEET_ENV = "EDGE_FLEET"
@@ -442,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except ProvisioningError as exc:
+    except EdgeError as exc:  # ProvisioningError, and InvalidTime from agent.common.timespec
         print(f"{PROG}: error: {exc.message}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
 
-from agent.fileio import fsync_dir
+from agent.common.fileio import fsync_dir
 
 
 def write_new(path: Path, data: bytes | str, mode: int) -> None:

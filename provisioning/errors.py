@@ -7,15 +7,14 @@ fleet directory or the machine is (not a fleet, already initialised, locked, unr
 
 from __future__ import annotations
 
+from agent.common.errors import EdgeError
+from agent.common.errors import InvalidTime as InvalidTime  # raised by agent.common.timespec
 
-class ProvisioningError(Exception):
+
+class ProvisioningError(EdgeError):
     """Base of every provisioning failure; `exit_code` is the CLI's exit status."""
 
     exit_code = 1
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0]) if self.args else self.__class__.__name__
 
 
 # --- the user's input (exit 2) ----------------------------------------------------------
@@ -33,10 +32,6 @@ class InvalidName(InputError):
 
 class InvalidTarget(InputError):
     """A device `--targets` entry that is not a node id, `all` or `pool:P`."""
-
-
-class InvalidTime(InputError):
-    """A duration or a point in time that cannot be parsed or is in the past."""
 
 
 class DuplicateIdentity(InputError):

@@ -25,12 +25,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from agent import tomlio
-from agent.fileio import PUBLIC, write_atomic
+from agent.common import tomlio
+from agent.common.fileio import PUBLIC, write_atomic
 from agent.protocol.errors import TopicError
 from agent.protocol.topics import DEFAULT_PREFIX, Topics, is_valid_id
 
-from .errors import FleetCorrupt, FleetLocked, InputError, InvalidName, NotAFleet
+from .errors import FleetCorrupt, FleetLocked, InputError, InvalidName, InvalidTime, NotAFleet
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "fleet.toml"
@@ -113,7 +113,7 @@ class FleetConfig:
             raise NotAFleet(f"{source}: unknown key(s) {', '.join(sorted(unknown))}")
         try:
             return cls(**doc)
-        except (TypeError, InputError) as exc:
+        except (TypeError, InputError, InvalidTime) as exc:
             raise NotAFleet(f"{source}: {exc}") from None
 
 

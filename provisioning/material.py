@@ -23,10 +23,10 @@ from pathlib import Path
 
 from cryptography import x509
 
-from agent.fileio import PRIVATE, PUBLIC, fsync_dir
+from agent.common.fileio import PRIVATE, PUBLIC, fsync_dir
 from agent.protocol.keys import Alg, Ed25519Signer, HmacSigner, generate_signer, signer_from_bytes
+from provisioning import ca
 
-from . import ca
 from .durable import write_new
 from .errors import FleetCorrupt
 from .fleet import Fleet

@@ -19,10 +19,11 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from agent.fileio import PRIVATE, PUBLIC
+from agent.common.fileio import PRIVATE, PUBLIC
+from agent.common.timespec import format_time
 from agent.protocol.topics import Topics
+from provisioning import dynsec
 
-from . import dynsec
 from .acl import grants_for
 from .brokerfiles import (
     MOSQUITTO_MAX_CONNECTIONS,
@@ -33,7 +34,6 @@ from .brokerfiles import (
 )
 from .fleet import Fleet
 from .records import Identity
-from .timespec import format_time
 
 
 def logins(identities: Iterable[Identity], topics: Topics) -> list[dynsec.Login]:

@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.fileio import PRIVATE, PUBLIC, fsync_dir, write_atomic
+from agent.common.fileio import PRIVATE, PUBLIC, fsync_dir, write_atomic
 from agent.protocol.keys import Alg
+from provisioning import amqtt_files, dynsec, material, mosquitto
+from provisioning import bundle as bundles
 
-from . import amqtt_files, dynsec, material, mosquitto
-from . import bundle as bundles
 from .brokerfiles import BrokerOptions, Format, hand_over, write_out
 from .ca import Authority, cert_pem, generate_key, key_pem
 from .durable import make_durable

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from agent.common.timespec import format_time
 from agent.protocol.topics import Topics
 
 from .acl import grants_for
 from .records import Identity
-from .timespec import format_time
 
 
 def _scope(identity: Identity) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
-from agent.fileio import PRIVATE, write_atomic
+from agent.common.fileio import PRIVATE, write_atomic
 
 from .errors import FleetCorrupt, UnknownIdentity
 from .records import Identity

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.tools.demo.mix import KERNELS
+from demo.mix import KERNELS
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE = "demo-node"
@@ -146,8 +146,8 @@ def wait_gone(token: str, timeout: float = 15.0) -> dict[int, str]:
 
 
 def demo_command(demo_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m agent.tools.demo --dir demo_dir ...` expected to end by itself (no terminal)."""
-    argv = [sys.executable, "-m", "agent.tools.demo", "--dir", str(demo_dir), *args]
+    """`python -m demo --dir demo_dir ...` expected to end by itself (no terminal)."""
+    argv = [sys.executable, "-m", "demo", "--dir", str(demo_dir), *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=STOP_S, start_new_session=True)
 
 
@@ -186,7 +186,7 @@ def test_a_second_run_after_a_killed_one_cleans_up_and_works(tmp_path: Path) -> 
             "the agent online", lambda lines: any(f"agent {NODE} online" in x for x in lines), SHOW_S
         )
         orchestrator = json.loads((demo_dir / "pids").read_text())["demo"]
-        assert "agent.tools.demo" in marked(first.token)[orchestrator].split()
+        assert "demo" in marked(first.token)[orchestrator].split()
         os.kill(orchestrator, signal.SIGKILL)  # no clean stop: broker, agent and device stay behind
         first.proc.wait(STOP_S)
         survivors = marked(first.token)
@@ -241,7 +241,7 @@ def test_a_bad_interval_is_refused_before_anything_starts(tmp_path: Path, value:
 def test_the_device_names_a_missing_bundle_file(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "device.toml"
     proc = subprocess.run(
-        [sys.executable, "-m", "agent.tools.demo.device", "--config", str(missing)],
+        [sys.executable, "-m", "demo.device", "--config", str(missing)],
         capture_output=True,
         text=True,
         timeout=STOP_S,

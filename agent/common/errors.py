@@ -1,6 +1,7 @@
 """The one error base of the project, and the errors of the durable stores built on it.
 
     EdgeError              base of every error the project raises on its own behalf
+      InvalidTime          a duration or a point in time that cannot be parsed (exit status 2)
       StoreError           a state directory cannot be opened or written
         StoreCorrupt       a state file is damaged in a way a crash cannot explain
         StoreLocked        another process owns the state directory
@@ -18,6 +19,16 @@ class EdgeError(Exception):
     """Base of every error of the project; `exit_code` is a CLI's exit status for it."""
 
     exit_code = 1
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class InvalidTime(EdgeError):
+    """A duration or a point in time that cannot be parsed (common/timespec.py)."""
+
+    exit_code = 2
 
 
 class StoreError(EdgeError):

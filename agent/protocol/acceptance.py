@@ -52,7 +52,7 @@ class AcceptancePolicy:
     #: How long after a task's `expires_at` its replay record is kept (`ReplayRecord.forget_after`):
     #: None is the clock skew, for a cache forgotten by the wall clock (`MemoryReplayCache`). The
     #: agent's durable cache forgets by a floor of the clock that already trails by the skew
-    #: (agent/store/replay.py), and sets 0.
+    #: (agent/node/store/replay.py), and sets 0.
     replay_margin_s: float | None = None
 
     def forget_after(self, expires_at: float) -> float:

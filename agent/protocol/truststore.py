@@ -31,8 +31,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .. import tomlio
-from ..fileio import PRIVATE, PUBLIC, write_atomic
+from ..common import tomlio
+from ..common.fileio import PRIVATE, PUBLIC, write_atomic
 from .errors import AuthenticationError, TrustStoreError
 from .keys import ALGORITHMS, Alg, Ed25519Verifier, HmacVerifier, Verifier
 

@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.errors import ConfigError
-from agent.mqtt import tls_context
+from agent.node.errors import ConfigError
+from agent.node.link.mqtt import tls_context
 
 from .errors import ClientConfigError, ConnectFailed
 from .settings import ClientConfig

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from agent.common.errors import InvalidTime
+from agent.common.timespec import parse_time
 from agent.protocol import ALLOWED_DTYPES
-from provisioning.errors import InvalidTime
-from provisioning.timespec import parse_time
 
 from .errors import UsageError
 

@@ -6,7 +6,7 @@ variables, then command-line flags (later layers win).
 The file is the one `edge-provision bundle` writes (`[operator]`/`[dashboard]`/`[device]` with
 `name`, `[mqtt]`, `[security]` with `kid`, `alg`, `signing_key`, `trust_store`), plus optional
 `[submit]` and `[watch]` sections for the tools' defaults. `[mqtt]` has exactly the agent's keys
-and checks (agent/config.py), so `EDGE_MQTT_PORT` means the same to every program. Relative paths
+and checks (agent/node/config.py), so `EDGE_MQTT_PORT` means the same to every program. Relative paths
 are relative to the file (to the working directory for variables and flags). Without a file,
 variables and flags alone can configure a client.
 """
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from agent import tomlio
-from agent.config import MqttSection, SecuritySection, _check_range, _convert
-from agent.errors import ConfigError
+from agent.common import tomlio
+from agent.node.config import MqttSection, SecuritySection, _check_range, _convert
+from agent.node.errors import ConfigError
 from agent.protocol import Signer, TopicError, Topics, TrustStore, TrustStoreError, load_signer
 
 from .errors import ClientConfigError

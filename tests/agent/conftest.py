@@ -26,9 +26,9 @@ from typing import Any
 
 import pytest
 
-from agent.config import Config, load_config
+from agent.node.app import Agent
+from agent.node.config import Config, load_config
 from agent.protocol import Result, Signer, Topics, TrustStore, load_signer, make_task, open_agent_message
-from agent.runner import Agent
 from broker import EmbeddedBroker, load_settings
 from tests.support.brokers import RunningBroker
 from tests.support.fleet import Fleet, edge_provision, provision

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from agent.node.app import Agent
+from agent.node.store import META, REPLAY, DurableReplayCache, Store
+from agent.node.store.replay import FLOOR_KEY
 from agent.protocol import AcceptancePolicy, TaskRejected, accept_task
-from agent.runner import Agent
-from agent.store import META, REPLAY, DurableReplayCache, Store
-from agent.store.replay import FLOOR_KEY
 from tests.agent.conftest import TIMEOUT, TOPICS, Site
 from tests.protocol.keyring import NODE, NOW, Keyring, sign, task_body
 
@@ -97,7 +97,7 @@ class Monotonic:
 
 
 def test_the_floor_forgets_rows_only_when_no_later_clock_can_accept_their_tasks(tmp_path: Path) -> None:
-    """The rule of agent/store/replay.py, on a real store, with real signed tasks and checks 1-7."""
+    """The rule of agent/node/store/replay.py, on a real store, with real signed tasks and checks 1-7."""
     keys = Keyring()
     trust = keys.trust()
     monotonic = Monotonic()

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import EXIT_CONFIG, main
-from agent.config import build_config, load_config
-from agent.errors import ConfigError
+from agent.node.cli import EXIT_CONFIG, main
+from agent.node.config import build_config, load_config
+from agent.node.errors import ConfigError
 from tests.agent.conftest import Site
 
 MINIMAL = {"agent": {"node": "n1"}, "security": {"signing_key": "k", "trust_store": "t"}}

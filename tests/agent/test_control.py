@@ -8,7 +8,9 @@ import threading
 import time
 from typing import Any
 
-from agent.control import COMMANDS
+from agent.node.exec.pool import WorkerPool, WorkerSettings
+from agent.node.intake.control import COMMANDS
+from agent.node.store import TASKS
 from agent.protocol import (
     Event,
     Heartbeat,
@@ -20,8 +22,6 @@ from agent.protocol import (
     packb,
     sign_task,
 )
-from agent.store import TASKS
-from agent.workers import WorkerPool, WorkerSettings
 from tests.agent.conftest import TIMEOUT, TOPICS, AgentProcess, Site, agent_process
 from tests.support.fleet import edge_provision
 from tests.support.mqtt import TestClient

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.node.store import OUTBOX, TASKS, Op, Store
 from agent.protocol import Result, open_envelope
-from agent.store import OUTBOX, TASKS, Op, Store
 from tests.agent.conftest import TIMEOUT, TOPICS, AgentProcess, Site, agent_process
 from tests.support.mqtt import TestClient
 

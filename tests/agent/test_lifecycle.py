@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
+from agent.node.store import TASKS
 from agent.protocol import Event
-from agent.store import TASKS
 from tests.agent.conftest import TIMEOUT, TOPICS, Site
 
 RESULTS = TOPICS.prefix + "/results/node-1/#"

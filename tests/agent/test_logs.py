@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.config import build_config
-from agent.logs import setup_logging, task_context, task_extra, wants_json
+from agent.node.config import build_config
+from agent.node.observe.logs import setup_logging, task_context, task_extra, wants_json
 
 TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 MINIMAL = {"agent": {"node": "node-7"}, "security": {"signing_key": "k", "trust_store": "t"}}

@@ -9,7 +9,7 @@ import threading
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.metrics import CONTENT_TYPE, MetricError, Registry, escape_label, format_value
+from agent.node.observe.metrics import CONTENT_TYPE, MetricError, Registry, escape_label, format_value
 
 
 def _families(text: str) -> dict[str, object]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.mqtt import Handlers, LinkSettings, MqttLink
+from agent.node.link.mqtt import Handlers, LinkSettings, MqttLink
 from tests.support.services import free_port, run_mosquitto
 
 TIMEOUT = 20.0

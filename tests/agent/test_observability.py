@@ -19,9 +19,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent import __version__
-from agent.errors import ConfigError
+from agent.node.app import Agent
+from agent.node.errors import ConfigError
 from agent.protocol import RejectReport, Result
-from agent.runner import Agent
 from tests.agent.conftest import TIMEOUT, TOPICS, Site, agent_process
 
 RESULTS = TOPICS.prefix + "/results/node-1/#"

@@ -19,8 +19,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import MQTTException, Properties
 
-from agent import pahofast
-from agent.pahofast import LazyMessageInfo, SharedTablesProperties
+from agent.node.link import pahofast
+from agent.node.link.pahofast import LazyMessageInfo, SharedTablesProperties
 from tests.support.services import free_port, run_mosquitto
 
 #: Every property a PUBLISH or a PUBACK may carry, with a value of its type.

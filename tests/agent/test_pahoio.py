@@ -22,8 +22,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent import pahoio
-from agent.pahoio import READ_SIZE, BatchingClient, whole_packet
+from agent.node.link import pahoio
+from agent.node.link.pahoio import READ_SIZE, BatchingClient, whole_packet
 from tests.support.services import free_port, run_mosquitto
 
 TIMEOUT = 20.0

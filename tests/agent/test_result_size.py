@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from agent.node.publish.signing import pack_with_raw
+from agent.node.store import OUTBOX, Op, Store
 from agent.protocol import Result, packb
-from agent.results import pack_with_raw
-from agent.store import OUTBOX, Op, Store
 from tests.agent.conftest import TOPICS, Site
 
 MAX_PAYLOAD = 1 << 20  # the default of security.max_payload

@@ -9,7 +9,8 @@ import threading
 import numpy as np
 import pytest
 
-from agent.errors import ResultTooLarge
+from agent.node.errors import ResultTooLarge
+from agent.node.publish.signing import Signing, SignOnce
 from agent.protocol import (
     Ed25519Signer,
     Result,
@@ -21,7 +22,6 @@ from agent.protocol import (
     signer_from_bytes,
 )
 from agent.protocol.keys import Alg
-from agent.results import Signing, SignOnce
 from tests.protocol.keyring import Keyring
 
 ALGS: list[Alg] = ["ed25519", "hmac-sha256"]

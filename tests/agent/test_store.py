@@ -20,11 +20,11 @@ import pytest
 from tinydb import Query
 
 from agent.common.journal import frame, scan, snapshot_bytes
-from agent.errors import StoreCorrupt, StoreError, StoreLocked, StoreWriteFailed
+from agent.node.errors import StoreCorrupt, StoreError, StoreLocked, StoreWriteFailed
+from agent.node.store import HISTORY, META, OUTBOX, REPLAY, TASKS, DurableReplayCache, Op, Store
+from agent.node.store import store as store_module
+from agent.node.store.store import LEGACY_SNAPSHOT_MAGIC
 from agent.protocol import ReplayRecord
-from agent.store import HISTORY, META, OUTBOX, REPLAY, TASKS, DurableReplayCache, Op, Store
-from agent.store import store as store_module
-from agent.store.store import LEGACY_SNAPSHOT_MAGIC
 from tests.support.faults import InjectedFaults
 
 
@@ -406,7 +406,7 @@ def test_compaction_bounds_the_journal_and_keeps_the_state(tmp_path: Path) -> No
 _FULL_AT_COMPACTION = """
 import json, logging, resource, sys
 from pathlib import Path
-from agent.store import TASKS, Op, Store
+from agent.node.store import TASKS, Op, Store
 
 logging.basicConfig(level=logging.INFO)
 store = Store.open(Path(sys.argv[1]), compact_bytes=16 << 10)
@@ -532,7 +532,7 @@ def test_the_session_counter_is_durable(tmp_path: Path) -> None:
 _WRITER = """
 import sys, threading
 from pathlib import Path
-from agent.store import Op, Store, TASKS, HISTORY
+from agent.node.store import Op, Store, TASKS, HISTORY
 store = Store.open(Path(sys.argv[1]), compact_bytes=int(sys.argv[2]))
 start = len(store.tables[TASKS])
 lock = threading.Lock()
@@ -591,8 +591,8 @@ def test_kill_9_at_any_instant_loses_nothing_that_was_durable(tmp_path: Path, co
 _SHORT_WRITE = """
 import json, resource, sys
 from pathlib import Path
-from agent.store import TASKS, Op, Store
-from agent.errors import StoreError
+from agent.node.store import TASKS, Op, Store
+from agent.node.errors import StoreError
 
 store = Store.open(Path(sys.argv[1]), compact_bytes=1 << 30)
 acknowledged = []

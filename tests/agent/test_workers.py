@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from agent.node.exec.pool import RECHECK_IDLE_S, Worker, WorkerPool, WorkerSettings
 from agent.protocol import build_task, packb
-from agent.workers import RECHECK_IDLE_S, Worker, WorkerPool, WorkerSettings
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import StoreCorrupt
-from agent.store import TASKS, Op, Store
+from agent.node.errors import StoreCorrupt
+from agent.node.store import TASKS, Op, Store
 from broker.store import Store as BrokerStore
 from tests.support.stores import broker_state
 

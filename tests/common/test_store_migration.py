@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from agent.common.journal import MAGIC, SNAPSHOT_MAGIC, scan
-from agent.store import META, OUTBOX, TASKS, Op, Store
+from agent.node.store import META, OUTBOX, TASKS, Op, Store
 from tests.support.stores import broker_state
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "legacy_stores"

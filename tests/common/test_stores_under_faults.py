@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import StoreCorrupt, StoreWriteFailed
-from agent.store import TASKS, Op, Store
+from agent.node.errors import StoreCorrupt, StoreWriteFailed
+from agent.node.store import TASKS, Op, Store
 from broker.errors import StoreError
 from broker.store import Store as BrokerStore
 from tests.support.faults import InjectedFaults

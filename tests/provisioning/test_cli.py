@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import tomlio
+from agent.common import tomlio
 from agent.protocol import TrustStore, load_signer
 from tests.support.services import require_tool
 

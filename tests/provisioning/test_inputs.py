@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from agent.common.timespec import format_time, parse_duration, parse_time
 from provisioning.errors import InputError, InvalidName, InvalidTarget, InvalidTime
 from provisioning.identities import bulk_names, check_alg, check_name, parse_pools, parse_targets
-from provisioning.timespec import format_time, parse_duration, parse_time
 
 
 @pytest.mark.parametrize("name", ["node-1", "a", "A_b.c:d-e", "x" * 64, "all-nodes", "0"])

@@ -52,7 +52,7 @@ def embedded(settings: Mapping[str, Any]) -> Iterator[BrokerThread]:
 
 def write_credentials(workdir: Path, users: Mapping[str, str], acl: Mapping[str, Any]) -> tuple[Path, Path]:
     """`passwd` ($7$ hashes) and `acl.toml` for the embedded broker, as provisioning writes them."""
-    from agent import tomlio
+    from agent.common import tomlio
 
     passwd = workdir / "passwd"
     passwd.write_text("".join(f"{user}:{hash_password(pw)}\n" for user, pw in users.items()))

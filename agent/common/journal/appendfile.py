@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import NoReturn
 
-from agent.fileio import PRIVATE
+from agent.common.fileio import PRIVATE
 
 from ..errors import StoreWriteFailed
 

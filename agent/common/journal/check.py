@@ -18,8 +18,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
+from agent.common.journal import frames
+
 from ..errors import StoreCorrupt
-from . import frames
 from .directory import JournalDirectory, Layout, journal_files, read_snapshot
 
 

@@ -38,10 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from agent.fileio import PRIVATE, fsync_dir, write_atomic
+from agent.common.fileio import PRIVATE, fsync_dir, write_atomic
+from agent.common.journal import frames
 
 from ..errors import StoreCorrupt, StoreError, StoreLocked
-from . import frames
 from .appendfile import OS, AppendFile, FileOps
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,18 @@
+"""The agent process of one edge node, one subpackage per stage of a task's path.
+
+    link/     the MQTT connection: paho, batched reads and writes, the link's settings
+    intake/   receipt: checks 1-9 of PROTOCOL 4/5, one group commit per batch, acknowledgements;
+              control commands (PROTOCOL 8) and the task queries they answer
+    store/    the durable state (TinyDB tables on the journal engine), the replay cache
+    tasks/    a task's life: lifecycle, the ready queue by priority, APScheduler timers, dispatch
+    exec/     the worker processes that run the kernels, and the kernel catalogue
+    publish/  signing results, the outbox, presence and heartbeats
+    observe/  logs, metrics, health, the HTTP endpoint, the audit log
+    app.py    builds the parts above and wires them; start, stop, run until idle
+    cli.py    `edge-agent`: run, check, store check, state
+
+A task goes link -> intake -> store -> tasks -> exec -> publish -> link. Imports point down that
+list of layers (app at the top; store, config, errors at the bottom) and never up: the contracts in
+pyproject.toml ([tool.importlinter]) check it in `make lint`. Everything here may use
+`agent.protocol` and `agent.common`; nothing outside the agent process imports `agent.node`.
+"""

@@ -1,0 +1,7 @@
+"""`python -m demo`: what `make run` runs."""
+
+import sys
+
+from .run import main
+
+sys.exit(main())
