@@ -27,10 +27,11 @@ run: $(STAMP)  ## demo: a fleet in .demo, broker, agent, a device sending tasks,
 test: $(STAMP)  ## run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)  ## ruff and mypy
+lint: $(STAMP)  ## ruff, mypy and the import rules (lint-imports)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)  ## run every benchmark under benchmarks/ and print the figures
 	@for b in benchmarks/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

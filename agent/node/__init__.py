@@ -7,12 +7,17 @@
     tasks/    a task's life: lifecycle, the ready queue by priority, APScheduler timers, dispatch
     exec/     the worker processes that run the kernels, and the kernel catalogue
     publish/  signing results, the outbox, presence and heartbeats
-    observe/  logs, metrics, health, the HTTP endpoint, the audit log
-    app.py    builds the parts above and wires them; start, stop, run until idle
+    observe/  what every stage records: logs, metrics and telemetry counters, the audit log
+    status/   what the agent reports about itself: health, gauges, the HTTP endpoint
+    app.py    builds the parts above and wires them (constructors only); start, stop, run until idle
+    reload.py SIGHUP and sys.reload: trust store and configuration, all or nothing
+    keys.py   the agent's signing key and trust store, from its bundle
     cli.py    `edge-agent`: run, check, store check, state
 
-A task goes link -> intake -> store -> tasks -> exec -> publish -> link. Imports point down that
-list of layers (app at the top; store, config, errors at the bottom) and never up: the contracts in
-pyproject.toml ([tool.importlinter]) check it in `make lint`. Everything here may use
-`agent.protocol` and `agent.common`; nothing outside the agent process imports `agent.node`.
+A task goes link -> intake -> store -> tasks -> exec -> publish -> link. Imports follow layers,
+from the top: cli; app; reload | status; intake; tasks; exec | publish; link | keys; store;
+observe; config; errors. A module imports only from layers below its own (siblings in one layer
+not from each other), and there are no import cycles: the contracts in pyproject.toml
+([tool.importlinter]) check both in `make lint`. Everything here may use `agent.protocol` and
+`agent.common`; nothing outside the agent process imports `agent.node`.
 """

@@ -21,33 +21,34 @@ import logging
 import queue
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .config import Config
-from .errors import ConfigError, ReloadError, StoreError, WorkerError
+from .errors import ConfigError, ReloadError, WorkerError
 from .exec.catalogue import Catalogue
-from .exec.pool import Begun, Outcome, Worker, WorkerPool, WorkerSettings
+from .exec.pool import WorkerPool, WorkerSettings
 from .intake.control import Control
 from .intake.intake import Intake
-from .keys import link_settings, load_agent_signer, load_trust
+from .keys import load_agent_signer, load_trust
 from .link.mqtt import Handlers, MqttLink
+from .link.settings import link_settings
 from .observe.audit import AuditLog
-from .observe.health import Health
-from .observe.telemetry import Telemetry, watch_agent
+from .observe.telemetry import Telemetry
 from .publish.outbox import Outbox
 from .publish.presence import Counts, Heartbeats, PresenceRecords
 from .publish.signing import Publication, Signing, output_budget
 from .reload import ReloadReport, reload_agent
+from .status.gauges import watch_agent
+from .status.health import Health
 from .store import META, TASKS, Op, Store
-from .tasks.lifecycle import Attempt, Lifecycle
-from .tasks.scheduler import TIMED_OUT
+from .tasks.dispatch import Dispatcher
+from .tasks.lifecycle import Lifecycle
 
 if TYPE_CHECKING:
-    from .observe.httpd import StatusServer
+    from .status.httpd import StatusServer
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,14 @@ EXPIRY_SWEEP_S = 0.5
 SWITCH_INTERVAL_S = 0.0005
 
 
-def _open_store(config: Config) -> Store:
+def _open_store(config: Config, **options: Any) -> Store:
     s = config.store
     return Store.open(
-        config.agent.data_dir, fsync=s.fsync, compact_bytes=s.compact_bytes, retention_days=s.retention_days
+        config.agent.data_dir,
+        fsync=s.fsync,
+        compact_bytes=s.compact_bytes,
+        retention_days=s.retention_days,
+        **options,
     )
 
 
@@ -83,6 +88,12 @@ def _worker_settings(config: Config) -> WorkerSettings:
 class Agent:
     """One agent process's parts; see the module docstring for the order of things."""
 
+    # Built in __init__; named here because the callbacks handed to the store and the link
+    # before these exist (lambdas) read them when they run, after __init__.
+    link: MqttLink
+    outbox: Outbox
+    intake: Intake
+
     def __init__(
         self, config: Config, catalogue: Catalogue | None = None, clock: Callable[[], float] = time.time
     ) -> None:
@@ -93,7 +104,8 @@ class Agent:
         self.trust = load_trust(config)
         max_payload = config.security.max_payload
         self.catalogue = catalogue or Catalogue.load(config.testing.test_kernels, output_budget(max_payload))
-        self.store = _open_store(config)
+        # A group commit's callbacks publish its results: held, they leave in one socket write.
+        self.store = _open_store(config, around_callbacks=lambda: self.link.writes_held())
         settings = link_settings(config, self._remembered_protocol())
         self.audit = _open_audit(config)
         self.signing = Signing(node, topics, self.signer, max_payload)
@@ -109,14 +121,18 @@ class Agent:
             ),
         )
         self.outbox = Outbox(self.store, self.link, self.signing)
-        self.store.around_callbacks = self.link.writes_held  # a group commit's results: one write
+        self.telemetry = Telemetry()
         self.lifecycle = Lifecycle(
             config,
             self.store,
             self.signing,
             self.outbox,
-            self.publish_event if config.events.enabled else None,
+            self.publish_event,
+            telemetry=self.telemetry,
+            handed_off=True,
         )
+        self.pool = WorkerPool(_worker_settings(config))
+        self.dispatcher = Dispatcher(self.lifecycle, self.pool)
         self.control = Control(self.store, self.lifecycle, self.signing, self.audit, steering=self)
         self.intake = Intake(
             config,
@@ -130,20 +146,13 @@ class Agent:
             self.audit,
             control=self.control,
             clock=clock,
+            telemetry=self.telemetry,
+            dispatch=self.dispatcher.dispatch_idle,
         )
-        self.pool = WorkerPool(_worker_settings(config))
-        self.telemetry = Telemetry()
-        self.lifecycle.telemetry = self.intake.telemetry = self.telemetry
         self.health = Health(node, self.link, self.store, self.pool)
         watch_agent(self.telemetry.registry, self)
         self.http: StatusServer | None = None  # /metrics and /health, from start() on
         self.state = "running"
-        self._stopping = threading.Event()
-        self._closing = False  # stop() began: running attempts finish, no new one starts
-        self._drivers: list[threading.Thread] = []
-        self._inboxes: dict[queue.SimpleQueue[Any], Worker] = {}  # a driver's inbox -> its worker
-        self.dispatched = 0  # attempts the intake sent to an idle worker itself (dispatch_idle)
-        self.pipelined = 0  # attempts sent to a worker before the outcome of its last was handled
 
     # -- callbacks ----------------------------------------------------------------------------------
 
@@ -218,118 +227,11 @@ class Agent:
         self.intake.replay.expire(self.clock())
         self.store.expire_history()
 
-    # -- workers ----------------------------------------------------------------------------------------
-
-    def _drive(self, worker: Worker, inbox: queue.SimpleQueue[Any]) -> None:
-        """One thread per worker: take the most urgent ready task, run it, report how it ended."""
-        handed: Handed | None = None  # the next attempt, already sent to the worker (pipelined)
-        while handed is not None or not self._stopping.is_set():
-            try:
-                handed = self._attempt(worker, inbox, handed)
-            except StoreError as exc:  # the agent is stopping (run_agent sees store.failed)
-                log.critical("worker %d stopped: %s", worker.index, exc)
-                return
-            except Exception:  # a bug: logged and contained, the worker goes on with the next task
-                log.exception("worker %d: an attempt failed in the agent", worker.index)
-                handed = None
-
-    def _attempt(self, worker: Worker, inbox: queue.SimpleQueue[Any], handed: Handed | None) -> Handed | None:
-        """One attempt to its end; returns the next one if it was sent before this one's outcome
-        was handled (see `_pipelined`)."""
-        if handed is None:
-            waited = self.lifecycle.ready.wait(inbox, timeout=0.2)
-            if waited is TIMED_OUT:
-                if not self._stopping.is_set():
-                    worker.ensure_alive()  # one killed while idle is replaced now, not at the next task
-                return None
-            if waited is None:  # look at the ready queue
-                if self._closing:
-                    return None
-                attempt = self.lifecycle.take_now(worker)  # registered in lifecycle.running
-                if attempt is None:
-                    return None
-                handed = (attempt, None)
-            else:  # the intake took it and sent it to this worker already (dispatch_idle)
-                handed = waited
-        attempt = handed[0]
-        outcome = self._end(worker, *handed)
-        follow = self._pipelined(worker) if outcome.code != "stopped" else None
-        try:
-            self._report(attempt, outcome)
-        except StoreError:
-            raise
-        except Exception:  # a bug: logged and contained; the attempt sent meanwhile still ends
-            log.exception("worker %d: an attempt's outcome failed in the agent", worker.index)
-        return follow
-
-    def _end(self, worker: Worker, attempt: Attempt, begun: Begun | Outcome | None) -> Outcome:
-        """Wait for the outcome of `attempt` (sent already unless `begun` is None)."""
-        try:
-            timeout = self.lifecycle.timeout_for(attempt.plan)
-            if begun is None:
-                outcome = worker.run(attempt.plan.kernel, attempt.body, attempt.attempt, timeout, attempt.tag)
-            elif isinstance(begun, Outcome):
-                outcome = begun
-            else:
-                outcome = worker.end(begun, timeout)
-        except WorkerError as exc:
-            log.error("worker %d cannot start: %s", worker.index, exc)
-            outcome = Outcome(False, time.time(), time.time(), code="worker_crashed", message=str(exc))
-            self._stopping.wait(1.0)
-        finally:
-            self.lifecycle.running.pop(attempt.key, None)
-        return outcome
-
-    def _pipelined(self, worker: Worker) -> Handed | None:
-        """With tasks ready, the next one goes to the worker before this outcome is handled (its
-        result signed and committed): the worker runs while the agent does that work."""
-        if self._closing:
-            return None
-        handed = self._send_next(worker)
-        if handed is not None and handed[1] is not None:
-            self.pipelined += 1
-        return handed
-
-    def _send_next(self, worker: Worker) -> Handed | None:
-        """The most urgent ready task, taken for `worker` and sent to it; None if none is ready.
-        If sending fails (a bug), the attempt comes back unsent: its driver runs it from the start
-        (`_end`), so a taken attempt is never left without an outcome."""
-        attempt = self.lifecycle.take_now(worker)
-        if attempt is None:
-            return None
-        try:
-            return (attempt, worker.begin(*_request(attempt), replace=False))
-        except Exception:
-            log.exception("worker %d: sending an attempt failed; its driver runs it", worker.index)
-            return (attempt, None)
-
-    def _report(self, attempt: Attempt, outcome: Outcome) -> None:
-        if outcome.code == "stopped":
-            self.lifecycle.requeue(attempt)  # killed by the stop, not by its own doing
-        else:
-            self.lifecycle.finished(attempt, outcome)
-
-    def dispatch_idle(self) -> None:
-        """The intake thread, after queueing a batch: each task that an idle worker can take is
-        taken and sent to that worker here, and its driver, woken meanwhile, only waits for the
-        outcome. (Woken first, the driver would take and send it itself, a wake-up later.)"""
-        ready = self.lifecycle.ready
-        while (inbox := ready.claim_idle()) is not None:
-            handed: Handed | None = None
-            try:  # whatever happens, the claimed driver gets something: it waits for it
-                handed = self._send_next(self._inboxes[inbox])
-            finally:
-                inbox.put(handed)
-            if handed is None:
-                return
-            if handed[1] is not None:
-                self.dispatched += 1
-
     # -- life cycle -----------------------------------------------------------------------------------------
 
     def start(self) -> None:
         if self.config.metrics.enabled:  # first: a port in use stops the start before anything runs
-            from .observe.httpd import StatusServer  # http.server only when the endpoint is wanted
+            from .status.httpd import StatusServer  # http.server only when the endpoint is wanted
 
             self.http = StatusServer(
                 self.config.metrics.host, self.config.metrics.port, self.telemetry.registry, self.health
@@ -353,16 +255,17 @@ class Agent:
         except WorkerError:
             self.link.stop()  # online for a moment, then the Will: no worker could start
             raise
-        for worker in self.pool.workers:
-            inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-            self._inboxes[inbox] = worker
-            thread = threading.Thread(
-                target=self._drive, args=(worker, inbox), name=f"worker-{worker.index}", daemon=True
-            )
-            thread.start()
-            self._drivers.append(thread)
-        self.lifecycle.dispatcher = self.dispatch_idle
+        self.dispatcher.start()
         self.audit.record("start", node=self.config.node, restored_tasks=restored, unsent_results=unsent)
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload's hot keys (reload.py `HOT_KEYS`): every part that reads them gets `config`."""
+        self.config = config
+        self.intake.reconfigure(config)
+        self.lifecycle.reconfigure(config)
+        self.lifecycle.timers.every(config.heartbeat.interval_s, self.publish_heartbeat, "heartbeat")
+        self.store.retention_days = config.store.retention_days
+        logging.getLogger().setLevel(config.log.level.upper())
 
     def reload(self) -> ReloadReport:
         """SIGHUP or sys.reload: trust store and configuration (see reloading.py); `ReloadError`
@@ -394,17 +297,16 @@ class Agent:
         """Clean stop; see the module docstring."""
         grace = self.config.workers.grace_s if grace is None else grace
         self.state = "draining"
-        self._closing = True
+        self.dispatcher.close()
         self.intake.stop()
         self.lifecycle.timers.stop()
         deadline = time.monotonic() + grace
         while self.pool.busy and time.monotonic() < deadline:
             time.sleep(0.02)
-        self._stopping.set()
+        self.dispatcher.stop()
         self.lifecycle.ready.close()
         self.pool.stop(timeout=1.0)  # running attempts still there are killed, then requeued
-        for thread in self._drivers:
-            thread.join(10)
+        self.dispatcher.join(10)
         self.lifecycle.stop()
         if self.link.connected and not self.outbox.wait_empty(min(5.0, max(grace, 1.0))):
             log.warning(
@@ -423,15 +325,6 @@ class Agent:
         self.audit.record("stop", node=self.config.node)
         self.store.close()
         self.audit.close()
-
-
-#: An attempt taken for a worker, and what `Worker.begin` returned (None: not sent yet).
-Handed = tuple[Attempt, Begun | Outcome | None]
-
-
-def _request(attempt: Attempt) -> tuple[str, bytes, int, object]:
-    """`Worker.begin`'s arguments for `attempt`."""
-    return attempt.plan.kernel, attempt.body, attempt.attempt, attempt.tag
 
 
 def run_agent(config: Config) -> int:

@@ -108,7 +108,8 @@ def _store_check(data_dir: Path, *, cut: bool) -> int:
 
 
 def _check(config: Config) -> int:
-    from .keys import link_settings, load_agent_signer, load_trust
+    from .keys import load_agent_signer, load_trust
+    from .link.settings import link_settings
     from .store import Store
 
     load_agent_signer(config)

@@ -15,15 +15,12 @@ import dataclasses
 import logging
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ..protocol import TrustStoreError
+from ..protocol import TrustStore, TrustStoreError
 from .config import SECTION_CLASSES, Config, load_config
 from .errors import ConfigError, ReloadError
-from .intake.ratelimit import TokenBucket
-
-if TYPE_CHECKING:
-    from .app import Agent
+from .observe.audit import AuditLog
 
 log = logging.getLogger(__name__)
 _ONE_AT_A_TIME = threading.Lock()  # SIGHUP (main thread) and sys.reload (intake thread)
@@ -97,13 +94,24 @@ def reread(config: Config) -> Config:
     return load_config(config.source, environ=config.environ)
 
 
-def reload_agent(agent: Agent) -> ReloadReport:
+class Reloadable(Protocol):
+    """What a reload reads and calls (agent.node.app.Agent)."""
+
+    config: Config
+    trust: TrustStore
+    audit: AuditLog
+
+    def reconfigure(self, config: Config) -> None:
+        """Every part that reads a hot key gets `config` (HOT_KEYS changed, nothing else)."""
+
+
+def reload_agent(agent: Reloadable) -> ReloadReport:
     """Read both files, then apply; on any error nothing changes and `ReloadError` says why."""
     with _ONE_AT_A_TIME:
         return _reload(agent)
 
 
-def _reload(agent: Agent) -> ReloadReport:
+def _reload(agent: Reloadable) -> ReloadReport:
     try:
         new = reread(agent.config)
         agent.trust.reload()  # replaces the keys only when the whole file is valid
@@ -115,7 +123,7 @@ def _reload(agent: Agent) -> ReloadReport:
         raise ReloadError(message) from None
     merged, applied, restart_needed = merge_hot(agent.config, new)
     if applied:
-        apply(agent, merged)
+        agent.reconfigure(merged)
     report = ReloadReport(
         len(agent.trust),
         tuple(applied),
@@ -130,20 +138,3 @@ def _reload(agent: Agent) -> ReloadReport:
     )
     agent.audit.record("reload", keys=report.trusted_keys, applied=applied, restart_needed=restart_needed)
     return report
-
-
-def apply(agent: Agent, config: Config) -> None:
-    """Hand the merged configuration to every part that reads it (they read it at each use)."""
-    agent.config = agent.intake.config = agent.lifecycle.config = config
-    intake = agent.intake
-    intake.policy = dataclasses.replace(
-        intake.policy,
-        clock_skew_s=config.security.clock_skew_s,
-        max_lifetime_s=config.security.max_lifetime_s,
-    )
-    if intake.rejects_limit.rate != config.rejects.rate_per_s:
-        intake.rejects_limit = TokenBucket(config.rejects.rate_per_s)
-    agent.lifecycle.publish_event = agent.publish_event if config.events.enabled else None
-    agent.lifecycle.timers.every(config.heartbeat.interval_s, agent.publish_heartbeat, "heartbeat")
-    agent.store.retention_days = config.store.retention_days
-    logging.getLogger().setLevel(config.log.level.upper())

@@ -16,12 +16,12 @@ from typing import Any
 
 from .collect import Collector, Pending, Update
 from .exchange import close_quietly, connect, exit_status, publish_all, subscribe_answers, wait_answers
+from .options import PROG, resolve_target, trusted
 from .params import parse_duration
 from .progress import Progress
 from .render import dumps
 from .settings import ClientConfig
 from .spec import load_batch, target_node
-from .submit import PROG, resolve_target, trusted
 
 
 def _outcome(item: Pending) -> tuple[str, str | None]:

@@ -19,8 +19,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from agent.protocol import TrustStore
-
 from .cli import add_config_options, load_config, run_tool
 from .collect import Collector, Update
 from .errors import EXIT_OK, EXIT_STATUS_HELP, UsageError
@@ -33,12 +31,12 @@ from .exchange import (
     subscribe_answers,
     wait_answers,
 )
+from .options import PROG, resolve_target, trusted
 from .params import build_params, parse_duration, parse_when
 from .render import describe_result, dumps, jsonable, result_document
 from .settings import ClientConfig
 from .spec import TaskSpec, target_node
 
-PROG = "edge-submit"
 EXAMPLES = """examples:
   edge-submit -c op-1/operator.toml --node node-1 --kernel stats --param 'signal=[1,2,3]'
   edge-submit -c op-1/operator.toml --node node-1 --kernel fir_filter \\
@@ -207,14 +205,6 @@ def with_default_command(argv: Sequence[str]) -> list[str]:
 # --- the commands -----------------------------------------------------------------------------------
 
 
-def resolve_target(args: argparse.Namespace, config: ClientConfig) -> str | None:
-    if getattr(args, "all", False):
-        return "all"
-    if getattr(args, "pool", None):
-        return f"pool:{args.pool}"
-    return args.node or config.submit.node
-
-
 def _wait_timeout(args: argparse.Namespace, config: ClientConfig, extra: float = 0.0) -> float:
     if args.wait_timeout is not None:
         return parse_duration(args.wait_timeout, "--wait-timeout")
@@ -285,16 +275,6 @@ class Printer:
         if self.as_json:
             for task_id in pending_ids:
                 print(dumps({"id": task_id, "status": "timeout", "error": {"code": "timeout"}}), flush=True)
-
-
-def trusted(config: ClientConfig) -> TrustStore:
-    """The trust store results are verified with; a device has none (and may not read results)."""
-    if config.role == "device" and config.security.trust_store is None:
-        raise UsageError(
-            "a device bundle cannot wait for results (no trust store, and its ACL forbids reading"
-            " them): add --no-wait, or use an operator bundle to wait for results"
-        )
-    return config.trust()
 
 
 def send_and_wait(

@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any
 
-from agent.node.tasks.scheduler import TIMED_OUT, ReadyQueue
+from agent.node.tasks.ready import TIMED_OUT, ReadyQueue
 
 
 def test_keys_leave_by_priority_then_arrival() -> None:

@@ -157,7 +157,6 @@ def test_the_callbacks_of_one_batch_run_inside_one_around_callbacks_block(
 ) -> None:
     """The agent holds the results' socket writes there: one write for a group commit's results."""
     monkeypatch.setattr(store_module, "PATIENT_S", 60.0)  # the patient commits wait for the urgent one
-    store = _open(tmp_path)
     events: list[str] = []
 
     @contextlib.contextmanager
@@ -168,7 +167,7 @@ def test_the_callbacks_of_one_batch_run_inside_one_around_callbacks_block(
         finally:
             events.append("exit")
 
-    store.around_callbacks = around
+    store = _open(tmp_path, around_callbacks=around)
     before = store.stats()
     store.commit([Op(TASKS, "k/1", {"n": 1})], lambda: events.append("k/1"), urgent=False)
     store.commit([Op(TASKS, "k/2", {"n": 2})], lambda: events.append("k/2"), urgent=False)
@@ -184,8 +183,6 @@ def test_the_callbacks_of_one_batch_run_inside_one_around_callbacks_block(
 def test_a_failing_around_callbacks_neither_skips_callbacks_nor_stops_the_writer(
     tmp_path: Path, fails_on: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = _open(tmp_path)
-
     @contextlib.contextmanager
     def around() -> Iterator[None]:
         if fails_on == "enter":
@@ -193,7 +190,7 @@ def test_a_failing_around_callbacks_neither_skips_callbacks_nor_stops_the_writer
         yield
         raise OSError("exit failed")
 
-    store.around_callbacks = around
+    store = _open(tmp_path, around_callbacks=around)
     for n in range(3):  # the writer is still there after the first failure
         done = threading.Event()
         store.commit([Op(TASKS, f"k/{n}", {"n": n})], done.set)

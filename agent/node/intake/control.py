@@ -39,7 +39,6 @@ from agent.protocol import AcceptedTask, Task, TaskRejected, is_valid_id, packb
 from ..errors import ReloadError, ResultTooLarge, StoreError
 from ..observe.audit import AuditLog
 from ..publish.signing import Signing, SignOnce
-from ..reload import ReloadReport
 from ..store import META, Op, Store
 from ..tasks.lifecycle import Lifecycle, task_key
 from .queries import STATUSES, TaskQueries
@@ -59,6 +58,12 @@ COMMANDS = {
 _STATE_KEY = "control"  # META document: {"draining": bool}
 
 
+class Report(Protocol):
+    """A reload's report (reload.py `ReloadReport`): the `sys.reload` result is its body."""
+
+    def to_body(self) -> dict[str, Any]: ...
+
+
 class Steering(Protocol):
     """What the agent offers to control commands (runner.Agent)."""
 
@@ -67,7 +72,7 @@ class Steering(Protocol):
 
     def set_draining(self, draining: bool) -> None: ...
 
-    def reload(self) -> ReloadReport: ...
+    def reload(self) -> Report: ...
 
     def load(self) -> tuple[int, int]:
         """(queued, running) now."""

@@ -12,6 +12,7 @@ queues a marker back to the intake thread, which then publishes its rejections a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import queue
@@ -98,7 +99,12 @@ class Intake:
         audit: AuditLog,
         control: Control = no_control,
         clock: Callable[[], float] = time.time,
+        *,
+        telemetry: Telemetry | None = None,
+        dispatch: Callable[[], None] = lambda: None,
     ) -> None:
+        """`dispatch`: called after each batch is queued, on this thread, to hand its tasks to
+        idle workers (tasks/dispatch.py `Dispatcher.dispatch_idle`)."""
         self.config = config
         self.store = store
         self.trust = trust
@@ -125,7 +131,8 @@ class Intake:
         self._in_batch = 0  # tasks accepted in the batch being decided (not yet in the store)
         self.accepting = True
         self._working = False
-        self.telemetry = Telemetry()  # the agent's replaces it (runner.py)
+        self.telemetry = telemetry or Telemetry()
+        self.dispatch = dispatch
         self.counts = {
             "accepted": 0,
             "redelivered": 0,
@@ -147,6 +154,17 @@ class Intake:
         """Stop taking deliveries; what is committed is still acknowledged first."""
         self._queue.put(_STOP)
         self._thread.join(timeout)
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload: the settings checks read from now on (each batch reads them once)."""
+        self.config = config
+        self.policy = dataclasses.replace(
+            self.policy,
+            clock_skew_s=config.security.clock_skew_s,
+            max_lifetime_s=config.security.max_lifetime_s,
+        )
+        if self.rejects_limit.rate != config.rejects.rate_per_s:
+            self.rejects_limit = TokenBucket(config.rejects.rate_per_s)
 
     def idle(self) -> bool:
         """Nothing queued, being decided, or committed but not yet acknowledged."""
@@ -212,7 +230,7 @@ class Intake:
         for decision in decisions:  # tasks may run before their commit is durable: their results
             if decision.start is not None:  # are committed after it, and acks wait for it
                 decision.start()
-        self.lifecycle.dispatch()  # to idle workers, from this thread: one hand-off less
+        self.dispatch()  # to idle workers, from this thread: one hand-off less
 
     def _near_full(self, batch: list[Delivery]) -> bool:
         """Whether every task of `batch` accepted could fill the queue (by count or by bytes)."""
@@ -375,9 +393,8 @@ class Intake:
 
         def after() -> None:
             self.outbox.send(key, result.publication())
-            publish_event = self.lifecycle.publish_event
-            if publish_event is not None:  # PROTOCOL 6: submitted -> rejected is a transition too
-                publish_event(
+            if self.lifecycle.events_enabled:  # PROTOCOL 6: submitted -> rejected is a transition too
+                self.lifecycle.publish_event(
                     self.signing.event(
                         exc.task_id,
                         "rejected",

@@ -1,4 +1,3 @@
-"""Watching the agent from outside: JSON logs, Prometheus metrics and the telemetry that feeds
-them, health checks, the HTTP endpoint (/metrics, /health), the audit log. The leaves (logs,
-metrics, audit) may be imported by every stage; telemetry and health read the parts they are
-given and import no stage."""
+"""What every stage records as it works: JSON logs, the Prometheus registry and the telemetry
+counters fed on the task path, and the audit log. Leaves: they import no stage, and every stage
+may import them (the gauges and /health that read the stages are in status/)."""

@@ -1,8 +1,8 @@
 """The agent's metrics: what its parts count as tasks go through, and what is read when scraped.
 
     telemetry = Telemetry()                 # counters and histograms, fed by one call per event
-    lifecycle.telemetry = intake.telemetry = telemetry
-    watch_agent(telemetry.registry, agent)  # gauges read from the agent at scrape time
+    Lifecycle(..., telemetry=telemetry); Intake(..., telemetry=telemetry)
+    watch_agent(telemetry.registry, agent)  # gauges read at scrape time (status/gauges.py)
     telemetry.registry.expose()
 
 Every name starts with `edge_agent_`; deploy/monitoring (dashboard, alert rules) uses only these,
@@ -14,17 +14,25 @@ scrape reads it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from agent import __version__
 from agent.protocol.errors import REJECT_CODES, TASK_REJECT_CODES
 
-from .metrics import LabelValues, Registry
+from .metrics import Registry
 
-if TYPE_CHECKING:
-    from ..app import Agent
-    from ..exec.pool import Outcome
+
+class EndedAttempt(Protocol):
+    """What `attempt_ended` reads of an attempt's outcome (exec.pool.Outcome has it)."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def started_at(self) -> float: ...
+    @property
+    def finished_at(self) -> float: ...
+    @property
+    def error(self) -> Any: ...
+
 
 #: Terminal statuses of PROTOCOL 6: every one exists at 0 from the start (rate() needs a first sample).
 STATUSES = ("completed", "abandoned", "expired", "cancelled", "rejected")
@@ -158,7 +166,7 @@ class Telemetry:
     def attempt_started(self, waited_s: float) -> None:
         self._waited.observe(waited_s)
 
-    def attempt_ended(self, kernel: str, outcome: Outcome) -> None:
+    def attempt_ended(self, kernel: str, outcome: EndedAttempt) -> None:
         self.run_time.labels(kernel).observe(max(0.0, outcome.finished_at - outcome.started_at))
         if not outcome.ok:
             self.attempt_failed(outcome.error["code"])
@@ -175,115 +183,3 @@ class Telemetry:
         counter.inc()
         if received_at is not None:
             self.accept_to_result.labels(status).observe(max(0.0, time.time() - received_at))
-
-
-def _one(value: float) -> dict[LabelValues, float]:
-    return {(): float(value)}
-
-
-def _by(names: tuple[str, ...], read: Callable[[str], float]) -> Callable[[], dict[LabelValues, float]]:
-    return lambda: {(name,): float(read(name)) for name in names}
-
-
-def watch_agent(registry: Registry, agent: Agent) -> None:
-    """Gauges and counters read from `agent` at scrape time (no locks of the task path)."""
-    _watch_work(registry, agent)
-    _watch_parts(registry, agent)
-
-
-def _watch_work(r: Registry, agent: Agent) -> None:
-    """What the agent is and what it has to do."""
-    started = time.time()
-    pool, lifecycle = agent.pool, agent.lifecycle
-
-    def info() -> dict[LabelValues, float]:
-        return {(agent.config.node, __version__, pool.backend): 1.0}
-
-    def depth(state: str) -> float:
-        running = pool.busy
-        queued = len(lifecycle.ready)
-        if state == "running":
-            return running
-        if state == "queued":
-            return queued
-        return max(0, lifecycle.active() - queued - running)
-
-    def draining() -> dict[LabelValues, float]:
-        return _one(agent.state == "draining" or not agent.intake.accepting)
-
-    r.gauge_function(
-        "edge_agent_info",
-        "The agent's node, version and kernel backend (always 1).",
-        info,
-        ["node", "version", "backend"],
-    )
-    r.gauge_function(
-        "edge_agent_start_time_seconds", "When the agent started (Unix time).", lambda: _one(started)
-    )
-    r.gauge_function("edge_agent_draining", "1 while the agent takes no new tasks (drain or stop).", draining)
-    r.gauge_function(
-        "edge_agent_queue_depth",
-        "Tasks by state: queued (ready), scheduled (waiting for a time), running.",
-        _by(QUEUE_STATES, depth),
-        ["state"],
-    )
-    r.gauge_function(
-        "edge_agent_queue_bytes",
-        "Bytes of the bodies of the tasks held (queued, scheduled, running); limits.queue_bytes bounds it.",
-        lambda: _one(agent.lifecycle.active_bytes()),
-    )
-    r.gauge_function(
-        "edge_agent_outbox_size",
-        "Results stored but not yet acknowledged by the broker.",
-        lambda: _one(agent.outbox.pending),
-    )
-    r.counter_function(
-        "edge_agent_store_compaction_failures_total",
-        "Compactions of the state that failed (a full disk?): the journal grows until one succeeds.",
-        lambda: _one(agent.store.stats().compaction_failures),
-    )
-
-
-def _watch_parts(r: Registry, agent: Agent) -> None:
-    """The state of its parts: broker link, workers, memory, health."""
-    import psutil  # the agent imports it already (heartbeats)
-
-    process = psutil.Process()
-    pool, link, health = agent.pool, agent.link, agent.health
-
-    def restarts(reason: str) -> float:
-        return sum(worker.restarts_by.get(reason, 0) for worker in pool.workers)
-
-    def checks() -> dict[LabelValues, float]:
-        return {(check.name,): float(check.ok) for check in health.checks()}
-
-    r.gauge_function("edge_agent_connected", "1 while connected to the broker.", lambda: _one(link.connected))
-    r.gauge_function("edge_agent_workers", "Worker processes configured.", lambda: _one(len(pool.workers)))
-    r.gauge_function("edge_agent_workers_alive", "Worker processes alive.", lambda: _one(pool.alive))
-    r.counter_function(
-        "edge_agent_worker_restarts_total",
-        "Worker processes replaced, by reason (timeout, crash, memory, cancel).",
-        _by(RESTART_REASONS, restarts),
-        ["reason"],
-    )
-    r.counter_function(
-        "edge_agent_reconnects_total",
-        "Connections to the broker after the first.",
-        lambda: _one(max(0, link.connects - 1)),
-    )
-    r.gauge_function(
-        "edge_agent_rss_bytes",
-        "Resident memory of the agent process (workers excluded).",
-        lambda: _one(process.memory_info().rss),
-    )
-    r.gauge_function(
-        "edge_agent_health_check",
-        "1 when the check passes (broker, store, workers), as /health reports it.",
-        checks,
-        ["check"],
-    )
-    r.gauge_function(
-        "edge_agent_healthy",
-        "1 when every health check passes (/health answers 200).",
-        lambda: _one(health.ok()),
-    )

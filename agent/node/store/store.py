@@ -129,6 +129,7 @@ class Store:
         compact_bytes: int = 8 << 20,
         retention_days: int = 7,
         ops: FileOps = OS,
+        around_callbacks: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.state_dir = self.data_dir / "state"
@@ -153,10 +154,9 @@ class Store:
         self._last_batch_s = 0.0
         self._durable_seq = 0  # commits written so far
         self._submitted_seq = 0
-        self.on_failure: Callable[[BaseException], None] = lambda exc: None
         #: Entered around the callbacks of each batch (the agent holds the socket writes of the
         #: results they publish until all have run: see `MqttLink.writes_held`).
-        self.around_callbacks: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
+        self._around_callbacks = around_callbacks
 
     @property
     def generation(self) -> int:
@@ -324,7 +324,6 @@ class Store:
                 with self._cond:
                     self._failure = exc
                     self._cond.notify_all()
-                self.on_failure(exc)
                 return
             self._run_callbacks(batch)
             with self._cond:
@@ -358,7 +357,7 @@ class Store:
         run even when entering `around_callbacks` failed."""
         around: contextlib.AbstractContextManager[None] | None = None
         try:
-            around = self.around_callbacks()
+            around = self._around_callbacks()
             around.__enter__()
         except Exception:
             log.exception("store: entering around_callbacks failed; the callbacks run without it")

@@ -36,14 +36,15 @@ from typing import Any, NamedTuple
 from agent.protocol import AcceptedTask, Limits, Task, unpackb
 
 from ..config import Config
-from ..errors import ResultTooLarge, StoreError
+from ..errors import ResultTooLarge
 from ..exec.pool import Outcome
 from ..observe.logs import task_extra
 from ..observe.telemetry import Telemetry
 from ..publish.outbox import Outbox, outbox_op
 from ..publish.signing import Publication, Signing, SignOnce
 from ..store import HISTORY, TASKS, Op, Store
-from .scheduler import Prepared, ReadyQueue, Timers, backoff_s, date_spec
+from .ready import ReadyQueue
+from .timers import Prepared, Timers, backoff_s, date_spec
 
 log = logging.getLogger(__name__)
 #: How loud the end of a run is in the log: a completed run is routine, an abandoned task is not.
@@ -139,12 +140,19 @@ class Lifecycle:
         signing: Signing,
         outbox: Outbox,
         publish_event: Callable[[Publication], None] | None = None,
+        *,
+        telemetry: Telemetry | None = None,
+        handed_off: bool = False,
     ) -> None:
+        """`publish_event`: lifecycle events go there while `[events] enabled` (read at each
+        event, so a reload turns them on or off). `handed_off`: an intake hands the tasks it
+        queues to idle workers itself (tasks/dispatch.py), so queueing them wakes no driver."""
         self.config = config
         self.store = store
         self.signing = signing
         self.outbox = outbox
-        self.publish_event = publish_event
+        self._publish_event = publish_event
+        self._handed_off = handed_off
         self.ready = ReadyQueue()
         self.timers = Timers(store, self._due_later)
         self._due: queue.SimpleQueue[tuple[str, dict[str, Any], float] | None] = queue.SimpleQueue()
@@ -157,9 +165,12 @@ class Lifecycle:
         self._rng = random.Random()
         self.totals = {"completed": 0, "abandoned": 0, "expired": 0, "cancelled": 0}
         self.running: dict[str, Any] = {}  # key -> worker (for cancel)
-        #: Hands tasks the intake just queued straight to idle workers (the agent's; see `dispatch`).
-        self.dispatcher: Callable[[], None] | None = None
-        self.telemetry = Telemetry()  # the agent's replaces it (runner.py)
+        self.telemetry = telemetry or Telemetry()
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload: later decisions read `config` (each reads `self.config` once, so one
+        decision never mixes the old and the new)."""
+        self.config = config
 
     # -- admission (intake thread) --------------------------------------------------------------------
 
@@ -206,7 +217,7 @@ class Lifecycle:
             if record["status"] == "scheduled":
                 self._event(plan, "scheduled", record, message=self._waiting_for(plan))
             if record["status"] == "queued":  # no idle driver woken: `dispatch` hands it over
-                self.ready.push(plan.priority, record["seq"], plan.key, wake=self.dispatcher is None)
+                self.ready.push(plan.priority, record["seq"], plan.key, wake=not self._handed_off)
             if plan.recurring:
                 self._schedule_runs(plan, record, prepared)
             elif record["status"] == "scheduled":
@@ -298,16 +309,6 @@ class Lifecycle:
             )
 
     # -- attempts (worker threads) --------------------------------------------------------------------
-
-    def dispatch(self) -> None:
-        """After `activate` (the intake, once per batch): tasks it queued go to idle workers."""
-        if self.dispatcher is not None:
-            try:
-                self.dispatcher()
-            except StoreError:
-                raise
-            except Exception:  # a bug: the tasks stay queued, drivers look within 0.2 s
-                log.exception("handing tasks to idle workers failed")
 
     def take_now(self, worker: Any = None) -> Attempt | None:
         """The next attempt for a free worker, by priority; None if nothing is ready. `worker` is
@@ -528,8 +529,18 @@ class Lifecycle:
                     expired += 1
         return expired
 
+    @property
+    def events_enabled(self) -> bool:
+        """Whether lifecycle events are published (`[events] enabled`, a hot key)."""
+        return self._publish_event is not None and self.config.events.enabled
+
+    def publish_event(self, event: Publication) -> None:
+        """A lifecycle event built elsewhere (the intake's `rejected`), when events are enabled."""
+        if self._publish_event is not None and self.config.events.enabled:
+            self._publish_event(event)
+
     def _event(self, plan: Plan, status: str, record: dict[str, Any], **detail: Any) -> None:
-        if self.publish_event is not None:
+        if self.events_enabled:
             self.publish_event(
                 self.signing.event(
                     plan.id,

@@ -24,8 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ..errors import ConfigError
+from ..observe.metrics import CONTENT_TYPE, Registry
 from .health import Health
-from .metrics import CONTENT_TYPE, Registry
 
 log = logging.getLogger(__name__)
 
