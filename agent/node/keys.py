@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..common.tls import tls_context
 from ..protocol import Signer, TrustStore, TrustStoreError, load_signer
 from .config import Config
 from .errors import ConfigError
-from .link.mqtt import LinkSettings, tls_context
+from .link.mqtt import LinkSettings
 
 
 def load_agent_signer(config: Config) -> Signer:
