@@ -270,6 +270,11 @@ def test_reading_a_toml_file(tmp_path: Path) -> None:
         assert caught.value.key == "--config" and problem in caught.value.problem
 
 
-def test_a_config_error_is_an_edge_error_with_exit_status_2() -> None:
+def test_one_config_error_for_every_component() -> None:
+    from agent.node.errors import ConfigError as AgentConfigError
+    from agent.tools.errors import ConfigError as ToolsConfigError
+    from broker.errors import ConfigError as BrokerConfigError
+
+    assert AgentConfigError is ToolsConfigError is BrokerConfigError is ConfigError
     error = ConfigError("mqtt.port", "must be an integer")
     assert isinstance(error, EdgeError) and error.exit_code == 2 and error.message == str(error)
