@@ -226,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return exc.exit_code
     try:
         settings = load_settings(args.config, overrides=overrides(args))
-    except BrokerError as exc:
+    except EdgeError as exc:
         print(f"edge-broker: error: {exc.message}", file=sys.stderr)
         return exc.exit_code
     if args.check:

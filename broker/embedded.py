@@ -24,7 +24,7 @@ from amqtt.errors import BrokerError as AmqttBrokerError
 
 from .config import BrokerSettings, settings_from
 from .core import EdgeBroker
-from .errors import BrokerError, StartError
+from .errors import BrokerError, ConfigError, StartError
 from .store import MemoryStore, Store
 
 _T = TypeVar("_T")
@@ -64,7 +64,7 @@ class EmbeddedBroker:
         except AmqttBrokerError as exc:
             await store.close()
             cause = exc.__cause__
-            if isinstance(cause, BrokerError):
+            if isinstance(cause, (BrokerError, ConfigError)):
                 raise cause from None
             raise StartError(f"the broker did not start: {cause or exc}") from None
         self._broker = broker

@@ -1,17 +1,18 @@
-"""Every error the embedded broker raises, under one base class.
+"""Every error the embedded broker raises, under the project's one base class, `EdgeError`.
 
 `edge-broker` prints `edge-broker: error: <message>` and exits with `exit_code`: 2 for a
 configuration the operator must fix (a key, a file, a value), 1 for what went wrong while
 running (a port in use, an unreadable data directory).
 
-The store's errors are the journal engine's (`agent.common.errors`, shared with the agent):
-`StoreError`, `CorruptStore` (the engine's `StoreCorrupt`), `StoreLocked`. Everything derives
-from the project's one base, `EdgeError`.
+`ConfigError` is the settings loader's (`agent.common.errors`, shared with the agent and the
+tools), and so are the store's errors, the journal engine's: `StoreError`, `CorruptStore` (the
+engine's `StoreCorrupt`), `StoreLocked`. Everything derives from the project's one base,
+`EdgeError`; catch that, not `BrokerError`, to see every failure of a start.
 """
 
 from __future__ import annotations
 
-from agent.common.errors import EdgeError, StoreError, StoreLocked
+from agent.common.errors import ConfigError, EdgeError, StoreError, StoreLocked
 from agent.common.errors import StoreCorrupt as CorruptStore
 
 __all__ = [
@@ -28,27 +29,12 @@ __all__ = [
 
 
 class BrokerError(EdgeError):
-    """Base of every broker failure; `exit_code` is the CLI's exit status."""
+    """Base of the broker's own failures; `exit_code` is the CLI's exit status."""
 
     exit_code = 1
 
-    @property
-    def message(self) -> str:
-        return str(self.args[0]) if self.args else self.__class__.__name__
-
 
 # --- configuration (exit 2) -------------------------------------------------------------
-
-
-class ConfigError(BrokerError):
-    """The configuration is invalid; the message names the key (`listeners.tls.certfile`)."""
-
-    exit_code = 2
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
-        self.key = key
-        self.problem = problem
 
 
 class CredentialsError(BrokerError):

@@ -25,9 +25,9 @@ import numpy as np
 import paho.mqtt.client as paho
 
 from agent.common import tomlio
+from agent.common.errors import EdgeError
 from agent.protocol import Signer, generate_signer, make_task
 from agent.tools.connection import ToolClient
-from agent.tools.errors import ToolError
 from agent.tools.settings import ClientConfig, load_client_config
 from demo import mix
 
@@ -157,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         while args.interval > 0 and not stop.wait(args.interval):
             device.trickle(rng, n)
             n += 1
-    except (DemoError, ToolError) as exc:
+    except EdgeError as exc:  # DemoError, the tools' ToolError and ConfigError
         print(f"demo device: error: {exc}", file=sys.stderr)
         return 1
     stop.wait()

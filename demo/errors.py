@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from agent.common.errors import EdgeError
 
-class DemoError(Exception):
+
+class DemoError(EdgeError):
     """The demo cannot go on; the message says why and, where it can, what to do."""

@@ -18,11 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from agent.tools.errors import ToolError
+from agent.common.errors import EdgeError
 from demo import fleet as demo_fleet
 
 from .device import seconds_arg
-from .errors import DemoError
 from .fleet import DASHBOARD, DEVICE, NODE, OPERATOR, DemoFleet
 from .monitor import PresenceMonitor
 from .processes import Child, Interrupted, port_open, record, spawn, stop_leftovers, wait_until
@@ -242,7 +241,7 @@ def _run(args: argparse.Namespace, stop: threading.Event, received: list[int]) -
         status = demo.supervise()
     except Interrupted:
         pass
-    except (DemoError, ToolError) as exc:
+    except EdgeError as exc:  # DemoError, the tools' ToolError and ConfigError
         say(f"make run: error: {exc}")
         status = 1
     finally:  # also on a bug of ours: never leave the children running

@@ -1,5 +1,6 @@
-"""What every part of the project shares: the error base and the journal engine.
+"""What every part of the project shares: the error base, the one settings loader, the `[mqtt]`
+section and its TLS context, TOML, times and durations, atomic writes and the journal engine.
 
-It imports nothing else of the project except `agent.fileio` (atomic writes), so the agent,
-the broker and provisioning can all build on it.
+It imports nothing else of the project, so the protocol library, the agent, the tools, the broker
+and provisioning can all build on it.
 """

@@ -1,14 +1,17 @@
 """The one error base of the project, and the errors of the durable stores built on it.
 
     EdgeError              base of every error the project raises on its own behalf
+      ConfigError          a setting is missing or wrong; `key` names it (exit status 2)
       InvalidTime          a duration or a point in time that cannot be parsed (exit status 2)
       StoreError           a state directory cannot be opened or written
         StoreCorrupt       a state file is damaged in a way a crash cannot explain
         StoreLocked        another process owns the state directory
         StoreWriteFailed   a write or sync of the journal failed (nothing in it was acknowledged)
 
-The agent (`agent.errors`) and the broker (`broker.errors`) derive their own trees from
-`EdgeError` and use these store errors as they are: both stores run on one journal engine.
+The agent (`agent.node.errors`), the tools (`agent.tools.errors`), the broker (`broker.errors`) and
+provisioning derive their own trees from `EdgeError`, and use `ConfigError` (raised by the one
+settings loader, `agent.common.settings`) and these store errors as they are: both stores run on
+one journal engine.
 `exit_code` is the status a command-line tool exits with when it stops on the error.
 """
 
@@ -23,6 +26,18 @@ class EdgeError(Exception):
     @property
     def message(self) -> str:
         return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class ConfigError(EdgeError):
+    """A setting is missing or wrong. `key` names it (`mqtt.port`, `listeners.tls.certfile`, or
+    `config` for the file itself); the message is `key: problem`."""
+
+    exit_code = 2
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
 
 
 class InvalidTime(EdgeError):

@@ -10,30 +10,29 @@ before anything starts, and a bad one raises `ConfigError` whose message starts 
 (`mqtt.port: must be an integer from 1 to 65535`). Unknown keys are errors too: a misspelt
 setting must not silently keep its default. Variables of other components (`EDGE_KERNELS_*`,
 `EDGE_BROKER_*`, ...) are left alone: only sections of this file are read from the environment.
+
+This module declares the sections and checks what relates them; reading, converting and range
+checks are the project's one settings loader (`agent.common.settings`), and `[mqtt]` and
+`[security]` are declared beside it (`agent.common.sections`: the client tools read `[mqtt]` too).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..common import tomlio
+from ..common.errors import ConfigError
+from ..common.sections import MqttSection, SecuritySection, check_mqtt
+from ..common.settings import INTERNAL, EnvNames, Layer, build, env_layer, limit, read_toml
 from ..protocol.errors import TopicError
 from ..protocol.topics import Topics, check_id, check_node_id
-from .errors import ConfigError
 
-ENV_PREFIX = "EDGE_"
-
-
-def _limit(lo: float | None = None, hi: float | None = None, *, above: float | None = None) -> Any:
-    return {"lo": lo, "hi": hi, "above": above}
+ENV = EnvNames("EDGE_")  # EDGE_<SECTION>_<KEY>; the prefix is shared with the tools and the demo
 
 
 @dataclass(frozen=True)
@@ -44,70 +43,40 @@ class AgentSection:
 
 
 @dataclass(frozen=True)
-class MqttSection:
-    host: str = "127.0.0.1"
-    port: int = field(default=1883, metadata=_limit(1, 65535))
-    tls: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    username: str | None = None
-    password_file: Path | None = None
-    prefix: str = "edge"
-    client_id: str | None = None  # default: the node id (a stable id keeps the persistent session)
-    protocol: Literal["auto", "5", "3.1.1"] = "auto"  # auto: MQTT 5, else 3.1.1 (the embedded broker)
-    keepalive_s: int = field(default=30, metadata=_limit(5, 3600))
-    session_expiry_s: int = field(default=7 * 86400, metadata=_limit(0, 0xFFFFFFFF))
-    reconnect_min_s: float = field(default=0.5, metadata=_limit(above=0))
-    reconnect_max_s: float = field(default=30.0, metadata=_limit(above=0))
-    connack_timeout_s: float = field(default=5.0, metadata=_limit(above=0))  # auto: then MQTT 3.1.1
-    shared_pools: bool = True  # pools through $share (MQTT 5, Mosquitto, the embedded broker)
-
-
-@dataclass(frozen=True)
-class SecuritySection:
-    signing_key: Path | None = None
-    trust_store: Path | None = None
-    clock_skew_s: float = field(default=60.0, metadata=_limit(0, 86400))
-    max_lifetime_s: float = field(default=86400.0, metadata=_limit(above=0))
-    max_payload: int = field(default=1 << 20, metadata=_limit(1024, 256 << 20))
-
-
-@dataclass(frozen=True)
 class LimitsSection:
-    queue_capacity: int = field(default=10_000, metadata=_limit(1))
+    queue_capacity: int = field(default=10_000, metadata=limit(1))
     #: Bytes of task bodies the agent holds (queued, scheduled, running): they live in memory and
     #: in every snapshot. 10,000 tasks of `max_payload` would be 10 GiB on a board with 1 GiB.
-    queue_bytes: int = field(default=128 << 20, metadata=_limit(1 << 16))
-    max_timeout_s: float = field(default=3600.0, metadata=_limit(above=0))
-    intake_batch: int = field(default=256, metadata=_limit(1, 100_000))
+    queue_bytes: int = field(default=128 << 20, metadata=limit(1 << 16))
+    max_timeout_s: float = field(default=3600.0, metadata=limit(above=0))
+    intake_batch: int = field(default=256, metadata=limit(1, 100_000))
 
 
 @dataclass(frozen=True)
 class WorkersSection:
-    count: int = field(default=0, metadata=_limit(0, 256))  # 0: one per core
-    memory_limit_mb: int = field(default=1024, metadata=_limit(16))
-    grace_s: float = field(default=10.0, metadata=_limit(0))
-    start_timeout_s: float = field(default=60.0, metadata=_limit(above=0))
+    count: int = field(default=0, metadata=limit(0, 256))  # 0: one per core
+    memory_limit_mb: int = field(default=1024, metadata=limit(16))
+    grace_s: float = field(default=10.0, metadata=limit(0))
+    start_timeout_s: float = field(default=60.0, metadata=limit(above=0))
 
 
 @dataclass(frozen=True)
 class SchedulingSection:
-    retry_base_s: float = field(default=1.0, metadata=_limit(0))
-    retry_max_s: float = field(default=300.0, metadata=_limit(0))
-    retry_jitter: float = field(default=0.5, metadata=_limit(0, 1))
+    retry_base_s: float = field(default=1.0, metadata=limit(0))
+    retry_max_s: float = field(default=300.0, metadata=limit(0))
+    retry_jitter: float = field(default=0.5, metadata=limit(0, 1))
 
 
 @dataclass(frozen=True)
 class StoreSection:
     fsync: bool = True
-    compact_bytes: int = field(default=8 << 20, metadata=_limit(4096))
-    retention_days: int = field(default=7, metadata=_limit(0, 3650))
+    compact_bytes: int = field(default=8 << 20, metadata=limit(4096))
+    retention_days: int = field(default=7, metadata=limit(0, 3650))
 
 
 @dataclass(frozen=True)
 class HeartbeatSection:
-    interval_s: float = field(default=10.0, metadata=_limit(above=0))
+    interval_s: float = field(default=10.0, metadata=limit(above=0))
 
 
 @dataclass(frozen=True)
@@ -117,14 +86,14 @@ class EventsSection:
 
 @dataclass(frozen=True)
 class RejectsSection:
-    rate_per_s: float = field(default=10.0, metadata=_limit(above=0))
+    rate_per_s: float = field(default=10.0, metadata=limit(above=0))
 
 
 @dataclass(frozen=True)
 class AuditSection:
     file: Path | None = None  # default: <data_dir>/audit.log
-    max_bytes: int = field(default=10 << 20, metadata=_limit(4096))
-    backups: int = field(default=5, metadata=_limit(0, 1000))
+    max_bytes: int = field(default=10 << 20, metadata=limit(4096))
+    backups: int = field(default=5, metadata=limit(0, 1000))
 
 
 @dataclass(frozen=True)
@@ -139,7 +108,7 @@ class MetricsSection:
 
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = field(default=9464, metadata=_limit(0, 65535))  # 0: any free port (logged)
+    port: int = field(default=9464, metadata=limit(0, 65535))  # 0: any free port (logged)
 
 
 @dataclass(frozen=True)
@@ -153,8 +122,8 @@ class TestingSection:
 @dataclass(frozen=True)
 class Config:
     agent: AgentSection
-    mqtt: MqttSection = MqttSection()
-    security: SecuritySection = SecuritySection()
+    mqtt: MqttSection = field(default_factory=MqttSection)
+    security: SecuritySection = field(default_factory=SecuritySection)
     limits: LimitsSection = LimitsSection()
     workers: WorkersSection = WorkersSection()
     scheduling: SchedulingSection = SchedulingSection()
@@ -166,10 +135,10 @@ class Config:
     log: LogSection = LogSection()
     metrics: MetricsSection = MetricsSection()
     testing: TestingSection = TestingSection()
-    source: Path | None = None  # the TOML file it came from
+    source: Path | None = field(default=None, metadata=INTERNAL)  # the TOML file it came from
     #: The `EDGE_*` variables it was built with: a reload (SIGHUP, sys.reload) reads the file again
     #: with the same ones (a process cannot see its environment change).
-    environ: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    environ: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False, metadata=INTERNAL)
 
     @property
     def node(self) -> str:
@@ -203,124 +172,6 @@ class Config:
 SECTION_CLASSES: dict[str, type] = {
     n: c for n, c in typing.get_type_hints(Config).items() if n not in ("source", "environ")
 }
-_HINTS = {name: typing.get_type_hints(cls) for name, cls in SECTION_CLASSES.items()}
-
-
-# --- converting one value -----------------------------------------------------------------------
-
-
-def _convert(key: str, hint: Any, value: object, base: Path | None, from_env: bool) -> object:
-    """`value` as the type `hint`, or ConfigError naming `key`."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None or (from_env and value == ""):
-            return None
-        inner = next(a for a in typing.get_args(hint) if a is not type(None))
-        return _convert(key, inner, value, base, from_env)
-    if origin is Literal:
-        choices = typing.get_args(hint)
-        if value not in choices:
-            raise ConfigError(key, f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
-        return value
-    if origin is tuple:
-        items = (
-            [s.strip() for s in value.split(",") if s.strip()]
-            if from_env and isinstance(value, str)
-            else value
-        )
-        if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
-            raise ConfigError(key, "must be a list of strings")
-        return tuple(items)
-    return _scalar(key, hint, value, base, from_env)
-
-
-def _scalar(key: str, hint: Any, value: object, base: Path | None, from_env: bool) -> object:
-    if hint is bool:
-        if from_env and isinstance(value, str):
-            lowered = value.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-        if not isinstance(value, bool):
-            raise ConfigError(key, f"must be true or false, got {value!r}")
-        return value
-    if hint in (int, float):
-        return _number(key, hint, value, from_env)
-    if hint is Path:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(key, "must be a non-empty path string")
-        path = Path(value).expanduser()
-        return path if path.is_absolute() or base is None else base / path
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(key, f"must be a string, got {type(value).__name__}")
-        return value
-    raise TypeError(f"unsupported configuration type {hint!r} for {key}")  # a bug in this module
-
-
-_KIND = {int: "an integer", float: "a number"}
-
-
-def _number(key: str, hint: type, value: object, from_env: bool) -> float | int:
-    if from_env and isinstance(value, str):
-        try:
-            value = int(value) if hint is int else float(value)
-        except ValueError:
-            raise ConfigError(key, f"must be {_KIND[hint]}, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(key, f"must be {_KIND[hint]}, got {value!r}")
-    if hint is int and not isinstance(value, int):
-        raise ConfigError(key, f"must be an integer, got {value!r}")
-    if not math.isfinite(value):
-        raise ConfigError(key, "must be finite")
-    return hint(value)  # type: ignore[no-any-return]
-
-
-def _check_range(key: str, value: float, meta: Mapping[str, Any]) -> None:
-    lo, hi, above = meta.get("lo"), meta.get("hi"), meta.get("above")
-    if above is not None and not value > above:
-        raise ConfigError(key, f"must be > {above:g}, got {value:g}")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        bounds = f"from {lo:g} to {hi:g}" if hi is not None else f">= {lo:g}"
-        raise ConfigError(key, f"must be {bounds}, got {value:g}")
-
-
-# --- building the sections ------------------------------------------------------------------------
-
-
-def _section(name: str, raw: Mapping[str, Any], env: Mapping[str, str], base: Path | None) -> Any:
-    cls = SECTION_CLASSES[name]
-    hints = _HINTS[name]
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ConfigError(f"{name}.{unknown[0]}", f"unknown setting (known: {', '.join(sorted(fields))})")
-    values: dict[str, object] = {}
-    for key, value in raw.items():
-        values[key] = _convert(f"{name}.{key}", hints[key], value, base, from_env=False)
-    for key, value in env.items():
-        values[key] = _convert(f"{name}.{key}", hints[key], value, Path.cwd(), from_env=True)
-    for key, value in values.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and fields[key].metadata:
-            _check_range(f"{name}.{key}", value, fields[key].metadata)
-    return cls(**values)
-
-
-def _env_sections(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    """`EDGE_<SECTION>_<KEY>` variables of our sections, by section; an unknown key is an error."""
-    found: dict[str, dict[str, str]] = {}
-    for var, value in environ.items():
-        if not var.startswith(ENV_PREFIX):
-            continue
-        section, _, key = var[len(ENV_PREFIX) :].lower().partition("_")
-        if section not in SECTION_CLASSES or not key:
-            continue  # another component's variable (EDGE_KERNELS_LIB, EDGE_BROKER_..., EDGE_FLEET)
-        known = {f.name for f in dataclasses.fields(SECTION_CLASSES[section])}
-        if key not in known:
-            raise ConfigError(f"{section}.{key}", f"unknown setting (from the environment variable {var})")
-        found.setdefault(section, {})[key] = value
-    return found
 
 
 def _validate(config: Config) -> None:
@@ -338,12 +189,7 @@ def _validate(config: Config) -> None:
         Topics(config.mqtt.prefix)
     except TopicError as exc:
         raise ConfigError("mqtt.prefix", str(exc)) from None
-    if config.mqtt.reconnect_max_s < config.mqtt.reconnect_min_s:
-        raise ConfigError("mqtt.reconnect_max_s", "must not be below mqtt.reconnect_min_s")
-    if config.mqtt.tls and config.mqtt.ca_file is None:
-        raise ConfigError("mqtt.ca_file", "is required when mqtt.tls is true")
-    if (config.mqtt.cert_file is None) != (config.mqtt.key_file is None):
-        raise ConfigError("mqtt.key_file", "mqtt.cert_file and mqtt.key_file go together")
+    check_mqtt(config.mqtt)
     if config.limits.queue_bytes < config.security.max_payload:
         raise ConfigError(
             "limits.queue_bytes",
@@ -362,18 +208,9 @@ def build_config(
 ) -> Config:
     """A `Config` from a TOML-shaped mapping (tests build one without a file)."""
     environ = os.environ if environ is None else environ
-    env = _env_sections(environ)
-    unknown = sorted(set(doc) - set(SECTION_CLASSES))
-    if unknown:
-        raise ConfigError(unknown[0], f"unknown section (known: {', '.join(SECTION_CLASSES)})")
-    sections: dict[str, Any] = {}
-    for name in SECTION_CLASSES:
-        raw = doc.get(name, {})
-        if not isinstance(raw, Mapping):
-            raise ConfigError(name, "must be a table")
-        sections[name] = _section(name, raw, env.get(name, {}), base)
-    used = {k: v for k, v in environ.items() if k.startswith(ENV_PREFIX)}
-    config = Config(**sections, source=None, environ=used)
+    env = env_layer(Config, environ, ENV, base=Path.cwd())
+    used = {k: v for k, v in environ.items() if k.startswith(ENV.prefix)}
+    config = build(Config, [Layer(doc, base=base), env], source=None, environ=used)
     _validate(config)
     return config
 
@@ -381,13 +218,5 @@ def build_config(
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
     """Read and check `path` (TOML) with the environment's overrides."""
     source = Path(path).resolve()
-    try:
-        text = source.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("config", f"cannot read {source}: {exc.strerror}") from None
-    try:
-        doc = tomlio.loads(text)
-    except tomlio.TOMLDecodeError as exc:
-        raise ConfigError("config", f"{source} is not valid TOML: {exc}") from None
-    config = build_config(doc, base=source.parent, environ=environ)
+    config = build_config(read_toml(source), base=source.parent, environ=environ)
     return dataclasses.replace(config, source=source)

@@ -1,8 +1,9 @@
 """The agent process's own errors (the protocol library has its own, in `agent.protocol.errors`).
 
     EdgeError            (agent.common.errors: the project's one base)
+      ConfigError        a setting is missing or wrong; `key` names it (exit status 2; the settings
+                         loader's, shared with the tools and the broker)
       AgentError
-        ConfigError      a setting is missing or wrong; `key` names it (exit status 2)
         WorkerError      the worker pool cannot start a worker
         ReloadError      a reload found a broken trust store or configuration (nothing changed)
         ResultTooLarge   a result's envelope would exceed the maximum payload (`result_too_large`)
@@ -18,7 +19,7 @@ see `workers.py`; `ResultTooLarge` is how the result's builder tells its caller 
 
 from __future__ import annotations
 
-from ..common.errors import EdgeError, StoreCorrupt, StoreError, StoreLocked, StoreWriteFailed
+from ..common.errors import ConfigError, EdgeError, StoreCorrupt, StoreError, StoreLocked, StoreWriteFailed
 
 __all__ = [
     "AgentError",
@@ -36,14 +37,6 @@ __all__ = [
 
 class AgentError(EdgeError):
     """Base of every error the agent process raises on its own behalf."""
-
-
-class ConfigError(AgentError):
-    """A configuration value is missing or invalid; the message starts with the key's name."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
 
 
 class WorkerError(AgentError):

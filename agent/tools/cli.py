@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from .errors import ToolError
+from .errors import EdgeError
 from .settings import ClientConfig, load_client_config
 
 #: flag dest -> configuration key
@@ -84,10 +84,11 @@ def load_config(args: argparse.Namespace) -> ClientConfig:
 
 
 def run_tool(prog: str, body: Callable[[], int]) -> int:
-    """`body()`, with `ToolError` printed as `prog: error: ...` and Ctrl-C as exit 130."""
+    """`body()`, with an `EdgeError` (`ToolError`, `ConfigError`, ...) printed as `prog: error: ...`
+    and its exit status, and Ctrl-C as exit 130."""
     try:
         return body()
-    except ToolError as exc:
+    except EdgeError as exc:
         print(f"{prog}: error: {exc.message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -25,10 +25,9 @@ from typing import Any, NamedTuple
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.node.errors import ConfigError
-from agent.node.link.mqtt import tls_context
+from agent.common.tls import tls_context
 
-from .errors import ClientConfigError, ConnectFailed
+from .errors import ConfigError, ConnectFailed
 from .settings import ClientConfig
 
 SUBSCRIBE_REFUSED = 0x80
@@ -64,13 +63,8 @@ def connect_settings(config: ClientConfig, tool: str) -> ConnectSettings:
             password = m.password_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
             why = f"cannot read {m.password_file}: {exc.strerror}"
-            raise ClientConfigError("mqtt.password_file", why) from None
-    tls = None
-    if m.tls and m.ca_file is not None:
-        try:
-            tls = tls_context(m.ca_file, m.cert_file, m.key_file)
-        except ConfigError as exc:
-            raise ClientConfigError(exc.key, str(exc).split(": ", 1)[1]) from None
+            raise ConfigError("mqtt.password_file", why) from None
+    tls = tls_context(m.ca_file, m.cert_file, m.key_file) if m.tls and m.ca_file is not None else None
     return ConnectSettings(
         host=m.host,
         port=m.port,

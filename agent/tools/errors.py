@@ -1,12 +1,29 @@
 """The errors of the client tools; each carries the exit status it ends the program with.
 
-ToolError              exit `code`; the message says what to do
-  UsageError           bad input on the command line or in a file (2)
-  ClientConfigError    a configuration value; the message starts with its key (2)
-  ConnectFailed        the broker cannot be reached, refused the login or TLS failed (4)
+EdgeError              (agent.common.errors: the project's one base) `exit_code`
+  ConfigError          a configuration value; `key` names it (2; the settings loader's)
+  ToolError            the message says what to do
+    UsageError         bad input on the command line or in a file (2)
+    ConnectFailed      the broker cannot be reached, refused the login or TLS failed (4)
 """
 
 from __future__ import annotations
+
+from agent.common.errors import ConfigError, EdgeError
+
+__all__ = [
+    "EXIT_BROKER",
+    "EXIT_NOT_COMPLETED",
+    "EXIT_OK",
+    "EXIT_STATUS_HELP",
+    "EXIT_TIMEOUT",
+    "EXIT_USAGE",
+    "ConfigError",
+    "ConnectFailed",
+    "EdgeError",
+    "ToolError",
+    "UsageError",
+]
 
 #: Exit statuses shared by edge-submit and edge-watch (documented in their --help).
 EXIT_OK = 0
@@ -22,7 +39,7 @@ EXIT_STATUS_HELP = (
 )
 
 
-class ToolError(Exception):
+class ToolError(EdgeError):
     """An error that ends a tool with `exit_code`, printed as `prog: error: message`."""
 
     exit_code = EXIT_USAGE
@@ -30,21 +47,9 @@ class ToolError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
 
-    @property
-    def message(self) -> str:
-        return str(self.args[0])
-
 
 class UsageError(ToolError):
     """A flag, parameter file or batch line is wrong."""
-
-
-class ClientConfigError(ToolError):
-    """A configuration value is missing or wrong; the message starts with its key."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
 
 
 class ConnectFailed(ToolError):

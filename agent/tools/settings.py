@@ -6,30 +6,39 @@ variables, then command-line flags (later layers win).
 The file is the one `edge-provision bundle` writes (`[operator]`/`[dashboard]`/`[device]` with
 `name`, `[mqtt]`, `[security]` with `kid`, `alg`, `signing_key`, `trust_store`), plus optional
 `[submit]` and `[watch]` sections for the tools' defaults. `[mqtt]` has exactly the agent's keys
-and checks (agent/node/config.py), so `EDGE_MQTT_PORT` means the same to every program. Relative paths
+and checks (`agent.common.sections`), so `EDGE_MQTT_PORT` means the same to every program. Relative paths
 are relative to the file (to the working directory for variables and flags). Without a file,
-variables and flags alone can configure a client.
+variables and flags alone can configure a client. `EDGE_SECURITY_*` keys of the agent's that a
+client has no use for (`clock_skew_s`, ...) are left alone, so one shell can hold both programs'
+variables. The project's one settings loader (`agent.common.settings`) reads and checks the values;
+this module declares the sections and reads the identity.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import typing
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from agent.common import tomlio
-from agent.node.config import MqttSection, SecuritySection, _check_range, _convert
-from agent.node.errors import ConfigError
+from agent.common.errors import ConfigError
+from agent.common.sections import MqttSection, SecuritySection, check_mqtt
+from agent.common.settings import (
+    INTERNAL,
+    EnvNames,
+    Layer,
+    build,
+    env_layer,
+    env_name,
+    limit,
+    nest,
+    read_toml,
+)
 from agent.protocol import Signer, TopicError, Topics, TrustStore, TrustStoreError, load_signer
 
-from .errors import ClientConfigError
-
-ENV_PREFIX = "EDGE_"
 #: The identity sections a bundle file may have; the tools read `name` and ignore the rest.
 ROLE_SECTIONS = ("operator", "dashboard", "device")
 
@@ -45,38 +54,27 @@ class ClientSecurity:
 @dataclass(frozen=True)
 class SubmitSection:
     node: str | None = None  # default target of edge-submit
-    ttl_s: float = field(default=3600.0, metadata={"above": 0})
-    wait_timeout_s: float = field(default=60.0, metadata={"above": 0})
+    ttl_s: float = field(default=3600.0, metadata=limit(above=0))
+    wait_timeout_s: float = field(default=60.0, metadata=limit(above=0))
 
 
 @dataclass(frozen=True)
 class WatchSection:
     format: Literal["auto", "table", "lines", "json"] = "auto"
-    last: int = field(default=10, metadata={"lo": 1, "hi": 1000})  # results shown in the table
-    refresh_s: float = field(default=1.0, metadata={"above": 0})
-    stale_s: float = field(default=35.0, metadata={"above": 0})  # heartbeat age shown as stale
-
-
-SECTIONS: dict[str, type] = {
-    "mqtt": MqttSection,
-    "security": ClientSecurity,
-    "submit": SubmitSection,
-    "watch": WatchSection,
-}
-#: Keys of the agent's [security] a client has no use for: ignored in the environment, so one
-#: shell can hold the variables of an agent and of the tools.
-_AGENT_ONLY = {"security": {f.name for f in dataclasses.fields(SecuritySection)}}
+    last: int = field(default=10, metadata=limit(1, 1000))  # results shown in the table
+    refresh_s: float = field(default=1.0, metadata=limit(above=0))
+    stale_s: float = field(default=35.0, metadata=limit(above=0))  # heartbeat age shown as stale
 
 
 @dataclass(frozen=True)
 class ClientConfig:
-    role: str | None  # operator, dashboard, device; None without a file
-    name: str | None
+    role: str | None = field(metadata=INTERNAL)  # operator, dashboard, device; None without a file
+    name: str | None = field(metadata=INTERNAL)
     mqtt: MqttSection
     security: ClientSecurity
     submit: SubmitSection
     watch: WatchSection
-    source: Path | None = None
+    source: Path | None = field(default=None, metadata=INTERNAL)
 
     @property
     def topics(self) -> Topics:
@@ -95,23 +93,23 @@ class ClientConfig:
     def signer(self) -> Signer:
         path = self.security.signing_key
         if path is None:
-            raise ClientConfigError(
+            raise ConfigError(
                 "security.signing_key",
                 "no signing key: pass --config with an operator or device bundle file, or --signing-key"
                 " (EDGE_SECURITY_SIGNING_KEY) with --kid",
             )
         kid = self.kid
         if kid is None:
-            raise ClientConfigError("security.kid", "unknown: set it (--kid, EDGE_SECURITY_KID)")
+            raise ConfigError("security.kid", "unknown: set it (--kid, EDGE_SECURITY_KID)")
         try:
             return load_signer(path, kid=kid)
         except (OSError, ValueError) as exc:
-            raise ClientConfigError("security.signing_key", f"cannot load {path}: {exc}") from None
+            raise ConfigError("security.signing_key", f"cannot load {path}: {exc}") from None
 
     def trust(self) -> TrustStore:
         path = self.security.trust_store
         if path is None:
-            raise ClientConfigError(
+            raise ConfigError(
                 "security.trust_store",
                 "no trust store to verify what agents sign: pass --config with an operator or dashboard"
                 " bundle file, or --trust-store (EDGE_SECURITY_TRUST_STORE)",
@@ -119,77 +117,37 @@ class ClientConfig:
         try:
             return TrustStore.load(path)
         except (TrustStoreError, OSError) as exc:
-            raise ClientConfigError("security.trust_store", str(exc)) from None
+            raise ConfigError("security.trust_store", str(exc)) from None
 
 
-def _section(name: str, layers: list[tuple[Mapping[str, Any], Path | None, bool]]) -> Any:
-    """Section `name` from (values, base directory, from_env) layers; errors name the key."""
-    cls = SECTIONS[name]
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    values: dict[str, object] = {}
-    for raw, base, from_env in layers:
-        for key, value in raw.items():
-            if key not in known:
-                raise ClientConfigError(
-                    f"{name}.{key}", f"unknown setting (known: {', '.join(sorted(known))})"
-                )
-            try:
-                values[key] = _convert(f"{name}.{key}", hints[key], value, base, from_env)
-            except ConfigError as exc:
-                raise ClientConfigError(exc.key, str(exc).split(": ", 1)[1]) from None
-    for key, value in values.items():
-        meta = known[key].metadata
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and meta:
-            try:
-                _check_range(f"{name}.{key}", value, meta)
-            except ConfigError as exc:
-                raise ClientConfigError(exc.key, str(exc).split(": ", 1)[1]) from None
-    return cls(**values)
-
-
-def _environment(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    found: dict[str, dict[str, str]] = {}
-    for var, value in environ.items():
-        if not var.startswith(ENV_PREFIX):
-            continue
-        section, _, key = var[len(ENV_PREFIX) :].lower().partition("_")
-        if section not in SECTIONS or not key or key in _AGENT_ONLY.get(section, ()):
-            continue
-        found.setdefault(section, {})[key] = value
-    return found
-
-
-def _read_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ClientConfigError("config", f"cannot read {path}: {exc.strerror}") from None
-    try:
-        return tomlio.loads(text)
-    except tomlio.TOMLDecodeError as exc:
-        raise ClientConfigError("config", f"{path} is not valid TOML: {exc}") from None
+SECTIONS = ("mqtt", "security", "submit", "watch")
+#: The agent's keys of `[security]` that a client has no use for: left alone in the environment, so
+#: one shell can hold the variables of an agent and of the tools.
+_AGENT_ONLY = {f.name for f in dataclasses.fields(SecuritySection)} - {
+    f.name for f in dataclasses.fields(ClientSecurity)
+}
+ENV = EnvNames("EDGE_", ignore=frozenset(env_name("EDGE_", f"security.{key}") for key in _AGENT_ONLY))
 
 
 def _identity(doc: dict[str, Any], path: Path) -> tuple[str | None, str | None]:
     roles = [r for r in ROLE_SECTIONS if r in doc]
     if "agent" in doc:
-        raise ClientConfigError(
+        raise ConfigError(
             "config",
             f"{path} is an agent's configuration; the tools take an operator, dashboard or device bundle"
             " file (edge-provision add operator NAME && edge-provision bundle NAME)",
         )
     unknown = sorted(set(doc) - set(SECTIONS) - set(ROLE_SECTIONS))
     if unknown:
-        raise ClientConfigError(unknown[0], f"unknown section in {path}")
+        raise ConfigError(unknown[0], f"unknown section in {path}")
     if len(roles) > 1:
-        raise ClientConfigError("config", f"{path} has sections {roles}; one identity per file")
+        raise ConfigError("config", f"{path} has sections {roles}; one identity per file")
     if not roles:
         return None, None
     head = doc[roles[0]]
     name = head.get("name") if isinstance(head, dict) else None
     if name is not None and not isinstance(name, str):
-        raise ClientConfigError(f"{roles[0]}.name", "must be a string")
+        raise ConfigError(f"{roles[0]}.name", "must be a string")
     return roles[0], name
 
 
@@ -201,23 +159,14 @@ def load_client_config(
 ) -> ClientConfig:
     """The configuration from `path` (or none), the environment and `flags` ({"mqtt.port": "1883"})."""
     source = Path(path).resolve() if path is not None else None
-    doc = _read_file(source) if source is not None else {}
+    doc = read_toml(source) if source is not None else {}
     role, name = _identity(doc, source) if source is not None else (None, None)
-    env = _environment(os.environ if environ is None else environ)
-    by_flag: dict[str, dict[str, str]] = {}
-    for dotted, value in (flags or {}).items():
-        section, key = dotted.split(".", 1)
-        by_flag.setdefault(section, {})[key] = value
-    sections = {}
-    for sname in SECTIONS:
-        raw = doc.get(sname, {})
-        if not isinstance(raw, Mapping):
-            raise ClientConfigError(sname, "must be a table")
-        base = source.parent if source is not None else None
-        layers = [(raw, base, False), (env.get(sname, {}), Path.cwd(), True)]
-        layers.append((by_flag.get(sname, {}), Path.cwd(), True))
-        sections[sname] = _section(sname, layers)
-    config = ClientConfig(role, name, source=source, **sections)
+    layers = [
+        Layer({k: v for k, v in doc.items() if k in SECTIONS}, base=source.parent if source else None),
+        env_layer(ClientConfig, os.environ if environ is None else environ, ENV, base=Path.cwd()),
+        Layer(nest(flags or {}), base=Path.cwd(), text=True),
+    ]
+    config = build(ClientConfig, layers, role=role, name=name, source=source)
     _validate(config)
     return config
 
@@ -226,8 +175,5 @@ def _validate(config: ClientConfig) -> None:
     try:
         Topics(config.mqtt.prefix)
     except TopicError as exc:
-        raise ClientConfigError("mqtt.prefix", str(exc)) from None
-    if config.mqtt.tls and config.mqtt.ca_file is None:
-        raise ClientConfigError("mqtt.ca_file", "is required when mqtt.tls is true")
-    if (config.mqtt.cert_file is None) != (config.mqtt.key_file is None):
-        raise ClientConfigError("mqtt.key_file", "mqtt.cert_file and mqtt.key_file go together")
+        raise ConfigError("mqtt.prefix", str(exc)) from None
+    check_mqtt(config.mqtt)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from agent.protocol import Result
-from agent.tools.errors import ClientConfigError, UsageError
+from agent.tools.errors import ConfigError, UsageError
 from agent.tools.params import build_params, load_param_file, parse_duration, parse_when
 from agent.tools.progress import Progress
 from agent.tools.render import describe_result, dumps
@@ -106,6 +106,21 @@ def test_config_file_then_environment_then_flags(tmp_path: Path) -> None:
     assert config.client_id("submit") != config.client_id("submit")
 
 
+def test_the_environment_alone_gives_a_client_its_keys(tmp_path: Path) -> None:
+    """The variables the tools' own errors advise (EDGE_SECURITY_SIGNING_KEY, ...) are read; only
+    the agent's keys that a client has no use for are left alone. They were all ignored before."""
+    env = {
+        "EDGE_SECURITY_SIGNING_KEY": "op.key",
+        "EDGE_SECURITY_TRUST_STORE": str(tmp_path / "trust.toml"),
+        "EDGE_SECURITY_KID": "op-1",
+        "EDGE_SECURITY_MAX_PAYLOAD": "2048",  # the agent's: not an error here
+    }
+    config = load_client_config(None, environ=env)
+    assert config.security.signing_key == Path.cwd() / "op.key"  # relative to the working directory
+    assert config.security.trust_store == tmp_path / "trust.toml"
+    assert config.kid == "op-1"
+
+
 @pytest.mark.parametrize(
     ("text", "environ", "message"),
     [
@@ -121,7 +136,7 @@ def test_config_file_then_environment_then_flags(tmp_path: Path) -> None:
 def test_config_errors_name_the_key(tmp_path: Path, text: str, environ: dict[str, str], message: str) -> None:
     path = tmp_path / "operator.toml"
     path.write_text(text)
-    with pytest.raises(ClientConfigError, match=message):
+    with pytest.raises(ConfigError, match=message):
         load_client_config(path, environ=environ)
 
 
@@ -129,14 +144,14 @@ def test_missing_files_are_named(tmp_path: Path) -> None:
     path = tmp_path / "operator.toml"
     path.write_text(OPERATOR)
     config = load_client_config(path, environ={})
-    with pytest.raises(ClientConfigError, match=r"security.signing_key: cannot load .*signing.key"):
+    with pytest.raises(ConfigError, match=r"security.signing_key: cannot load .*signing.key"):
         config.signer()
-    with pytest.raises(ClientConfigError, match=r"security.trust_store: .*trust.toml"):
+    with pytest.raises(ConfigError, match=r"security.trust_store: .*trust.toml"):
         config.trust()
-    with pytest.raises(ClientConfigError, match="config: cannot read"):
+    with pytest.raises(ConfigError, match="config: cannot read"):
         load_client_config(tmp_path / "nope.toml", environ={})
     bare = load_client_config(None, environ={})
-    with pytest.raises(ClientConfigError, match="no signing key: pass --config"):
+    with pytest.raises(ConfigError, match="no signing key: pass --config"):
         bare.signer()
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.common import tomlio
 from broker.cli import main
 from broker.config import load_settings, settings_from
 from broker.credentials import hash_password
@@ -80,6 +81,26 @@ def test_errors_name_the_key(doc: dict[str, object], key: str) -> None:
         settings_from({**ANON, **doc})
     assert caught.value.key == key
     assert str(caught.value).startswith(key + ":")
+
+
+def test_a_listener_keeps_the_defaults_of_the_keys_not_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TLS listener requires client certificates unless told otherwise (README), and a listener
+    is off until enabled. Setting one key of a listener used to rebuild it from the class defaults:
+    mutual TLS silently off, a WebSocket listener turned on at port 1883."""
+    for name in ("server.crt", "server.key", "ca.crt"):  # only their existence is checked here
+        (tmp_path / name).write_text("-")
+    files = {"certfile": "server.crt", "keyfile": "server.key", "cafile": "ca.crt"}
+    tls = {"enabled": True, "port": 8884, **files}
+    config = tmp_path / "broker.toml"
+    config.write_text(tomlio.dumps({"listeners": {"tls": tls}, "auth": {"allow_anonymous": True}}))
+    env = {"EDGE_BROKER_LISTENERS_WS_HOST": "127.0.0.2"}
+    monkeypatch.chdir(tmp_path)  # the paths of --config are relative to the working directory
+    listeners = load_settings(config, environ=env).listeners
+    tls_on, ws = listeners.tls, listeners.ws
+    assert (tls_on.enabled, tls_on.port, tls_on.require_certificate) == (True, 8884, True)
+    assert (ws.enabled, ws.host, ws.port) == (False, "127.0.0.2", 9001)
 
 
 @pytest.mark.parametrize("key", ["limits.max_queued_bytes", "limits.max_retained_bytes"])

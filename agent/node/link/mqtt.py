@@ -33,7 +33,6 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as paho
@@ -43,7 +42,6 @@ from paho.mqtt.properties import Properties
 
 from agent.node.link import pahofast
 
-from ..errors import ConfigError
 from .pahoio import BatchingClient
 
 log = logging.getLogger(__name__)
@@ -102,23 +100,6 @@ class Handlers:
     connected: Callable[[bool, str], None] = lambda session_present, protocol: None
     disconnected: Callable[[], None] = lambda: None
     before_connect: Callable[[], Will | None] = lambda: None
-
-
-def tls_context(
-    ca_file: Path, cert_file: Path | None = None, key_file: Path | None = None, *, key: str = "mqtt"
-) -> ssl.SSLContext:
-    """A client context: TLS 1.2 or later, the fleet CA, the agent's certificate for mutual TLS."""
-    try:
-        context = ssl.create_default_context(cafile=str(ca_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"{key}.ca_file", f"cannot load {ca_file}: {exc}") from None
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if cert_file is not None and key_file is not None:
-        try:
-            context.load_cert_chain(str(cert_file), str(key_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"{key}.cert_file", f"cannot load {cert_file} / {key_file}: {exc}") from None
-    return context
 
 
 def _nodelay(client: paho.Client, userdata: Any, sock: Any) -> None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...common.tls import tls_context
 from ..config import Config
 from ..errors import ConfigError
-from .mqtt import LinkSettings, tls_context
+from .mqtt import LinkSettings
 
 
 def _read_password(path: Path) -> str:
