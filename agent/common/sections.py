@@ -11,12 +11,14 @@ checked with the others by each program (agent.common imports nothing of the pro
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from .errors import ConfigError
 from .settings import limit
+from .tls import tls_context
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,23 @@ class MqttSection:
     reconnect_max_s: float = field(default=30.0, metadata=limit(above=0))
     connack_timeout_s: float = field(default=5.0, metadata=limit(above=0))  # auto: then MQTT 3.1.1
     shared_pools: bool = True  # pools through $share (MQTT 5, Mosquitto, the embedded broker)
+
+    def password(self) -> str | None:
+        """The password file's contents, or None without one; a ConfigError names the key."""
+        if self.password_file is None:
+            return None
+        try:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                "mqtt.password_file", f"cannot read {self.password_file}: {exc.strerror}"
+            ) from None
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The client's TLS context (the fleet CA, its certificate), or None for plain MQTT."""
+        if not self.tls or self.ca_file is None:
+            return None
+        return tls_context(self.ca_file, self.cert_file, self.key_file)
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from typing import Any, NamedTuple
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.common.tls import tls_context
+from agent.common.tls import nodelay
 
-from .errors import ConfigError, ConnectFailed
+from .errors import ConnectFailed
 from .settings import ClientConfig
 
 SUBSCRIBE_REFUSED = 0x80
@@ -57,30 +57,17 @@ class ConnectSettings:
 def connect_settings(config: ClientConfig, tool: str) -> ConnectSettings:
     """How `config` reaches its broker; file errors name their key."""
     m = config.mqtt
-    password = None
-    if m.password_file is not None:
-        try:
-            password = m.password_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            why = f"cannot read {m.password_file}: {exc.strerror}"
-            raise ConfigError("mqtt.password_file", why) from None
-    tls = tls_context(m.ca_file, m.cert_file, m.key_file) if m.tls and m.ca_file is not None else None
     return ConnectSettings(
         host=m.host,
         port=m.port,
         client_id=config.client_id(tool),
         username=m.username,
-        password=password,
-        tls=tls,
+        password=m.password(),
+        tls=m.tls_context(),
         mqtt5=m.protocol == "5",
         keepalive_s=m.keepalive_s,
         timeout_s=max(m.connack_timeout_s, 10.0),
     )
-
-
-def _nodelay(client: paho.Client, userdata: Any, sock: Any) -> None:
-    if isinstance(sock, (socket.socket, ssl.SSLSocket)):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _granted(code: Any) -> int:
@@ -109,7 +96,7 @@ class ToolClient:
             clean_session=None if settings.mqtt5 else True,
         )
         c = self._client
-        c.on_socket_open = _nodelay
+        c.on_socket_open = nodelay
         c.connect_timeout = settings.timeout_s
         c.reconnect_delay_set(1, 5)
         if settings.username is not None:

@@ -40,8 +40,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.node.link import pahofast
-
+from ...common.tls import nodelay
+from . import pahofast
 from .pahoio import BatchingClient
 
 log = logging.getLogger(__name__)
@@ -102,11 +102,6 @@ class Handlers:
     before_connect: Callable[[], Will | None] = lambda: None
 
 
-def _nodelay(client: paho.Client, userdata: Any, sock: Any) -> None:
-    if isinstance(sock, (socket.socket, ssl.SSLSocket)):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 def backoff_delay(attempt: int, lo: float, hi: float, rng: random.Random) -> float:
     """Exponential back-off with full jitter: uniform in [lo, min(hi, lo * 2**attempt)]."""
     ceiling = min(hi, lo * (2 ** min(attempt, 30)))
@@ -151,7 +146,7 @@ class MqttLink:
             reconnect_on_failure=False,  # our own loop reconnects, with jitter
             manual_ack=True,
         )
-        client.on_socket_open = _nodelay
+        client.on_socket_open = nodelay
         client.max_inflight_messages_set(MAX_INFLIGHT[self.protocol])
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

@@ -6,25 +6,13 @@ copied half a bundle reads which file is missing rather than a traceback.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ...common.tls import tls_context
 from ..config import Config
-from ..errors import ConfigError
 from .mqtt import LinkSettings
-
-
-def _read_password(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError("mqtt.password_file", f"cannot read {path}: {exc.strerror}") from None
 
 
 def link_settings(config: Config, protocol: str | None = None) -> LinkSettings:
     """How to reach the broker; `protocol` overrides the configured one (a remembered probe)."""
     m = config.mqtt
-    tls = tls_context(m.ca_file, m.cert_file, m.key_file) if m.tls and m.ca_file is not None else None
     topics = config.topics
     return LinkSettings(
         host=m.host,
@@ -40,6 +28,6 @@ def link_settings(config: Config, protocol: str | None = None) -> LinkSettings:
         reconnect_max_s=m.reconnect_max_s,
         connack_timeout_s=m.connack_timeout_s,
         username=m.username,
-        password=_read_password(m.password_file) if m.password_file is not None else None,
-        tls=tls,
+        password=m.password(),
+        tls=m.tls_context(),
     )
