@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from agent.common.journal import MAGIC, frames
-from agent.node.intake.queries import STATUSES, TaskQueries
+from agent.node.intake.queries import STATUSES, StoredDetails, TaskQueries
 from agent.node.store import HISTORY, TASKS, Op, Store
 from agent.node.store.history import DAY, day_of
+from agent.node.store.readonly import ReadOnlyState
 from agent.node.tasks.lifecycle import task_key
 from tests.agent.conftest import Site
 from tests.agent.legacy_queries import LegacyQueries
@@ -21,7 +22,7 @@ from tests.agent.test_control import wait_for
 GOOD = {"signal": [1.0, 2.0, 3.0]}
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 KIDS = (None, "sensor-1", "mcu-1", "nobody")
-LIMITS = (1, 2, 3, 5, 8, 13, 29, 40, 1000)
+LIMITS = (*range(1, 46), 100, 1000)  # every count a day boundary can fall on
 
 
 def _status(store: Store, key: str) -> Any:
@@ -72,9 +73,10 @@ def live_tasks_of_every_status(site: Site, agent: Any) -> None:
     site.submit(device, "sensor-1", "stats", GOOD, task_id="expiring")
     wait_for(lambda: _status(store, "sensor-1/expiring") is not None)
     assert agent.lifecycle.expire_due(time.time() + 2 * DAY) == 1
-    for n, priority in enumerate((1, 9, 5)):
-        site.submit(mcu if n == 1 else device, "mcu-1" if n == 1 else "sensor-1", "stats", GOOD,
-                    task_id=f"queued-{n}", priority=priority)  # fmt: skip
+    for n, (client, issuer, priority) in enumerate(
+        ((device, "sensor-1", 1), (mcu, "mcu-1", 9), (device, "sensor-1", 5))
+    ):
+        site.submit(client, issuer, "stats", GOOD, task_id=f"queued-{n}", priority=priority)
     site.submit(device, "sensor-1", "stats", GOOD, task_id="cancel-me")
     site.submit(device, "sensor-1", "stats", GOOD, task_id="later", run_at=time.time() + 3600, trace=TRACE)
     site.submit(mcu, "mcu-1", "stats", GOOD, task_id="yearly", cron="0 0 1 1 *")
@@ -126,7 +128,7 @@ def history_over_several_days(store: Store) -> list[str]:
     return sorted(ids | {"in-damaged", "legacy", "never-sent", "bulk"})
 
 
-def compare(new: TaskQueries, old: LegacyQueries, ids: list[str]) -> int:
+def compare(new: TaskQueries, old: TaskQueries | LegacyQueries, ids: list[str]) -> int:
     """Every find and every list: equal answers. Returns how many were compared."""
     compared = 0
     for task_id in ids:
@@ -176,3 +178,10 @@ def test_tinydb_queries_answer_as_the_dict_scans_did(site: Site) -> None:
         assert "late-receipt" not in [v["id"] for v in new.matching("completed", None, 2)[0]]
         assert {v["status"] for v in new.matching("queued", None, 1000)[0]} == {"queued"}
         assert [v["id"] for v in new.matching("queued", "mcu-1", 5)[0]] == ["queued-1"]
+
+        # `edge-agent state`'s reading of the files (the agent running) answers as the agent does:
+        # traces from the stored bodies, next_at from the stored timers
+        assert agent.store.flush()
+        offline = ReadOnlyState.read(agent.config.agent.data_dir)
+        assert offline.agent_running and offline.tables[TASKS] == agent.store.tables[TASKS]
+        assert compare(TaskQueries(offline, StoredDetails(offline.tables)), new, ids)
