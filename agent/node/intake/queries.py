@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 LIVE_STATUSES = ("queued", "scheduled", "running")
 FINISHED_STATUSES = ("completed", "abandoned", "expired", "cancelled")
 STATUSES = LIVE_STATUSES + FINISHED_STATUSES
+DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT = 100, 1000  # sys.list's `limit` (edge-agent state: no maximum)
 #: The timer a scheduled record waits for, by its `wait` (the lifecycle's job ids: `Lifecycle.next_at`).
 _TIMER = {"start": "start", "retry": "retry", "next": "run"}
 
