@@ -9,7 +9,8 @@
     publish/  signing results, the outbox, presence and heartbeats
     observe/  logs, metrics, health, the HTTP endpoint, the audit log
     app.py    builds the parts above and wires them; start, stop, run until idle
-    cli.py    `edge-agent`: run, check, store check, state
+    cli.py    `edge-agent`: run, check, store check, state (stateview.py: the task records of a
+              data directory, read without writing, through intake's queries and store/readonly)
 
 A task goes link -> intake -> store -> tasks -> exec -> publish -> link. Imports point down that
 list of layers (app at the top; store, config, errors at the bottom) and never up: the contracts in
