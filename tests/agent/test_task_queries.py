@@ -6,6 +6,7 @@ limit, order and ties included."""
 from __future__ import annotations
 
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +186,42 @@ def test_tinydb_queries_answer_as_the_dict_scans_did(site: Site) -> None:
         offline = ReadOnlyState.read(agent.config.agent.data_dir)
         assert offline.agent_running and offline.tables[TASKS] == agent.store.tables[TASKS]
         assert compare(TaskQueries(offline, StoredDetails(offline.tables)), new, ids)
+
+
+def test_a_large_history_day_is_never_held_whole(tmp_path: Path) -> None:
+    """A day of ~6 MB: sys.list and sys.status hold a record at a time (and `limit` of them), not
+    the day; the dict scans read it whole and decoded it all."""
+    store = Store.open(tmp_path)
+    now = time.time()
+    pad = "x" * 1000
+
+    def finished(n: int) -> dict[str, Any]:
+        record = {"key": f"dev-1/t-{n}", "id": f"t-{n}", "kid": "dev-1", "kernel": "stats", "priority": 5}
+        record.update(status="completed", run=1, attempt=1, started_at=now, finished_at=now)
+        record.update(received_at=now - 1000 + n * 0.01, last_error={"code": "none", "message": pad})
+        return record
+
+    ops = [Op(HISTORY, "", finished(n)) for n in range(6000)]
+    store.commit_sync(ops)
+    [day] = store.history_days()
+    size = day.stat().st_size
+    assert size > 6_000_000
+    new = TaskQueries(store, StoredDetails(store.tables))
+    old = LegacyQueries(store, None)  # type: ignore[arg-type]  # no live task: the lifecycle is not asked
+
+    def peak(call: Any) -> tuple[Any, int]:
+        tracemalloc.start()
+        try:
+            return call(), tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    listed, new_peak = peak(lambda: new.matching(None, None, 10))
+    assert [v["id"] for v in listed[0]] == [f"t-{n}" for n in range(5999, 5989, -1)] and listed[1] is True
+    assert listed == old.matching(None, None, 10)
+    assert new_peak < size / 20, (new_peak, size)
+    found, find_peak = peak(lambda: new.find("t-4321"))
+    assert [v["id"] for v in found] == ["t-4321"] and find_peak < size / 20, (find_peak, size)
+    _, old_peak = peak(lambda: old.matching(None, None, 10))
+    assert old_peak > size  # what the dict scans cost
+    store.close()
