@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -287,3 +288,33 @@ def test_state_of_an_agent_process_equals_its_sys_list_and_sys_status_answers(si
     assert sorted(r["kid"] for r in ambiguous) == ["mcu-1", "sensor-1"]
     assert state(data_dir).stdout.count("\n") == len(listed) + 1
     assert files(data_dir) == before
+
+
+def test_reading_beside_a_store_that_compacts_all_the_time_gives_whole_states(tmp_path: Path) -> None:
+    """Each reading is a state the store was in (tasks 0..m, none missing), also while compactions
+    replace the snapshot and remove journals under it (read again)."""
+    store = Store.open(tmp_path, compact_bytes=2048, fsync=False)
+    done = threading.Event()
+
+    def write() -> None:
+        n = 0
+        while not done.is_set():
+            store.commit_sync([Op(TASKS, f"k/{n:05d}", {"n": n, "pad": "x" * 200})])
+            n += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        seen = []
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            offline = ReadOnlyState.read(tmp_path)
+            keys = sorted(offline.tables[TASKS])
+            assert offline.agent_running and keys == [f"k/{n:05d}" for n in range(len(keys))]
+            seen.append(len(keys))
+    finally:
+        done.set()
+        writer.join()
+        compactions = store.stats().compactions
+        store.close()
+    assert compactions > 20 and len(seen) > 20 and seen == sorted(seen) and seen[-1] > seen[0]
