@@ -12,10 +12,11 @@
     app.py    builds the parts above and wires them (constructors only); start, stop, run until idle
     reload.py SIGHUP and sys.reload: trust store and configuration, all or nothing
     keys.py   the agent's signing key and trust store, from its bundle
-    cli.py    `edge-agent`: run, check, store check, state
+    cli.py    `edge-agent`: run, check, store check, state (stateview.py: the task records of a
+              data directory, read without writing, through intake's queries and store/readonly)
 
 A task goes link -> intake -> store -> tasks -> exec -> publish -> link. Imports follow layers,
-from the top: cli; app; reload | status; intake; tasks; exec | publish; link | keys; store;
+from the top: cli; app | stateview; reload | status; intake; tasks; exec | publish; link | keys; store;
 observe; config; errors. A module imports only from layers below its own (siblings in one layer
 not from each other), and there are no import cycles: the contracts in pyproject.toml
 ([tool.importlinter]) check both in `make lint`. Everything here may use `agent.protocol` and

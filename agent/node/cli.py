@@ -3,10 +3,13 @@
     edge-agent run --config node-1/agent.toml      # also: python -m agent run --config ...
     edge-agent check --config node-1/agent.toml    # validate configuration, keys and state, then exit
     edge-agent store check DATA_DIR [--cut]        # report damage in the state (agent stopped for --cut)
+    edge-agent state DATA_DIR [--status S] [--id ID] [--kid KID] [--limit N] [--json]
+                                                   # task records, read without writing (stateview.py)
 
 Exit status: 0 clean stop, 1 could not run (state directory locked or damaged, broker files
 unreadable), 2 bad configuration (the message names the key). `store check`: 0 nothing damaged
 (a torn tail is a crash's, cut at the next start), 1 damage found (or, with --cut, cut).
+`state`: 0 shown, 1 unreadable state or no such task, 2 no state in DATA_DIR or a wrong option.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeAlias
+
+from agent.protocol import is_valid_id
 
 from ..common import journal
 from .config import Config, load_config
@@ -39,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text, description=text, epilog=_EPILOG.get(name))
         cmd.add_argument("--config", "-c", required=True, help="agent.toml (from edge-provision bundle)")
     _store_parser(sub)
+    _state_parser(sub)
     return parser
 
 
@@ -51,26 +58,86 @@ its last good frame: the records after the damage are given up, knowingly. A tor
 cut short at the very end) is a crash's, not damage: the next start cuts it by itself."""
 
 
-def _store_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _on_data_dir(sub: Subparsers, name: str, text: str, epilog: str) -> argparse.ArgumentParser:
+    """A command on DATA_DIR whose --help explains it at length."""
+    command = sub.add_parser(
+        name, help=text, description=text, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    command.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="the agent's [agent] data_dir")
+    return command
+
+
+def _store_parser(sub: Subparsers) -> None:
     store = sub.add_parser("store", help="inspect and repair the state directory")
     actions = store.add_subparsers(dest="action", required=True)
     text = "report damage in the state directory (snapshot, journal, history); --cut repairs"
-    check = actions.add_parser(
-        "check",
-        help=text,
-        description=text,
-        epilog=_STORE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    check.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="the agent's [agent] data_dir")
+    check = _on_data_dir(actions, "check", text, _STORE_EPILOG)
     check.add_argument("--cut", action="store_true", help="cut each damaged file at its last good frame")
 
 
+_STATE_EPILOG = """\
+Reads the state as the agent would at its start (state/snapshot, then the journal applied in
+memory) and the history partitions (history/YYYY-MM-DD.log), and writes nothing: no lock is
+taken, no torn tail cut, no old format rewritten, no compaction; the files keep their bytes and
+times. Run it with the agent stopped; while the agent runs (state/LOCK held) it works all the
+same and says so: the view may be behind by the batch the agent is writing.
+
+The records are those sys.status and sys.list answer (PROTOCOL 8), through the same queries:
+live tasks (queued, scheduled, running) and the finished ones of the history, newest received
+first; with --status only those; with --id the task of that id (one record per issuer that
+used it; --kid picks one). A list reads whole history days, newest first, until more than
+--limit finished tasks were found, as sys.list does.
+
+Output: a table; with --json one JSON document per line, each a record as sys.status answers
+it. Damaged state: the message names the file; `edge-agent store check DATA_DIR` reports every
+file of the state and what is wrong with it. A damaged history day is reported and left out."""
+
+
+def _state_parser(sub: Subparsers) -> None:
+    from .intake.queries import DEFAULT_LIST_LIMIT, STATUSES
+
+    text = "show task records of a data directory, read without writing (the agent stopped or running)"
+    state = _on_data_dir(sub, "state", text, _STATE_EPILOG)
+    state.add_argument("--status", choices=STATUSES, help="only tasks of this status")
+    state.add_argument("--id", dest="task_id", metavar="ID", help="the task of this id (as sys.status)")
+    state.add_argument("--kid", metavar="KID", help="only tasks of this issuer (key id)")
+    state.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help=f"at most N records, newest received first (default {DEFAULT_LIST_LIMIT})",
+    )
+    state.add_argument("--json", action="store_true", help="one JSON document per record and line")
+
+
+def _state(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from .intake.queries import DEFAULT_LIST_LIMIT
+    from .stateview import show
+
+    if args.task_id is not None:
+        if args.status is not None or args.limit is not None:
+            parser.error("state: --id shows one task; --status and --limit are for lists")
+        if not is_valid_id(args.task_id):
+            parser.error(f"state: --id {args.task_id!r} is not a task id ([A-Za-z0-9_.:-]{{1,64}})")
+    limit = DEFAULT_LIST_LIMIT if args.limit is None else args.limit
+    if limit < 1:
+        parser.error(f"state: --limit must be at least 1, got {limit}")
+    return show(
+        args.data_dir, status=args.status, task_id=args.task_id, kid=args.kid, limit=limit, as_json=args.json
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     try:
         if args.command == "store":
             return _store_check(args.data_dir, cut=args.cut)
+        if args.command == "state":
+            return _state(parser, args)
         config = load_config(args.config)
         if args.command == "check":
             return _check(config)

@@ -298,7 +298,7 @@ def test_tinydb_reads_the_tables_and_refuses_to_write(tmp_path: Path) -> None:
     with store.lock:
         assert [d.doc_id for d in store.db.table(TASKS).search(task.state == "queued")] == ["a/1"]
     store.commit([Op(TASKS, "a/2", {"state": "queued"})])
-    with store.lock:  # the query cache is cleared by every commit
+    with store.lock:  # no query cache: a query sees every commit before it
         assert len(store.db.table(TASKS).search(task.state == "queued")) == 2
     with pytest.raises((StoreError, TypeError)):
         store.db.table(TASKS).truncate()

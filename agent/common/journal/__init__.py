@@ -4,6 +4,7 @@
     appendfile.py  appends that are whole or cut back, durable when asked (fault-injectable)
     directory.py   snapshot + journal generations, the lock, recovery at start
     check.py       `store check` / `--cut`: report damage, and the explicit repair
+    reader.py      a state directory read without writing (beside its owner, or instead of it)
 
 What stays with each store is what differs: its records and state, and *when* a group commit
 is written (the agent's writer thread batches commits with callbacks; the broker's writer task
@@ -15,6 +16,7 @@ from .appendfile import OS, AppendFile, FileOps
 from .check import FileReport, check, cut_damage, damaged, describe
 from .directory import SNAPSHOT_MAGIC, Cut, JournalDirectory, Layout, Recovery, read_snapshot, snapshot_bytes
 from .frames import CURRENT, LEGACY_AGENT, LEGACY_BROKER, MAGIC, Framing, Scan, frame, scan
+from .reader import Reading, lock_held, read_directory
 
 __all__ = [
     "CURRENT",
@@ -30,6 +32,7 @@ __all__ = [
     "Framing",
     "JournalDirectory",
     "Layout",
+    "Reading",
     "Recovery",
     "Scan",
     "check",
@@ -37,6 +40,8 @@ __all__ = [
     "damaged",
     "describe",
     "frame",
+    "lock_held",
+    "read_directory",
     "read_snapshot",
     "scan",
     "snapshot_bytes",

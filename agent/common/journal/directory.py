@@ -116,20 +116,35 @@ def journal_files(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def damage_message(path: Path, size: int, scan: frames.Scan, layout: Layout, directory: Path) -> str:
-    assert scan.damage is not None
-    offset, problem = scan.damage
+def damage_message(
+    path: Path, size: int, damage: frames.Damage, intact: int, layout: Layout, directory: Path
+) -> str:
+    """Damage in a journal, the `intact` frames before it, and what to do."""
+    offset, problem = damage
     command = layout.check_command(directory)
     return (
         f"{path}: {problem} at byte {offset} of {size}, with {size - offset} bytes after it that a "
-        f"crash cannot leave (the {len(scan.values)} frames before it are intact). The {layout.owner} "
+        f"crash cannot leave (the {intact} frames before it are intact). The {layout.owner} "
         f"will not start and drop them unseen. `{command}` reports the damage; `{command} --cut` keeps "
         "the frames before it, drops the rest and saves a copy of the file; or restore the directory "
         "from a backup."
     )
 
 
-def _holds_no_frame(path: Path) -> bool:
+def missing_snapshot(snapshot_path: Path, journals: list[tuple[int, Path]]) -> StoreCorrupt:
+    names = ", ".join(p.name for _, p in journals)
+    return StoreCorrupt(f"{snapshot_path} is missing but {names} exist: the state cannot be rebuilt")
+
+
+def newer_journal(path: Path, snapshot_path: Path, generation: int) -> StoreCorrupt:
+    return StoreCorrupt(
+        f"{path} is newer than {snapshot_path.name} (generation {generation}): "
+        "the snapshot was replaced by an older one; restore the directory from a backup"
+    )
+
+
+def holds_no_frame(path: Path) -> bool:
+    """An empty journal (or only its magic): what a switch that did not reach its rename leaves."""
     data = path.read_bytes()
     return len(data) <= len(frames.MAGIC) and frames.MAGIC.startswith(data)
 
@@ -190,10 +205,7 @@ class JournalDirectory:
         journals = journal_files(self.directory)
         if not snapshot_path.exists():
             if journals:
-                names = ", ".join(p.name for _, p in journals)
-                raise StoreCorrupt(
-                    f"{snapshot_path} is missing but {names} exist: the state cannot be rebuilt"
-                )
+                raise missing_snapshot(snapshot_path, journals)
             return Recovery(None, 0, [], [], needs_switch=True)
         body, self.generation, legacy = read_snapshot(snapshot_path, self.layout)
         batches: list[Any] = []
@@ -202,13 +214,10 @@ class JournalDirectory:
             if generation < self.generation:  # a switch finished but had not yet removed it
                 path.unlink()
             elif generation > self.generation:
-                if _holds_no_frame(path):  # made by a switch that failed or crashed before its rename
+                if holds_no_frame(path):  # made by a switch that failed or crashed before its rename
                     path.unlink()
                     continue
-                raise StoreCorrupt(
-                    f"{path} is newer than {snapshot_path.name} (generation {self.generation}): "
-                    "the snapshot was replaced by an older one; restore the directory from a backup"
-                )
+                raise newer_journal(path, snapshot_path, self.generation)
             else:
                 scan = self._read_journal(path, cuts)
                 batches = scan.values
@@ -221,7 +230,9 @@ class JournalDirectory:
         data = path.read_bytes()
         scan = frames.scan(data, self.layout.legacy_framing)
         if scan.damage is not None:
-            raise StoreCorrupt(damage_message(path, len(data), scan, self.layout, self.directory))
+            raise StoreCorrupt(
+                damage_message(path, len(data), scan.damage, len(scan.values), self.layout, self.directory)
+            )
         if scan.torn_bytes:
             log.warning("%s: cutting off %d bytes of a frame torn by a crash", path, scan.torn_bytes)
             with open(path, "r+b") as f:

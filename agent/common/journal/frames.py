@@ -102,23 +102,20 @@ def scan(data: bytes, legacy: Framing = LEGACY_AGENT) -> Scan:
     walk = FrameWalk(io.BytesIO(data), len(data), legacy)
     values: list[Any] = []
     ends: list[int] = []
-    for payload in walk.payloads():
-        try:
-            values.append(unpack(payload))
-        except (ValueError, msgpack.ExtraData) as exc:  # checksum right, content wrong: not a crash
-            problem = f"a frame whose checksum is right but whose content does not decode ({exc})"
-            offset = ends[-1] if ends else len(walk.framing.magic)
-            return Scan(values, ends, offset, 0, walk.framing, Damage(offset, problem))
+    for value in walk.values():
+        values.append(value)
         ends.append(walk.valid_length)
     return Scan(values, ends, walk.valid_length, walk.torn_bytes, walk.framing, walk.damage)
 
 
 class FrameWalk:
     """The frames of one file, front to back, in memory bounded by the largest frame: what a
-    start uses to check a file that may be large (a day's history) without reading it whole.
+    start uses to check a file that may be large (a day's history) without reading it whole,
+    and what readers use to decode such a file a frame at a time.
 
-    `payloads()` yields each whole, verified frame's payload (undecoded); when it ends,
-    `valid_length`, `torn_bytes` and `damage` say what stopped it, as in `Scan`."""
+    `payloads()` yields each whole, verified frame's payload (undecoded), `values()` each one
+    decoded; when they end, `valid_length`, `torn_bytes` and `damage` say what stopped them, as
+    in `Scan`."""
 
     def __init__(self, stream: BinaryIO, size: int, legacy: Framing = LEGACY_AGENT) -> None:
         self._stream = stream
@@ -151,6 +148,20 @@ class FrameWalk:
                 return
             self.valid_length = offset + header.size + len(payload)
             yield payload
+
+    def values(self) -> Iterator[Any]:
+        """Each frame's value; a frame whose checksum is right but whose content does not decode
+        is damage (a crash cannot write it), and the walk stops before it."""
+        start = self.valid_length
+        for payload in self.payloads():
+            try:
+                value = unpack(payload)
+            except (ValueError, msgpack.ExtraData) as exc:
+                problem = f"a frame whose checksum is right but whose content does not decode ({exc})"
+                self.valid_length, self.torn_bytes, self.damage = start, 0, Damage(start, problem)
+                return
+            start = self.valid_length
+            yield value
 
     def _stop(self, offset: int, fields: tuple[int, ...] | None, problem: str) -> None:
         if self._is_torn_tail(offset, fields):

@@ -41,11 +41,10 @@ from ..observe.audit import AuditLog
 from ..publish.signing import Signing, SignOnce
 from ..store import META, Op, Store
 from ..tasks.lifecycle import Lifecycle, task_key
-from .queries import STATUSES, TaskQueries
+from .queries import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, STATUSES, TaskQueries
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT = 100, 1000
 #: Every command and its params, for CLIs and messages (the handlers are `Control.handlers`).
 COMMANDS = {
     "sys.status": "task: id, kid?: str",

@@ -8,6 +8,10 @@ not fsynced per batch: kill -9 keeps what write() handed to the kernel, and the 
 (`sync`) before it drops a journal that also holds them. A partition is made ready for appends
 when first opened: a torn tail cut off, a file of the old framing rewritten in the current one,
 damage refused by name (`StoreCorrupt`, as for the journal).
+
+Readers (`records`: the task queries of `sys.status`, `sys.list` and `edge-agent state`) decode
+a partition a frame at a time, never holding a day whole, on any thread and beside the writer:
+a frame being appended is a torn tail, simply not there yet, and nothing is changed.
 """
 
 from __future__ import annotations
@@ -51,18 +55,18 @@ def _refuse_damage(path: Path, walk: frames.FrameWalk) -> None:
         raise StoreCorrupt(_damage_message(path, walk.size, walk.damage))
 
 
-def _scan(path: Path) -> frames.Scan:
-    data = path.read_bytes()
-    scan = frames.scan(data, LEGACY_AGENT)
-    if scan.damage is not None:
-        raise StoreCorrupt(_damage_message(path, len(data), scan.damage))
-    return scan
+def records(path: Path) -> Iterator[Any]:
+    """One day's records in order, decoded as they are read (see the module docstring);
+    StoreCorrupt on damage, once the records before it were given."""
+    with open(path, "rb") as f:
+        walk = frames.FrameWalk(f, os.fstat(f.fileno()).st_size, LEGACY_AGENT)
+        yield from walk.values()
+    _refuse_damage(path, walk)
 
 
-def read_partition(path: Path) -> list[Any]:
-    """One day's records in order (read while the writer appends: a frame in progress is a torn
-    tail, simply not there yet); StoreCorrupt on damage."""
-    return _scan(path).values
+def partitions(directory: Path) -> list[Path]:
+    """The partitions in `directory`, oldest day first."""
+    return sorted(directory.glob("*.log"))
 
 
 class HistoryPartitions:
@@ -136,12 +140,12 @@ class HistoryPartitions:
                 os.close(fd)
 
     def days(self) -> list[Path]:
-        return sorted(self.directory.glob("*.log"))
+        return partitions(self.directory)
 
     def read(self) -> Iterator[Any]:
         """Finished task records, oldest day first (a torn tail is simply not there yet)."""
         for path in self.days():
-            yield from read_partition(path)
+            yield from records(path)
 
     def expire(self, now: float | None = None) -> int:
         """Delete the partitions older than `retention_days`; returns how many."""

@@ -5,6 +5,10 @@
     store.commit_sync(ops)                           # returns once on disk
     store.get(TASKS, key); store.rows(OUTBOX); store.db.table(TASKS).search(...)  (under store.lock)
 
+Task records are read through TinyDB (`db`, state.py) by `intake/queries.py`: the `sys.*`
+commands on the running store, and `edge-agent state` on a copy read from the files without
+writing (`readonly.py`, through the journal engine's reader).
+
 A commit is applied to the in-memory tables at once (readers see it) and handed to the writer
 thread, which writes everything that arrived meanwhile as one journal frame and one fsync (group
 commit), then calls the `on_durable` callbacks in commit order. Effects the outside world sees (an
@@ -42,7 +46,7 @@ from agent.common.journal.frames import unpack
 
 from ..errors import StoreError
 from .history import HistoryPartitions
-from .state import HISTORY, META, SCHEMA_VERSION, TABLES, StateDB, Tables, empty_tables, open_db
+from .state import HISTORY, META, SCHEMA_VERSION, StateDB, Tables, apply, empty_tables, load_snapshot, open_db
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +146,6 @@ class Store:
         self.lock = threading.RLock()  # guards the tables: hold it to read several documents consistently
         self.tables: Tables = empty_tables()
         self._db: StateDB = open_db(self.tables)
-        self._dirty: set[str] = set()  # tables whose TinyDB query cache is stale
         self._cond = threading.Condition(threading.Lock())  # durability progress, for flush()
         self._queue: list[tuple[list[Op], Callback | None, bool]] = []  # commits not yet written (under lock)
         self._urgent = False  # `_queue` holds a commit that wants its fsync or its callback now
@@ -181,26 +184,14 @@ class Store:
         if recovery.snapshot is None:
             log.info("no state in %s: starting with an empty store", self.state_dir)
         else:
-            self._load_snapshot(recovery.snapshot)
+            load_snapshot(self.tables, recovery.snapshot, self.state_dir / LAYOUT.snapshot_name)
         for batch in recovery.batches:
-            self._apply(Op(*op) for op in batch)
+            apply(self.tables, batch)
         self._history.prepare_latest()
         if recovery.needs_switch:  # an empty directory, or state of an older format: rewritten now
             self._journal.switch(self._serialise(self.generation + 1))
         self._writer = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
         self._writer.start()
-
-    def _load_snapshot(self, body: bytes) -> None:
-        doc = unpack(body)
-        schema = doc.get("schema")
-        if not isinstance(schema, int) or schema > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.state_dir / LAYOUT.snapshot_name}: state schema {schema!r} is newer than this "
-                f"agent's ({SCHEMA_VERSION}); run the agent version that wrote it, or move the data "
-                "directory away"
-            )
-        for name in TABLES:
-            self.tables[name].update(doc["tables"].get(name, {}))
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -217,26 +208,9 @@ class Store:
 
     # -- writing ---------------------------------------------------------------------------------------
 
-    def _apply(self, ops: Iterable[Op]) -> None:
-        touched = set()
-        for table, key, doc in ops:
-            if table == HISTORY:
-                continue
-            rows = self.tables[table]
-            if doc is None:
-                rows.pop(key, None)
-            else:
-                rows[key] = doc
-            touched.add(table)
-        self._dirty |= touched
-
     @property
     def db(self) -> StateDB:
-        """TinyDB over the tables (hold `lock` while querying); query caches cleared lazily."""
-        with self.lock:
-            for table in self._dirty:
-                self._db.table(table).clear_cache()
-            self._dirty.clear()
+        """TinyDB over the tables, read-only (hold `lock` while querying: commits change them)."""
         return self._db
 
     def commit(
@@ -259,7 +233,7 @@ class Store:
         if self._failure is not None:
             raise StoreError(f"the store failed and accepts no more changes: {self._failure}")
         with self.lock:
-            self._apply(ops)
+            apply(self.tables, ops)
             self._submitted_seq += 1
             self._queue.append((ops, on_durable, sync))
             durable = sync or on_durable is not None
