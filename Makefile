@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install run test lint bench clean native selftest cross asan golden
+.PHONY: help install run test lint bench clean native selftest cross asan golden vectors
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -57,6 +57,9 @@ asan: $(STAMP)  ## ASan+UBSan build of the kernels: C++ self-test, then the Pyth
 
 golden: $(STAMP)  ## regenerate native/selftest/golden.txt from the numpy references
 	$(BIN)/python -m native.golden
+
+vectors: $(STAMP)  ## regenerate firmware_examples/vectors/*.json from the protocol library
+	$(BIN)/python firmware_examples/vectors/generate.py
 
 clean:  ## remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -3,14 +3,16 @@
 | kind      | files                                                                        |
 |-----------|------------------------------------------------------------------------------|
 | agent     | agent.toml, signing.key, tls.key, tls.crt, ca.crt, broker.password, trust.toml |
-| device    | device.toml, signing.key, tls.key, tls.crt, ca.crt, broker.password          |
+| device    | device.toml, the same key files, trust.toml, device.env (+ config.py for HMAC) |
 | operator  | operator.toml, the same key files, trust.toml                                |
 | dashboard | dashboard.toml, the same key files, trust.toml                               |
 
 An agent's trust store holds only what it must know: every key (rotation overlaps and revoked
 entries included) of the operators and of the devices that may target it (no `--targets`, or
 a target naming it, `all` or one of its pools). Operators and dashboards get every agent key,
-to verify results. Paths in the `.toml` files are relative to the file.
+to verify results; a device gets the keys of the agents it may task, to verify its replies
+(`device_files` writes them into `device.env` too, for firmware). Paths in the `.toml` files are
+relative to the file.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 from agent.common import tomlio
 from agent.common.fileio import PRIVATE, PUBLIC, fsync_dir, write_atomic
 from agent.protocol.truststore import TrustedKey, dump_keys
-from provisioning import material
+from provisioning import device_files, material
 
 from .errors import InputError, RevokedIdentity
 from .fleet import Fleet
@@ -60,7 +62,7 @@ def trusted_sources(identity: Identity, everyone: Iterable[Identity]) -> list[Id
         ]
     if identity.kind in ("operator", "dashboard"):
         return [other for other in everyone if other.kind == "agent"]
-    return []
+    return [other for other in everyone if other.kind == "agent" and device_reaches(identity, other)]
 
 
 def trusted_keys(fleet: Fleet, sources: Iterable[Identity]) -> list[TrustedKey]:
@@ -97,11 +99,9 @@ def config_document(fleet: Fleet, identity: Identity) -> tuple[str, dict[str, An
         return "agent.toml", {"agent": head, "mqtt": mqtt, "security": security}
     security.update(kid=identity.name, alg=identity.current_key.alg)
     head = {"name": identity.name}
-    if identity.kind == "device":
-        if identity.targets is not None:
-            head["targets"] = list(identity.targets)
-    else:
-        security["trust_store"] = TRUST_FILE
+    if identity.kind == "device" and identity.targets is not None:
+        head["targets"] = list(identity.targets)
+    security["trust_store"] = TRUST_FILE
     return f"{identity.kind}.toml", {identity.kind: head, "mqtt": mqtt, "security": security}
 
 
@@ -130,11 +130,26 @@ def build(fleet: Fleet, identity: Identity, everyone: list[Identity]) -> list[Bu
         BundleFile("ca.crt", fleet.ca_cert_path.read_bytes(), PUBLIC),
         BundleFile("broker.password", (material.password(fleet, identity) + "\n").encode(), PRIVATE),
     ]
-    if identity.kind != "device":
-        keys = trusted_keys(fleet, trusted_sources(identity, everyone))
-        # The rule of write_trust_store: private as soon as it holds an HMAC secret.
-        mode = PRIVATE if any(k.alg == "hmac-sha256" for k in keys) else PUBLIC
-        files.append(BundleFile(TRUST_FILE, dump_keys(keys).encode(), mode))
+    keys = trusted_keys(fleet, trusted_sources(identity, everyone))
+    # The rule of write_trust_store: private as soon as it holds an HMAC secret.
+    mode = PRIVATE if any(k.alg == "hmac-sha256" for k in keys) else PUBLIC
+    files.append(BundleFile(TRUST_FILE, dump_keys(keys).encode(), mode))
+    if identity.kind == "device":
+        files += _firmware_files(fleet, identity, keys)
+    return files
+
+
+def _firmware_files(fleet: Fleet, identity: Identity, agent_keys: list[TrustedKey]) -> list[BundleFile]:
+    """`device.env` for every device; `config.py` for an HMAC one (MicroPython)."""
+    files = [
+        BundleFile(
+            device_files.ENV_FILE, device_files.device_env(fleet, identity, agent_keys).encode(), PUBLIC
+        )
+    ]
+    if identity.current_key.alg == "hmac-sha256":
+        secret = material.key_material(fleet, identity, identity.current_key)
+        text = device_files.micropython_config(fleet, identity, secret, material.password(fleet, identity))
+        files.append(BundleFile(device_files.MICROPYTHON_FILE, text.encode(), PRIVATE))
     return files
 
 

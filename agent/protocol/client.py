@@ -34,6 +34,7 @@ _MESSAGE_TYPES: dict[str, type[_Message]] = {
     "heartbeat": Heartbeat,
     "presence": Presence,
     "rejects": RejectReport,
+    "replies": Result,
 }
 
 
@@ -108,7 +109,8 @@ def open_agent_message(
     topics: Topics | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> Result | Event | Heartbeat | Presence | RejectReport:
-    """Verify and decode anything an agent publishes; raises a `ProtocolError` otherwise."""
+    """Verify and decode anything an agent publishes (a reply: signed by the node its body names);
+    raises a `ProtocolError` otherwise."""
     try:
         parsed = (topics or Topics()).parse(topic)
     except TopicError as exc:
@@ -117,9 +119,10 @@ def open_agent_message(
     if cls is None:
         raise AuthenticationError(f"{topic!r} is not a topic agents publish on", code="malformed")
     env = open_envelope(payload, limits)
-    if env.kid != parsed.node:
+    node = env.kid if parsed.kind == "replies" else parsed.node  # a reply's topic names its issuer instead
+    if env.kid != node:
         raise AuthenticationError(
-            f"signed by {env.kid!r} but published for node {parsed.node!r}", code="wrong_role", kid=env.kid
+            f"signed by {env.kid!r} but published for node {node!r}", code="wrong_role", kid=env.kid
         )
     verify_envelope(env, trust, "agent", time.time() if now is None else now)
     try:
@@ -127,10 +130,8 @@ def open_agent_message(
     except CodecError as exc:
         raise AuthenticationError(f"body: {exc.message}", code="malformed", kid=env.kid) from None
     msg = cls.from_body(body)
-    if getattr(msg, "node", None) != parsed.node:
-        raise BodyError(
-            f"body names node {getattr(msg, 'node', None)!r}, topic {parsed.node!r}", field="node"
-        )
+    if getattr(msg, "node", None) != node:
+        raise BodyError(f"body names node {getattr(msg, 'node', None)!r}, topic {node!r}", field="node")
     if parsed.task_id is not None and getattr(msg, "id", None) != parsed.task_id:
         raise BodyError(f"body names task {getattr(msg, 'id', None)!r}, topic {parsed.task_id!r}", field="id")
     return msg  # type: ignore[return-value]

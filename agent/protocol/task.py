@@ -187,6 +187,12 @@ def _trace(value: object) -> str | None:
     return trace
 
 
+def _reply(value: object) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise BodyError(f"'reply' must be true or false, got {type(value).__name__}", field="reply")
+    return value or None  # false is the default: stored and compared as absent
+
+
 def _time(name: str) -> Callable[[object], float | None]:
     return lambda value: _number(value, name)
 
@@ -202,6 +208,7 @@ _OPTIONAL: dict[str, Callable[[object], Any]] = {
     "tz": _tz,
     "until": _time("until"),
     "trace": _trace,
+    "reply": _reply,
 }
 
 
@@ -242,6 +249,7 @@ class Task:
     tz: str | None = None
     until: float | None = None
     trace: str | None = None
+    reply: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -281,7 +289,7 @@ class Task:
     def to_body(self) -> dict[str, Any]:
         """The wire map: required fields always, optional ones only when set."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
-        out = {k: v for k, v in out.items() if v is not None}
+        out = {k: v for k, v in out.items() if v is not None and v is not False}
         out.update(self.extra)
         return out
 

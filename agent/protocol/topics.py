@@ -20,7 +20,16 @@ ID_RE = re.compile(ID_PATTERN)
 RESERVED_NODE_IDS = frozenset({"all"})
 
 TopicKind = Literal[
-    "tasks", "tasks_all", "tasks_pool", "control", "results", "events", "heartbeat", "presence", "rejects"
+    "tasks",
+    "tasks_all",
+    "tasks_pool",
+    "control",
+    "results",
+    "events",
+    "heartbeat",
+    "presence",
+    "rejects",
+    "replies",
 ]
 
 #: Roles a signing key needs to publish on each kind of topic (PROTOCOL 3).
@@ -34,6 +43,7 @@ ROLE_FOR_KIND: dict[str, str] = {
     "heartbeat": "agent",
     "presence": "agent",
     "rejects": "agent",
+    "replies": "agent",
 }
 
 
@@ -68,12 +78,14 @@ def _check_prefix(prefix: str) -> str:
 
 @dataclass(frozen=True)
 class ParsedTopic:
-    """What a concrete (wildcard-free) topic is: its kind, node, pool and task id."""
+    """What a concrete (wildcard-free) topic is: its kind, node, pool and task id, and for a reply
+    the issuer it is for (the node is then the signer's, not in the topic)."""
 
     kind: TopicKind
     node: str | None = None
     pool: str | None = None
     task_id: str | None = None
+    issuer: str | None = None
 
     @cached_property
     def task_target(self) -> str | None:
@@ -195,5 +207,9 @@ def _parse(prefix: str, topic: str) -> ParsedTopic | None:
             and rest[0] not in RESERVED_NODE_IDS
         ):
             return ParsedTopic(kind, node=rest[0], task_id=rest[1])  # type: ignore[arg-type]
+        return None
+    if kind == "replies":
+        if len(rest) == 2 and is_valid_id(rest[0]) and is_valid_id(rest[1]):
+            return ParsedTopic("replies", issuer=rest[0], task_id=rest[1])
         return None
     return None

@@ -16,7 +16,7 @@ from typing import Any
 
 from .collect import Collector, Pending, Update
 from .exchange import close_quietly, connect, exit_status, publish_all, subscribe_answers, wait_answers
-from .options import PROG, resolve_target, trusted
+from .options import PROG, replies_for, resolve_target, trusted, wants_reply
 from .params import parse_duration
 from .progress import Progress
 from .render import dumps
@@ -80,6 +80,9 @@ def summary_text(summary: dict[str, Any]) -> str:
 def cmd_batch(args: argparse.Namespace, config: ClientConfig) -> int:
     ttl = parse_duration(args.ttl, "--ttl") if args.ttl else config.submit.ttl_s
     specs = load_batch(Path(args.file), resolve_target(args, config), ttl)
+    if wants_reply(args, config):
+        for spec in specs:
+            spec.options.setdefault("reply", True)
     signer, topics = config.signer(), config.topics
     signed = [spec.sign(signer, topics) for spec in specs]
     trust = None if args.no_wait else trusted(config)
@@ -92,7 +95,7 @@ def cmd_batch(args: argparse.Namespace, config: ClientConfig) -> int:
             print(f"published {len(signed)} tasks in {time.monotonic() - started:.2f} s", file=sys.stderr)
             return 0
         assert trust is not None
-        collector = Collector(trust, topics)
+        collector = Collector(trust, topics, replies_for(signed, config))
         for (_, payload, task), spec in zip(signed, specs, strict=True):
             collector.add(task, payload, target_node(spec.target), spec.runs)
         subscribe_answers(client, collector)

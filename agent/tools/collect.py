@@ -6,7 +6,8 @@
     ...
     update = collector.handle(incoming)          # None for messages of other tasks
 
-A result counts only when `open_agent_message` verifies it (agent key, kid = the topic's node);
+A result counts only when `open_agent_message` verifies it (agent key, kid = the topic's node, or
+for a reply on `{p}/replies/{kid}/{id}` the node its body names);
 one that does not verify is reported as `unverified` and never taken as the answer. A rejects
 report counts as the agent's answer when its `sha256` is that of a payload we sent (checks 1-3
 failed there: the agent never answers those on a results topic, PROTOCOL 5).
@@ -67,9 +68,12 @@ class Update:
 
 
 class Collector:
-    def __init__(self, trust: TrustStore, topics: Topics) -> None:
+    def __init__(self, trust: TrustStore, topics: Topics, replies_for: str | None = None) -> None:
+        """`replies_for`: the issuer's kid when the tasks asked for `reply`: their results are read
+        on `{p}/replies/{kid}/{id}` (all an issuer without read access to results may read)."""
         self.trust = trust
         self.topics = topics
+        self.replies_for = replies_for
         self.pending: dict[str, Pending] = {}
         self._by_sha: dict[bytes, Pending] = {}
 
@@ -88,7 +92,13 @@ class Collector:
         node_part = {n or "+" for n in nodes}
         if "+" in node_part:
             node_part = {"+"}
-        if len(self.pending) <= EXACT_FILTERS_UP_TO:
+        exact = len(self.pending) <= EXACT_FILTERS_UP_TO
+        if self.replies_for is not None:
+            base = f"{p}/replies/{self.replies_for}"
+            results = (
+                sorted({f"{base}/{item.id}" for item in self.pending.values()}) if exact else [f"{base}/+"]
+            )
+        elif exact:
             results = sorted({f"{p}/results/{item.node or '+'}/{item.id}" for item in self.pending.values()})
         else:
             results = sorted(f"{p}/results/{n}/+" for n in node_part)
@@ -100,7 +110,7 @@ class Collector:
 
     def handle(self, incoming: Incoming) -> Update | None:
         kind = incoming.topic[len(self.topics.prefix) + 1 :].split("/", 1)[0]
-        if kind not in ("results", "rejects"):
+        if kind not in ("results", "replies", "rejects"):
             return None
         try:
             msg = open_agent_message(incoming.payload, incoming.topic, self.trust, topics=self.topics)

@@ -36,9 +36,14 @@ def subscribe_answers(client: ToolClient, collector: Collector) -> None:
     results, rejects = collector.filters()
     granted = client.subscribe(results + rejects)
     if any(code == SUBSCRIBE_REFUSED for code in granted[: len(results)]):
+        hint = (
+            "--reply (results on its own replies topic)"
+            if collector.replies_for is None
+            else "an operator bundle"
+        )
         raise UsageError(
-            f"the broker does not let this identity read results ({results[0]}): use an operator"
-            " bundle to wait for results, or --no-wait to only publish"
+            f"the broker does not let this identity read {results[0]}: use {hint} to wait for"
+            " results, or --no-wait to only publish"
         )
     if any(code == SUBSCRIBE_REFUSED for code in granted[len(results) :]):
         print(

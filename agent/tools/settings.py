@@ -56,6 +56,7 @@ class SubmitSection:
     node: str | None = None  # default target of edge-submit
     ttl_s: float = field(default=3600.0, metadata=limit(above=0))
     wait_timeout_s: float = field(default=60.0, metadata=limit(above=0))
+    reply: bool | None = None  # ask for `reply` and wait on {p}/replies/...; None: yes for a device
 
 
 @dataclass(frozen=True)

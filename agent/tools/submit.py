@@ -31,7 +31,7 @@ from .exchange import (
     subscribe_answers,
     wait_answers,
 )
-from .options import PROG, resolve_target, trusted
+from .options import PROG, replies_for, resolve_target, trusted, wants_reply
 from .params import build_params, parse_duration, parse_when
 from .render import describe_result, dumps, jsonable, result_document
 from .settings import ClientConfig
@@ -70,6 +70,13 @@ def _add_wait(parser: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="how long to wait for results (submit.wait_timeout_s, 60 s)",
     )
+    group.add_argument(
+        "--reply",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ask for `reply` and wait on {p}/replies/{kid}/{id} (default submit.reply; unset: yes with"
+        " a device bundle, whose ACL lets it read only its replies, else results on {p}/results/...)",
+    )
     group.add_argument("--json", action="store_true", help="JSON lines on stdout (arrays as lists)")
     group.add_argument("--full", action="store_true", help="print whole arrays, not a summary")
 
@@ -79,7 +86,8 @@ def _task_parser(sub: Any) -> None:
         "task",
         help="sign, publish and wait for one task (the default subcommand)",
         description="Sign a task with the operator's (or device's) key, publish it on {p}/tasks/..., wait"
-        " for its result on {p}/results/{node}/{id} and print it once its signature verified.",
+        " for its result on {p}/results/{node}/{id} (or {p}/replies/{kid}/{id}: --reply) and print it once"
+        " its signature verified.",
         epilog="Times: +10m (from now), ISO 8601 with an offset (2027-01-31T12:00:00Z) or epoch seconds."
         " Durations: 90, 45s, 30m, 1h30m. " + EXIT_STATUS_HELP,
     )
@@ -222,6 +230,8 @@ def _task_spec(args: argparse.Namespace, config: ClientConfig, target: str) -> T
     for flag, key in (("run_at", "run_at"), ("until", "until")):
         if getattr(args, flag) is not None:
             options[key] = parse_when(getattr(args, flag), f"--{flag.replace('_', '-')}", now)
+    if wants_reply(args, config):
+        options["reply"] = True
     if args.runs < 1:
         raise UsageError("--runs must be >= 1")
     return TaskSpec(
@@ -296,7 +306,7 @@ def send_and_wait(
                 print(dumps({"id": task.id, "topic": topic, "published": True}) if args.json else task.id)
             return EXIT_OK
         assert trust is not None
-        collector = Collector(trust, config.topics)
+        collector = Collector(trust, config.topics, replies_for(signed, config))
         for (_, payload, task), spec in zip(signed, specs, strict=True):
             collector.add(task, payload, target_node(spec.target), spec.runs, expect)
         subscribe_answers(client, collector)
@@ -350,7 +360,8 @@ def cmd_control(args: argparse.Namespace, config: ClientConfig) -> int:
         raise UsageError(f"{command} needs --task ID")
     if args.params is not None:
         params = build_params(args.params)
-    spec = TaskSpec(command, params, node, ttl_s=parse_duration(args.ttl, "--ttl") if args.ttl else 300.0)
+    ttl = parse_duration(args.ttl, "--ttl") if args.ttl else 300.0
+    spec = TaskSpec(command, params, node, {"reply": True} if wants_reply(args, config) else {}, ttl_s=ttl)
     topics = config.topics
     _, payload, task = spec.sign(config.signer(), topics)  # a control command is a signed task body
     return send_and_wait(config, args, [(topics.control(node), payload, task)], [spec])

@@ -7,6 +7,7 @@ documented ones (0 completed, 1 not completed or refused, 2 usage, 3 timeout, 4 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import numpy as np
 from agent.protocol import generate_signer
 from agent.tools.errors import EXIT_BROKER, EXIT_NOT_COMPLETED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from tests.agent.conftest import Site
-from tests.agent.toolrun import bundle_file, run, tool_env
+from tests.agent.toolrun import bundle_file, command, run, tool_env
 from tests.support.services import free_port
 
 R = 1e-9
@@ -267,3 +268,48 @@ def test_batch_of_many_tasks_from_stdin(site: Site) -> None:
     summary = json.loads(done.stdout)
     assert summary["tasks"] == 60 and summary["by_status"] == {"completed": 60}
     assert summary["answered_per_s"] > 0 and all(r["nodes"] == ["node-1"] for r in summary["results"])
+
+
+def test_a_device_bundle_waits_for_its_reply_and_an_operator_may_ask_for_one(site: Site) -> None:
+    """A device may read only `{p}/replies/{its name}/#`: edge-submit asks for `reply` with its
+    bundle by default and verifies the answer with the bundle's trust store (PROTOCOL 1 and 4)."""
+    device = bundle_file(site, "sensor-1")
+    op = bundle_file(site, "op-1")
+    with site.agent():
+        done = run(site, "submit", "-c", device, "--node", "node-1", "--kernel", "stats",
+                   "--param", "signal=[1,2,3,4]", "--json")  # fmt: skip
+        assert done.returncode == EXIT_OK, done.stderr
+        doc = json.loads(done.stdout)
+        assert doc["status"] == "completed" and doc["verified"] is True and doc["result"]["mean"] == 2.5
+
+        refused = run(site, "submit", "-c", device, "--no-reply", "--node", "node-1", "--kernel", "stats",
+                      "--param", "signal=[1]")  # fmt: skip
+        assert refused.returncode == EXIT_USAGE
+        assert "does not let this identity read edge/results/node-1/" in refused.stderr
+        assert "--reply" in refused.stderr
+
+        done = run(site, "submit", "-c", op, "--reply", "--node", "node-1", "--kernel", "stats",
+                   "--param", "signal=[2,4]", "--json")  # fmt: skip
+        assert done.returncode == EXIT_OK, done.stderr
+        assert json.loads(done.stdout)["result"]["mean"] == 3.0
+
+
+def test_a_shell_that_sources_device_env_runs_edge_submit_without_a_config_file(site: Site) -> None:
+    """device.env names its settings like the tools' EDGE_* variables: sourced in the bundle's
+    directory, it configures edge-submit as device.toml does."""
+    bundle = bundle_file(site, "sensor-1").parent
+    env = tool_env(site)
+    env.pop("EDGE_MQTT_PORT")
+    script = (
+        "set -a; . ./device.env; set +a; EDGE_MQTT_PORT="
+        + str(site.broker.tls_port)
+        + "; "
+        + " ".join(command("submit"))
+        + " --node node-1 --kernel stats"
+        " --param 'signal=[1,2,3]' --json"
+    )
+    with site.agent():
+        done = subprocess.run(["bash", "-c", script], cwd=bundle, env=env, capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+    assert done.returncode == EXIT_OK, done.stderr
+    assert json.loads(done.stdout)["result"]["mean"] == 2.0

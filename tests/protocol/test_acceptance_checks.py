@@ -586,3 +586,17 @@ def test_two_threads_racing_the_same_task_accept_it_once(keys: Keyring, trust) -
         for t in threads:
             t.join()
         assert sorted(outcomes) == [False, True, True, True]
+
+
+def test_reply_is_a_boolean_and_false_is_the_default_left_off_the_wire(keys: Keyring, trust, replay) -> None:
+    """PROTOCOL 4's `reply`: true asks for the issuer's copy on {p}/replies/{kid}/{id}."""
+    assert accept(sign(task_body(reply=True), keys.device), trust, replay).task.reply is True
+    assert accept(sign(task_body(reply=False), keys.device), trust, replay).task.reply is False
+    assert accept(sign(task_body(reply=None), keys.device), trust, replay).task.reply is False
+    for bad in (1, "yes", [True]):
+        with pytest.raises(TaskRejected) as info:
+            accept(sign(task_body(reply=bad), keys.device), trust, replay)
+        assert (info.value.code, info.value.field) == ("malformed", "reply")
+        assert "'reply' must be true or false" in info.value.message
+    assert "reply" not in Task.from_body(task_body(reply=False)).to_body()
+    assert Task.from_body(task_body(reply=True)).to_body()["reply"] is True

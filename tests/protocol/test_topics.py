@@ -24,6 +24,7 @@ def test_every_topic_parses_back_to_what_built_it(prefix: str, node: str, task_i
     assert t.parse(t.events(node, task_id)) == ParsedTopic("events", node=node, task_id=task_id)
     for kind in ("heartbeat", "presence", "rejects"):
         assert t.parse(getattr(t, kind)(node)) == ParsedTopic(kind, node=node)  # type: ignore[arg-type]
+    assert t.parse(t.replies(task_id, node)) == ParsedTopic("replies", issuer=task_id, task_id=node)
 
 
 def test_the_wire_names_are_those_of_the_table() -> None:
@@ -57,6 +58,7 @@ def test_the_wire_names_are_those_of_the_table() -> None:
         ("edge/control/n1", "n1", "control"),
         ("edge/results/n1/t1", None, "agent"),
         ("edge/heartbeat/n1", None, "agent"),
+        ("edge/replies/sensor-1/t1", None, "agent"),
     ],
 )
 def test_the_target_a_task_must_carry_and_the_role_a_key_needs(topic: str, target: str, role: str) -> None:
@@ -90,6 +92,9 @@ def test_for_target_routes_each_kind_of_target(target: str) -> None:
         "edge/heartbeat/n1 n2",
         "edge/presence/" + "x" * 65,
         "edge/unknown/n1",
+        "edge/replies/sensor-1",
+        "edge/replies/sensor-1/t1/x",
+        "edge/replies/+/t1",
         "edge/tasks/+",
         "edge/tasks/#",
         "edge/tasks/n\u00e9",

@@ -201,10 +201,19 @@ def check_device_archive(archive: Path, into: Path) -> None:
         "sensor-7/tls.crt": 0o644,
         "sensor-7/ca.crt": 0o644,
         "sensor-7/broker.password": 0o600,
+        "sensor-7/trust.toml": 0o644,
+        "sensor-7/device.env": 0o644,
     }
     config = tomlio.loads((into / "sensor-7" / "device.toml").read_text())
     assert config["device"] == {"name": "sensor-7", "targets": ["node-1", "pool:cams"]}
-    assert config["security"] == {"signing_key": "signing.key", "kid": "sensor-7", "alg": "ed25519"}
+    assert config["security"] == {
+        "signing_key": "signing.key",
+        "kid": "sensor-7",
+        "alg": "ed25519",
+        "trust_store": "trust.toml",
+    }
+    env = (into / "sensor-7" / "device.env").read_text().splitlines()
+    assert "EDGE_DEVICE_TARGET=node-1" in env and "EDGE_SECURITY_KID=sensor-7" in env
     assert config["mqtt"]["username"] == "sensor-7" and config["mqtt"]["prefix"] == "edge"
 
 

@@ -71,18 +71,44 @@ def test_operator_and_dashboard_trust_every_agent(populated: Fleet, tmp_path: Pa
         assert path.stat().st_mode & 0o777 == 0o644
 
 
-def test_device_bundle_has_no_trust_store(populated: Fleet, tmp_path: Path) -> None:
+def test_a_device_trusts_the_agents_it_may_task_to_verify_its_replies(
+    populated: Fleet, tmp_path: Path
+) -> None:
+    """PROTOCOL 1 and 4: a device verifies its replies with the keys of its targets' agents only."""
+    expected = {
+        "dev-any": {"node-1", "node-2"},
+        "dev-all": {"node-1", "node-2"},
+        "dev-n1": {"node-1"},
+        "dev-cams": {"node-2"},
+        "dev-n9": set(),
+    }
+    for name, agents in expected.items():
+        out = bundle(populated, name, tmp_path)
+        trust = TrustStore.load(out / "trust.toml")
+        assert kids(trust) == agents, name
+        assert all(k.roles == frozenset({"agent"}) for k in TrustStore.keys(trust))
+        env = (out / "device.env").read_text()
+        assert sorted(
+            line.split('"')[1].split()[0] for line in env.splitlines() if line.startswith("EDGE_AGENT_KEY_")
+        ) == sorted(agents)
     out = bundle(populated, "dev-cams", tmp_path)
     assert sorted(p.name for p in out.iterdir()) == [
         "broker.password",
         "ca.crt",
+        "config.py",
+        "device.env",
         "device.toml",
         "signing.key",
         "tls.crt",
         "tls.key",
+        "trust.toml",
     ]
+    assert (out / "config.py").stat().st_mode & 0o777 == 0o600, "it holds the HMAC secret"
     signer = load_signer(out / "signing.key", "dev-cams")
     assert isinstance(signer, HmacSigner)
+    namespace: dict[str, object] = {}
+    exec((out / "config.py").read_text(), namespace)  # what MicroPython imports
+    assert namespace["SECRET"] == signer.secret and namespace["TARGET"] == "pool:cams"
 
 
 def signed(signer: Ed25519Signer | HmacSigner, target: str, now: float) -> tuple[str, bytes]:

@@ -43,7 +43,7 @@ from ..link.mqtt import Delivery, MqttLink
 from ..observe.audit import AuditLog
 from ..observe.logs import task_extra
 from ..observe.telemetry import Telemetry
-from ..publish.outbox import Outbox, outbox_op
+from ..publish.outbox import Outbox, outbox_ops, result_rows
 from ..publish.signing import Signing, SignOnce, peek_body
 from ..store import DurableReplayCache, Op, Store
 from ..tasks.lifecycle import Lifecycle
@@ -355,9 +355,9 @@ class Intake:
     def _answered(self, delivery: Delivery, accepted: AcceptedTask, result: SignOnce, claim: Op) -> Decision:
         key = f"{accepted.kid}/{accepted.task.id}#1"
         result.publication()  # signed on this thread: the writer's callbacks stay short
-        return Decision(
-            delivery, [claim, outbox_op(key, result)], lambda: self.outbox.send(key, result.publication())
-        )
+        task = accepted.task
+        rows = result_rows(key, result, self.signing.reply_topic(accepted.kid, task.id, task.reply))
+        return Decision(delivery, [claim, *outbox_ops(rows)], lambda: self.outbox.send_rows(rows))
 
     def _rejected(self, delivery: Delivery, exc: TaskRejected, claim: Op | None) -> Decision:
         """Checks 4-9 with a readable id: a `rejected` result (PROTOCOL 4)."""
@@ -389,10 +389,11 @@ class Intake:
         )
         key = f"{exc.kid}/{exc.task_id}#rejected#{delivery.received_at!r}"
         result.publication()  # signed on this thread: the writer's callbacks stay short
-        ops = [outbox_op(key, result)] + ([claim] if claim is not None else [])
+        rows = result_rows(key, result, self.signing.reply_topic(exc.kid, exc.task_id, fields.get("reply")))
+        ops = [*outbox_ops(rows)] + ([claim] if claim is not None else [])
 
         def after() -> None:
-            self.outbox.send(key, result.publication())
+            self.outbox.send_rows(rows)
             if self.lifecycle.events_enabled:  # PROTOCOL 6: submitted -> rejected is a transition too
                 self.lifecycle.publish_event(
                     self.signing.event(
@@ -463,7 +464,7 @@ class Intake:
 
 
 def _readable_fields(payload: bytes) -> dict[str, Any]:
-    """Kernel and trace of an authenticated task that failed a later check, for its answer."""
+    """Kernel, trace and reply of an authenticated task that failed a later check, for its answer."""
     try:
         return peek_body(open_envelope(payload, Limits(max_payload=len(payload) + 1)).body)
     except AuthenticationError:

@@ -36,6 +36,21 @@ def outbox_op(key: str, result: SignOnce) -> Op:
     return Op(OUTBOX, key, {"topic": result.topic, "body": result.body, "at": time.time()})
 
 
+def result_rows(key: str, result: SignOnce, reply_topic: str | None = None) -> list[tuple[str, SignOnce]]:
+    """The outbox rows of one result: its results topic, and the issuer's replies topic too when
+    the task asked for `reply` (PROTOCOL 4). Each row is published and acknowledged on its own, so
+    a restart re-sends exactly the copies the broker had not acknowledged."""
+    rows = [(key, result)]
+    if reply_topic is not None:
+        rows.append((f"{key}>reply", result.copy_to(reply_topic)))
+    return rows
+
+
+def outbox_ops(rows: list[tuple[str, SignOnce]]) -> list[Op]:
+    """The store operations of `result_rows`."""
+    return [outbox_op(key, result) for key, result in rows]
+
+
 class Outbox:
     def __init__(self, store: Store, link: MqttLink, signing: Signing) -> None:
         self._store = store
@@ -85,6 +100,11 @@ class Outbox:
                 self._remember(mid, key)
                 return
         self._link.publish_soon(publication.topic, publication.payload, 1, lambda mid: self._sent(mid, key))
+
+    def send_rows(self, rows: list[tuple[str, SignOnce]]) -> None:
+        """Publish the rows of `result_rows` (once their commit is durable)."""
+        for key, result in rows:
+            self.send(key, result.publication())
 
     def _sent(self, mid: int, key: str) -> None:
         """The network thread published it: remembered before its PUBACK can be handled."""

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgpack
 
-from agent.protocol import Signer, Topics, packb, seal
+from agent.protocol import Signer, TopicError, Topics, packb, seal
 
 from ..errors import ResultTooLarge
 
@@ -84,19 +84,26 @@ class SignOnce:
     gets there first (the committing thread while the writer syncs, or the writer after). Two
     threads racing both make the same bytes, so no lock is needed."""
 
-    __slots__ = ("_publication", "_signer", "body", "topic")
+    __slots__ = ("_original", "_publication", "_signer", "body", "topic")
 
-    def __init__(self, topic: str, body: bytes, signer: Signer) -> None:
+    def __init__(self, topic: str, body: bytes, signer: Signer, original: SignOnce | None = None) -> None:
         self.topic = topic
         self.body = body
         self._signer = signer
+        self._original = original
         self._publication: Publication | None = None
 
     def publication(self) -> Publication:
         made = self._publication
         if made is None:
-            made = self._publication = Publication(self.topic, seal(self.body, self._signer))
+            original = self._original
+            payload = seal(self.body, self._signer) if original is None else original.publication().payload
+            made = self._publication = Publication(self.topic, payload)
         return made
+
+    def copy_to(self, topic: str) -> SignOnce:
+        """The same envelope on another topic (a reply to the issuer): signed once for both."""
+        return SignOnce(topic, self.body, self._signer, original=self)
 
 
 class Signing:
@@ -154,6 +161,16 @@ class Signing:
         if output is not None or fields["trace"] is None:
             raise ResultTooLarge(len(body) + self.max_payload - self.max_body, self.max_payload)
         return pack_with_raw({**fields, "trace": None}, {"result": b"\xc0"})
+
+    def reply_topic(self, kid: str | None, task_id: str, asked: object) -> str | None:
+        """Where the issuer `kid` reads the results of a task that `asked` for them (`reply` true,
+        PROTOCOL 1 and 4); None when it did not, or when `kid` cannot be a topic level."""
+        if asked is not True or kid is None:
+            return None
+        try:
+            return self.topics.replies(kid, task_id)
+        except TopicError:
+            return None
 
     def sign(self, body: bytes) -> bytes:
         """The envelope of a stored result body (a restart re-publishing its outbox)."""

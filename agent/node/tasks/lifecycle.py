@@ -40,7 +40,7 @@ from ..errors import ResultTooLarge
 from ..exec.pool import Outcome
 from ..observe.logs import task_extra
 from ..observe.telemetry import Telemetry
-from ..publish.outbox import Outbox, outbox_op
+from ..publish.outbox import Outbox, outbox_ops, result_rows
 from ..publish.signing import Publication, Signing, SignOnce
 from ..store import HISTORY, TASKS, Op, Store
 from .ready import ReadyQueue
@@ -77,6 +77,7 @@ class Plan(NamedTuple):
     until: float | None
     trace: str | None
     recurring: bool  # every_s or cron: a run after each run
+    reply: bool  # each result also goes to the issuer's replies topic
 
     @classmethod
     def of(cls, task: Task, kid: str) -> Plan:
@@ -96,6 +97,7 @@ class Plan(NamedTuple):
             task.until,
             task.trace,
             task.every_s is not None or task.cron is not None,
+            task.reply,
         )
 
     def schedule_spec(self, received_at: float) -> dict[str, Any]:
@@ -499,7 +501,8 @@ class Lifecycle:
         outcome: dict[str, Any],
     ) -> None:
         key = f"{plan.key}#{max(1, record['run'])}"
-        self.store.commit([outbox_op(key, result), *ops], lambda: self.outbox.send(key, result.publication()))
+        rows = result_rows(key, result, self.signing.reply_topic(plan.kid, plan.id, plan.reply))
+        self.store.commit([*outbox_ops(rows), *ops], lambda: self.outbox.send_rows(rows))
         result.publication()  # signed now, while the writer syncs: ready when the commit is durable
         if status in self.totals:
             self.totals[status] += 1
