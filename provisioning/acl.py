@@ -13,6 +13,7 @@ the last level of a topic `Topics` built, never by spelling a topic by hand.
 | operator O| results/#, rejects/#, replies/O/#                    | tasks/#, control/#                 |
 | dashboard | results/#, events/#, heartbeat/#, presence/#,        | nothing                            |
 |           | rejects/# (what agents publish; never tasks/control) |                                    |
+| gateway G | what a dashboard reads, and replies/G/#              | tasks/#, control/#                 |
 
 Least privilege (PROTOCOL 1): nobody but the agents of a pool holds a grant for that pool's
 `$share/P/...` form, which is what a shared subscription needs on a broker that checks
@@ -103,6 +104,17 @@ def _dashboard(t: Topics) -> list[Grant]:
     ]
 
 
+def _gateway(identity: Identity, t: Topics) -> list[Grant]:
+    """The fleet's HTTP face (edge-gateway): it watches the fleet like a dashboard, reads its own
+    replies, and submits and steers like an operator."""
+    return [
+        *_dashboard(t),
+        _own_replies(identity, t),
+        Grant("write", subtree(t.tasks_all())),
+        Grant("write", subtree(t.control(_PLACEHOLDER))),
+    ]
+
+
 def grants_for(identity: Identity, topics: Topics) -> list[Grant]:
     """The identity's grants, in a stable order (reads first)."""
     if identity.revoked:
@@ -113,6 +125,8 @@ def grants_for(identity: Identity, topics: Topics) -> list[Grant]:
         return _device(identity, topics)
     if identity.kind == "operator":
         return _operator(identity, topics)
+    if identity.kind == "gateway":
+        return _gateway(identity, topics)
     return _dashboard(topics)
 
 

@@ -6,10 +6,11 @@
 | device    | device.toml, the same key files, trust.toml, device.env (+ config.py for HMAC) |
 | operator  | operator.toml, the same key files, trust.toml                                |
 | dashboard | dashboard.toml, the same key files, trust.toml                               |
+| gateway   | gateway.toml, the same key files, trust.toml                                 |
 
 An agent's trust store holds only what it must know: every key (rotation overlaps and revoked
-entries included) of the operators and of the devices that may target it (no `--targets`, or
-a target naming it, `all` or one of its pools). Operators and dashboards get every agent key,
+entries included) of the operators and gateways, and of the devices that may target it (no `--targets`, or
+a target naming it, `all` or one of its pools). Operators, dashboards and gateways get every agent key,
 to verify results; a device gets the keys of the agents it may task, to verify its replies
 (`device_files` writes them into `device.env` too, for firmware). Paths in the `.toml` files are
 relative to the file.
@@ -32,7 +33,7 @@ from provisioning import device_files, material
 
 from .errors import InputError, RevokedIdentity
 from .fleet import Fleet
-from .identities import parse_target
+from .identities import ISSUERS, parse_target
 from .records import Identity
 
 TRUST_FILE = "trust.toml"
@@ -58,9 +59,9 @@ def trusted_sources(identity: Identity, everyone: Iterable[Identity]) -> list[Id
         return [
             other
             for other in everyone
-            if other.kind == "operator" or (other.kind == "device" and device_reaches(other, identity))
+            if other.kind in ISSUERS or (other.kind == "device" and device_reaches(other, identity))
         ]
-    if identity.kind in ("operator", "dashboard"):
+    if identity.kind in ("operator", "dashboard", "gateway"):
         return [other for other in everyone if other.kind == "agent"]
     return [other for other in everyone if other.kind == "agent" and device_reaches(identity, other)]
 

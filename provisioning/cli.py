@@ -114,13 +114,16 @@ def _add_add(
         "  edge-provision add device --count 1000 --prefix sensor-\n",
         "operator": "  edge-provision add operator alice\n",
         "dashboard": "  edge-provision add dashboard grafana\n",
+        "gateway": "  edge-provision add gateway gw-1\n",
     }
     p = _sub(
         subs,
         "add",
         "add identities: a signing key, a TLS client certificate and a broker password each",
         "kinds: agent (signs results), device (signs tasks), operator (tasks and control),\n"
-        "dashboard (reads what agents publish, signs nothing). See `edge-provision add KIND --help`.\n\n"
+        "dashboard (reads what agents publish, signs nothing), gateway (edge-gateway, the fleet's HTTP\n"
+        "API: reads like a dashboard, signs tasks and control like an operator).\n"
+        "See `edge-provision add KIND --help`.\n\n"
         "examples:\n" + "".join(examples.values()),
     )
     kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)

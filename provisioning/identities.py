@@ -6,6 +6,7 @@
 | device    | task              | ed25519 (default) or hmac-sha256 |
 | operator  | task, control     | ed25519                      |
 | dashboard | (none: it reads)  | ed25519                      |
+| gateway   | task, control     | ed25519 (edge-gateway: the fleet's HTTP API) |
 
 A name is the kid of its signing key, the CN of its certificate and its broker username, so it
 is unique across all kinds and matches PROTOCOL 1's `[A-Za-z0-9_.:-]{1,64}`; an agent may not be
@@ -23,14 +24,18 @@ from agent.protocol.topics import ID_PATTERN, RESERVED_NODE_IDS, is_valid_id
 
 from .errors import InputError, InvalidName, InvalidTarget
 
-Kind = Literal["agent", "device", "operator", "dashboard"]
-KINDS: tuple[Kind, ...] = ("agent", "device", "operator", "dashboard")
+Kind = Literal["agent", "device", "operator", "dashboard", "gateway"]
+KINDS: tuple[Kind, ...] = ("agent", "device", "operator", "dashboard", "gateway")
 ROLES: dict[Kind, tuple[str, ...]] = {
     "agent": ("agent",),
     "device": ("task",),
     "operator": ("control", "task"),
     "dashboard": (),
+    "gateway": ("control", "task"),
 }
+#: Kinds that sign tasks and control commands for people: agents trust their keys, they trust
+#: every agent's.
+ISSUERS: tuple[Kind, ...] = ("operator", "gateway")
 POOL_TARGET = "pool:"
 ALL_TARGET = "all"
 MAX_BULK = 100_000

@@ -28,6 +28,7 @@ IDENTITIES = [
     ["device", "sensor-any"],
     ["operator", "op-1"],
     ["dashboard", "dash-1"],
+    ["gateway", "gw-1"],
     ["device", "old-device"],
 ]
 REVOKED = ["old-device"]
@@ -64,6 +65,14 @@ PUBLISH = [
     ("node-1", "edge/replies/sensor-1/t1", True),
     ("sensor-1", "edge/replies/sensor-1/t1", False),
     ("op-1", "edge/replies/sensor-1/t1", False),
+    # a gateway: tasks and control like an operator, nothing agents publish
+    ("gw-1", "edge/tasks/node-1", True),
+    ("gw-1", "edge/tasks/pool/cameras", True),
+    ("gw-1", "edge/control/node-2", True),
+    ("gw-1", "edge/results/node-1/t1", False),
+    ("gw-1", "edge/heartbeat/node-1", False),
+    ("gw-1", "edge/presence/node-1", False),
+    ("gw-1", "edge/replies/gw-1/t1", False),
 ]
 
 # (publisher, topic, a reader): retained publishes on tasks and control topics, and presence
@@ -81,6 +90,7 @@ OBSERVERS = {
     "node-1": ["edge/tasks/node-1", "edge/tasks/all", "edge/control/node-1", "edge/tasks/pool/cameras"],
     "node-2": ["edge/tasks/node-2", "edge/control/node-2"],
     "sensor-1": ["edge/replies/sensor-1/#"],
+    "gw-1": ["edge/replies/gw-1/#"],
 }
 
 # (identity, filter, who publishes the probe, probe topic, may subscribe and receive)
@@ -124,6 +134,17 @@ SUBSCRIBE = [
     ("sensor-any", "edge/replies/sensor-1/#", "node-1", "edge/replies/sensor-1/t2", False),
     ("op-1", "edge/replies/op-1/#", "node-1", "edge/replies/op-1/t1", True),
     ("dash-1", "edge/replies/#", "node-1", "edge/replies/op-1/t2", False),
+    # a gateway reads what a dashboard reads and its own replies; never tasks, control or a pool
+    ("gw-1", "edge/results/#", "node-1", "edge/results/node-1/t4", True),
+    ("gw-1", "edge/events/+/+", "node-1", "edge/events/node-1/t2", True),
+    ("gw-1", "edge/heartbeat/+", "node-1", "edge/heartbeat/node-1", True),
+    ("gw-1", "edge/presence/#", "node-1", "edge/presence/node-1", True),
+    ("gw-1", "edge/rejects/node-1", "node-1", "edge/rejects/node-1", True),
+    ("gw-1", "edge/replies/gw-1/#", "node-1", "edge/replies/gw-1/t1", True),
+    ("gw-1", "edge/replies/op-1/#", "node-1", "edge/replies/op-1/t3", False),
+    ("gw-1", "edge/tasks/node-1", "op-1", "edge/tasks/node-1", False),
+    ("gw-1", "edge/control/#", "op-1", "edge/control/node-1", False),
+    ("gw-1", POOL, "op-1", "edge/tasks/pool/cameras", False),
 ]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.common import tomlio
 from agent.protocol import (
     AuthenticationError,
     MemoryReplayCache,
@@ -47,23 +48,24 @@ def populated(fleet: Fleet) -> Fleet:
     add(fleet, "device", "dev-n9", targets=["node-9", "pool:gpu"])
     add(fleet, "operator", "alice")
     add(fleet, "dashboard", "grafana")
+    add(fleet, "gateway", "gw")
     return fleet
 
 
 def test_agent_trusts_only_who_may_task_it(populated: Fleet, tmp_path: Path) -> None:
     one = TrustStore.load(bundle(populated, "node-1", tmp_path) / "trust.toml")
-    assert kids(one) == {"dev-any", "dev-n1", "dev-all", "alice"}
+    assert kids(one) == {"dev-any", "dev-n1", "dev-all", "alice", "gw"}
     two_path = bundle(populated, "node-2", tmp_path) / "trust.toml"
     two = TrustStore.load(two_path)
-    assert kids(two) == {"dev-any", "dev-all", "dev-cams", "alice"}
+    assert kids(two) == {"dev-any", "dev-all", "dev-cams", "alice", "gw"}
     assert two_path.stat().st_mode & 0o777 == 0o600, "it holds an HMAC secret"
     roles = {k.kid: k.roles for k in TrustStore.keys(two)}
-    assert roles["alice"] == frozenset({"task", "control"})
+    assert roles["alice"] == roles["gw"] == frozenset({"task", "control"})
     assert roles["dev-cams"] == frozenset({"task"})
 
 
-def test_operator_and_dashboard_trust_every_agent(populated: Fleet, tmp_path: Path) -> None:
-    for name in ("alice", "grafana"):
+def test_operators_dashboards_and_gateways_trust_every_agent(populated: Fleet, tmp_path: Path) -> None:
+    for name in ("alice", "grafana", "gw"):
         path = bundle(populated, name, tmp_path) / "trust.toml"
         trust = TrustStore.load(path)
         assert kids(trust) == {"node-1", "node-2"}
@@ -210,3 +212,31 @@ def test_rotate_drops_retired_ed25519_private_keys_but_keeps_hmac_secrets(fleet:
         "tls-3.crt",
         "tls-3.key",
     ]
+
+
+def test_a_gateway_bundle_is_an_issuers(populated: Fleet, tmp_path: Path) -> None:
+    """edge-gateway's bundle: gateway.toml naming its key and trust store, an Ed25519 key that signs
+    tasks and control commands (agents trust it like an operator's)."""
+    out = bundle(populated, "gw", tmp_path)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "broker.password",
+        "ca.crt",
+        "gateway.toml",
+        "signing.key",
+        "tls.crt",
+        "tls.key",
+        "trust.toml",
+    ]
+    doc = tomlio.loads((out / "gateway.toml").read_text())
+    assert doc["gateway"] == {"name": "gw"}
+    assert doc["security"] == {
+        "signing_key": "signing.key",
+        "kid": "gw",
+        "alg": "ed25519",
+        "trust_store": "trust.toml",
+    }
+    signer = load_signer(out / "signing.key", "gw")
+    one = TrustStore.load(bundle(populated, "node-1", tmp_path) / "trust.toml")
+    now = time.time()
+    assert accept(signed(signer, "node-1", now), one, now) == "accepted"
+    assert {k.kid: k.roles for k in TrustStore.keys(one)}["gw"] == frozenset({"task", "control"})
