@@ -18,10 +18,6 @@ If provisioning's format moves, this module is the one place to adapt.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,60 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from agent.common import tomlio
+from agent.common.passwords import DUMMY, PasswordHash
+from agent.common.passwords import hash_password as hash_password
 
 from .errors import CredentialsError
 from .topicfilter import grants_subscription, matches, valid_filter
 
-HASH_SCHEME = "7"
-DEFAULT_ITERATIONS = 101  # what `mosquitto_passwd` writes
-SALT_BYTES = 12
 #: Hashes at least this costly are verified in a worker thread so that a connect flood cannot stall the loop.
 THREAD_ITERATIONS = 1000
 _CACHE_LIMIT = 20_000
-
-
-@dataclass(frozen=True)
-class PasswordHash:
-    """One `$7$` entry: PBKDF2-HMAC-SHA512 with `iterations` over `salt`, giving `digest`."""
-
-    iterations: int
-    salt: bytes
-    digest: bytes
-
-    @classmethod
-    def parse(cls, text: str) -> PasswordHash:
-        parts = text.split("$")
-        if len(parts) != 5 or parts[0] != "" or parts[1] != HASH_SCHEME:
-            raise ValueError("not a $7$ (PBKDF2-SHA512) hash")
-        try:
-            iterations = int(parts[2])
-            salt = base64.b64decode(parts[3], validate=True)
-            digest = base64.b64decode(parts[4], validate=True)
-        except (ValueError, binascii.Error) as exc:
-            raise ValueError(f"malformed $7$ hash: {exc}") from None
-        if iterations < 1 or not salt or len(digest) != hashlib.sha512().digest_size:
-            raise ValueError("malformed $7$ hash: bad iterations, salt or digest length")
-        return cls(iterations, salt, digest)
-
-    def verify(self, password: str) -> bool:
-        computed = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), self.salt, self.iterations)
-        return hmac.compare_digest(computed, self.digest)
-
-    def __str__(self) -> str:
-        salt = base64.b64encode(self.salt).decode()
-        digest = base64.b64encode(self.digest).decode()
-        return f"${HASH_SCHEME}${self.iterations}${salt}${digest}"
-
-
-def hash_password(password: str, *, iterations: int = DEFAULT_ITERATIONS, salt: bytes | None = None) -> str:
-    """A `$7$` hash string that Mosquitto and this broker both accept."""
-    salt = salt if salt is not None else os.urandom(SALT_BYTES)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations)
-    return str(PasswordHash(iterations, salt, digest))
-
-
-# A verification for an unknown user costs as much as for a known one (no user enumeration by timing).
-_DUMMY = PasswordHash(DEFAULT_ITERATIONS, b"\0" * SALT_BYTES, b"\0" * 64)
 
 
 @dataclass(frozen=True)
@@ -120,7 +71,7 @@ class PasswordFile:
     def verify(self, user: str, password: str) -> bool:
         entry = self.users.get(user)
         if entry is None:
-            _DUMMY.verify(password)
+            DUMMY.verify(password)
             return False
         return entry.verify(password)
 
