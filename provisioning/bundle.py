@@ -6,7 +6,7 @@
 | device    | device.toml, the same key files, trust.toml, device.env (+ config.py for HMAC) |
 | operator  | operator.toml, the same key files, trust.toml                                |
 | dashboard | dashboard.toml, the same key files, trust.toml                               |
-| gateway   | gateway.toml, the same key files, trust.toml                                 |
+| gateway   | gateway.toml, the same key files, trust.toml, api-clients.json (hashed secrets) |
 
 An agent's trust store holds only what it must know: every key (rotation overlaps and revoked
 entries included) of the operators and gateways, and of the devices that may target it (no `--targets`, or
@@ -31,6 +31,7 @@ from agent.common.fileio import PRIVATE, PUBLIC, fsync_dir, write_atomic
 from agent.protocol.truststore import TrustedKey, dump_keys
 from provisioning import device_files, material
 
+from .apiclients import CLIENTS_FILE, ApiClient, clients_file
 from .errors import InputError, RevokedIdentity
 from .fleet import Fleet
 from .identities import ISSUERS, parse_target
@@ -117,8 +118,10 @@ def _header(fleet: Fleet, identity: Identity) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build(fleet: Fleet, identity: Identity, everyone: list[Identity]) -> list[BundleFile]:
-    """The files of the bundle, in memory."""
+def build(
+    fleet: Fleet, identity: Identity, everyone: list[Identity], api_clients: Iterable[ApiClient] = ()
+) -> list[BundleFile]:
+    """The files of the bundle, in memory (a gateway's holds the API clients' hashed secrets)."""
     if identity.revoked:
         raise RevokedIdentity(f"{identity.name!r} is revoked: there is nothing to bundle")
     tls_key, tls_cert = material.tls_files(fleet, identity)
@@ -137,6 +140,8 @@ def build(fleet: Fleet, identity: Identity, everyone: list[Identity]) -> list[Bu
     files.append(BundleFile(TRUST_FILE, dump_keys(keys).encode(), mode))
     if identity.kind == "device":
         files += _firmware_files(fleet, identity, keys)
+    if identity.kind == "gateway":
+        files.append(BundleFile(CLIENTS_FILE, clients_file(api_clients).encode(), PRIVATE))
     return files
 
 

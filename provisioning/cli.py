@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from agent.common.errors import EdgeError
+from agent.common.fileio import PRIVATE, write_atomic
 from agent.common.timespec import format_time, parse_duration, parse_time
 from agent.protocol.keys import ALGORITHMS
 from provisioning import operations as ops
@@ -148,6 +149,23 @@ def _add_add(
                 help="node ids, 'all' or 'pool:P' it may task, comma separated (default: every agent)",
             )
         k.set_defaults(handler=_cmd_add)
+    k = _sub(
+        kinds,
+        "api-client",
+        "add an API client of edge-gateway: a name, roles and a secret (shown once, stored hashed)",
+        "roles: read (tasks, nodes, metrics), submit (read + submit and cancel its own tasks),\n"
+        "admin (everything). Bundle the gateways again afterwards: their api-clients.json lists them.\n\n"
+        "examples:\n  edge-provision add api-client webapp --roles read,submit\n"
+        "  edge-provision add api-client ops-console --roles admin --secret-file ops.secret\n",
+        parents=[parent],
+    )
+    k.add_argument("name", help="the client's name: [A-Za-z0-9_.:-]{1,64}, unique in the fleet")
+    k.add_argument("--roles", action="append", required=True, help="read, submit, admin (comma separated)")
+    k.add_argument(
+        "--secret-file", type=Path, help="write the secret to this new 0600 file instead of printing it"
+    )
+    k.add_argument("--force", action="store_true", help="replace an existing client: a new secret")
+    k.set_defaults(handler=_cmd_add_api_client)
 
 
 def _add_bundle(
@@ -212,7 +230,7 @@ def _add_reading(
         "examples:\n  edge-provision list\n  edge-provision list --kind device --json\n",
         parents=[parent],
     )
-    p.add_argument("--kind", choices=KINDS, help="only identities of this kind")
+    p.add_argument("--kind", choices=[*KINDS, "api-client"], help="only identities of this kind")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=_cmd_list)
     p = _sub(
@@ -376,6 +394,20 @@ def _cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_add_api_client(args: argparse.Namespace) -> int:
+    if args.secret_file is not None and args.secret_file.exists():
+        raise InputError(f"{args.secret_file} exists: the secret goes to a new file")
+    client, secret = ops.add_api_client(_fleet(args), args.name, args.roles, time.time(), force=args.force)
+    print(f"added api-client {client.name} (roles {','.join(client.roles)})")
+    if args.secret_file is not None:
+        write_atomic(args.secret_file, secret + "\n", PRIVATE)
+        print(f"its secret is in {args.secret_file} (0600); it is not stored anywhere else")
+    else:
+        print(f"secret (shown once, stored only hashed): {secret}")
+    print("bundle the gateways again: their api-clients.json lists the clients")
+    return 0
+
+
 def _cmd_bundle(args: argparse.Namespace) -> int:
     path = ops.make_bundle(_fleet(args), args.name, out=args.out, archive=args.archive, force=args.force)
     print(f"wrote the bundle of {args.name} to {path}")
@@ -383,7 +415,15 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
 
 
 def _cmd_revoke(args: argparse.Namespace) -> int:
-    identity, changed = ops.revoke(_fleet(args), args.name, time.time())
+    fleet = _fleet(args)
+    if args.name not in {i.name for i in ops.list_identities(fleet)}:
+        client, done = ops.revoke_api_client(fleet, args.name, time.time())
+        if not done:
+            print(f"API client {client.name} was already revoked at {format_time(client.revoked_at)}")
+        else:
+            print(f"revoked API client {client.name}; bundle the gateways again (or HUP them after copying)")
+        return 0
+    identity, changed = ops.revoke(fleet, args.name, time.time())
     if not changed:
         print(f"{identity.name} was already revoked at {format_time(identity.revoked_at)}")
         return 0
@@ -408,11 +448,15 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    identities = [i for i in ops.list_identities(_fleet(args)) if args.kind in (None, i.kind)]
+    fleet = _fleet(args)
+    identities = [i for i in ops.list_identities(fleet) if args.kind in (None, i.kind)]
+    clients = ops.list_api_clients(fleet) if args.kind in (None, "api-client") else []
     if args.json:
-        sys.stdout.write(output.to_json([i.summary() for i in identities]))
+        sys.stdout.write(output.to_json([i.summary() for i in identities] + [c.summary() for c in clients]))
     else:
-        sys.stdout.write(output.table(identities))
+        sys.stdout.write(output.table(identities) if identities or not clients else "")
+        if clients:
+            sys.stdout.write(output.api_client_table(clients))
     return 0
 
 

@@ -18,14 +18,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.common.fileio import PRIVATE, PUBLIC, fsync_dir, write_atomic
+from agent.common.passwords import hash_password, new_token
 from agent.protocol.keys import Alg
+from agent.protocol.topics import ID_PATTERN, is_valid_id
 from provisioning import amqtt_files, dynsec, material, mosquitto
 from provisioning import bundle as bundles
 
+from .apiclients import SECRET_BYTES, ApiClient, parse_roles
 from .brokerfiles import BrokerOptions, Format, hand_over, write_out
 from .ca import Authority, cert_pem, generate_key, key_pem
 from .durable import make_durable
-from .errors import DuplicateIdentity, FleetExists, InputError, InvalidTime, RevokedIdentity
+from .errors import (
+    DuplicateIdentity,
+    FleetExists,
+    InputError,
+    InvalidName,
+    InvalidTime,
+    RevokedIdentity,
+    UnknownIdentity,
+)
 from .fleet import CONFIG_FILE, LOCK_FILE, Fleet, FleetConfig, fleet_lock, open_fleet, write_config
 from .identities import Kind, check_alg, check_name, check_unique, parse_pools, parse_targets
 from .records import Identity, KeyRecord
@@ -147,6 +158,10 @@ def add_identities(
     alg, targets, pools = _validate_add(request)
     with _writing(fleet) as registry:
         existing = {i.name: i for i in registry.all()}
+        clients = {c.name for c in registry.api_clients()}
+        clash = next((n for n in request.names if n in clients), None)
+        if clash is not None:
+            raise DuplicateIdentity(f"{clash!r} is an API client: an identity needs a name of its own")
         taken = [n for n in request.names if n in existing]
         if taken and not request.force:
             first = existing[taken[0]]
@@ -211,6 +226,37 @@ def _discard(fleet: Fleet, names: Sequence[str], existing: dict[str, Identity]) 
             material.prune(fleet, old)
 
 
+# --- API clients (edge-gateway) ----------------------------------------------------------------
+
+
+def add_api_client(
+    fleet: Fleet, name: str, roles: Sequence[str], now: float, *, force: bool = False
+) -> tuple[ApiClient, str]:
+    """A new API client (or a new secret for an existing one, with `force`): (client, its secret).
+    The secret exists only in the return value: the registry keeps its hash."""
+    if not is_valid_id(name):
+        raise InvalidName(f"name {name!r} must match {ID_PATTERN} (letters, digits and _ . : -)")
+    chosen = parse_roles(roles)
+    with _writing(fleet) as registry:
+        identity = registry.get(name)
+        if identity is not None:
+            raise DuplicateIdentity(f"{identity.kind} {name!r} exists: an API client needs a name of its own")
+        old = registry.api_client(name)
+        if old is not None and not force:
+            raise DuplicateIdentity(
+                f"API client {name!r} already exists; use --force to replace it (a new secret)"
+            )
+        secret = new_token(SECRET_BYTES)
+        client = ApiClient(name, chosen, hash_password(secret), now if old is None else old.created_at, now)
+        registry.save_api_client(client)
+    return client, secret
+
+
+def list_api_clients(fleet: Fleet) -> list[ApiClient]:
+    with _reading(fleet) as registry:
+        return registry.api_clients()
+
+
 # --- revoke and rotate -----------------------------------------------------------------------
 
 
@@ -222,6 +268,21 @@ def revoke(fleet: Fleet, name: str, now: float) -> tuple[Identity, bool]:
             return identity, False
         revoked = identity.with_changes(revoked_at=now, updated_at=now)
         registry.save([revoked])
+    return revoked, True
+
+
+def revoke_api_client(fleet: Fleet, name: str, now: float) -> tuple[ApiClient, bool]:
+    """Mark the API client `name` revoked; (client, False) when it already was."""
+    with _writing(fleet) as registry:
+        client = registry.api_client(name)
+        if client is None:
+            raise UnknownIdentity(
+                f"no identity called {name!r} in this fleet, nor an API client (see `edge-provision list`)"
+            )
+        if client.revoked:
+            return client, False
+        revoked = client.with_changes(revoked_at=now, updated_at=now)
+        registry.save_api_client(revoked)
     return revoked, True
 
 
@@ -282,7 +343,7 @@ def show(fleet: Fleet, name: str) -> Identity:
 def make_bundle(fleet: Fleet, name: str, *, out: Path | None, archive: Path | None, force: bool) -> Path:
     with _reading(fleet) as registry:
         identity = registry.require(name)
-        files = bundles.build(fleet, identity, registry.all())
+        files = bundles.build(fleet, identity, registry.all(), registry.api_clients())
     if archive is not None:
         bundles.write_archive(files, archive, name, force=force)
         return archive

@@ -9,6 +9,7 @@ from agent.common.timespec import format_time
 from agent.protocol.topics import Topics
 
 from .acl import grants_for
+from .apiclients import ApiClient
 from .records import Identity
 
 
@@ -103,6 +104,19 @@ def details_text(data: dict[str, Any]) -> str:
     ]
     lines += [f"  {g['access']:5} {g['topic']}" for g in data["broker"]["grants"]]
     return "\n".join(lines) + "\n"
+
+
+def api_client_table(clients: list[ApiClient]) -> str:
+    """The API clients of edge-gateway, below the identities."""
+    header = ("API CLIENT", "ROLES", "STATUS", "CREATED")
+    rows = [
+        (c.name, ",".join(c.roles), "revoked" if c.revoked else "active", format_time(c.created_at))
+        for c in clients
+    ]
+    widths = [max(len(r[col]) for r in [header, *rows]) for col in range(len(header))]
+    return "".join(
+        "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in [header, *rows]
+    )
 
 
 def to_json(data: Any) -> str:

@@ -21,10 +21,12 @@ from tinydb.storages import Storage
 
 from agent.common.fileio import PRIVATE, write_atomic
 
+from .apiclients import ApiClient
 from .errors import FleetCorrupt, UnknownIdentity
 from .records import Identity
 
 TABLE = "identities"
+API_TABLE = "api_clients"
 Data = dict[str, dict[str, Any]]
 
 
@@ -91,6 +93,7 @@ class Registry:
     def __init__(self, path: Path) -> None:
         self._db = TinyDB(str(path), storage=AtomicJSONStorage)
         self._table = self._db.table(TABLE, cache_size=0)
+        self._api = self._db.table(API_TABLE, cache_size=0)  # absent from registries made before it
 
     def close(self) -> None:
         self._db.close()
@@ -122,7 +125,21 @@ class Registry:
         return identity
 
     def names(self) -> set[str]:
-        return {str(doc["name"]) for doc in self._table.all()}
+        """Every name in use: identities and API clients share one namespace (logs name both)."""
+        return {str(doc["name"]) for doc in self._table.all()} | {str(doc["name"]) for doc in self._api.all()}
+
+    def api_clients(self) -> list[ApiClient]:
+        return sorted((ApiClient.from_doc(dict(doc)) for doc in self._api.all()), key=lambda c: c.name)
+
+    def api_client(self, name: str) -> ApiClient | None:
+        doc = self._api.get(Query().name == name)
+        return None if doc is None else ApiClient.from_doc(dict(doc))
+
+    def save_api_client(self, client: ApiClient) -> None:
+        """Insert or replace (by name), in one atomic write."""
+        with self._storage.batch():
+            self._api.remove(Query().name == client.name)
+            self._api.insert(client.to_doc())
 
     # -- writing -----------------------------------------------------------------------
     def save(self, identities: Iterable[Identity]) -> None:

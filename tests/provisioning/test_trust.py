@@ -219,6 +219,7 @@ def test_a_gateway_bundle_is_an_issuers(populated: Fleet, tmp_path: Path) -> Non
     tasks and control commands (agents trust it like an operator's)."""
     out = bundle(populated, "gw", tmp_path)
     assert sorted(p.name for p in out.iterdir()) == [
+        "api-clients.json",
         "broker.password",
         "ca.crt",
         "gateway.toml",
