@@ -1,0 +1,345 @@
+"""The gateway's durable record of the tasks it submitted: SQLite in WAL mode, `tasks.sqlite3`.
+
+    records = TaskRecords.open(data_dir)
+    records.submitted(Submitted(...))          # committed (fsync) before the task is published
+    records.published(task_id)                 # the broker's PUBACK
+    records.answered(result, payload_sha256)   # a verified result: one row per (node, run)
+    records.refused(payload_sha256, code, message)  # a rejects report (checks 1-3 at the agent)
+    row = records.get(task_id); rows, cursor = records.page(status=..., node=..., limit=50)
+
+A task's row is written before its 202 is answered, with `synchronous=FULL`: a gateway killed the
+moment after answers for every task it accepted after a restart, and its persistent MQTT session
+brings the results that arrived meanwhile. A task's status follows its latest answer; the
+results of every run and node are kept in `results` (a task for `all` has one per agent).
+
+Thread rules: one connection, shared by the HTTP loop's worker threads and the MQTT network
+thread under one lock (SQLite serializes writers anyway); every method is one transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from agent.protocol import Result
+
+from .errors import ApiError, StoreError
+
+FILE = "tasks.sqlite3"
+SCHEMA_VERSION = 1
+#: Statuses a task has before its agent answers; every other is the status of a result (PROTOCOL 7)
+#: or `refused` (a rejects report: the agent could not authenticate it, PROTOCOL 5).
+PENDING = ("submitted", "published")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    client TEXT NOT NULL,
+    kernel TEXT NOT NULL,
+    target TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    submitted_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    trace TEXT,
+    payload_sha256 BLOB NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS tasks_by_time ON tasks (submitted_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS tasks_by_sha ON tasks (payload_sha256);
+CREATE TABLE IF NOT EXISTS results (
+    task_id TEXT NOT NULL REFERENCES tasks (id),
+    node TEXT NOT NULL,
+    run INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    duration_ms REAL,
+    result BLOB,
+    error TEXT,
+    answered_at REAL NOT NULL,
+    PRIMARY KEY (task_id, node, run)
+);
+"""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    id: str
+    client: str
+    kernel: str
+    target: str
+    priority: int
+    expires_at: float
+    payload_sha256: bytes
+    trace: str | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One result of a task, as stored (the result value as MessagePack, decoded on reading)."""
+
+    node: str
+    run: int
+    attempt: int
+    status: str
+    received_at: float
+    started_at: float | None
+    finished_at: float | None
+    duration_ms: float | None
+    result: Any
+    error: dict[str, str] | None
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    id: str
+    client: str
+    kernel: str
+    target: str
+    priority: int
+    status: str
+    submitted_at: float
+    updated_at: float
+    expires_at: float
+    trace: str | None
+    error: dict[str, str] | None
+    answers: tuple[Answer, ...] = ()
+
+    @property
+    def pending(self) -> bool:
+        return self.status in PENDING
+
+
+class TaskRecords:
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self._lock = threading.Lock()
+        self.path = path
+
+    @classmethod
+    def open(cls, data_dir: Path) -> TaskRecords:
+        path = data_dir / FILE
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # durable before the 202: a commit survives power loss
+            db.execute("PRAGMA foreign_keys=ON")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{path} was written by a newer gateway (schema {version}); upgrade this one"
+                )
+            db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the task record {path}: {exc}") from None
+        return cls(db, path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _write(self, sql: str, args: tuple[Any, ...]) -> int:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).rowcount
+            except sqlite3.Error as exc:
+                raise StoreError(f"task record {self.path}: {exc}") from None
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def submitted(self, task: Submitted, now: float | None = None) -> None:
+        at = time.time() if now is None else now
+        self._write(
+            "INSERT INTO tasks (id, client, kernel, target, priority, status, submitted_at, updated_at,"
+            " expires_at, trace, payload_sha256) VALUES (?, ?, ?, ?, ?, 'submitted', ?, ?, ?, ?, ?)",
+            (task.id, task.client, task.kernel, task.target, task.priority, at, at, task.expires_at,
+             task.trace, task.payload_sha256),
+        )  # fmt: skip
+
+    def published(self, task_id: str) -> None:
+        """The broker has the task (PUBACK): still pending, but no longer only ours."""
+        self._write(
+            "UPDATE tasks SET status = 'published', updated_at = ? WHERE id = ? AND status = 'submitted'",
+            (time.time(), task_id),
+        )
+
+    def answered(self, result: Result) -> bool:
+        """Store a verified result of one of our tasks; False when the task is not ours."""
+        now = time.time()
+        error = json.dumps(result.error) if result.error is not None else None
+        packed = msgpack.packb(result.result, use_bin_type=True, default=_array)
+        with self._lock:
+            try:
+                with _transaction(self._db):
+                    known = self._db.execute("SELECT 1 FROM tasks WHERE id = ?", (result.id,)).fetchone()
+                    if known is None:
+                        return False
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (result.id, result.node, result.run, result.attempt, result.status,
+                         result.received_at, result.started_at, result.finished_at, result.duration_ms,
+                         packed, error, now),
+                    )  # fmt: skip
+                    self._db.execute(
+                        "UPDATE tasks SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+                        (result.status, error, now, result.id),
+                    )
+            except sqlite3.Error as exc:
+                raise StoreError(f"task record {self.path}: {exc}") from None
+        return True
+
+    def refused(self, payload_sha256: bytes, code: str, message: str) -> str | None:
+        """A rejects report for a payload we published: the task ends `refused`; its id, or None."""
+        error = json.dumps({"code": code, "message": message})
+        with self._lock:
+            try:
+                row = self._db.execute(
+                    "SELECT id FROM tasks WHERE payload_sha256 = ?", (payload_sha256,)
+                ).fetchone()
+                if row is None:
+                    return None
+                self._db.execute(
+                    "UPDATE tasks SET status = 'refused', error = ?, updated_at = ? WHERE id = ?",
+                    (error, time.time(), row[0]),
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"task record {self.path}: {exc}") from None
+        return str(row[0])
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> TaskRow | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            if row is None:
+                return None
+            answers = self._db.execute(
+                f"SELECT {_ANSWER_COLUMNS} FROM results WHERE task_id = ? ORDER BY answered_at, node, run",
+                (task_id,),
+            ).fetchall()
+        return _row(row, tuple(_answer(a) for a in answers))
+
+    def page(
+        self,
+        *,
+        status: str | None = None,
+        node: str | None = None,
+        client: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[TaskRow], str | None]:
+        """Newest first; `cursor` is the opaque value of the previous page (None: the first)."""
+        where: list[str] = []
+        args: list[object] = []
+        for column, value in (("status", status), ("client", client)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if node is not None:
+            where.append("(target = ? OR id IN (SELECT task_id FROM results WHERE node = ?))")
+            args += [node, node]
+        if cursor is not None:
+            at, task_id = _uncursor(cursor)
+            where.append("(submitted_at < ? OR (submitted_at = ? AND id < ?))")
+            args += [at, at, task_id]
+        sql = f"SELECT {_COLUMNS} FROM tasks"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY submitted_at DESC, id DESC LIMIT ?"
+        with self._lock:
+            rows = [_row(r) for r in self._db.execute(sql, (*args, limit + 1)).fetchall()]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, (_cursor(rows[-1]) if more else None)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                str(s): int(n)
+                for s, n in self._db.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status")
+            }
+
+
+_COLUMNS = "id, client, kernel, target, priority, status, submitted_at, updated_at, expires_at, trace, error"
+_ANSWER_COLUMNS = (
+    "node, run, attempt, status, received_at, started_at, finished_at, duration_ms, result, error"
+)
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on an exception) on an autocommit connection."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        self._db.execute("ROLLBACK" if kind is not None else "COMMIT")
+
+
+def _array(value: object) -> object:
+    """Arrays of a result (ndarray ext 1, decoded by the protocol library) stored as nested lists."""
+    tolist = getattr(value, "tolist", None)
+    if tolist is None:
+        raise TypeError(f"cannot store a {type(value).__name__}")
+    return tolist()
+
+
+def _row(row: tuple[Any, ...], answers: tuple[Answer, ...] = ()) -> TaskRow:
+    task_id, client, kernel, target, priority, status, submitted_at, updated_at, expires_at, trace, error = (
+        row
+    )
+    return TaskRow(
+        task_id, client, kernel, target, priority, status, submitted_at, updated_at, expires_at, trace,
+        error=json.loads(error) if error else None, answers=answers,
+    )  # fmt: skip
+
+
+def _answer(row: tuple[Any, ...]) -> Answer:
+    node, run, attempt, status, received_at, started_at, finished_at, duration_ms, result, error = row
+    return Answer(
+        node, run, attempt, status, received_at, started_at, finished_at, duration_ms,
+        result=msgpack.unpackb(result, raw=False) if result is not None else None,
+        error=json.loads(error) if error else None,
+    )  # fmt: skip
+
+
+def _cursor(row: TaskRow) -> str:
+    return base64.urlsafe_b64encode(json.dumps([row.submitted_at, row.id]).encode()).decode().rstrip("=")
+
+
+def _uncursor(cursor: str) -> tuple[float, str]:
+    try:
+        at, task_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return float(at), str(task_id)
+    except (ValueError, TypeError) as exc:
+        raise ApiError(
+            400, "invalid_cursor", f"the cursor is not one this API gave: {exc}", field="cursor"
+        ) from None
+
+
+def iter_pages(records: TaskRecords, **filters: Any) -> Iterator[TaskRow]:
+    """Every row matching `filters`, page by page (tests and exports)."""
+    cursor: str | None = None
+    while True:
+        rows, cursor = records.page(cursor=cursor, **filters)
+        yield from rows
+        if cursor is None:
+            return

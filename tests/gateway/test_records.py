@@ -1,0 +1,118 @@
+"""The gateway's task record: a real SQLite file in WAL mode, results per node and run, pages,
+and a record that survives the process being killed right after a commit."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.protocol import Result
+from gateway.errors import ApiError, StoreError
+from gateway.records import Submitted, TaskRecords, iter_pages
+
+
+def submitted(task_id: str, target: str = "node-1", client: str = "webapp") -> Submitted:
+    return Submitted(task_id, client, "stats", target, 5, 2e9, hashlib.sha256(task_id.encode()).digest())
+
+
+def result(
+    task_id: str, node: str = "node-1", run: int = 1, status: str = "completed", value: object = None
+) -> Result:
+    error = None if status == "completed" else {"code": "invalid_params", "message": "no"}
+    return Result(task_id, node, "stats", status, run, 1, 1.0, 1.1, 1.2, 0.1, value, error)
+
+
+def test_a_task_goes_from_submitted_to_its_results(tmp_path: Path) -> None:
+    records = TaskRecords.open(tmp_path)
+    records.submitted(submitted("t1", target="all"))
+    assert records.get("t1").status == "submitted"  # type: ignore[union-attr]
+    records.published("t1")
+    assert records.get("t1").pending  # type: ignore[union-attr]
+    assert records.answered(result("t1", "node-1", value=np.arange(3.0)))
+    assert records.answered(result("t1", "node-2", value={"mean": 2.5}))
+    assert records.answered(result("t1", "node-2", value={"mean": 2.5}))  # a re-published duplicate
+    row = records.get("t1")
+    assert row is not None and row.status == "completed" and not row.pending
+    assert [(a.node, a.result) for a in row.answers] == [
+        ("node-1", [0.0, 1.0, 2.0]),
+        ("node-2", {"mean": 2.5}),
+    ]
+    assert not records.answered(result("not-ours"))
+    assert records.get("not-ours") is None
+    records.submitted(submitted("t2"))
+    assert records.answered(result("t2", status="rejected"))
+    assert records.get("t2").error == {"code": "invalid_params", "message": "no"}  # type: ignore[union-attr]
+    assert records.counts() == {"completed": 1, "rejected": 1}
+
+
+def test_a_rejects_report_ends_the_task_it_names_by_digest(tmp_path: Path) -> None:
+    records = TaskRecords.open(tmp_path)
+    records.submitted(submitted("t1"))
+    assert (
+        records.refused(hashlib.sha256(b"t1").digest(), "bad_signature", "signature does not verify") == "t1"
+    )
+    assert records.refused(b"\0" * 32, "bad_signature", "x") is None
+    row = records.get("t1")
+    assert (
+        row is not None
+        and row.status == "refused"
+        and row.error
+        == {
+            "code": "bad_signature",
+            "message": "signature does not verify",
+        }
+    )
+
+
+def test_pages_newest_first_with_filters_and_an_opaque_cursor(tmp_path: Path) -> None:
+    records = TaskRecords.open(tmp_path)
+    for n in range(7):
+        records.submitted(submitted(f"t{n}", client="a" if n % 2 else "b"), now=1000.0 + n)
+    records.answered(result("t3", node="node-9"))
+    first, cursor = records.page(limit=3)
+    assert [r.id for r in first] == ["t6", "t5", "t4"] and cursor is not None
+    assert [r.id for r in iter_pages(records, limit=3)] == [f"t{n}" for n in range(6, -1, -1)]
+    assert [r.id for r in iter_pages(records, client="a", limit=2)] == ["t5", "t3", "t1"]
+    assert [r.id for r in records.page(node="node-9")[0]] == ["t3"]
+    assert [r.id for r in records.page(status="completed")[0]] == ["t3"]
+    with pytest.raises(ApiError) as bad:
+        records.page(cursor="bm90IGpzb24")
+    assert (bad.value.status, bad.value.code, bad.value.field) == (400, "invalid_cursor", "cursor")
+
+
+def test_what_was_committed_survives_a_kill_9_right_after(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import hashlib, os, signal
+        from gateway.records import Submitted, TaskRecords
+        records = TaskRecords.open(__import__("pathlib").Path({str(tmp_path)!r}))
+        for n in range(50):
+            digest = hashlib.sha256(bytes([n])).digest()
+            records.submitted(Submitted(f"k{{n}}", "c", "stats", "node-1", 5, 2e9, digest))
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run([sys.executable, "-c", script], env=env, timeout=60)
+    assert done.returncode == -signal.SIGKILL
+    records = TaskRecords.open(tmp_path)
+    assert len(list(iter_pages(records, limit=20))) == 50
+
+
+def test_a_record_of_a_newer_gateway_is_refused(tmp_path: Path) -> None:
+    TaskRecords.open(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "tasks.sqlite3")
+    db.execute("PRAGMA user_version=99")
+    db.close()
+    with pytest.raises(StoreError) as exc:
+        TaskRecords.open(tmp_path)
+    assert "newer gateway (schema 99)" in str(exc.value)
