@@ -1,0 +1,81 @@
+"""What the fleet publishes, verified before anything else sees it, then handed to the record, the
+fleet view and the requests waiting for a result.
+
+    inbox = Inbox(topics, trust, records, fleet, waiters)
+    inbox.handle(topic, payload)          # FleetLink's on_message, on paho's network thread
+
+Every message is opened with `open_agent_message` against the gateway's trust store (the agents'
+keys): signature, key role, kid = node, body shape. One that fails is counted as forged by its
+code and logged, never stored or shown as the fleet's. A result is committed to the record before
+this returns, that is before paho acknowledges it to the broker: a gateway killed in between gets
+it again from its persistent session.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from agent.protocol import (
+    Heartbeat,
+    Presence,
+    ProtocolError,
+    RejectReport,
+    Result,
+    Topics,
+    TrustStore,
+    open_agent_message,
+)
+
+from .nodes import FleetView
+from .records import TaskRecords
+from .waiters import Waiters
+
+log = logging.getLogger(__name__)
+
+
+def subscriptions(topics: Topics) -> list[str]:
+    """What the gateway reads (its ACL: what a dashboard reads)."""
+    p = topics.prefix
+    return [f"{p}/results/+/+", f"{p}/heartbeat/+", f"{p}/presence/+", f"{p}/rejects/+"]
+
+
+class Inbox:
+    def __init__(
+        self, topics: Topics, trust: TrustStore, records: TaskRecords, fleet: FleetView, waiters: Waiters
+    ) -> None:
+        self.topics = topics
+        self.trust = trust  # replaced whole on SIGHUP
+        self._records = records
+        self._fleet = fleet
+        self._waiters = waiters
+
+    def handle(self, topic: str, payload: bytes) -> None:
+        if not payload:
+            return  # a retained record cleared: nothing to verify, nothing claimed
+        try:
+            message = open_agent_message(payload, topic, self.trust, topics=self.topics)
+        except ProtocolError as exc:
+            self._fleet.forged_message(exc.code)
+            log.warning("FORGED message on %s refused: %s: %s", topic, exc.code, exc.message)
+            return
+        if isinstance(message, Result):
+            if self._records.answered(message):
+                self._waiters.resolve(message.id)
+            self._fleet.result(message)
+        elif isinstance(message, Heartbeat):
+            self._fleet.heartbeat(message, time.time())
+        elif isinstance(message, Presence):
+            self._fleet.presence(message)
+        elif isinstance(message, RejectReport):
+            self._report(message)
+
+    def _report(self, report: RejectReport) -> None:
+        self._fleet.reject_report(report.code)
+        digest = report.sha256 if isinstance(report.sha256, bytes) else bytes.fromhex(report.sha256)
+        task_id = self._records.refused(
+            digest, report.code, f"the agent {report.node} could not authenticate it"
+        )
+        if task_id is not None:
+            log.error("task %s was refused by %s: %s", task_id, report.node, report.code)
+            self._waiters.resolve(task_id)
