@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.common.ratelimit import TokenBucket
 from agent.protocol import (
     AcceptancePolicy,
     AcceptedTask,
@@ -47,7 +48,6 @@ from ..publish.outbox import Outbox, outbox_ops, result_rows
 from ..publish.signing import Signing, SignOnce, peek_body
 from ..store import DurableReplayCache, Op, Store
 from ..tasks.lifecycle import Lifecycle
-from .ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 

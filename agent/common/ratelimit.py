@@ -1,4 +1,7 @@
-"""A token bucket: at most `rate` events a second on average, bursts up to `burst`."""
+"""A token bucket: at most `rate` events a second on average, bursts up to `burst`.
+
+Used by the agent (rejects reports) and the gateway (requests per API client). Thread-safe.
+"""
 
 from __future__ import annotations
 
@@ -25,3 +28,10 @@ class TokenBucket:
                 return True
             self.refused += 1
             return False
+
+    def retry_after(self) -> float:
+        """Seconds until the next event would be allowed (0 when one would be now)."""
+        with self._lock:
+            now = time.monotonic()
+            tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
