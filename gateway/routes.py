@@ -1,0 +1,284 @@
+"""The routes of `/api/v1` and the public ones. Each handler: the role it needs, the request
+checked, one call to the parts it was given (`Submitter`, the record, the fleet view), a view.
+
+Thread rules: handlers run on the HTTP loop; the record's calls (SQLite, fsync) go to worker
+threads (`asyncio.to_thread`) so a commit never stalls the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from agent.protocol import CodecError, unpackb
+from agent.protocol.topics import is_valid_id
+
+from .clients import ApiClient, ApiClients
+from .compute import sign_request
+from .config import GatewayConfig
+from .errors import ApiError, TokenRefused
+from .middleware import Authenticator, require
+from .nodes import FleetView
+from .openapi import document
+from .promtext import render
+from .records import PENDING, TaskRecords, TaskRow
+from .submit import Submitter
+from .views import fleet_figures, task_view
+
+JSON_TYPES = ("application/json", "")
+MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack")
+MAX_PAGE = 500
+
+
+class Routes:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        records: TaskRecords,
+        fleet: FleetView,
+        submitter: Submitter,
+        auth: Authenticator,
+        connected: Any,
+    ) -> None:
+        self.config = config
+        self.records = records
+        self.fleet = fleet
+        self.submitter = submitter
+        self.auth = auth
+        self._connected = connected  # () -> bool: the MQTT link is up
+
+    def add_to(self, app: web.Application) -> None:
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/metrics", self.prometheus)
+        app.router.add_get("/api/v1/openapi.json", self.openapi)
+        app.router.add_post("/api/v1/token", self.token)
+        app.router.add_post("/api/v1/compute", self.compute)
+        app.router.add_get("/api/v1/task/{task_id}", self.task)
+        app.router.add_delete("/api/v1/task/{task_id}", self.cancel)
+        app.router.add_get("/api/v1/tasks", self.tasks)
+        app.router.add_get("/api/v1/nodes", self.nodes)
+        app.router.add_get("/api/v1/nodes/{node}", self.node)
+        app.router.add_post("/api/v1/nodes/{node}/{action:drain|resume}", self.steer)
+        app.router.add_get("/api/v1/metrics", self.metrics)
+
+    # -- public ------------------------------------------------------------------------------------
+
+    async def health(self, request: web.Request) -> web.Response:
+        database = await asyncio.to_thread(self._database_ok)
+        broker = bool(self._connected())
+        age = self.fleet.newest_heartbeat_age()
+        ok = broker and database
+        body = {
+            "status": "ok" if ok else "unavailable",
+            "broker_connected": broker,
+            "database_ok": database,
+            "newest_heartbeat_age_s": None if age is None else round(age, 3),
+            "nodes_online": sum(1 for n in self.fleet.nodes() if n["online"]),
+        }
+        return web.json_response(body, status=200 if ok else 503)
+
+    def _database_ok(self) -> bool:
+        try:
+            self.records.counts()
+        except Exception:
+            return False
+        return True
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        counts = await asyncio.to_thread(self.records.counts)
+        text = render(self.fleet, counts, bool(self._connected()))
+        return web.Response(
+            text=text, content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-store"}
+        )
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(document())
+
+    async def token(self, request: web.Request) -> web.Response:
+        """OAuth 2 client credentials (RFC 6749 4.4): a JSON or form body, or HTTP Basic."""
+        name, secret = await _credentials(request, self.config.http.read_timeout_s)
+        self.auth.throttle(f"token:{name}")
+        clients: ApiClients = self.auth.clients
+        client = await asyncio.to_thread(clients.authenticate, name, secret)
+        token, expires = self.auth.tokens.issue(client)
+        return web.json_response(
+            {"access_token": token, "token_type": "Bearer", "expires_in": int(expires - time.time()),
+             "expires_at": expires, "roles": sorted(client.roles)}
+        )  # fmt: skip
+
+    # -- tasks ---------------------------------------------------------------------------------------
+
+    async def compute(self, request: web.Request) -> web.Response:
+        client = require(request, "submit")
+        body = await _body(request, self.config.http.read_timeout_s)
+        wait = _wait(request, self.config.tasks.wait_max_s)
+        signed = sign_request(
+            body,
+            signer=self.submitter.signer,
+            topics=self.config.topics,
+            default_target=self.config.tasks.default_target,
+            ttl_s=self.config.tasks.ttl_s,
+            traceparent=request.headers.get("traceparent"),
+        )
+        request["task_id"] = signed.task.id
+        row = await self.submitter.submit(signed, client, wait)
+        return _task_response(row, wait)
+
+    async def task(self, request: web.Request) -> web.Response:
+        client = require(request, "read")
+        row = await self._own(request.match_info["task_id"], client)
+        wait = _wait(request, self.config.tasks.wait_max_s)
+        if wait and row.pending:
+            row = await self.submitter.wait(row.id, wait) or row
+        return web.json_response(task_view(row))
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        client = require(request, "submit")
+        row = await self._own(request.match_info["task_id"], client)
+        request["task_id"] = row.id
+        if not row.pending:
+            raise ApiError(409, "already_finished", f"task {row.id} already ended {row.status!r}")
+        if row.target == "all" or row.target.startswith("pool:"):
+            raise ApiError(
+                409,
+                "node_unknown",
+                f"task {row.id} went to {row.target!r}: the node to cancel it on is not known yet",
+            )
+        command = await self.submitter.control(row.target, "sys.cancel", {"task": row.id}, client)
+        return web.json_response({"task_id": row.id, "cancel": task_view(command)}, status=202)
+
+    async def tasks(self, request: web.Request) -> web.Response:
+        client = require(request, "read")
+        q = request.query
+        limit = _int(q.get("limit", "50"), "limit", 1, MAX_PAGE)
+        status = q.get("status")
+        node = q.get("node")
+        if node is not None and not is_valid_id(node):
+            raise ApiError(400, "invalid_query", "node must be a node id", field="node")
+        only = None if client.may("admin") else client.name
+        rows, cursor = await asyncio.to_thread(
+            self.records.page, status=status, node=node, client=only, limit=limit, cursor=q.get("cursor")
+        )
+        return web.json_response({"tasks": [task_view(r) for r in rows], "next_cursor": cursor})
+
+    async def _own(self, task_id: str, client: ApiClient) -> TaskRow:
+        row = await asyncio.to_thread(self.records.get, task_id)
+        if row is None or (row.client != client.name and not client.may("admin")):
+            raise ApiError(
+                404, "unknown_task", f"no task {task_id!r} submitted through this gateway by {client.name}"
+            )
+        return row
+
+    # -- nodes and figures ------------------------------------------------------------------------------
+
+    async def nodes(self, request: web.Request) -> web.Response:
+        require(request, "read")
+        return web.json_response({"nodes": self.fleet.nodes()})
+
+    async def node(self, request: web.Request) -> web.Response:
+        require(request, "read")
+        view = self.fleet.node(request.match_info["node"])
+        if view is None:
+            raise ApiError(404, "unknown_node", f"no node {request.match_info['node']!r} has been heard from")
+        return web.json_response(view)
+
+    async def steer(self, request: web.Request) -> web.Response:
+        client = require(request, "admin")
+        node, action = request.match_info["node"], request.match_info["action"]
+        if not is_valid_id(node) or node == "all":
+            raise ApiError(400, "invalid_node", "the node must be a node id", field="node")
+        row = await self.submitter.control(
+            node, f"sys.{action}", {}, client, _wait(request, self.config.tasks.wait_max_s)
+        )
+        request["task_id"] = row.id
+        return _task_response(row, 1.0 if not row.pending else 0.0)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        require(request, "read")
+        counts = await asyncio.to_thread(self.records.counts)
+        return web.json_response(fleet_figures(self.fleet, counts, self.submitter.waiting))
+
+
+def _task_response(row: TaskRow, wait: float) -> web.Response:
+    """200 with the answer when it came within the wait; 202 (accepted, pending) otherwise."""
+    view = task_view(row)
+    status = 200 if wait and row.status not in PENDING else 202
+    return web.json_response(view, status=status, headers={"Location": view["links"]["self"]})
+
+
+def _int(text: str, name: str, lo: int, hi: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(400, "invalid_query", f"{name} must be an integer", field=name) from None
+    if not lo <= value <= hi:
+        raise ApiError(400, "invalid_query", f"{name} must be between {lo} and {hi}", field=name)
+    return value
+
+
+def _wait(request: web.Request, most: float) -> float:
+    text = request.query.get("wait")
+    if text is None:
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise ApiError(400, "invalid_query", "wait must be a number of seconds", field="wait") from None
+    if not 0 <= value <= most:
+        raise ApiError(400, "invalid_query", f"wait must be between 0 and {most:g} s", field="wait")
+    return value
+
+
+async def _read(request: web.Request, timeout: float) -> bytes:
+    try:
+        return await asyncio.wait_for(request.read(), timeout)
+    except asyncio.TimeoutError:
+        raise ApiError(
+            408, "request_timeout", f"the request body did not arrive within {timeout:g} s"
+        ) from None
+
+
+async def _body(request: web.Request, timeout: float) -> Any:
+    kind = request.content_type if request.body_exists else ""
+    raw = await _read(request, timeout)
+    if kind in MSGPACK_TYPES:
+        try:
+            return unpackb(raw)
+        except CodecError as exc:
+            raise ApiError(
+                400, "invalid_body", f"the MessagePack body does not decode: {exc.message}"
+            ) from None
+    if kind not in JSON_TYPES:
+        raise ApiError(415, "unsupported_media_type", "send application/json or application/msgpack")
+    try:
+        return json.loads(raw or b"null")
+    except ValueError as exc:
+        raise ApiError(400, "invalid_body", f"the JSON body does not parse: {exc}") from None
+
+
+async def _credentials(request: web.Request, timeout: float) -> tuple[str, str]:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("basic "):
+        try:
+            from aiohttp import BasicAuth
+
+            basic = BasicAuth.decode(header)
+        except ValueError:
+            raise TokenRefused("invalid_client", "malformed Basic credentials") from None
+        return basic.login, basic.password
+    if request.content_type == "application/x-www-form-urlencoded":
+        form = await asyncio.wait_for(request.post(), timeout)
+        name, secret = form.get("client_id"), form.get("client_secret")
+    else:
+        body = await _body(request, timeout)
+        name = body.get("client_id") if isinstance(body, dict) else None
+        secret = body.get("client_secret") if isinstance(body, dict) else None
+    if not isinstance(name, str) or not isinstance(secret, str):
+        raise ApiError(
+            400, "invalid_request", "give client_id and client_secret (JSON, a form, or HTTP Basic)"
+        )
+    return name, secret

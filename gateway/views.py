@@ -1,0 +1,86 @@
+"""The JSON shapes of the API: a task, its results, the fleet's figures. One place, so the routes,
+the OpenAPI document and the dashboard agree on them."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .nodes import LATENCY_BUCKETS, FleetView
+from .records import Answer, TaskRow
+
+
+def finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: they become null (a kernel's output may hold them)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    return value
+
+
+def answer_view(answer: Answer) -> dict[str, Any]:
+    latency = None
+    if answer.finished_at is not None:
+        latency = round((answer.finished_at - answer.received_at) * 1000.0, 3)
+    return {
+        "node": answer.node,
+        "run": answer.run,
+        "attempt": answer.attempt,
+        "status": answer.status,
+        "received_at": answer.received_at,
+        "started_at": answer.started_at,
+        "finished_at": answer.finished_at,
+        "duration_ms": answer.duration_ms,
+        "latency_ms": latency,
+        "result": finite(answer.result),
+        "error": answer.error,
+    }
+
+
+def task_view(row: TaskRow, prefix: str = "/api/v1") -> dict[str, Any]:
+    answers = [answer_view(a) for a in row.answers]
+    last = answers[-1] if answers else None
+    return {
+        "task_id": row.id,
+        "status": row.status,
+        "algorithm": row.kernel,
+        "target": row.target,
+        "client": row.client,
+        "priority": row.priority,
+        "submitted_at": row.submitted_at,
+        "updated_at": row.updated_at,
+        "expires_at": row.expires_at,
+        "trace": row.trace,
+        "node": last["node"] if last else None,
+        "attempts": last["attempt"] if last else 0,
+        "result": last["result"] if last and last["status"] == "completed" else None,
+        "error": row.error,
+        "results": answers,
+        "links": {"self": f"{prefix}/task/{row.id}"},
+    }
+
+
+def fleet_figures(fleet: FleetView, counts: dict[str, int], waiting: int) -> dict[str, Any]:
+    nodes = fleet.nodes()
+    buckets, total = fleet.latency()
+    answered = sum(buckets)
+    return {
+        "nodes": {"total": len(nodes), "online": sum(1 for n in nodes if n["online"])},
+        "queued": sum(n.get("queued", 0) for n in nodes),
+        "running": sum(n.get("running", 0) for n in nodes),
+        "completed_total": sum(n.get("completed_total", 0) for n in nodes),
+        "abandoned_total": sum(n.get("abandoned_total", 0) for n in nodes),
+        "gateway_tasks": counts,
+        "waiting_requests": waiting,
+        "forged": dict(fleet.forged),
+        "rejects": dict(fleet.rejects),
+        "result_latency": {
+            "count": answered,
+            "mean_ms": round(total / answered * 1000.0, 3) if answered else None,
+            "buckets_s": dict(zip([str(b) for b in LATENCY_BUCKETS] + ["+Inf"], buckets, strict=True)),
+        },
+        "per_node": nodes,
+    }
