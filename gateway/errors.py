@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from agent.common.errors import ConfigError, EdgeError
 
-__all__ = ["ApiError", "ConfigError", "GatewayError", "StoreError", "TokenRefused"]
+__all__ = ["ApiError", "ConfigError", "DuplicateTask", "GatewayError", "StoreError", "TokenRefused"]
 
 
 class GatewayError(EdgeError):
@@ -39,3 +39,15 @@ class TokenRefused(ApiError):
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(401, code, message)
+
+
+class DuplicateTask(ApiError):
+    """409: a task id this gateway already used (the agent would refuse it: check 7)."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(
+            409,
+            "duplicate_task_id",
+            f"task {task_id!r} was already submitted through this gateway",
+            field="task_id",
+        )

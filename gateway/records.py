@@ -32,7 +32,7 @@ import msgpack
 
 from agent.protocol import Result
 
-from .errors import ApiError, StoreError
+from .errors import ApiError, DuplicateTask, StoreError
 
 FILE = "tasks.sqlite3"
 SCHEMA_VERSION = 1
@@ -163,7 +163,10 @@ class TaskRecords:
     # -- writing -----------------------------------------------------------------------------------
 
     def submitted(self, task: Submitted, now: float | None = None) -> None:
+        """Raises `DuplicateTask` when the id is taken (ids are unique per issuer: PROTOCOL 4)."""
         at = time.time() if now is None else now
+        if self.get(task.id) is not None:
+            raise DuplicateTask(task.id)
         self._write(
             "INSERT INTO tasks (id, client, kernel, target, priority, status, submitted_at, updated_at,"
             " expires_at, trace, payload_sha256) VALUES (?, ?, ?, ?, ?, 'submitted', ?, ?, ?, ?, ?)",

@@ -203,10 +203,17 @@ class Routes:
         return web.json_response(fleet_figures(self.fleet, counts, self.submitter.waiting))
 
 
+#: The status of an answered request whose task ended otherwise than completed: the agent's
+#: `rejected` (a check of PROTOCOL 4 failed there) is the client's error, 422 like ours; `refused`
+#: (the agent could not authenticate the gateway's signature) is the gateway's, 502.
+ENDED_STATUS = {"rejected": 422, "refused": 502}
+
+
 def _task_response(row: TaskRow, wait: float) -> web.Response:
-    """200 with the answer when it came within the wait; 202 (accepted, pending) otherwise."""
+    """200 with the answer when it came within the wait (422/502: see ENDED_STATUS); 202 (accepted,
+    pending) otherwise."""
     view = task_view(row)
-    status = 200 if wait and row.status not in PENDING else 202
+    status = ENDED_STATUS.get(row.status, 200) if wait and row.status not in PENDING else 202
     return web.json_response(view, status=status, headers={"Location": view["links"]["self"]})
 
 
