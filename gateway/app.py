@@ -85,7 +85,7 @@ class Gateway:
             on_message=self.inbox.handle,
             on_puback=puback,
         )
-        submitter = Submitter(self.signer, topics, self.records, self.link, waiters)
+        submitter = Submitter(self.signer, topics, self.records, self.link, waiters, loop)
         link = self.link
         routes = Routes(self.config, self.records, self.fleet, submitter, self.auth, lambda: link.connected)
         tls = self.tls_context()
@@ -95,6 +95,9 @@ class Gateway:
         )
         routes.add_to(app)
         self.link.start()
+        again = submitter.republish()  # paho queues them until the connection is up
+        if again:
+            log.warning("publishing again %d task(s) the broker had not acknowledged before a stop", again)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         sock = _listening_socket(self.config.http.host, self.config.http.port)

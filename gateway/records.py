@@ -19,6 +19,7 @@ thread under one lock (SQLite serializes writers anyway); every method is one tr
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import sqlite3
 import threading
@@ -53,10 +54,13 @@ CREATE TABLE IF NOT EXISTS tasks (
     expires_at REAL NOT NULL,
     trace TEXT,
     payload_sha256 BLOB NOT NULL,
-    error TEXT
+    error TEXT,
+    topic TEXT NOT NULL,
+    payload BLOB
 );
 CREATE INDEX IF NOT EXISTS tasks_by_time ON tasks (submitted_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS tasks_by_sha ON tasks (payload_sha256);
+CREATE INDEX IF NOT EXISTS tasks_unpublished ON tasks (status) WHERE status = 'submitted';
 CREATE TABLE IF NOT EXISTS results (
     task_id TEXT NOT NULL REFERENCES tasks (id),
     node TEXT NOT NULL,
@@ -83,7 +87,8 @@ class Submitted:
     target: str
     priority: int
     expires_at: float
-    payload_sha256: bytes
+    topic: str
+    payload: bytes
     trace: str | None = None
 
 
@@ -169,17 +174,30 @@ class TaskRecords:
             raise DuplicateTask(task.id)
         self._write(
             "INSERT INTO tasks (id, client, kernel, target, priority, status, submitted_at, updated_at,"
-            " expires_at, trace, payload_sha256) VALUES (?, ?, ?, ?, ?, 'submitted', ?, ?, ?, ?, ?)",
+            " expires_at, trace, payload_sha256, topic, payload)"
+            " VALUES (?, ?, ?, ?, ?, 'submitted', ?, ?, ?, ?, ?, ?, ?)",
             (task.id, task.client, task.kernel, task.target, task.priority, at, at, task.expires_at,
-             task.trace, task.payload_sha256),
+             task.trace, hashlib.sha256(task.payload).digest(), task.topic, task.payload),
         )  # fmt: skip
 
     def published(self, task_id: str) -> None:
-        """The broker has the task (PUBACK): still pending, but no longer only ours."""
+        """The broker has the task (PUBACK): still pending, but no longer only ours; the payload,
+        kept until then for a restart to publish again, is dropped."""
         self._write(
-            "UPDATE tasks SET status = 'published', updated_at = ? WHERE id = ? AND status = 'submitted'",
+            "UPDATE tasks SET status = 'published', payload = NULL, updated_at = ?"
+            " WHERE id = ? AND status = 'submitted'",
             (time.time(), task_id),
         )
+
+    def unpublished(self) -> list[tuple[str, str, bytes]]:
+        """(id, topic, payload) of every task recorded but never acknowledged by the broker (a
+        gateway that stopped in between): published again at start. The agent acknowledges a
+        copy it already has and runs nothing twice (PROTOCOL 4, check 6)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, topic, payload FROM tasks WHERE status = 'submitted' ORDER BY submitted_at"
+            ).fetchall()
+        return [(str(i), str(t), bytes(p)) for i, t, p in rows if p is not None]
 
     def answered(self, result: Result) -> bool:
         """Store a verified result of one of our tasks; False when the task is not ours."""

@@ -3,11 +3,11 @@
     row = await submitter.submit(signed, client, wait=5.0)
     row = await submitter.control("node-1", "sys.drain", {}, client)
 
-The record is committed (fsync) before the publish, so a task the API answered 202 for is known
-after any crash; a crash between the commit and the broker's PUBACK leaves it `submitted`, and
-the client can submit it again under the same `task_id` (the agent refuses a second body under
-one id only if it differs: check 7). The waiter registers before the publish, so an answer that
-arrives at once is not missed.
+The record, with the signed payload, is committed (fsync) before the publish, and the answer
+waits for the broker's PUBACK: a task the API accepted is either with the broker or in the record
+as `submitted`, and a gateway restarted after a crash publishes those again (`republish`; the
+agent runs nothing twice: PROTOCOL 4, check 6). The waiter registers before the publish, so an
+answer that arrives at once is not missed.
 
 Thread rules: `submit`/`control`/`wait` on the HTTP loop; `on_puback` on paho's network thread.
 """
@@ -15,7 +15,6 @@ Thread rules: `submit`/`control`/`wait` on the HTTP loop; `on_puback` on paho's 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
 from typing import Any
 
@@ -28,19 +27,27 @@ from .records import Submitted, TaskRecords, TaskRow
 from .waiters import Waiters
 
 CONTROL_TTL_S = 300.0
+PUBACK_WAIT_S = 5.0
 
 
 class Submitter:
     def __init__(
-        self, signer: Signer, topics: Topics, records: TaskRecords, link: FleetLink, waiters: Waiters
+        self,
+        signer: Signer,
+        topics: Topics,
+        records: TaskRecords,
+        link: FleetLink,
+        waiters: Waiters,
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.signer = signer
+        self._loop = loop
         self.topics = topics
         self._records = records
         self._link = link
         self._waiters = waiters
         self._lock = threading.Lock()
-        self._mids: dict[int, str] = {}
+        self._mids: dict[int, tuple[str, asyncio.Future[None]]] = {}
 
     @property
     def waiting(self) -> int:
@@ -50,20 +57,38 @@ class Submitter:
         task = signed.task
         record = Submitted(
             task.id, client.name, task.kernel, task.target, task.priority, task.expires_at,
-            hashlib.sha256(signed.payload).digest(), task.trace,
+            signed.topic, signed.payload, task.trace,
         )  # fmt: skip
         await asyncio.to_thread(self._records.submitted, record)
         event = self._waiters.register(task.id) if wait else None
-        with self._lock:  # the PUBACK (network thread) waits until its mid is known
-            self._mids[self._link.publish(signed.topic, signed.payload)] = task.id
-        if event is not None:
-            try:
+        acked = self._publish(task.id, signed.topic, signed.payload)
+        try:
+            # the broker's PUBACK (normally within a millisecond); without it the answer says
+            # `submitted`, and a restart publishes the task again (`republish`)
+            await asyncio.wait_for(asyncio.shield(acked), PUBACK_WAIT_S)
+            if event is not None:
                 await self._waiters.wait(event, wait)
-            finally:
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            if event is not None:
                 self._waiters.forget(task.id, event)
         row = await asyncio.to_thread(self._records.get, task.id)
         assert row is not None
         return row
+
+    def _publish(self, task_id: str, topic: str, payload: bytes) -> asyncio.Future[None]:
+        acked: asyncio.Future[None] = self._loop.create_future()
+        with self._lock:  # the PUBACK (network thread) waits until its mid is known
+            self._mids[self._link.publish(topic, payload)] = (task_id, acked)
+        return acked
+
+    def republish(self) -> int:
+        """At start: every task recorded but not acknowledged by the broker, published again."""
+        pending = self._records.unpublished()
+        for task_id, topic, payload in pending:
+            self._publish(task_id, topic, payload)
+        return len(pending)
 
     async def control(
         self, node: str, command: str, params: dict[str, Any], client: ApiClient, wait: float = 0.0
@@ -86,6 +111,13 @@ class Submitter:
 
     def on_puback(self, mid: int) -> None:
         with self._lock:
-            task_id = self._mids.pop(mid, None)
-        if task_id is not None:
+            entry = self._mids.pop(mid, None)
+        if entry is not None:
+            task_id, acked = entry
             self._records.published(task_id)
+            self._loop.call_soon_threadsafe(_set, acked)
+
+
+def _set(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import time
@@ -50,10 +51,11 @@ class GatewaySite:
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    tls: ssl.SSLContext | None = None  # HTTPS with this client context
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def call(
         self,
@@ -75,7 +77,7 @@ class GatewaySite:
         for k, v in (headers or {}).items():
             request.add_header(k, v)
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            with urllib.request.urlopen(request, timeout=TIMEOUT, context=self.tls) as response:
                 status, payload, got = response.status, response.read(), dict(response.headers)
         except urllib.error.HTTPError as exc:
             status, payload, got = exc.code, exc.read(), dict(exc.headers)

@@ -21,7 +21,7 @@ from gateway.records import Submitted, TaskRecords, iter_pages
 
 
 def submitted(task_id: str, target: str = "node-1", client: str = "webapp") -> Submitted:
-    return Submitted(task_id, client, "stats", target, 5, 2e9, hashlib.sha256(task_id.encode()).digest())
+    return Submitted(task_id, client, "stats", target, 5, 2e9, "edge/tasks/node-1", task_id.encode())
 
 
 def result(
@@ -35,8 +35,11 @@ def test_a_task_goes_from_submitted_to_its_results(tmp_path: Path) -> None:
     records = TaskRecords.open(tmp_path)
     records.submitted(submitted("t1", target="all"))
     assert records.get("t1").status == "submitted"  # type: ignore[union-attr]
+    records.submitted(submitted("t0"))
+    assert records.unpublished() == [("t1", "edge/tasks/node-1", b"t1"), ("t0", "edge/tasks/node-1", b"t0")]
     records.published("t1")
     assert records.get("t1").pending  # type: ignore[union-attr]
+    assert records.unpublished() == [("t0", "edge/tasks/node-1", b"t0")]  # acknowledged: not again
     assert records.answered(result("t1", "node-1", value=np.arange(3.0)))
     assert records.answered(result("t1", "node-2", value={"mean": 2.5}))
     assert records.answered(result("t1", "node-2", value={"mean": 2.5}))  # a re-published duplicate
@@ -51,7 +54,7 @@ def test_a_task_goes_from_submitted_to_its_results(tmp_path: Path) -> None:
     records.submitted(submitted("t2"))
     assert records.answered(result("t2", status="rejected"))
     assert records.get("t2").error == {"code": "invalid_params", "message": "no"}  # type: ignore[union-attr]
-    assert records.counts() == {"completed": 1, "rejected": 1}
+    assert records.counts() == {"completed": 1, "rejected": 1, "submitted": 1}
 
 
 def test_a_rejects_report_ends_the_task_it_names_by_digest(tmp_path: Path) -> None:
@@ -96,8 +99,7 @@ def test_what_was_committed_survives_a_kill_9_right_after(tmp_path: Path) -> Non
         from gateway.records import Submitted, TaskRecords
         records = TaskRecords.open(__import__("pathlib").Path({str(tmp_path)!r}))
         for n in range(50):
-            digest = hashlib.sha256(bytes([n])).digest()
-            records.submitted(Submitted(f"k{{n}}", "c", "stats", "node-1", 5, 2e9, digest))
+            records.submitted(Submitted(f"k{{n}}", "c", "stats", "n1", 5, 2e9, "edge/tasks/n1", bytes([n])))
         os.kill(os.getpid(), signal.SIGKILL)
         """
     )
