@@ -130,7 +130,15 @@ class Routes:
 
     async def task(self, request: web.Request) -> web.Response:
         client = require(request, "read")
-        row = await self._own(request.match_info["task_id"], client)
+        task_id = request.match_info["task_id"]
+        node = request.query.get("node")
+        if (
+            node is not None
+            and client.may("admin")
+            and await asyncio.to_thread(self.records.get, task_id) is None
+        ):
+            return await self._ask_agent(node, task_id, request.query.get("kid"), client)
+        row = await self._own(task_id, client)
         wait = _wait(request, self.config.tasks.wait_max_s)
         if wait and row.pending:
             row = await self.submitter.wait(row.id, wait) or row
@@ -164,6 +172,27 @@ class Routes:
             self.records.page, status=status, node=node, client=only, limit=limit, cursor=q.get("cursor")
         )
         return web.json_response({"tasks": [task_view(r) for r in rows], "next_cursor": cursor})
+
+    async def _ask_agent(self, node: str, task_id: str, kid: str | None, client: ApiClient) -> web.Response:
+        """A task this gateway did not submit (a device's, an operator's): `sys.status` to its node
+        (PROTOCOL 8), answered with what the agent knows of it (admin only)."""
+        if not is_valid_id(node) or node == "all" or not is_valid_id(task_id):
+            raise ApiError(400, "invalid_query", "node and task id must be ids", field="node")
+        row = await self.submitter.control(
+            node, "sys.status", {"task": task_id}, client, self.config.tasks.wait_max_s
+        )
+        if row.pending:
+            raise ApiError(
+                504,
+                "agent_silent",
+                f"{node} did not answer sys.status within {self.config.tasks.wait_max_s:g} s",
+            )
+        answer = task_view(row)
+        if row.status != "completed":
+            raise ApiError(502, "agent_refused", f"{node} answered sys.status with {row.status}: {row.error}")
+        return web.json_response(
+            {"task_id": task_id, "node": node, "source": "sys.status", "status": answer["result"]}
+        )
 
     async def _own(self, task_id: str, client: ApiClient) -> TaskRow:
         row = await asyncio.to_thread(self.records.get, task_id)

@@ -223,3 +223,18 @@ def test_nodes_drain_resume_and_the_fleets_figures(gw_site: GatewaySite) -> None
         assert status == 200 and 'edge_fleet_node_online{node="node-1"} 1' in text
         assert 'edge_gateway_tasks{status="completed"} 3' in text
         assert gw.call("GET", "/api/v1/nodes/nowhere", token=ops)[0] == 404
+
+
+def test_an_admin_reads_a_task_the_gateway_did_not_submit_through_sys_status(gw_site: GatewaySite) -> None:
+    gw = gw_site
+    site = gw.site
+    with site.agent(), gateway_process(gw):
+        device = site.client("sensor-1")
+        watcher = site.watch("edge/results/node-1/#")
+        task = site.submit(device, "sensor-1", "stats", {"signal": [1.0, 5.0]})
+        site.results(watcher, 1)
+        ops, web = gw.token("ops"), gw.token("webapp")
+        status, body, _ = gw.call("GET", f"/api/v1/task/{task.id}?node=node-1&kid=sensor-1", token=ops)
+        assert status == 200 and body["source"] == "sys.status", body
+        assert body["status"]["id"] == task.id and body["status"]["status"] == "completed"
+        assert gw.call("GET", f"/api/v1/task/{task.id}?node=node-1", token=web)[0] == 404  # not admin
