@@ -23,11 +23,13 @@ from .errors import DemoError
 
 MARKER = ".edge-demo"
 NODE, DEVICE, OPERATOR, DASHBOARD = "demo-node", "demo-sensor", "demo-operator", "demo-dashboard"
+GATEWAY, API_CLIENT = "demo-gateway", "demo-app"
 BUNDLE_FILES = {
     NODE: "agent.toml",
     DEVICE: "device.toml",
     OPERATOR: "operator.toml",
     DASHBOARD: "dashboard.toml",
+    GATEWAY: "gateway.toml",
 }
 
 
@@ -48,6 +50,11 @@ class DemoFleet:
     @property
     def pid_file(self) -> Path:
         return self.root / "pids"
+
+    @property
+    def api_secret(self) -> Path:
+        """The demo API client's secret (0600), for the gateway's POST /api/v1/token."""
+        return self.root / f"{API_CLIENT}.secret"
 
     def config(self, name: str) -> Path:
         """The bundle file of `name` (agent.toml, device.toml, ...)."""
@@ -85,8 +92,9 @@ def _provision(log: Path, *args: str | Path) -> None:
 
 
 def make_fleet(root: Path) -> DemoFleet:
-    """A new fleet in `root`: an agent, a device that may task it, an operator, a dashboard, their
-    bundles, and the embedded broker's files (mutual TLS and plain TCP on free 127.0.0.1 ports)."""
+    """A new fleet in `root`: an agent, a device that may task it, an operator, a dashboard, a
+    gateway and an API client of it, their bundles, and the embedded broker's files (mutual TLS and
+    plain TCP on free 127.0.0.1 ports)."""
     clear(root)
     (root / "logs").mkdir(parents=True)
     (root / MARKER).write_text("made by `make run` (demo); removed by the next run\n")
@@ -99,6 +107,19 @@ def make_fleet(root: Path) -> DemoFleet:
     _provision(log, "--fleet", fleet, "add", "device", DEVICE, "--targets", NODE)
     _provision(log, "--fleet", fleet, "add", "operator", OPERATOR)
     _provision(log, "--fleet", fleet, "add", "dashboard", DASHBOARD)
+    _provision(log, "--fleet", fleet, "add", "gateway", GATEWAY)
+    _provision(
+        log,
+        "--fleet",
+        fleet,
+        "add",
+        "api-client",
+        API_CLIENT,
+        "--roles",
+        "read,submit",
+        "--secret-file",
+        demo.api_secret,
+    )
     for name in BUNDLE_FILES:
         _provision(log, "--fleet", fleet, "bundle", name, "--out", root / name)
     _provision(log, "--fleet", fleet, "broker-files", "--format", "amqtt", "--out", demo.broker_files)

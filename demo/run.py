@@ -1,7 +1,8 @@
-"""`make run`: provision `.demo/`, start broker, agent and demo device, show the live view.
+"""`make run`: provision `.demo/`, start broker, agent, gateway and demo device, show the live view.
 
 Ctrl-C (or SIGTERM, or closing the terminal) stops everything in order: the live view, the
-device, the agent (a clean stop: it publishes its offline presence), the broker; exit status 0.
+device, the gateway, the agent (a clean stop: it publishes its offline presence), the broker;
+exit status 0.
 A child that dies on its own stops the demo with its log's last lines and exit status 1.
 """
 
@@ -21,8 +22,9 @@ from types import FrameType
 from agent.common.errors import EdgeError
 from demo import fleet as demo_fleet
 
+from . import gateway
 from .device import seconds_arg
-from .fleet import DASHBOARD, DEVICE, NODE, OPERATOR, DemoFleet
+from .fleet import DASHBOARD, DEVICE, GATEWAY, NODE, OPERATOR, DemoFleet
 from .monitor import PresenceMonitor
 from .processes import Child, Interrupted, port_open, record, spawn, stop_leftovers, wait_until
 from .terminal import own_foreground
@@ -104,7 +106,8 @@ class Demo:
             f"  device {DEVICE} submitting: every kernel (priorities 2-9), a recurring task, an invalid "
             f"one, two forged ones, then one task every {self.args.interval:g} s"
         )
-        say(f"  logs: {_short(d.logs)}/{{broker,agent,device,provision}}.log")
+        self._start_gateway()
+        say(f"  logs: {_short(d.logs)}/{{broker,agent,gateway,device,provision}}.log")
         submit = f"{_short(Path(py).parent / 'edge-submit')} -c {_short(d.config(OPERATOR))}"
         say(f"  try, in another terminal: {submit} -n {NODE} --kernel stats --param 'signal=[1,2,3]'")
         say(f"                            {submit} control -n {NODE} sys.list")
@@ -118,6 +121,27 @@ class Demo:
         device = [py, "-m", "demo.device", "--config", str(d.config(DEVICE))]
         self._spawn("device", [*device, "--interval", str(self.args.interval)])
 
+    def _start_gateway(self) -> None:
+        d = self.demo
+        port = demo_fleet.free_port()
+        env = {**gateway.gateway_env(d, port, NODE), **self.env}
+        child = self._spawn(
+            "gateway", [sys.executable, "-m", "gateway", "--config", str(d.config(GATEWAY))], env
+        )
+        wait_until(
+            "the gateway answered /health",
+            lambda: gateway.healthy(port),
+            self.stop_event,
+            START_TIMEOUT_S,
+            child,
+        )
+        token = gateway.fetch_token(d, port)
+        say(
+            f"  HTTP API: http://127.0.0.1:{port}/api/v1 (OpenAPI: /api/v1/openapi.json), a token for "
+            f"{demo_fleet.API_CLIENT} in {_short(token)}; try:"
+        )
+        say(f"    {gateway.curl_line(port, token)}")
+
     def supervise(self) -> int:
         """Until a stop signal or a child ends: 0 for a stop, 1 when something died."""
         watch = self.children["watch"]
@@ -128,7 +152,7 @@ class Demo:
                     return 0
                 say(f"make run: the live view exited with status {code}; stopping")
                 return 1
-            for name in ("broker", "agent", "device"):
+            for name in ("broker", "agent", "gateway", "device"):
                 child = self.children[name]
                 if not child.running():
                     say(f"make run: the {name} exited with status {child.proc.returncode}{child.where()}")
@@ -145,6 +169,11 @@ class Demo:
             code = device.stop(signal.SIGTERM, 10.0)
             status |= code not in STOPPED
             say(f"  device {DEVICE}: exit {code}")
+        gateway_child = self.children.get("gateway")
+        if gateway_child is not None:
+            code = gateway_child.stop(signal.SIGTERM, 20.0)
+            status |= code not in STOPPED
+            say(f"  gateway: exit {code}")
         agent = self.children.get("agent")
         if agent is not None:
             came_online = self.monitor is not None and self.monitor.online_session is not None

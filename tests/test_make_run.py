@@ -158,8 +158,13 @@ def test_make_run_shows_every_kernel_and_stops_cleanly_on_ctrl_c(tmp_path: Path)
         )
         running = marked(run.token)
         commands = " | ".join(running.values())
-        for part in ("-m broker", "-m agent run", "demo.device", "forkserver"):
+        for part in ("-m broker", "-m agent run", "-m gateway", "demo.device", "forkserver"):
             assert part in commands, f"no {part!r} among the demo's processes: {commands}"
+        # The curl line it printed works as it is: the original specification's request, answered.
+        [curl] = [line.strip() for line in run.lines if line.strip().startswith("curl ")]
+        answered = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=30)
+        task = json.loads(answered.stdout)
+        assert task["status"] == "completed" and task["result"] == [[19.0, 22.0], [43.0, 50.0]], answered
         # A second demo in the same directory is refused and leaves this one alone.
         second = demo_command(tmp_path / "demo")
         assert second.returncode == 1, second.stdout + second.stderr
@@ -174,9 +179,10 @@ def test_make_run_shows_every_kernel_and_stops_cleanly_on_ctrl_c(tmp_path: Path)
     assert f"agent {NODE}: offline (clean stop)" in out
     assert "make run: stopped cleanly" in out
     assert "make: ***" not in out  # make itself never saw the Ctrl-C ("make: *** [run] Interrupt")
-    # The order of the stop: device, then the agent (while the broker is up), then the broker.
+    # The order of the stop: device, gateway, then the agent (while the broker is up), then the broker.
     stop = out[out.index("make run: stopping") :]
-    assert stop.index("device demo-sensor") < stop.index(f"agent {NODE}") < stop.index("broker: exit 0")
+    assert stop.index("device demo-sensor") < stop.index("gateway: exit 0") < stop.index(f"agent {NODE}")
+    assert stop.index(f"agent {NODE}") < stop.index("broker: exit 0")
 
 
 def test_a_second_run_after_a_killed_one_cleans_up_and_works(tmp_path: Path) -> None:
