@@ -126,6 +126,7 @@ def port_open(host: str, port: int) -> bool:
 
 
 DEMO_KEY = "demo"  # the orchestrator's own entry in the pid file
+RUN_MARKER = "EDGE_DEMO_RUN_DIR"  # in every child's environment: the demo directory of its run
 
 
 def record(pid_file: Path, children: Iterable[Child]) -> None:
@@ -156,6 +157,12 @@ def stop_leftovers(pid_file: Path, root: Path, timeout: float = 10.0) -> list[st
             f"kill {demo}), or set EDGE_DEMO_DIR to run a second demo elsewhere"
         )
     found = {name: pid for name, pid in pids.items() if str(root) in _cmdline(pid)}
+    # A child started in the instant before the run was killed is not in the pid file yet: every
+    # child carries RUN_MARKER=<root> in its environment, which finds it too.
+    known = set(found.values())
+    for pid in sorted(_marked(root)):
+        if pid not in known and pid != os.getpid():
+            found[f"pid {pid}"] = pid
     for pid in found.values():
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -165,6 +172,18 @@ def stop_leftovers(pid_file: Path, root: Path, timeout: float = 10.0) -> list[st
         if _cmdline(pid):
             _signal(pid, signal.SIGKILL)
     return sorted(found)
+
+
+def _marked(root: Path) -> set[int]:
+    """Processes of this user whose environment says they are children of a run in `root`."""
+    needle = f"{RUN_MARKER}={root}".encode()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    found.add(int(entry.name))
+    return found
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -26,7 +26,7 @@ from . import gateway
 from .device import seconds_arg
 from .fleet import DASHBOARD, DEVICE, GATEWAY, NODE, OPERATOR, DemoFleet
 from .monitor import PresenceMonitor
-from .processes import Child, Interrupted, port_open, record, spawn, stop_leftovers, wait_until
+from .processes import RUN_MARKER, Child, Interrupted, port_open, record, spawn, stop_leftovers, wait_until
 from .terminal import own_foreground
 from .view import start_view, watch_command
 
@@ -69,7 +69,7 @@ class Demo:
         self.demo = demo
         self.args = args
         self.stop_event = stop
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", RUN_MARKER: str(demo.root)}
         self.children: dict[str, Child] = {}
         self.monitor: PresenceMonitor | None = None
 
