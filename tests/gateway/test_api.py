@@ -238,3 +238,19 @@ def test_an_admin_reads_a_task_the_gateway_did_not_submit_through_sys_status(gw_
         assert status == 200 and body["source"] == "sys.status", body
         assert body["status"]["id"] == task.id and body["status"]["status"] == "completed"
         assert gw.call("GET", f"/api/v1/task/{task.id}?node=node-1", token=web)[0] == 404  # not admin
+
+
+def test_delete_cancels_a_waiting_task_on_its_node(gw_site: GatewaySite) -> None:
+    gw = gw_site
+    with gw.site.agent(), gateway_process(gw):
+        token = gw.token("webapp")
+        later = {"algorithm": "stats", "parameters": {"signal": [1]}, "run_at": time.time() + 600}
+        status, task, _ = gw.call("POST", "/api/v1/compute", later, token=token)
+        assert status == 202
+        status, answer, _ = gw.call("DELETE", f"/api/v1/task/{task['task_id']}", token=token)
+        assert status == 202 and answer["cancel"]["algorithm"] == "sys.cancel"
+        status, view, _ = gw.call("GET", f"/api/v1/task/{task['task_id']}?wait=20", token=token)
+        assert status == 200 and view["status"] == "cancelled", view
+        status, again, _ = gw.call("DELETE", f"/api/v1/task/{task['task_id']}", token=token)
+        assert status == 409 and again["error"]["code"] == "already_finished"
+        assert gw.call("DELETE", "/api/v1/task/nope", token=token)[0] == 404
