@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from agent.protocol import Signer, Topics, make_control
 
 from .clients import ApiClient
 from .compute import Signed
+from .errors import DuplicateTask
 from .link import FleetLink
 from .records import Submitted, TaskRecords, TaskRow
 from .waiters import Waiters
@@ -48,6 +50,7 @@ class Submitter:
         self._waiters = waiters
         self._lock = threading.Lock()
         self._mids: dict[int, tuple[str, asyncio.Future[None]]] = {}
+        self._commits = GroupCommit(records.submitted_many)
 
     @property
     def waiting(self) -> int:
@@ -59,7 +62,7 @@ class Submitter:
             task.id, client.name, task.kernel, task.target, task.priority, task.expires_at,
             signed.topic, signed.payload, task.trace,
         )  # fmt: skip
-        await asyncio.to_thread(self._records.submitted, record)
+        await self._commits.add(record)
         event = self._waiters.register(task.id) if wait else None
         acked = self._publish(task.id, signed.topic, signed.payload)
         try:
@@ -116,6 +119,44 @@ class Submitter:
             task_id, acked = entry
             self._records.published(task_id)
             self._loop.call_soon_threadsafe(_set, acked)
+
+
+class GroupCommit:
+    """Concurrent requests' records committed together: while one transaction (and its fsync)
+    runs in a worker thread, the requests that arrive wait for the next, which takes them all.
+    One request alone waits for one commit, as before; a hundred share one fsync."""
+
+    def __init__(self, commit: Callable[[list[Submitted]], list[DuplicateTask | None]]) -> None:
+        self._commit = commit
+        self._pending: list[tuple[Submitted, asyncio.Future[None]]] = []
+        self._draining = False
+
+    async def add(self, record: Submitted) -> None:
+        """Returns once `record` is durable; raises `DuplicateTask` for an id already taken."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((record, done))
+        if not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().create_task(self._drain())
+        await done
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    outcome: list[BaseException | None] = list(
+                        await asyncio.to_thread(self._commit, [record for record, _ in batch])
+                    )
+                except Exception as exc:  # the whole transaction failed: every request of it fails
+                    outcome = [exc] * len(batch)
+                for (_, done), error in zip(batch, outcome, strict=True):
+                    if error is None:
+                        done.set_result(None)
+                    else:
+                        done.set_exception(error)
+        finally:
+            self._draining = False
 
 
 def _set(future: asyncio.Future[None]) -> None:
