@@ -50,6 +50,7 @@ class Submitter:
         self._waiters = waiters
         self._lock = threading.Lock()
         self._mids: dict[int, tuple[str, asyncio.Future[None]]] = {}
+        self._early: set[int] = set()  # PUBACKs that came before `_publish` recorded their mid
         self._commits = GroupCommit(records.submitted_many)
 
     @property
@@ -81,9 +82,20 @@ class Submitter:
         return row
 
     def _publish(self, task_id: str, topic: str, payload: bytes) -> asyncio.Future[None]:
+        """Publish without holding our lock: paho calls `on_puback` holding its own, so holding
+        ours across `publish` (which takes paho's) would deadlock the two threads. A PUBACK that
+        comes before the mid is known here is kept in `_early` and handled now."""
         acked: asyncio.Future[None] = self._loop.create_future()
-        with self._lock:  # the PUBACK (network thread) waits until its mid is known
-            self._mids[self._link.publish(topic, payload)] = (task_id, acked)
+        mid = self._link.publish(topic, payload)
+        with self._lock:
+            early = mid in self._early
+            if early:
+                self._early.discard(mid)
+            else:
+                self._mids[mid] = (task_id, acked)
+        if early:
+            self._records.published(task_id)
+            _set(acked)
         return acked
 
     def republish(self) -> int:
@@ -115,10 +127,12 @@ class Submitter:
     def on_puback(self, mid: int) -> None:
         with self._lock:
             entry = self._mids.pop(mid, None)
-        if entry is not None:
-            task_id, acked = entry
-            self._records.published(task_id)
-            self._loop.call_soon_threadsafe(_set, acked)
+            if entry is None:
+                self._early.add(mid)  # `_publish` has not recorded it yet
+                return
+        task_id, acked = entry
+        self._records.published(task_id)
+        self._loop.call_soon_threadsafe(_set, acked)
 
 
 class GroupCommit:

@@ -254,3 +254,23 @@ def test_delete_cancels_a_waiting_task_on_its_node(gw_site: GatewaySite) -> None
         status, again, _ = gw.call("DELETE", f"/api/v1/task/{task['task_id']}", token=token)
         assert status == 409 and again["error"]["code"] == "already_finished"
         assert gw.call("DELETE", "/api/v1/task/nope", token=token)[0] == 404
+
+
+def test_many_concurrent_submissions_are_all_accepted(gw_site: GatewaySite) -> None:
+    """Requests racing their own PUBACKs: paho reports a PUBACK holding its lock while a request
+    publishes on another thread (a lock-order deadlock hung the gateway here once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    gw = gw_site
+    with (
+        gw.site.agent(),
+        gateway_process(gw, EDGE_GATEWAY_LIMITS_RATE_PER_S="100000", EDGE_GATEWAY_LIMITS_BURST="100000"),
+    ):
+        token = gw.token("webapp")
+        body = {"algorithm": "stats", "parameters": {"signal": [1, 2]}}
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(
+                pool.map(lambda _: gw.call("POST", "/api/v1/compute", body, token=token)[0], range(400))
+            )
+        assert statuses == [202] * 400
+        assert gw.call("GET", "/health")[0] == 200
