@@ -35,6 +35,7 @@ from .tokens import Tokens, load_or_make_key
 from .waiters import Waiters
 
 log = logging.getLogger(__name__)
+FLUSH_S = 0.5
 
 
 class Gateway:
@@ -57,6 +58,8 @@ class Gateway:
         self.port: int | None = None
         self.inbox: Inbox | None = None
         self.link: FleetLink | None = None
+        self.submitter: Submitter | None = None
+        self._flusher: asyncio.Task[None] | None = None
 
     def tls_context(self) -> ssl.SSLContext | None:
         http = self.config.http
@@ -94,6 +97,8 @@ class Gateway:
             middlewares=[errors, security_headers(tls is not None), self.auth.middleware, audit],
         )
         routes.add_to(app)
+        self.submitter = submitter
+        self._flusher = loop.create_task(self._flush_published())
         self.link.start()
         again = submitter.republish()  # paho queues them until the connection is up
         if again:
@@ -112,6 +117,14 @@ class Gateway:
             self.port,
         )
 
+    async def _flush_published(self) -> None:
+        """PUBACKs are noted in memory and written with the next group commit; when requests are
+        few, this writes them within FLUSH_S."""
+        while True:
+            await asyncio.sleep(FLUSH_S)
+            if self.submitter is not None:
+                await self.submitter.flush_published()
+
     def reload(self) -> None:
         """SIGHUP: the API clients (revocations, new clients) and the trust store (agent keys)."""
         self.auth.clients = ApiClients.load(self.config.auth.api_clients)
@@ -123,6 +136,10 @@ class Gateway:
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
+        if self._flusher is not None:
+            self._flusher.cancel()
+        if self.submitter is not None:
+            await self.submitter.flush_published()
         if self.link is not None:
             self.link.stop()
         self.records.close()

@@ -24,7 +24,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,7 @@ class Submitted:
     topic: str
     payload: bytes
     trace: str | None = None
+    submitted_at: float | None = None  # default: when it is written
 
 
 @dataclass(frozen=True)
@@ -166,9 +167,15 @@ class TaskRecords:
         if error is not None:
             raise error
 
-    def submitted_many(self, tasks: list[Submitted], now: float | None = None) -> list[DuplicateTask | None]:
+    def submitted_many(
+        self,
+        tasks: list[Submitted],
+        now: float | None = None,
+        published: list[str] = (),  # type: ignore[assignment]
+    ) -> list[DuplicateTask | None]:
         """Several tasks in one durable transaction (one fsync: the group commit of concurrent
-        requests); per task None, or `DuplicateTask` for an id already taken (the others are kept)."""
+        requests), with the PUBACKs noted since the last one (`published`); per task None, or
+        `DuplicateTask` for an id already taken (the others are kept)."""
         at = time.time() if now is None else now
         outcome: list[DuplicateTask | None] = []
         with self._lock:
@@ -178,6 +185,7 @@ class TaskRecords:
                         if self._db.execute("SELECT 1 FROM tasks WHERE id = ?", (task.id,)).fetchone():
                             outcome.append(DuplicateTask(task.id))
                             continue
+                        when = task.submitted_at or at
                         self._db.execute(
                             _INSERT,
                             (
@@ -186,8 +194,8 @@ class TaskRecords:
                                 task.kernel,
                                 task.target,
                                 task.priority,
-                                at,
-                                at,
+                                when,
+                                when,
                                 task.expires_at,
                                 task.trace,
                                 hashlib.sha256(task.payload).digest(),
@@ -196,23 +204,31 @@ class TaskRecords:
                             ),
                         )
                         outcome.append(None)
+                    self._mark_published(published, at)
             except sqlite3.Error as exc:
                 raise StoreError(f"task record {self.path}: {exc}") from None
         return outcome
 
+    def _mark_published(self, task_ids: Sequence[str], at: float) -> None:
+        self._db.executemany(
+            "UPDATE tasks SET status = 'published', payload = NULL, updated_at = ?"
+            " WHERE id = ? AND status = 'submitted'",
+            [(at, task_id) for task_id in task_ids],
+        )
+
     def published(self, task_id: str) -> None:
-        """The broker has the task (PUBACK): still pending, but no longer only ours; the payload,
+        self.published_many([task_id])
+
+    def published_many(self, task_ids: list[str]) -> None:
+        """The broker has these tasks (PUBACK): still pending, but no longer only ours; the payload,
         kept until then for a restart to publish again, is dropped. Not synced (synchronous=NORMAL
         for this one commit): losing it in a power cut only means one harmless publish again."""
         with self._lock:
             try:
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 try:
-                    self._db.execute(
-                        "UPDATE tasks SET status = 'published', payload = NULL, updated_at = ?"
-                        " WHERE id = ? AND status = 'submitted'",
-                        (time.time(), task_id),
-                    )
+                    with _transaction(self._db):
+                        self._mark_published(task_ids, time.time())
                 finally:
                     self._db.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as exc:

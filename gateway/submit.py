@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -51,7 +52,10 @@ class Submitter:
         self._lock = threading.Lock()
         self._mids: dict[int, tuple[str, asyncio.Future[None]]] = {}
         self._early: set[int] = set()  # PUBACKs that came before `_publish` recorded their mid
-        self._commits = GroupCommit(records.submitted_many)
+        self._published: list[str] = []  # PUBACKed, not yet written
+        self._commits = GroupCommit(
+            lambda batch: records.submitted_many(batch, published=self.take_published())
+        )
 
     @property
     def waiting(self) -> int:
@@ -60,9 +64,17 @@ class Submitter:
     async def submit(self, signed: Signed, client: ApiClient, wait: float = 0.0) -> TaskRow:
         task = signed.task
         record = Submitted(
-            task.id, client.name, task.kernel, task.target, task.priority, task.expires_at,
-            signed.topic, signed.payload, task.trace,
-        )  # fmt: skip
+            task.id,
+            client.name,
+            task.kernel,
+            task.target,
+            task.priority,
+            task.expires_at,
+            signed.topic,
+            signed.payload,
+            task.trace,
+            time.time(),
+        )
         await self._commits.add(record)
         event = self._waiters.register(task.id) if wait else None
         acked = self._publish(task.id, signed.topic, signed.payload)
@@ -77,6 +89,8 @@ class Submitter:
         finally:
             if event is not None:
                 self._waiters.forget(task.id, event)
+        if event is None:  # nothing can have changed but the PUBACK: no need to read it back
+            return _row(record, "published" if acked.done() else "submitted")
         row = await asyncio.to_thread(self._records.get, task.id)
         assert row is not None
         return row
@@ -94,9 +108,27 @@ class Submitter:
             else:
                 self._mids[mid] = (task_id, acked)
         if early:
-            self._records.published(task_id)
+            self._acknowledged(task_id)
             _set(acked)
         return acked
+
+    def _acknowledged(self, task_id: str) -> None:
+        """Noted in memory; written with the next group commit or by `flush_published` (losing the
+        note costs one harmless publish again after a restart)."""
+        with self._lock:
+            self._published.append(task_id)
+
+    async def flush_published(self) -> None:
+        """Every PUBACK noted since the last commit, written (the loop calls it now and then)."""
+        with self._lock:
+            ids, self._published = self._published, []
+        if ids:
+            await asyncio.to_thread(self._records.published_many, ids)
+
+    def take_published(self) -> list[str]:
+        with self._lock:
+            ids, self._published = self._published, []
+        return ids
 
     def republish(self) -> int:
         """At start: every task recorded but not acknowledged by the broker, published again."""
@@ -131,7 +163,7 @@ class Submitter:
                 self._early.add(mid)  # `_publish` has not recorded it yet
                 return
         task_id, acked = entry
-        self._records.published(task_id)
+        self._acknowledged(task_id)
         self._loop.call_soon_threadsafe(_set, acked)
 
 
@@ -171,6 +203,23 @@ class GroupCommit:
                         done.set_exception(error)
         finally:
             self._draining = False
+
+
+def _row(record: Submitted, status: str) -> TaskRow:
+    at = record.submitted_at or time.time()
+    return TaskRow(
+        record.id,
+        record.client,
+        record.kernel,
+        record.target,
+        record.priority,
+        status,
+        at,
+        at,
+        record.expires_at,
+        record.trace,
+        None,
+    )
 
 
 def _set(future: asyncio.Future[None]) -> None:

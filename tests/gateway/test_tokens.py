@@ -179,3 +179,17 @@ def test_a_bad_clients_file_is_refused_naming_the_setting(doc: object, problem: 
     with pytest.raises(ConfigError) as exc:
         ApiClients.parse(doc)
     assert exc.value.key == "auth.api_clients" and problem in str(exc.value)
+
+
+def test_a_remembered_token_still_expires_and_still_follows_revocation(tokens: Tokens) -> None:
+    token, expires = tokens.issue(clients().authenticate("old", "old-secret"))
+    assert tokens.check(token, clients()).client.name == "old"  # verified, remembered
+    assert tokens.check(token, clients(), now=expires + 29).client.name == "old"  # within the leeway
+    with pytest.raises(TokenRefused) as late:
+        tokens.check(token, clients(), now=expires + 31)
+    assert late.value.code == "token_expired"
+    fresh, _ = tokens.issue(clients().authenticate("old", "old-secret"))
+    tokens.check(fresh, clients())
+    with pytest.raises(TokenRefused) as gone:
+        tokens.check(fresh, clients(revoked=True))
+    assert gone.value.code == "revoked_client"
