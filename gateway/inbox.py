@@ -8,7 +8,8 @@ Every message is opened with `open_agent_message` against the gateway's trust st
 keys): signature, key role, kid = node, body shape. One that fails is counted as forged by its
 code and logged, never stored or shown as the fleet's. A result is committed to the record before
 this returns, that is before paho acknowledges it to the broker: a gateway killed in between gets
-it again from its persistent session.
+it again from its persistent session. A request waiting for it is woken first, with the result
+itself, and answers from it.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ class Inbox:
             log.warning("FORGED message on %s refused: %s: %s", topic, exc.code, exc.message)
             return
         if isinstance(message, Result):
-            if self._records.answered(message):
-                self._waiters.resolve(message.id)
+            self._waiters.resolve(message.id, message)  # a waiting request answers at once ...
+            self._records.answered(message)  # ... the record before paho acknowledges it
             self._fleet.result(message)
         elif isinstance(message, Heartbeat):
             self._fleet.heartbeat(message, time.time())

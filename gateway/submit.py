@@ -15,18 +15,19 @@ Thread rules: `submit`/`control`/`wait` on the HTTP loop; `on_puback` on paho's 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.protocol import Signer, Topics, make_control
+from agent.protocol import Result, Signer, Topics, make_control
 
 from .clients import ApiClient
 from .compute import Signed
 from .errors import DuplicateTask
 from .link import FleetLink
-from .records import Submitted, TaskRecords, TaskRow
+from .records import Answer, Submitted, TaskRecords, TaskRow
 from .waiters import Waiters
 
 CONTROL_TTL_S = 300.0
@@ -91,6 +92,8 @@ class Submitter:
                 self._waiters.forget(task.id, event)
         if event is None:  # nothing can have changed but the PUBACK: no need to read it back
             return _row(record, "published" if acked.done() else "submitted")
+        if event.result is not None:  # answered: the verified result came with the wake-up
+            return _answered_row(record, event.result)
         row = await asyncio.to_thread(self._records.get, task.id)
         assert row is not None
         return row
@@ -220,6 +223,23 @@ def _row(record: Submitted, status: str) -> TaskRow:
         record.trace,
         None,
     )
+
+
+def _answered_row(record: Submitted, result: Result) -> TaskRow:
+    answer = Answer(
+        result.node,
+        result.run,
+        result.attempt,
+        result.status,
+        result.received_at,
+        result.started_at,
+        result.finished_at,
+        result.duration_ms,
+        result.result,
+        result.error,
+    )
+    row = _row(record, result.status)
+    return dataclasses.replace(row, error=result.error, answers=(answer,), updated_at=time.time())
 
 
 def _set(future: asyncio.Future[None]) -> None:

@@ -11,7 +11,11 @@ from .records import Answer, TaskRow
 
 
 def finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: they become null (a kernel's output may hold them)."""
+    """JSON has no NaN or infinity: they become null (a kernel's output may hold them); an array
+    (ndarray ext 1, as the protocol library decodes it) becomes nested lists."""
+    tolist = getattr(value, "tolist", None)
+    if tolist is not None:
+        value = tolist()
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, list):
