@@ -29,6 +29,7 @@ from .link import FleetLink
 from .middleware import Authenticator, audit, errors, security_headers
 from .nodes import FleetView
 from .records import TaskRecords
+from .resultwriter import ResultWriter
 from .routes import Routes
 from .submit import Submitter
 from .tokens import Tokens, load_or_make_key
@@ -59,6 +60,7 @@ class Gateway:
         self.inbox: Inbox | None = None
         self.link: FleetLink | None = None
         self.submitter: Submitter | None = None
+        self.writer: ResultWriter | None = None
         self._flusher: asyncio.Task[None] | None = None
 
     def tls_context(self) -> ssl.SSLContext | None:
@@ -74,7 +76,9 @@ class Gateway:
         loop = asyncio.get_running_loop()
         waiters = Waiters(loop)
         topics = self.config.topics
-        self.inbox = Inbox(topics, self.trust, self.records, self.fleet, waiters)
+        self.writer = ResultWriter(self.records, self.fleet)
+        self.writer.start()
+        self.inbox = Inbox(topics, self.trust, self.records, self.fleet, waiters, self.writer)
         submitter: Submitter | None = None
 
         def puback(mid: int) -> None:
@@ -142,6 +146,8 @@ class Gateway:
             await self.submitter.flush_published()
         if self.link is not None:
             self.link.stop()
+        if self.writer is not None:
+            self.writer.stop()
         self.records.close()
 
 

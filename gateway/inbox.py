@@ -6,16 +6,17 @@ fleet view and the requests waiting for a result.
 
 Every message is opened with `open_agent_message` against the gateway's trust store (the agents'
 keys): signature, key role, kid = node, body shape. One that fails is counted as forged by its
-code and logged, never stored or shown as the fleet's. A result is committed to the record before
-this returns, that is before paho acknowledges it to the broker: a gateway killed in between gets
-it again from its persistent session. A request waiting for it is woken first, with the result
-itself, and answers from it.
+code and logged, never stored or shown as the fleet's. A result is handed to the `ResultWriter`, which
+acknowledges it to the broker once it is committed: a gateway killed in between gets it again from
+its persistent session. A request waiting for it is woken first, with the result itself, and
+answers from it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from agent.protocol import (
     Heartbeat,
@@ -30,6 +31,7 @@ from agent.protocol import (
 
 from .nodes import FleetView
 from .records import TaskRecords
+from .resultwriter import ResultWriter
 from .waiters import Waiters
 
 log = logging.getLogger(__name__)
@@ -43,28 +45,41 @@ def subscriptions(topics: Topics) -> list[str]:
 
 class Inbox:
     def __init__(
-        self, topics: Topics, trust: TrustStore, records: TaskRecords, fleet: FleetView, waiters: Waiters
+        self,
+        topics: Topics,
+        trust: TrustStore,
+        records: TaskRecords,
+        fleet: FleetView,
+        waiters: Waiters,
+        writer: ResultWriter,
     ) -> None:
         self.topics = topics
         self.trust = trust  # replaced whole on SIGHUP
         self._records = records
         self._fleet = fleet
         self._waiters = waiters
+        self._writer = writer
 
-    def handle(self, topic: str, payload: bytes) -> None:
+    def handle(self, topic: str, payload: bytes, ack: Callable[[], None]) -> None:
         if not payload:
+            ack()
             return  # a retained record cleared: nothing to verify, nothing claimed
         try:
             message = open_agent_message(payload, topic, self.trust, topics=self.topics)
         except ProtocolError as exc:
+            ack()
             self._fleet.forged_message(exc.code)
             log.warning("FORGED message on %s refused: %s: %s", topic, exc.code, exc.message)
             return
         if isinstance(message, Result):
             self._waiters.resolve(message.id, message)  # a waiting request answers at once ...
-            self._records.answered(message)  # ... the record before paho acknowledges it
-            self._fleet.result(message)
-        elif isinstance(message, Heartbeat):
+            self._writer.put(message, ack)  # ... acknowledged to the broker once it is written
+            return
+        self._other(message)
+        ack()
+
+    def _other(self, message: object) -> None:
+        if isinstance(message, Heartbeat):
             self._fleet.heartbeat(message, time.time())
         elif isinstance(message, Presence):
             self._fleet.presence(message)

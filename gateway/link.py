@@ -10,8 +10,11 @@ configured session expiry) under a stable client id, the gateway's name: results
 while the gateway is down or restarting wait in the broker and are delivered when it is back.
 The subscriptions are made at every connect (a broker that lost the session loses nothing then).
 
+Messages are acknowledged by the handler (`ack`, paho's manual acknowledgements), not when
+`on_message` returns: a result is acknowledged once it is written (resultwriter.py).
+
 Thread rules: `on_message` and `on_puback` run on paho's network thread and must not block for
-long; `publish` may be called from any thread (paho's own lock).
+long; `publish` and `ack` may be called from any thread (paho's own lock).
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from agent.common.tls import nodelay
 
 log = logging.getLogger(__name__)
 
-OnMessage = Callable[[str, bytes], None]
+#: (topic, payload, ack): `ack()` acknowledges the message to the broker (manual acknowledgements:
+#: call it once what the message carried is safe; the broker delivers it again until then).
+OnMessage = Callable[[str, bytes, Callable[[], None]], None]
 OnPuback = Callable[[int], None]
 
 
@@ -60,6 +65,7 @@ class FleetLink:
             client_id=settings.client_id or client_id,
             protocol=paho.MQTTv5 if mqtt5 else paho.MQTTv311,
             clean_session=None if mqtt5 else False,
+            manual_ack=True,
         )
         c.on_socket_open = nodelay
         c.reconnect_delay_set(max(1, int(settings.reconnect_min_s)), max(1, int(settings.reconnect_max_s)))
@@ -126,10 +132,16 @@ class FleetLink:
         self._connected.clear()
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        mid, qos = msg.mid, msg.qos
         try:
-            self._on_message_cb(msg.topic, bytes(msg.payload))
+            self._on_message_cb(msg.topic, bytes(msg.payload), lambda: self.ack(mid, qos))
         except Exception:  # one bad handler call must not kill paho's thread and the link with it
             log.exception("handling a message on %s failed", msg.topic)
+            self.ack(mid, qos)  # the same failure would come again: do not have it redelivered
+
+    def ack(self, mid: int, qos: int) -> None:
+        """Acknowledge a received message (any thread: paho's own lock)."""
+        self._client.ack(mid, qos)
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         self._on_puback_cb(mid)

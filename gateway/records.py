@@ -246,38 +246,49 @@ class TaskRecords:
 
     def answered(self, result: Result) -> bool:
         """Store a verified result of one of our tasks; False when the task is not ours."""
+        return self.answered_many([result])[0]
+
+    def answered_many(self, results: Sequence[Result]) -> list[bool]:
+        """Several verified results in one durable transaction (the results that arrived while the
+        previous commit ran); per result whether its task is ours (others are not stored)."""
         now = time.time()
-        error = json.dumps(result.error) if result.error is not None else None
-        packed = msgpack.packb(result.result, use_bin_type=True, default=_array)
+        stored: list[bool] = []
         with self._lock:
             try:
                 with _transaction(self._db):
-                    known = self._db.execute("SELECT 1 FROM tasks WHERE id = ?", (result.id,)).fetchone()
-                    if known is None:
-                        return False
-                    self._db.execute(
-                        "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            result.id,
-                            result.node,
-                            result.run,
-                            result.attempt,
-                            result.status,
-                            result.received_at,
-                            result.started_at,
-                            result.finished_at,
-                            result.duration_ms,
-                            packed,
-                            error,
-                            now,
-                        ),
-                    )
-                    self._db.execute(
-                        "UPDATE tasks SET status = ?, error = ?, updated_at = ? WHERE id = ?",
-                        (result.status, error, now, result.id),
-                    )
+                    for result in results:
+                        stored.append(self._answer(result, now))
             except sqlite3.Error as exc:
                 raise StoreError(f"task record {self.path}: {exc}") from None
+        return stored
+
+    def _answer(self, result: Result, now: float) -> bool:
+        """(under the lock, in a transaction)"""
+        if self._db.execute("SELECT 1 FROM tasks WHERE id = ?", (result.id,)).fetchone() is None:
+            return False
+        error = json.dumps(result.error) if result.error is not None else None
+        packed = msgpack.packb(result.result, use_bin_type=True, default=_array)
+        self._db.execute(
+            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                result.id,
+                result.node,
+                result.run,
+                result.attempt,
+                result.status,
+                result.received_at,
+                result.started_at,
+                result.finished_at,
+                result.duration_ms,
+                packed,
+                error,
+                now,
+            ),
+        )
+        self._db.execute(
+            "UPDATE tasks SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+            (result.status, error, now, result.id),
+        )
         return True
 
     def refused(self, payload_sha256: bytes, code: str, message: str) -> str | None:
