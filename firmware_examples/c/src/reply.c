@@ -3,6 +3,7 @@
 #include "reply.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -120,10 +121,13 @@ int reply_open(reply_t *reply, const void *payload, size_t len, const agent_key_
         err_set(err, "malformed: not one MessagePack value");
     else if (check_form(&env.data, &view, reply->kid, err) == 0 &&
              check_signature(&view, reply->kid, keys, key_count, now, err) == 0) {
-        size_t boff = 0;
-        if (msgpack_unpack_next(&reply->body, view.body->via.bin.ptr, view.body->via.bin.size, &boff) !=
-                MSGPACK_UNPACK_SUCCESS ||
-            boff != view.body->via.bin.size)
+        size_t boff = 0, blen = view.body->via.bin.size;
+        reply->body_bytes = malloc(blen ? blen : 1);
+        if (reply->body_bytes != NULL)
+            memcpy(reply->body_bytes, view.body->via.bin.ptr, blen);
+        if (reply->body_bytes == NULL ||
+            msgpack_unpack_next(&reply->body, reply->body_bytes, blen, &boff) != MSGPACK_UNPACK_SUCCESS ||
+            boff != blen)
             err_set(err, "malformed: the body is not one MessagePack value");
         else {
             reply->root = &reply->body.data;
@@ -139,5 +143,7 @@ int reply_open(reply_t *reply, const void *payload, size_t len, const agent_key_
 void reply_free(reply_t *reply)
 {
     msgpack_unpacked_destroy(&reply->body);
+    free(reply->body_bytes);
+    reply->body_bytes = NULL;
     reply->root = NULL;
 }

@@ -17,6 +17,7 @@
 
 typedef struct {
     msgpack_unpacked body;      /* the decoded result body (reply_free) */
+    char *body_bytes;           /* its bytes, owned: msgpack-c's objects point into them */
     const msgpack_object *root; /* its map */
     char kid[KID_MAX + 1];
     char status[32];
