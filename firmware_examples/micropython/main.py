@@ -17,7 +17,7 @@ import math
 import sys
 import time
 
-sys.path.append((sys.path[0] or "") + "/lib")  # the vendored micropython-lib modules
+sys.path.append(sys.path[0] + "/lib" if sys.path[0] else "lib")  # the vendored micropython-lib modules
 
 import link
 import mpack

@@ -37,6 +37,9 @@ def run(*args: str | Path, timeout: float = 60.0) -> subprocess.CompletedProcess
     )
 
 
-def device(*args: str | Path, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    """The example's main.py with `args`."""
-    return run(FIRMWARE / "main.py", *args, timeout=timeout)
+def device(
+    *args: str | Path, heap: str | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """The example's main.py with `args`; `heap`: MicroPython's heap size (`-X heapsize=`, e.g. 48k)."""
+    options = ("-X", f"heapsize={heap}") if heap else ()
+    return run(*options, FIRMWARE / "main.py", *args, timeout=timeout)

@@ -155,6 +155,7 @@ def test_an_unreachable_broker_ends_with_the_broker_status(site: Site, tmp_path:
     [
         ("del SECRET", "config.py: SECRET is missing (bytes: the device's HMAC secret"),
         ("SECRET = 'a text, not bytes, at least 16'", "config.py: SECRET must be bytes"),
+        ("SECRET = b'short'", "config.py: SECRET must be bytes: the device's HMAC secret, at least 16"),
         ("TCP_PORT = '1883'", "config.py: TCP_PORT must be the broker's plain MQTT port, an int"),
         ("ALG = 'ed25519'", "config.py: ALG must be 'hmac-sha256' (MicroPython has no Ed25519)"),
         ("USE_TLS = 'yes'", "config.py: USE_TLS must be True"),
@@ -169,3 +170,11 @@ def test_a_malformed_config_is_refused_naming_the_setting(site: Site, edit: str,
     assert code == 2, output
     assert message in output
     assert "SECRET = b" not in output and "a text" not in output  # never the secret itself
+
+
+def test_a_task_fits_in_a_small_heap(site: Site) -> None:
+    """Footprint guard (README.md of the example): one task from .py sources needs a 73 KB
+    MicroPython heap on the 64-bit unix port today; 96 KB leaves room, a bloated change fails."""
+    with site.agent():
+        out = device("--config", bundle(site), "--target", "node-1", "--tcp", heap="96k")
+    assert out.returncode == 0, out.stdout
