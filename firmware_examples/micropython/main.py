@@ -122,11 +122,11 @@ def show(topic, payload, task_id):
 
 def run_task(conn, s, kernel, params, opts):
     """Sign and publish one task, wait for its reply, print it; the exit status."""
-    body = task.body(kernel, params, s.TARGET, task.now(), _number(opts, "--ttl", 300))
+    body = task.body(kernel, params, s.TARGET, task.now(), opts["--ttl"])
     topic = task.topic_for(s.PREFIX, s.TARGET)
     conn.publish(topic, task.envelope(s.KID, s.SECRET, mpack.packb(body)))
     print("sent", body["id"], kernel, "on", topic)
-    payload = conn.wait_reply(body["id"], _number(opts, "--timeout", 30))
+    payload = conn.wait_reply(body["id"], opts["--timeout"])
     if payload is None:
         print("timeout: no reply to", body["id"])
         return EXIT_TIMEOUT
@@ -155,11 +155,20 @@ def sensor_loop(conn, s, every_s, count, opts):
         worst = max(worst, status)
         done += 1
         if count == 0 or done < count:
-            if conn.client is None:
-                time.sleep(every_s)
-            else:
-                conn.idle(every_s)
+            _pause(conn, every_s)
     return worst
+
+
+def _pause(conn, seconds):
+    """Wait between rounds, answering the broker's keepalive while connected."""
+    if conn.client is not None:
+        try:
+            conn.idle(seconds)
+            return
+        except link.LinkError as exc:
+            print("error broker:", exc)
+            conn.close()
+    time.sleep(seconds)
 
 
 def run(argv):
@@ -174,6 +183,8 @@ def run(argv):
         raise UsageError("--params must be a JSON object")
     every = opts.get("--every", s.EVERY_S)
     every_s = _number({"--every": every}, "--every", 0) if every else None
+    opts["--ttl"] = _number(opts, "--ttl", 300)
+    opts["--timeout"] = _number(opts, "--timeout", 30)
     try:
         count = int(opts.get("--count", 0))
     except ValueError:

@@ -48,7 +48,7 @@ def body(kernel, params, target, issued_at, ttl_s, reply=True, task_id=None):
     fields["params"] = params
     fields["target"] = target
     fields["issued_at"] = issued_at
-    fields["expires_at"] = issued_at + ttl_s
+    fields["expires_at"] = issued_at + (ttl_s if DOUBLE else int(ttl_s))  # ints stay ints (`now`)
     fields["nonce"] = os.urandom(16)
     if reply:
         fields["reply"] = True

@@ -37,6 +37,16 @@ def run(*args: str | Path, timeout: float = 60.0) -> subprocess.CompletedProcess
     )
 
 
+def start_device(*args: str | Path) -> subprocess.Popen[str]:
+    """main.py with `args` in the background, its output (stderr folded in) line by line."""
+    return subprocess.Popen(
+        [micropython(), str(FIRMWARE / "main.py"), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def device(
     *args: str | Path, heap: str | None = None, timeout: float = 60.0
 ) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ import pytest
 
 from agent.protocol import Result, TrustStore, open_agent_message
 from tests.agent.conftest import TOPICS, Site
-from tests.firmware.micropython import device
+from tests.firmware.micropython import device, start_device
 from tests.support.fleet import edge_provision
 
 DEVICE = "mcu-1"
@@ -133,6 +133,33 @@ def test_the_sensor_loop_sends_a_task_every_period(site: Site) -> None:
     assert all(r.result.status == "completed" and r.result.result["count"] == 8 for r in got)
 
 
+def test_the_sensor_loop_goes_on_after_the_broker_restarts(site: Site) -> None:
+    """A board runs for months: a broken link between rounds is reported and the next round
+    connects again, instead of ending the program."""
+    with site.agent():
+        proc = start_device(
+            "--config", bundle(site), "--target", "node-1", "--tcp", "--every", "1", "--count", "3"
+        )
+        try:
+            assert proc.stdout is not None
+            lines = []
+            for line in proc.stdout:  # the first round's reply, then the broker goes away
+                lines.append(line)
+                if line.startswith("status "):
+                    break
+            site.broker.restart()
+            rest, _ = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    output = "".join(lines) + rest
+    assert proc.returncode == 0, output
+    assert "error broker: connection lost" in output
+    got = replies(output, trust(site))
+    assert len(got) == 3 and all(r.result.status == "completed" for r in got), output
+
+
 def test_no_agent_no_reply_ends_with_the_timeout_status(site: Site) -> None:
     code, output = run_device(site, "--tcp", "--timeout", "1")
     assert code == 3, output
@@ -178,3 +205,21 @@ def test_a_task_fits_in_a_small_heap(site: Site) -> None:
     with site.agent():
         out = device("--config", bundle(site), "--target", "node-1", "--tcp", heap="96k")
     assert out.returncode == 0, out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--ttl", "soon"), "error: --ttl must be a number of seconds"),
+        (("--timeout", "-1"), "error: --timeout must be positive"),
+        (("--params", "[1, 2]"), "error: --params must be a JSON object"),
+        (("--every", "1", "--count", "x"), "error: --count must be a whole number"),
+        (("--bogus",), "error: unknown or incomplete argument '--bogus'"),
+        (("--kernel",), "error: unknown or incomplete argument '--kernel'"),
+    ],
+)
+def test_bad_arguments_are_refused_before_connecting(site: Site, args: tuple[str, ...], message: str) -> None:
+    code, output = run_device(site, *args)
+    assert code == 2, output
+    assert output.strip().splitlines()[-1].startswith(message)
+    assert "sent " not in output
