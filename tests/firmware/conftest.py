@@ -1,5 +1,6 @@
 """Fixtures of the firmware tests: the compiled C device (once per session and variant) and the
-agent suite's real fleet, broker and agent (`site`, `any_site`, see tests/agent/conftest.py)."""
+agent suite's real fleet, broker and agent (`site`, `any_site`, see tests/agent/conftest.py), which
+the C and MicroPython device programs are driven against."""
 
 from __future__ import annotations
 
