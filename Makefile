@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install run test lint bench clean native selftest cross asan golden vectors
+.PHONY: help install run test lint bench clean native selftest cross asan golden vectors firmware
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -54,6 +54,11 @@ asan: $(STAMP)  ## ASan+UBSan build of the kernels: C++ self-test, then the Pyth
 	LD_PRELOAD=$(ASAN_RUNTIME) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	$(BIN)/pytest tests/native -m "not selftest" -p no:cacheprovider --capture=sys $(PYTEST_ARGS)
+
+firmware:  ## the C device (firmware_examples/c): native, ASan+UBSan, aarch64 and armhf (checked under qemu)
+	$(MAKE) -C firmware_examples/c -j2
+	$(MAKE) -C firmware_examples/c -j2 asan
+	$(MAKE) -C firmware_examples/c -j2 check-cross
 
 golden: $(STAMP)  ## regenerate native/selftest/golden.txt from the numpy references
 	$(BIN)/python -m native.golden

@@ -24,9 +24,11 @@ from .errors import DemoError
 MARKER = ".edge-demo"
 NODE, DEVICE, OPERATOR, DASHBOARD = "demo-node", "demo-sensor", "demo-operator", "demo-dashboard"
 GATEWAY, API_CLIENT = "demo-gateway", "demo-app"
+MCU = "demo-mcu"  # an HMAC device, for firmware_examples/micropython (the demo itself does not run it)
 BUNDLE_FILES = {
     NODE: "agent.toml",
     DEVICE: "device.toml",
+    MCU: "device.toml",
     OPERATOR: "operator.toml",
     DASHBOARD: "dashboard.toml",
     GATEWAY: "gateway.toml",
@@ -92,9 +94,9 @@ def _provision(log: Path, *args: str | Path) -> None:
 
 
 def make_fleet(root: Path) -> DemoFleet:
-    """A new fleet in `root`: an agent, a device that may task it, an operator, a dashboard, a
-    gateway and an API client of it, their bundles, and the embedded broker's files (mutual TLS and
-    plain TCP on free 127.0.0.1 ports)."""
+    """A new fleet in `root`: an agent, two devices that may task it (Ed25519; HMAC for MicroPython),
+    an operator, a dashboard, a gateway and an API client of it, their bundles, and the embedded
+    broker's files (mutual TLS and plain TCP on free 127.0.0.1 ports)."""
     clear(root)
     (root / "logs").mkdir(parents=True)
     (root / MARKER).write_text("made by `make run` (demo); removed by the next run\n")
@@ -105,6 +107,7 @@ def make_fleet(root: Path) -> DemoFleet:
     _provision(log, "init", fleet, "--name", "demo", *ports)
     _provision(log, "--fleet", fleet, "add", "agent", NODE)
     _provision(log, "--fleet", fleet, "add", "device", DEVICE, "--targets", NODE)
+    _provision(log, "--fleet", fleet, "add", "device", MCU, "--alg", "hmac-sha256", "--targets", NODE)
     _provision(log, "--fleet", fleet, "add", "operator", OPERATOR)
     _provision(log, "--fleet", fleet, "add", "dashboard", DASHBOARD)
     _provision(log, "--fleet", fleet, "add", "gateway", GATEWAY)

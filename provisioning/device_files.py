@@ -107,10 +107,12 @@ def micropython_config(fleet: Fleet, identity: Identity, secret: bytes, password
         f"HOST = {config.broker_host!r}",
         f"TLS_PORT = {config.tls_port}  # mutual TLS: ca.crt, tls.crt, tls.key of the bundle",
         f"TCP_PORT = {config.tcp_port}  # plain MQTT: only on a trusted network (the loopback)",
+        "USE_TLS = True  # False: plain MQTT on TCP_PORT (main.py --tcp does the same for one run)",
         f"USERNAME = {identity.name!r}",
         f"PASSWORD = {password!r}",
         "CA_FILE = 'ca.crt'",
         "CERT_FILE = 'tls.crt'",
         "KEY_FILE = 'tls.key'",
+        "EVERY_S = None  # a number: the sensor loop, one task every EVERY_S seconds",
     ]
     return "\n".join(lines) + "\n"

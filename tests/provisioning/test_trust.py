@@ -111,6 +111,7 @@ def test_a_device_trusts_the_agents_it_may_task_to_verify_its_replies(
     namespace: dict[str, object] = {}
     exec((out / "config.py").read_text(), namespace)  # what MicroPython imports
     assert namespace["SECRET"] == signer.secret and namespace["TARGET"] == "pool:cams"
+    assert namespace["USE_TLS"] is True and namespace["EVERY_S"] is None  # firmware_examples/micropython
 
 
 def signed(signer: Ed25519Signer | HmacSigner, target: str, now: float) -> tuple[str, bytes]:

@@ -24,17 +24,21 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def require_tool(name: str) -> str:
-    """Path of an executable, or skip (locally) / fail (in CI) the test."""
-    path = shutil.which(name) or next(
+APT_HINT = "apt-get install it, or run .ci/run"
+
+
+def require_tool(name: str, *, path: str | None = None, hint: str = APT_HINT) -> str:
+    """Path of an executable (searched in `path`, default PATH, then /usr/sbin and /usr/bin), or
+    skip (locally) / fail (in CI) the test; `hint` says how to install it."""
+    found = shutil.which(name, path=path) or next(
         (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
     )
-    if path is None:
-        message = f"'{name}' is not installed (apt-get install it, or run .ci/run)"
+    if found is None:
+        message = f"'{name}' is not installed ({hint})"
         if in_ci():
             pytest.fail(message)
         pytest.skip(message)
-    return path
+    return found
 
 
 def free_port() -> int:
