@@ -305,9 +305,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     parent = _fleet_parent()
-    for add in (_add_init, _add_add, _add_bundle, _add_revoke_rotate, _add_reading, _add_broker_files):
+    for add in (
+        _add_init,
+        _add_add,
+        _add_bundle,
+        _add_revoke_rotate,
+        _add_reading,
+        _add_broker_files,
+        _add_server_cert,
+    ):
         add(subs, parent)
     return parser
+
+
+def _add_server_cert(
+    subs: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
+    p = _sub(
+        subs,
+        "server-cert",
+        "a TLS server certificate from the fleet CA (edge-gateway's HTTPS), with its key",
+        "Clients verify it with the fleet's ca.crt (in every bundle). Valid for HOST, 127.0.0.1 and\n"
+        "localhost, as long as the fleet's certificates (init --cert-days).\n\n"
+        "example:\n  edge-provision server-cert --host gw.plant-3.example --out gw-1/https\n"
+        "  EDGE_GATEWAY_HTTP_TLS_CERT=gw-1/https/server.crt \\\n"
+        "    EDGE_GATEWAY_HTTP_TLS_KEY=gw-1/https/server.key edge-gateway --config gw-1/gateway.toml\n",
+        parents=[parent],
+    )
+    p.add_argument("--host", required=True, help="the name or address clients use to reach the server")
+    p.add_argument("--out", type=Path, required=True, help="directory for server.crt and server.key (0600)")
+    p.add_argument("--force", action="store_true", help="replace the files there")
+    p.set_defaults(handler=_cmd_server_cert)
 
 
 # --- handlers -------------------------------------------------------------------------------
@@ -405,6 +433,12 @@ def _cmd_add_api_client(args: argparse.Namespace) -> int:
     else:
         print(f"secret (shown once, stored only hashed): {secret}")
     print("bundle the gateways again: their api-clients.json lists the clients")
+    return 0
+
+
+def _cmd_server_cert(args: argparse.Namespace) -> int:
+    cert, key = ops.server_cert(_fleet(args), args.host, args.out, time.time(), force=args.force)
+    print(f"wrote {cert} (for {args.host}, 127.0.0.1, localhost; signed by the fleet CA) and {key} (0600)")
     return 0
 
 

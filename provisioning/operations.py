@@ -37,7 +37,16 @@ from .errors import (
     RevokedIdentity,
     UnknownIdentity,
 )
-from .fleet import CONFIG_FILE, LOCK_FILE, Fleet, FleetConfig, fleet_lock, open_fleet, write_config
+from .fleet import (
+    CONFIG_FILE,
+    LOCK_FILE,
+    Fleet,
+    FleetConfig,
+    check_host,
+    fleet_lock,
+    open_fleet,
+    write_config,
+)
 from .identities import Kind, check_alg, check_name, check_unique, parse_pools, parse_targets
 from .records import Identity, KeyRecord
 from .registry import Registry, create_registry
@@ -250,6 +259,25 @@ def add_api_client(
         client = ApiClient(name, chosen, hash_password(secret), now if old is None else old.created_at, now)
         registry.save_api_client(client)
     return client, secret
+
+
+def server_cert(fleet: Fleet, host: str, out: Path, now: float, *, force: bool = False) -> tuple[Path, Path]:
+    """A TLS server certificate from the fleet CA for `host` (and 127.0.0.1, localhost), with its
+    key: for edge-gateway's HTTPS (`http.tls_cert`, `http.tls_key`), which clients then verify with
+    the fleet's ca.crt. Written as `out/server.crt` (0644) and `out/server.key` (0600)."""
+    check_host(host)
+    cert_path, key_path = out / "server.crt", out / "server.key"
+    if not force and (cert_path.exists() or key_path.exists()):
+        raise InputError(f"{out} already holds server.crt or server.key (use --force to replace them)")
+    with _reading(fleet):
+        authority = material.load_authority(fleet)
+    key = generate_key(fleet.config.ca_alg)
+    when = dt.datetime.fromtimestamp(now, tz=dt.timezone.utc)
+    cert = authority.issue_server(host, key, when, fleet.config.cert_days)
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_atomic(key_path, key_pem(key), PRIVATE)
+    write_atomic(cert_path, cert_pem(cert), PUBLIC)
+    return cert_path, key_path
 
 
 def list_api_clients(fleet: Fleet) -> list[ApiClient]:

@@ -8,7 +8,6 @@ import base64
 import json
 import signal
 import ssl
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -116,42 +115,53 @@ def test_revoking_a_client_takes_effect_at_sighup_for_its_live_tokens(gw_site: G
         assert (status, answer["error"]["code"]) == (401, "revoked_client")
 
 
-def test_tls_13_with_hsts(gw_site: GatewaySite, tmp_path: Path) -> None:
+def test_https_with_a_certificate_from_the_fleet_ca_tls_13_and_hsts(
+    gw_site: GatewaySite, tmp_path: Path
+) -> None:
+    """`edge-provision server-cert`: the fleet CA's tooling; clients verify with the bundle's ca.crt."""
     gw = gw_site
-    key, cert = tmp_path / "http.key", tmp_path / "http.crt"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            key,
-            "-out",
-            cert,
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
+    assert (
+        main(
+            [
+                "--fleet",
+                str(gw.site.fleet.root),
+                "server-cert",
+                "--host",
+                "gw.example",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
     )
-    gw.tls = ssl.create_default_context(cafile=str(cert))
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    gw.tls = ssl.create_default_context(cafile=str(gw.site.fleet.root / "ca" / "ca.crt"))
     with gateway_process(gw, EDGE_GATEWAY_HTTP_TLS_CERT=str(cert), EDGE_GATEWAY_HTTP_TLS_KEY=str(key)):
         status, _, headers = gw.call("GET", "/health")
         assert status == 200 and headers["Strict-Transport-Security"] == "max-age=31536000"
-        old = ssl.create_default_context(cafile=str(cert))
+        old = ssl.create_default_context(cafile=str(gw.site.fleet.root / "ca" / "ca.crt"))
         old.maximum_version = ssl.TLSVersion.TLSv1_2
         with pytest.raises(urllib.error.URLError) as refused:
             urllib.request.urlopen(f"{gw.base}/health", timeout=5, context=old)
         assert isinstance(refused.value.reason, ssl.SSLError)
+        stranger = ssl.create_default_context()  # the system's CAs: the fleet CA is not among them
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(f"{gw.base}/health", timeout=5, context=stranger)
+    assert (
+        main(
+            [
+                "--fleet",
+                str(gw.site.fleet.root),
+                "server-cert",
+                "--host",
+                "gw.example",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
 
 
 def test_mutating_requests_are_audited_with_their_client(gw_site: GatewaySite) -> None:
