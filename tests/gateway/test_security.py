@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import signal
+import socket
 import ssl
 import time
 import urllib.error
@@ -197,3 +198,20 @@ def test_the_openapi_document_is_valid_and_covers_every_route(gw_site: GatewaySi
         "/metrics",
         "/api/v1/token",
     }
+
+
+def test_a_client_too_slow_to_send_its_body_is_cut_off_with_408(gw_site: GatewaySite) -> None:
+    gw = gw_site
+    with gateway_process(gw, EDGE_GATEWAY_HTTP_READ_TIMEOUT_S="1"):
+        token = gw.token("webapp")
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+            head = (
+                "POST /api/v1/compute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Authorization: Bearer {token}\r\nContent-Length: 100\r\n\r\n"
+            )
+            sock.sendall(head.encode() + b'{"algorithm": ')  # then nothing more
+            started = time.monotonic()
+            answer = sock.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 408") and "request_timeout" in answer, answer
+        assert 0.9 <= time.monotonic() - started < 5
+        assert gw.call("GET", "/health")[0] == 200
