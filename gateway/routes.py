@@ -27,6 +27,7 @@ from .openapi import document
 from .promtext import render
 from .records import PENDING, TaskRecords, TaskRow
 from .submit import Submitter
+from .timeouts import within
 from .views import fleet_figures, task_view
 
 JSON_TYPES = ("application/json", "")
@@ -271,7 +272,7 @@ def _wait(request: web.Request, most: float) -> float:
 
 async def _read(request: web.Request, timeout: float) -> bytes:
     try:
-        return await asyncio.wait_for(request.read(), timeout)
+        return await within(request.read(), timeout)
     except asyncio.TimeoutError:
         raise ApiError(
             408, "request_timeout", f"the request body did not arrive within {timeout:g} s"
@@ -307,7 +308,7 @@ async def _credentials(request: web.Request, timeout: float) -> tuple[str, str]:
             raise TokenRefused("invalid_client", "malformed Basic credentials") from None
         return basic.login, basic.password
     if request.content_type == "application/x-www-form-urlencoded":
-        form = await asyncio.wait_for(request.post(), timeout)
+        form = await within(request.post(), timeout)
         name, secret = form.get("client_id"), form.get("client_secret")
     else:
         body = await _body(request, timeout)

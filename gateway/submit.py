@@ -28,6 +28,7 @@ from .compute import Signed
 from .errors import DuplicateTask
 from .link import FleetLink
 from .records import Answer, Submitted, TaskRecords, TaskRow
+from .timeouts import within
 from .waiters import Waiters
 
 CONTROL_TTL_S = 300.0
@@ -82,7 +83,7 @@ class Submitter:
         try:
             # the broker's PUBACK (normally within a millisecond); without it the answer says
             # `submitted`, and a restart publishes the task again (`republish`)
-            await asyncio.wait_for(asyncio.shield(acked), PUBACK_WAIT_S)
+            await within(acked, PUBACK_WAIT_S)  # `acked` may end cancelled: `_set` checks
             if event is not None:
                 await self._waiters.wait(event, wait)
         except asyncio.TimeoutError:
@@ -91,7 +92,7 @@ class Submitter:
             if event is not None:
                 self._waiters.forget(task.id, event)
         if event is None:  # nothing can have changed but the PUBACK: no need to read it back
-            return _row(record, "published" if acked.done() else "submitted")
+            return _row(record, "published" if acked.done() and not acked.cancelled() else "submitted")
         if event.result is not None:  # answered: the verified result came with the wake-up
             return _answered_row(record, event.result)
         row = await asyncio.to_thread(self._records.get, task.id)

@@ -16,6 +16,8 @@ import threading
 
 from agent.protocol import Result
 
+from .timeouts import within
+
 
 class Answered(asyncio.Event):
     """Set when the task's answer came; `result` is the verified result when that was the answer
@@ -48,7 +50,7 @@ class Waiters:
 
     async def wait(self, event: Answered, timeout: float) -> bool:
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            await within(event.wait(), timeout)
         except asyncio.TimeoutError:
             return False
         return True
