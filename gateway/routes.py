@@ -12,7 +12,7 @@ import json
 import time
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BasicAuth, web
 
 from agent.protocol import CodecError, unpackb
 from agent.protocol.topics import is_valid_id
@@ -301,8 +301,6 @@ async def _credentials(request: web.Request, timeout: float) -> tuple[str, str]:
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("basic "):
         try:
-            from aiohttp import BasicAuth
-
             basic = BasicAuth.decode(header)
         except ValueError:
             raise TokenRefused("invalid_client", "malformed Basic credentials") from None
