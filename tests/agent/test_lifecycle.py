@@ -127,7 +127,10 @@ def test_faults_cost_one_attempt_each_and_retries_back_off(site: Site) -> None:
         messages = watcher.expect(1, TIMEOUT)
 
         def flaky_completed() -> bool:  # events are QoS 0: the last may come after its result
-            return any(m.topic.endswith("/flaky") and site.open(m).status == "completed" for m in messages)
+            return any(
+                m.topic == f"{TOPICS.prefix}/events/node-1/flaky" and site.open(m).status == "completed"
+                for m in messages
+            )
 
         while sum(1 for m in messages if "/results/" in m.topic) < 6 or not flaky_completed():
             messages += watcher.expect(1, TIMEOUT)
