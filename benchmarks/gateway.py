@@ -16,7 +16,8 @@ durable (fsync), the gateway's record SQLite with synchronous=FULL. Figures:
                  the broker) from C concurrent keep-alive connections: requests/s answered; beside
                  it the agent's own rate, the same M tasks published directly over MQTT and counted
                  when their results arrive (the ceiling the gateway feeds). Target: >= 1,000 req/s,
-                 or the agent's rate when that is lower.
+                 or the agent's rate when that is lower. Also the CPU time per request of the
+                 gateway process and of this benchmark's own client in that phase (same 2 cores).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any
 
 import _bootstrap  # noqa: F401 - before `agent`: benchmarks/agent.py must not shadow the package
 import aiohttp
+import psutil
 from _harness import agent_env, agent_process, paho_client, progress
 
 from agent.protocol import load_signer, make_task
@@ -216,7 +218,10 @@ def run(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
                     round_trips(http_port, bearer, device, signer, replies, args.requests)
                 )
                 progress(f"submit rate: {args.submits} requests from {args.concurrency} connections")
+                before = _cpu(gateway.pid), _cpu(os.getpid())
                 rate = asyncio.run(submit_rate(http_port, bearer, args.submits, args.concurrency))
+                after = _cpu(gateway.pid), _cpu(os.getpid())
+                cpu_ms = [(a - b) * 1000.0 / args.submits for a, b in zip(after, before, strict=True)]
                 time.sleep(2)  # let the agent drain what the gateway sent before measuring it alone
                 progress(f"the agent's own rate: {args.submits} tasks over MQTT")
                 ceiling = agent_rate(device, signer, replies, args.submits)
@@ -225,7 +230,13 @@ def run(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 gateway.terminate()
                 gateway.wait(30)
-    return {"gateway_ms": gateway_ms, "mqtt_ms": mqtt_ms, "rate": rate, "ceiling": ceiling}
+    return {"gateway_ms": gateway_ms, "mqtt_ms": mqtt_ms, "rate": rate, "ceiling": ceiling, "cpu_ms": cpu_ms}
+
+
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds of a process, its threads included."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def report(figures: dict[str, Any], args: argparse.Namespace) -> int:
@@ -237,6 +248,11 @@ def report(figures: dict[str, Any], args: argparse.Namespace) -> int:
     print(f"added by the gateway (p50)          {added:7.2f} ms  (target <= {TARGET_ADDED_MS:g} ms)")
     print(f"submit rate (202 answered)          {rate:7.0f} req/s from {args.concurrency} connections")
     print(f"the agent's own rate (MQTT)         {ceiling:7.0f} tasks/s  (ratio {rate / ceiling:.2f})")
+    gateway_cpu, client_cpu = figures["cpu_ms"]
+    print(
+        f"CPU per request in the rate phase   gateway {gateway_cpu:.3f} ms, this benchmark's client "
+        f"{client_cpu:.3f} ms (of the same 2 cores)"
+    )
     target = min(TARGET_RATE, ceiling)
     missed = int(added > TARGET_ADDED_MS) + int(rate < target)
     print(
