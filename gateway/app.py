@@ -98,7 +98,7 @@ class Gateway:
         tls = self.tls_context()
         app = web.Application(
             client_max_size=self.config.http.max_body_bytes,
-            middlewares=[errors, security_headers(tls is not None), self.auth.middleware, audit],
+            middlewares=[security_headers(tls is not None), errors, self.auth.middleware, audit],
         )
         routes.add_to(app)
         self.submitter = submitter

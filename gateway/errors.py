@@ -21,11 +21,20 @@ class StoreError(GatewayError):
 
 
 class ApiError(GatewayError):
-    def __init__(self, status: int, code: str, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.field = field
+        self.headers = headers or {}  # of the response: Retry-After, WWW-Authenticate, Allow
 
     def body(self) -> dict[str, object]:
         error: dict[str, object] = {"code": self.code, "message": str(self)}
@@ -38,7 +47,8 @@ class TokenRefused(ApiError):
     """401: a missing, malformed, expired, forged or revoked bearer token; `code` says which."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(401, code, message)
+        challenge = f'Bearer error="invalid_token", error_description="{code}"'
+        super().__init__(401, code, message, headers={"WWW-Authenticate": challenge})
 
 
 class DuplicateTask(ApiError):

@@ -1,8 +1,10 @@
 """What every request goes through, around the routes (aiohttp middlewares), outermost first:
 
-1. `errors`: an `ApiError` (and aiohttp's own HTTP errors: 404, 405, 413) becomes the JSON
-   `{"error": {"code", "message", "field"?}}` with its status; anything else is a logged 500.
-2. `security_headers`: `Strict-Transport-Security` on HTTPS, `no-store` caching, `nosniff`.
+1. `security_headers`: `Strict-Transport-Security` on HTTPS, `no-store` caching, `nosniff`, on
+   every answer, refusals included.
+2. `errors`: an `ApiError` (and aiohttp's own HTTP errors: 404, 405, 413) becomes the JSON
+   `{"error": {"code", "message", "field"?}}` with its status and headers (`Retry-After`,
+   `WWW-Authenticate`); anything else is a logged 500.
 3. `authenticate`: every route but the public ones needs `Authorization: Bearer <token>`
    (`TokenRefused`: 401 with `WWW-Authenticate` and the reason); then the client's token bucket
    (429 with `Retry-After`). The client is `request["client"]`.
@@ -37,18 +39,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC = frozenset({"/health", "/metrics", "/api/v1/token", "/api/v1/openapi.json"})
 
 
-def error_response(error: ApiError, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(error.body(), status=error.status, headers=headers)
+def error_response(error: ApiError) -> web.Response:
+    return web.json_response(error.body(), status=error.status, headers=error.headers or None)
 
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except TokenRefused as exc:
-        return error_response(
-            exc, {"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc.code}"'}
-        )
     except ApiError as exc:
         return error_response(exc)
     except web.HTTPException as exc:
@@ -57,9 +55,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
             exc.status, "http_error"
         )
-        return error_response(
-            ApiError(exc.status, code, exc.reason), dict(exc.headers) if exc.status == 405 else None
-        )
+        headers = dict(exc.headers) if exc.status == 405 else None  # Allow
+        return error_response(ApiError(exc.status, code, exc.reason, headers=headers))
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return error_response(ApiError(500, "internal_error", "the gateway failed; its log says why"))
@@ -95,11 +92,18 @@ class Authenticator:
         return bucket
 
     def throttle(self, name: str) -> None:
-        bucket = self.bucket(name)
+        """429 with Retry-After once `name` is over its rate. Buckets are made for names this
+        gateway knows only (API clients, and `token:` + a client's name): any other name shares
+        one bucket, so made-up names cannot grow the table."""
+        key = name if name.removeprefix("token:") in self.clients.by_name else "unknown"
+        bucket = self.bucket(key)
         if not bucket.allow():
             wait = max(1, math.ceil(bucket.retry_after()))
             raise ApiError(
-                429, "rate_limited", f"more than {self.rate_per_s:g} requests/s: retry in {wait} s"
+                429,
+                "rate_limited",
+                f"more than {self.rate_per_s:g} requests/s: retry in {wait} s",
+                headers={"Retry-After": str(wait)},
             )
 
     @web.middleware
@@ -113,11 +117,7 @@ class Authenticator:
                 "missing_token", "send Authorization: Bearer <token> (POST /api/v1/token gives one)"
             )
         claims = self.tokens.check(token.strip(), self.clients)
-        try:
-            self.throttle(claims.client.name)
-        except ApiError as exc:
-            retry = str(max(1, math.ceil(self.bucket(claims.client.name).retry_after())))
-            return error_response(exc, {"Retry-After": retry})
+        self.throttle(claims.client.name)
         request["client"] = claims.client
         return await handler(request)
 

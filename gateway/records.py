@@ -108,6 +108,22 @@ class Answer:
     result: Any
     error: dict[str, str] | None
 
+    @classmethod
+    def of(cls, result: Result) -> Answer:
+        """A verified result as the record keeps it (its value as the protocol library decoded it)."""
+        return cls(
+            result.node,
+            result.run,
+            result.attempt,
+            result.status,
+            result.received_at,
+            result.started_at,
+            result.finished_at,
+            result.duration_ms,
+            result.result,
+            result.error,
+        )
+
 
 @dataclass(frozen=True)
 class TaskRow:
@@ -354,6 +370,14 @@ class TaskRecords:
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, (_cursor(rows[-1]) if more else None)
+
+    def ping(self) -> None:
+        """One trivial query: raises StoreError when the database cannot answer (/health)."""
+        with self._lock:
+            try:
+                self._db.execute("SELECT 1 FROM tasks LIMIT 1").fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"task record {self.path}: {exc}") from None
 
     def counts(self) -> dict[str, int]:
         with self._lock:

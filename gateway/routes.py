@@ -20,7 +20,7 @@ from agent.protocol.topics import is_valid_id
 from .clients import ApiClient, ApiClients
 from .compute import sign_request
 from .config import GatewayConfig
-from .errors import ApiError, TokenRefused
+from .errors import ApiError, StoreError, TokenRefused
 from .middleware import Authenticator, require
 from .nodes import FleetView
 from .openapi import document
@@ -84,8 +84,8 @@ class Routes:
 
     def _database_ok(self) -> bool:
         try:
-            self.records.counts()
-        except Exception:
+            self.records.ping()
+        except StoreError:
             return False
         return True
 

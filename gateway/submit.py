@@ -124,8 +124,7 @@ class Submitter:
 
     async def flush_published(self) -> None:
         """Every PUBACK noted since the last commit, written (the loop calls it now and then)."""
-        with self._lock:
-            ids, self._published = self._published, []
+        ids = self.take_published()
         if ids:
             await asyncio.to_thread(self._records.published_many, ids)
 
@@ -227,20 +226,8 @@ def _row(record: Submitted, status: str) -> TaskRow:
 
 
 def _answered_row(record: Submitted, result: Result) -> TaskRow:
-    answer = Answer(
-        result.node,
-        result.run,
-        result.attempt,
-        result.status,
-        result.received_at,
-        result.started_at,
-        result.finished_at,
-        result.duration_ms,
-        result.result,
-        result.error,
-    )
     row = _row(record, result.status)
-    return dataclasses.replace(row, error=result.error, answers=(answer,), updated_at=time.time())
+    return dataclasses.replace(row, error=result.error, answers=(Answer.of(result),), updated_at=time.time())
 
 
 def _set(future: asyncio.Future[None]) -> None:

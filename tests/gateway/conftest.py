@@ -43,6 +43,22 @@ TIMEOUT = 30.0
 SECRET = re.compile(r"secret \(shown once, stored only hashed\): (\S+)")
 
 
+def jwt_claims(**changes: object) -> dict[str, object]:
+    """The claims of a token gw-1 would issue to webapp for a minute from now, with `changes`."""
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "iss": "gw-1",
+        "aud": "edge-gateway",
+        "sub": "webapp",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 60,
+        "jti": "j",
+    }
+    claims.update(changes)
+    return claims
+
+
 @dataclass
 class GatewaySite:
     site: Site
@@ -138,8 +154,10 @@ def gateway_process(gw: GatewaySite, **env: str) -> Iterator[GatewaySite]:
     with gw.log.open("ab") as out:
         gw.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", "--config", str(bundle / "gateway.toml")],
-            stdout=out, stderr=subprocess.STDOUT, env=full,
-        )  # fmt: skip
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=full,
+        )
     try:
         _wait_healthy(gw)
         yield gw

@@ -21,24 +21,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from openapi_spec_validator import validate
 
 from provisioning.cli import main
-from tests.gateway.conftest import GatewaySite, gateway_process
+from tests.gateway.conftest import GatewaySite, gateway_process, jwt_claims
 
 COMPUTE = {"algorithm": "stats", "parameters": {"signal": [1, 2, 3]}}
-
-
-def _claims(**changes: object) -> dict[str, object]:
-    now = int(time.time())
-    base: dict[str, object] = {
-        "iss": "gw-1",
-        "aud": "edge-gateway",
-        "sub": "webapp",
-        "iat": now,
-        "nbf": now,
-        "exp": now + 60,
-        "jti": "j",
-    }
-    base.update(changes)
-    return base
 
 
 def test_every_bad_token_is_refused_with_401_and_its_reason(gw_site: GatewaySite) -> None:
@@ -55,15 +40,15 @@ def test_every_bad_token_is_refused_with_401_and_its_reason(gw_site: GatewaySite
             "malformed_token": "abc",
             "bad_signature": f"{head}.{admin}.{sig}",
             "token_expired": jwt.encode(
-                _claims(exp=int(time.time()) - 120, iat=0, nbf=0), key, algorithm="EdDSA"
+                jwt_claims(exp=int(time.time()) - 120, iat=0, nbf=0), key, algorithm="EdDSA"
             ),
-            "token_not_yet_valid": jwt.encode(_claims(nbf=int(time.time()) + 600), key, algorithm="EdDSA"),
-            "wrong_audience": jwt.encode(_claims(aud="grafana"), key, algorithm="EdDSA"),
-            "wrong_algorithm": jwt.encode(_claims(), None, algorithm="none"),
-            "unknown_client": jwt.encode(_claims(sub="mallory"), key, algorithm="EdDSA"),
-            "revoked_client": jwt.encode(_claims(sub="gone"), key, algorithm="EdDSA"),
+            "token_not_yet_valid": jwt.encode(jwt_claims(nbf=int(time.time()) + 600), key, algorithm="EdDSA"),
+            "wrong_audience": jwt.encode(jwt_claims(aud="grafana"), key, algorithm="EdDSA"),
+            "wrong_algorithm": jwt.encode(jwt_claims(), None, algorithm="none"),
+            "unknown_client": jwt.encode(jwt_claims(sub="mallory"), key, algorithm="EdDSA"),
+            "revoked_client": jwt.encode(jwt_claims(sub="gone"), key, algorithm="EdDSA"),
         }
-        cases["another key"] = jwt.encode(_claims(), Ed25519PrivateKey.generate(), algorithm="EdDSA")
+        cases["another key"] = jwt.encode(jwt_claims(), Ed25519PrivateKey.generate(), algorithm="EdDSA")
         for code, token in cases.items():
             status, answer, headers = gw.call("GET", "/api/v1/tasks", token=token)
             expected = "bad_signature" if code == "another key" else code
@@ -94,6 +79,15 @@ def test_rate_limit_per_client_with_retry_after(gw_site: GatewaySite) -> None:
         assert gw.call("GET", "/api/v1/tasks", token=viewer)[0] == 200  # another client's bucket
         time.sleep(1.2)
         assert gw.call("GET", "/api/v1/tasks", token=web)[0] == 200
+        # token requests under made-up names share one bucket (the table cannot grow), with Retry-After
+        guesses = [
+            gw.call("POST", "/api/v1/token", {"client_id": f"guess-{n}", "client_secret": "x"})
+            for n in range(6)
+        ]
+        assert [g[0] for g in guesses][:3] == [401, 401, 401]
+        refused = next(g for g in guesses if g[0] == 429)
+        assert refused[1]["error"]["code"] == "rate_limited" and int(refused[2]["Retry-After"]) >= 1
+        assert gw.call("GET", "/api/v1/tasks", token=viewer)[0] == 200
 
 
 def test_revoking_a_client_takes_effect_at_sighup_for_its_live_tokens(gw_site: GatewaySite) -> None:
@@ -121,20 +115,16 @@ def test_https_with_a_certificate_from_the_fleet_ca_tls_13_and_hsts(
 ) -> None:
     """`edge-provision server-cert`: the fleet CA's tooling; clients verify with the bundle's ca.crt."""
     gw = gw_site
-    assert (
-        main(
-            [
-                "--fleet",
-                str(gw.site.fleet.root),
-                "server-cert",
-                "--host",
-                "gw.example",
-                "--out",
-                str(tmp_path),
-            ]
-        )
-        == 0
-    )
+    server_cert = [
+        "--fleet",
+        str(gw.site.fleet.root),
+        "server-cert",
+        "--host",
+        "gw.example",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(server_cert) == 0
     cert, key = tmp_path / "server.crt", tmp_path / "server.key"
     assert key.stat().st_mode & 0o777 == 0o600
     gw.tls = ssl.create_default_context(cafile=str(gw.site.fleet.root / "ca" / "ca.crt"))
@@ -149,20 +139,7 @@ def test_https_with_a_certificate_from_the_fleet_ca_tls_13_and_hsts(
         stranger = ssl.create_default_context()  # the system's CAs: the fleet CA is not among them
         with pytest.raises(urllib.error.URLError):
             urllib.request.urlopen(f"{gw.base}/health", timeout=5, context=stranger)
-    assert (
-        main(
-            [
-                "--fleet",
-                str(gw.site.fleet.root),
-                "server-cert",
-                "--host",
-                "gw.example",
-                "--out",
-                str(tmp_path),
-            ]
-        )
-        == 2
-    )
+    assert main(server_cert) == 2  # the files exist: --force to replace them
 
 
 def test_mutating_requests_are_audited_with_their_client(gw_site: GatewaySite) -> None:

@@ -21,6 +21,7 @@ from agent.common.passwords import hash_password
 from gateway.clients import ApiClients
 from gateway.errors import TokenRefused
 from gateway.tokens import Tokens, load_or_make_key
+from tests.gateway.conftest import jwt_claims
 
 
 def clients(revoked: bool = False) -> ApiClients:
@@ -97,21 +98,8 @@ def test_another_audience_or_issuer(tmp_path: Path, tokens: Tokens) -> None:
     assert refused(tokens, impostor.issue(client)[0]) == "wrong_issuer"
 
 
-def _claims() -> dict[str, object]:
-    now = int(time.time())
-    return {
-        "iss": "gw-1",
-        "aud": "edge-gateway",
-        "sub": "webapp",
-        "iat": now,
-        "nbf": now,
-        "exp": now + 60,
-        "jti": "x",
-    }
-
-
 def test_alg_none_and_hs256_keyed_with_the_public_key_are_refused(tmp_path: Path, tokens: Tokens) -> None:
-    none_token = jwt.encode(_claims(), None, algorithm="none")
+    none_token = jwt.encode(jwt_claims(), None, algorithm="none")
     assert refused(tokens, none_token) == "wrong_algorithm"
     public_pem = (
         load_or_make_key(tmp_path / "token.key")
@@ -119,7 +107,7 @@ def test_alg_none_and_hs256_keyed_with_the_public_key_are_refused(tmp_path: Path
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     header = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=")
-    body = base64.urlsafe_b64encode(json.dumps(_claims()).encode()).rstrip(b"=")
+    body = base64.urlsafe_b64encode(json.dumps(jwt_claims()).encode()).rstrip(b"=")
     sig = base64.urlsafe_b64encode(
         hmac.new(public_pem, header + b"." + body, hashlib.sha256).digest()
     ).rstrip(b"=")
@@ -127,7 +115,7 @@ def test_alg_none_and_hs256_keyed_with_the_public_key_are_refused(tmp_path: Path
 
 
 def test_a_token_of_another_key_and_tampered_tokens(tokens: Tokens) -> None:
-    foreign = jwt.encode(_claims(), Ed25519PrivateKey.generate(), algorithm="EdDSA")
+    foreign = jwt.encode(jwt_claims(), Ed25519PrivateKey.generate(), algorithm="EdDSA")
     assert refused(tokens, foreign) == "bad_signature"
     token, _ = tokens.issue(clients().authenticate("webapp", "s3cret"))
     head, body, sig = token.split(".")
@@ -143,9 +131,9 @@ def test_a_token_of_another_key_and_tampered_tokens(tokens: Tokens) -> None:
 
 def test_missing_claims_unknown_and_revoked_clients(tmp_path: Path, tokens: Tokens) -> None:
     key = load_or_make_key(tmp_path / "token.key")
-    without_jti = {k: v for k, v in _claims().items() if k != "jti"}
+    without_jti = {k: v for k, v in jwt_claims().items() if k != "jti"}
     assert refused(tokens, jwt.encode(without_jti, key, algorithm="EdDSA")) == "malformed_token"
-    stranger = {**_claims(), "sub": "nobody"}
+    stranger = {**jwt_claims(), "sub": "nobody"}
     assert refused(tokens, jwt.encode(stranger, key, algorithm="EdDSA")) == "unknown_client"
     token, _ = tokens.issue(clients().authenticate("old", "old-secret"))
     assert tokens.check(token, clients()).client.name == "old"
