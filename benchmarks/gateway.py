@@ -16,14 +16,19 @@ durable (fsync), the gateway's record SQLite with synchronous=FULL. Figures:
                  the broker) from C concurrent keep-alive connections: requests/s answered; beside
                  it the agent's own rate, the same M tasks published directly over MQTT and counted
                  when their results arrive (the ceiling the gateway feeds). Target: >= 1,000 req/s,
-                 or the agent's rate when that is lower. Also the CPU time per request of the
-                 gateway process and of this benchmark's own client in that phase (same 2 cores).
+                 or the agent's rate when that is lower. Also the CPU time per request in that
+                 phase of every process sharing the machine's cores: the gateway, the agent (with
+                 its workers), Mosquitto and this benchmark's own client.
+  gateway alone  M more `POST /api/v1/compute` to a node nobody runs (`bench-sink`): answered 202 on
+                 the broker's PUBACK as before, but no agent competes for the cores and no result
+                 comes back. The capacity of the gateway's submit path on this machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -49,6 +54,7 @@ from tests.support.services import free_port
 NODE = "node-1"
 SAMPLES = [float(i % 7) for i in range(64)]
 BODY = {"algorithm": "stats", "parameters": {"signal": SAMPLES}, "node": NODE}
+SINK_BODY = {**BODY, "node": "bench-sink"}  # a node nobody runs: the broker acknowledges, no result
 TARGET_ADDED_MS = 2.0
 TARGET_RATE = 1000.0
 
@@ -143,14 +149,16 @@ async def round_trips(
     return gateway_ms, mqtt_ms
 
 
-async def submit_rate(http_port: int, bearer: str, m: int, concurrency: int) -> float:
+async def submit_rate(
+    http_port: int, bearer: str, m: int, concurrency: int, body: dict[str, Any] = BODY
+) -> float:
     headers = {"Authorization": f"Bearer {bearer}"}
     url = f"http://127.0.0.1:{http_port}/api/v1/compute"
     left = iter(range(m))
 
     async def worker(session: aiohttp.ClientSession) -> None:
         for _ in left:
-            async with session.post(url, json=BODY, headers=headers) as response:
+            async with session.post(url, json=body, headers=headers) as response:
                 await response.read()
                 assert response.status == 202, response.status
 
@@ -194,7 +202,7 @@ def run(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     http_port = free_port()
     with fleet_broker("mosquitto", fleet) as broker:
         env = agent_env(broker.port, workdir / "data", mqtt_protocol="5")
-        with agent_process(workdir / NODE / "agent.toml", env, workdir / "agent.log"):
+        with agent_process(workdir / NODE / "agent.toml", env, workdir / "agent.log") as agent:
             gateway = gateway_process(
                 workdir / "gw-1" / "gateway.toml", broker.port, http_port, workdir / "gateway.log"
             )
@@ -218,25 +226,72 @@ def run(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
                     round_trips(http_port, bearer, device, signer, replies, args.requests)
                 )
                 progress(f"submit rate: {args.submits} requests from {args.concurrency} connections")
-                before = _cpu(gateway.pid), _cpu(os.getpid())
+                sharing = Sharing(gateway.pid, agent.pid, broker_pid(workdir))
                 rate = asyncio.run(submit_rate(http_port, bearer, args.submits, args.concurrency))
-                after = _cpu(gateway.pid), _cpu(os.getpid())
-                cpu_ms = [(a - b) * 1000.0 / args.submits for a, b in zip(after, before, strict=True)]
+                cpu_ms = sharing.per_request(args.submits)
                 time.sleep(2)  # let the agent drain what the gateway sent before measuring it alone
                 progress(f"the agent's own rate: {args.submits} tasks over MQTT")
                 ceiling = agent_rate(device, signer, replies, args.submits)
+                progress(f"gateway alone: {args.submits} requests to a node nobody runs")
+                alone = asyncio.run(submit_rate(http_port, bearer, args.submits, args.concurrency, SINK_BODY))
                 device.loop_stop()
                 device.disconnect()
             finally:
                 gateway.terminate()
                 gateway.wait(30)
-    return {"gateway_ms": gateway_ms, "mqtt_ms": mqtt_ms, "rate": rate, "ceiling": ceiling, "cpu_ms": cpu_ms}
+    return {
+        "gateway_ms": gateway_ms,
+        "mqtt_ms": mqtt_ms,
+        "rate": rate,
+        "ceiling": ceiling,
+        "alone": alone,
+        "cpu_ms": cpu_ms,
+    }
 
 
-def _cpu(pid: int) -> float:
-    """User + system CPU seconds of a process, its threads included."""
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+def broker_pid(workdir: Path) -> int:
+    """Mosquitto's process: the one whose config is under this run's directory."""
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "mosquitto" and str(workdir) in " ".join(proc.info["cmdline"] or []):
+            return int(proc.pid)
+    raise RuntimeError(f"no mosquitto process runs a config under {workdir}")
+
+
+class Sharing:
+    """CPU seconds used by each process on the machine's cores between two moments (threads and,
+    for the agent, its worker processes included)."""
+
+    def __init__(self, gateway: int, agent: int, broker: int) -> None:
+        self.processes = {
+            "gateway": psutil.Process(gateway),
+            "agent": psutil.Process(agent),
+            "mosquitto": psutil.Process(broker),
+            "client": psutil.Process(os.getpid()),
+        }
+        self.before = self._now()
+        self.started = time.perf_counter()
+
+    def _now(self) -> dict[str, float]:
+        return {name: _cpu(proc, children=name == "agent") for name, proc in self.processes.items()}
+
+    def per_request(self, requests: int) -> dict[str, float]:
+        """CPU milliseconds per request of each process, and `cores`: all of them per second of wall time."""
+        after, wall = self._now(), time.perf_counter() - self.started
+        used = {name: after[name] - self.before[name] for name in after}
+        shares = {name: seconds * 1000.0 / requests for name, seconds in used.items()}
+        shares["cores"] = sum(used.values()) / wall
+        return shares
+
+
+def _cpu(proc: psutil.Process, children: bool = False) -> float:
+    """User + system CPU seconds of a process, its threads (and living children) included."""
+    procs = [proc, *proc.children(recursive=True)] if children else [proc]
+    total = 0.0
+    for one in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = one.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def report(figures: dict[str, Any], args: argparse.Namespace) -> int:
@@ -248,10 +303,12 @@ def report(figures: dict[str, Any], args: argparse.Namespace) -> int:
     print(f"added by the gateway (p50)          {added:7.2f} ms  (target <= {TARGET_ADDED_MS:g} ms)")
     print(f"submit rate (202 answered)          {rate:7.0f} req/s from {args.concurrency} connections")
     print(f"the agent's own rate (MQTT)         {ceiling:7.0f} tasks/s  (ratio {rate / ceiling:.2f})")
-    gateway_cpu, client_cpu = figures["cpu_ms"]
+    print(f"gateway alone (no agent, no result) {figures['alone']:7.0f} req/s")
+    cpu = figures["cpu_ms"]
     print(
-        f"CPU per request in the rate phase   gateway {gateway_cpu:.3f} ms, this benchmark's client "
-        f"{client_cpu:.3f} ms (of the same 2 cores)"
+        "CPU per request in the rate phase   "
+        + ", ".join(f"{name} {cpu[name]:.3f} ms" for name in ("gateway", "agent", "mosquitto", "client"))
+        + f" ({cpu['cores']:.2f} of {os.cpu_count()} cores busy)"
     )
     target = min(TARGET_RATE, ceiling)
     missed = int(added > TARGET_ADDED_MS) + int(rate < target)
