@@ -7,8 +7,8 @@
 
 Parts, each given what it needs in its constructor: `TaskRecords` (SQLite), `ApiClients` and
 `Tokens` (auth), `FleetView`, `Waiters`, `Inbox` (verifies what the fleet publishes), `FleetLink`
-(MQTT), `Submitter` (record, then publish), `Routes` (HTTP). `reload()` (SIGHUP) re-reads the API
-clients and the trust store.
+(MQTT), `Submitter` (record, then publish), `Routes`, `SessionRoutes` and `StaticFiles` (HTTP).
+`reload()` (SIGHUP) re-reads the API clients and the trust store.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from .nodes import FleetView
 from .records import TaskRecords
 from .resultwriter import ResultWriter
 from .routes import Routes
+from .session import SessionRoutes
+from .static import WEB_ROOT, StaticFiles
 from .submit import Submitter
 from .tokens import Tokens, load_or_make_key
 from .waiters import Waiters
@@ -51,7 +53,11 @@ class Gateway:
             ttl_s=config.auth.token_ttl_s,
         )
         self.auth = Authenticator(
-            tokens, ApiClients.load(config.auth.api_clients), config.limits.rate_per_s, config.limits.burst
+            tokens,
+            ApiClients.load(config.auth.api_clients),
+            config.limits.rate_per_s,
+            config.limits.burst,
+            secure=config.http.tls_cert is not None,
         )
         self.signer = config.signer()
         self.trust = config.trust()
@@ -98,9 +104,12 @@ class Gateway:
         tls = self.tls_context()
         app = web.Application(
             client_max_size=self.config.http.max_body_bytes,
-            middlewares=[security_headers(tls is not None), errors, self.auth.middleware, audit],
+            middlewares=[errors, audit, self.auth.middleware],
         )
+        app.on_response_prepare.append(security_headers(tls is not None))
         routes.add_to(app)
+        SessionRoutes(self.auth, self.config.http.read_timeout_s, secure=tls is not None).add_to(app)
+        StaticFiles(self.config.http.web_dir or WEB_ROOT).add_to(app)
         self.submitter = submitter
         self._flusher = loop.create_task(self._flush_published())
         self.link.start()

@@ -8,30 +8,26 @@ threads (`asyncio.to_thread`) so a commit never stalls the loop.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
-from aiohttp import BasicAuth, web
+from aiohttp import web
 
-from agent.protocol import CodecError, unpackb
 from agent.protocol.topics import is_valid_id
 
-from .clients import ApiClient, ApiClients
+from .bodies import body_of, credentials
+from .clients import ApiClient
 from .compute import sign_request
 from .config import GatewayConfig
-from .errors import ApiError, StoreError, TokenRefused
+from .errors import ApiError, StoreError
 from .middleware import Authenticator, require
 from .nodes import FleetView
 from .openapi import document
 from .promtext import render
 from .records import PENDING, TaskRecords, TaskRow
 from .submit import Submitter
-from .timeouts import within
 from .views import fleet_figures, task_view
 
-JSON_TYPES = ("application/json", "")
-MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack")
 MAX_PAGE = 500
 
 
@@ -101,11 +97,8 @@ class Routes:
 
     async def token(self, request: web.Request) -> web.Response:
         """OAuth 2 client credentials (RFC 6749 4.4): a JSON or form body, or HTTP Basic."""
-        name, secret = await _credentials(request, self.config.http.read_timeout_s)
-        self.auth.throttle(f"token:{name}")
-        clients: ApiClients = self.auth.clients
-        client = await asyncio.to_thread(clients.authenticate, name, secret)
-        token, expires = self.auth.tokens.issue(client)
+        name, secret = await credentials(request, self.config.http.read_timeout_s)
+        client, token, expires = await self.auth.sign_in(name, secret)
         return web.json_response(
             {"access_token": token, "token_type": "Bearer", "expires_in": int(expires - time.time()),
              "expires_at": expires, "roles": sorted(client.roles)}
@@ -115,7 +108,7 @@ class Routes:
 
     async def compute(self, request: web.Request) -> web.Response:
         client = require(request, "submit")
-        body = await _body(request, self.config.http.read_timeout_s)
+        body = await body_of(request, self.config.http.read_timeout_s)
         wait = _wait(request, self.config.tasks.wait_max_s)
         signed = sign_request(
             body,
@@ -268,52 +261,3 @@ def _wait(request: web.Request, most: float) -> float:
     if not 0 <= value <= most:
         raise ApiError(400, "invalid_query", f"wait must be between 0 and {most:g} s", field="wait")
     return value
-
-
-async def _read(request: web.Request, timeout: float) -> bytes:
-    try:
-        return await within(request.read(), timeout)
-    except asyncio.TimeoutError:
-        raise ApiError(
-            408, "request_timeout", f"the request body did not arrive within {timeout:g} s"
-        ) from None
-
-
-async def _body(request: web.Request, timeout: float) -> Any:
-    kind = request.content_type if request.body_exists else ""
-    raw = await _read(request, timeout)
-    if kind in MSGPACK_TYPES:
-        try:
-            return unpackb(raw)
-        except CodecError as exc:
-            raise ApiError(
-                400, "invalid_body", f"the MessagePack body does not decode: {exc.message}"
-            ) from None
-    if kind not in JSON_TYPES:
-        raise ApiError(415, "unsupported_media_type", "send application/json or application/msgpack")
-    try:
-        return json.loads(raw or b"null")
-    except ValueError as exc:
-        raise ApiError(400, "invalid_body", f"the JSON body does not parse: {exc}") from None
-
-
-async def _credentials(request: web.Request, timeout: float) -> tuple[str, str]:
-    header = request.headers.get("Authorization", "")
-    if header.lower().startswith("basic "):
-        try:
-            basic = BasicAuth.decode(header)
-        except ValueError:
-            raise TokenRefused("invalid_client", "malformed Basic credentials") from None
-        return basic.login, basic.password
-    if request.content_type == "application/x-www-form-urlencoded":
-        form = await within(request.post(), timeout)
-        name, secret = form.get("client_id"), form.get("client_secret")
-    else:
-        body = await _body(request, timeout)
-        name = body.get("client_id") if isinstance(body, dict) else None
-        secret = body.get("client_secret") if isinstance(body, dict) else None
-    if not isinstance(name, str) or not isinstance(secret, str):
-        raise ApiError(
-            400, "invalid_request", "give client_id and client_secret (JSON, a form, or HTTP Basic)"
-        )
-    return name, secret

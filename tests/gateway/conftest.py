@@ -131,6 +131,24 @@ def _add_clients(root: Path) -> dict[str, str]:
     return secrets
 
 
+def server_cert_args(gw: GatewaySite, out: Path) -> list[str]:
+    """`edge-provision server-cert` for the gateway's HTTPS (the fleet CA; also 127.0.0.1)."""
+    return ["--fleet", str(gw.site.fleet.root), "server-cert", "--host", "gw.example", "--out", str(out)]
+
+
+def https_env(gw: GatewaySite, out: Path) -> dict[str, str]:
+    """A server certificate in `out`, the client context that trusts it in `gw.tls`, and the
+    variables that make `gateway_process` serve HTTPS with it."""
+    from provisioning.cli import main
+
+    assert main(server_cert_args(gw, out)) == 0
+    gw.tls = ssl.create_default_context(cafile=str(gw.site.fleet.root / "ca" / "ca.crt"))
+    return {
+        "EDGE_GATEWAY_HTTP_TLS_CERT": str(out / "server.crt"),
+        "EDGE_GATEWAY_HTTP_TLS_KEY": str(out / "server.key"),
+    }
+
+
 @contextlib.contextmanager
 def gateway_process(gw: GatewaySite, **env: str) -> Iterator[GatewaySite]:
     site = gw.site
