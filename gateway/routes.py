@@ -17,7 +17,7 @@ from agent.protocol.topics import is_valid_id
 
 from .bodies import body_of, credentials
 from .clients import ApiClient
-from .compute import sign_request
+from .compute import KERNELS, sign_request
 from .config import GatewayConfig
 from .errors import ApiError, StoreError
 from .history import SeenResults
@@ -64,6 +64,7 @@ class Routes:
         app.router.add_get("/api/v1/nodes/{node}", self.node)
         app.router.add_post("/api/v1/nodes/{node}/{action:drain|resume}", self.steer)
         app.router.add_get("/api/v1/metrics", self.metrics)
+        app.router.add_get("/api/v1/kernels", self.kernels)
 
     # -- public ------------------------------------------------------------------------------------
 
@@ -218,6 +219,10 @@ class Routes:
         )
         request["task_id"] = row.id
         return _task_response(row, 1.0 if not row.pending else 0.0)
+
+    async def kernels(self, request: web.Request) -> web.Response:
+        require(request, "read")
+        return web.json_response(KERNELS)
 
     async def metrics(self, request: web.Request) -> web.Response:
         require(request, "read")
