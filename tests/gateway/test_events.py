@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from agent.protocol import Result, Topics, generate_signer, open_envelope, seal
-from tests.gateway.conftest import GatewaySite, gateway_process
+from tests.gateway.conftest import GatewaySite, conforms, gateway_process
 from tests.gateway.sse import EventReader
 
 TOPICS = Topics()
@@ -84,6 +84,7 @@ def test_the_snapshot_then_a_result_with_a_preview_numpy_agrees_with(gw_site: Ga
             expected = {"node": "node-1", "kernel": "fft_magnitude", "status": "completed", "priority": 7,
                         "run": 1, "attempt": 1, "error": None, "verified": True}  # fmt: skip
             assert expected.items() <= event.items()
+            conforms("ResultSummary", event)
             assert event["latency_ms"] == round((event["finished_at"] - event["received_at"]) * 1000, 3)
             assert event["received_at"] <= event["started_at"] <= event["finished_at"]
             _check_preview(event["preview"]["magnitude"], np.abs(np.fft.rfft(signal)))
@@ -105,6 +106,7 @@ def test_the_snapshot_then_a_result_with_a_preview_numpy_agrees_with(gw_site: Ga
             counts = snapshot["throughput"]["nodes"]["node-1"]
             assert len(counts) == 30 and sum(counts) == 2 and sum(counts[-2:]) == 2
             assert snapshot["client"] == {"name": "webapp", "roles": ["read", "submit"]}
+            conforms("Snapshot", snapshot)
 
 
 def test_a_forged_result_is_an_alert_never_a_result_and_a_reject_is_one_too(gw_site: GatewaySite) -> None:
@@ -123,6 +125,7 @@ def test_a_forged_result_is_an_alert_never_a_result_and_a_reject_is_one_too(gw_s
             device = gw.site.client("sensor-1")
             topic, payload, _ = gw.site.task("sensor-1", "stats", {"signal": [1.0]})
             device.publish(topic, seal(_forged_task_body(payload), generate_signer("sensor-1")))
+            conforms("Alert", alert)
             report = events.next("alert")
             assert {"kind": "reject", "code": "bad_signature", "node": "node-1", "count": 1,
                     "verified": True}.items() <= report.items()  # fmt: skip
@@ -138,6 +141,7 @@ def test_a_forged_result_is_an_alert_never_a_result_and_a_reject_is_one_too(gw_s
             assert snapshot["alerts"]["rejects"] == {"bad_signature": 1}
             assert [a["kind"] for a in snapshot["alerts"]["recent"]] == ["reject", "forged"]  # newest first
             assert [r["id"] for r in snapshot["results"]] == [done["task_id"]]
+            conforms("Snapshot", snapshot)
         assert gw.call("GET", "/api/v1/task/forged-1", token=token)[0] == 404  # never seen as a result
 
 

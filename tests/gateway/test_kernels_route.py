@@ -4,7 +4,7 @@ native/signatures.py declares them, and each kernel's example params run on a re
 from __future__ import annotations
 
 from gateway.compute import VALIDATORS
-from tests.gateway.conftest import GatewaySite, gateway_process
+from tests.gateway.conftest import GatewaySite, conforms, gateway_process
 
 
 def test_the_kernel_list_and_its_examples_run_on_the_fleet(gw_site: GatewaySite) -> None:
@@ -14,6 +14,7 @@ def test_the_kernel_list_and_its_examples_run_on_the_fleet(gw_site: GatewaySite)
         assert gw.call("GET", "/api/v1/kernels")[0] == 401
         status, body, _ = gw.call("GET", "/api/v1/kernels", token=viewer)
         assert status == 200 and {k["name"] for k in body["kernels"]} == set(VALIDATORS)
+        conforms("Kernels", body)
         mm = next(k for k in body["kernels"] if k["name"] == "matrix_multiply")
         assert [(p["name"], p["kind"], p["required"], p["ndim"]) for p in mm["params"]] == [
             ("matrix_a", "ndarray", True, 2),

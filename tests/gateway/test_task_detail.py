@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.gateway.conftest import GatewaySite, gateway_process
+from tests.gateway.conftest import GatewaySite, conforms, gateway_process
 from tests.gateway.sse import EventReader
 
 
@@ -34,6 +34,7 @@ def test_a_submitted_task_has_its_params_summary_timings_and_preview(gw_site: Ga
     assert t["latency_ms"] == detail["results"][0]["latency_ms"] > 0
     assert detail["preview"]["shape"] == [40, 20] and detail["preview"]["max"] == 30.0
     assert detail["priority"] == 8 and np.array(detail["result"]).shape == (40, 20)
+    conforms("Task", detail)
 
 
 def test_a_task_the_gateway_only_saw_is_answered_from_its_results(gw_site: GatewaySite) -> None:
@@ -58,6 +59,7 @@ def test_a_task_the_gateway_only_saw_is_answered_from_its_results(gw_site: Gatew
         assert seen["preview"]["mean"] == 2.0 and seen["preview"]["max"] == 3.0
         assert seen["timings"]["submitted_at"] is None and seen["timings"]["latency_ms"] is not None
         assert [r["id"] for r in seen["results"]] == [task.id] and seen["results"][0]["verified"] is True
+        conforms("SeenTask", seen)
         # another client's task is not read from the ring either: its record says whose it is
         assert gw.call("GET", f"/api/v1/task/{mine['task_id']}", token=viewer)[0] == 404
         assert gw.call("GET", f"/api/v1/task/{mine['task_id']}", token=webapp)[0] == 200
