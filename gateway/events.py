@@ -72,7 +72,6 @@ class Page:
         self.client = client
         self.queue_max = queue_max
         self.closed = False
-        self.dropped_total = 0
         self._queue: deque[bytes] = deque()
         self._dropped = 0
         self._ready = asyncio.Event()
@@ -84,7 +83,6 @@ class Page:
             for _ in range(over):
                 self._queue.popleft()
             self._dropped += over
-            self.dropped_total += over
         self._ready.set()
 
     def lost(self, count: int) -> None:
@@ -140,7 +138,6 @@ class EventHub:
         self._woken = False
         self._wake = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
-        self.events_total = 0
 
     # -- the Inbox's listener (paho's network thread) --------------------------------------------
 
@@ -224,7 +221,6 @@ class EventHub:
             elif kind == "alert":
                 self.alerts.append(item)
                 events.append(encode("alert", item))
-        self.events_total += len(events)
         if lost:
             log.warning("%d fleet message(s) came faster than the dashboard's events could be built", lost)
         for page in self.pages:

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import pytest
 
 from agent.protocol import Result, Topics, generate_signer, open_envelope, seal
 from tests.gateway.conftest import GatewaySite, conforms, gateway_process
@@ -222,3 +223,17 @@ def test_the_stream_needs_a_signed_in_reader_keeps_alive_and_caps_its_pages(gw_s
                         break
                 assert time.monotonic() < deadline, "a closed page was never let go"
                 time.sleep(0.3)
+
+
+def test_a_gateway_with_pages_connected_stops_at_once(gw_site: GatewaySite) -> None:
+    """aiohttp's shutdown waits for running handlers: the streams must end first (they did not,
+    and a SIGTERM took the 60 s of aiohttp's shutdown timeout)."""
+    gw = gw_site
+    with gateway_process(gw), EventReader(gw.port, token=gw.token("viewer")) as reader:
+        reader.next("snapshot")
+        assert gw.proc is not None
+        started = time.monotonic()
+        gw.proc.terminate()
+        assert gw.proc.wait(10) == 0 and time.monotonic() - started < 5
+        with pytest.raises(EOFError):
+            reader.message(timeout=5)
