@@ -136,13 +136,21 @@ def test_a_forged_result_is_an_alert_never_a_result_and_a_reject_is_one_too(gw_s
             assert status == 200
             events.next("result", lambda r: r["id"] == done["task_id"])
             assert all(data["id"] != "forged-1" for kind, data in events.seen if kind == "result")
-        with EventReader(gw.port, token=token) as later:
-            snapshot = later.next("snapshot")
-            assert snapshot["alerts"]["forged"] == {"bad_signature": 1}
-            assert snapshot["alerts"]["rejects"] == {"bad_signature": 1}
-            assert [a["kind"] for a in snapshot["alerts"]["recent"]] == ["reject", "forged"]  # newest first
-            assert [r["id"] for r in snapshot["results"]] == [done["task_id"]]
-            conforms("Snapshot", snapshot)
+            with EventReader(gw.port, token=token) as later:
+                snapshot = later.next("snapshot")
+                assert snapshot["alerts"]["forged"] == {"bad_signature": 1}
+                assert snapshot["alerts"]["rejects"] == {"bad_signature": 1}
+                assert [a["kind"] for a in snapshot["alerts"]["recent"]] == ["reject", "forged"]  # newest 1st
+                assert [r["id"] for r in snapshot["results"]] == [done["task_id"]]
+                conforms("Snapshot", snapshot)
+            # a flood of forged results: folded into a few alerts, the last with the whole count
+            flood = 300
+            for n in range(flood):
+                impostor.client.publish(TOPICS.results("node-1", f"flood-{n}"), forged, qos=1)
+            events.next("alert", lambda a: a["count"] == flood + 1, timeout=20)
+            alerts = [data for kind, data in events.seen if kind == "alert" and data["kind"] == "forged"]
+            assert len(alerts) < flood // 4, len(alerts)  # 5 per 50 ms batch at most
+            assert not any(kind == "result" and data["id"].startswith("flood-") for kind, data in events.seen)
         assert gw.call("GET", "/api/v1/task/forged-1", token=token)[0] == 404  # never seen as a result
 
 
