@@ -43,6 +43,16 @@ TIMEOUT = 30.0
 SECRET = re.compile(r"secret \(shown once, stored only hashed\): (\S+)")
 
 
+def conforms(schema: str, value: Any) -> None:
+    """`value` matches components/schemas/`schema` of the gateway's OpenAPI document."""
+    from jsonschema import Draft202012Validator
+
+    from gateway.openapi import document
+
+    root = {"$ref": f"#/components/schemas/{schema}", "components": document()["components"]}
+    Draft202012Validator(root).validate(value)
+
+
 def jwt_claims(**changes: object) -> dict[str, object]:
     """The claims of a token gw-1 would issue to webapp for a minute from now, with `changes`."""
     now = int(time.time())
@@ -129,6 +139,24 @@ def _add_clients(root: Path) -> dict[str, str]:
         secrets[name] = out.read_text().strip()
     assert main(["--fleet", str(root), "revoke", "gone"]) == 0
     return secrets
+
+
+def server_cert_args(gw: GatewaySite, out: Path) -> list[str]:
+    """`edge-provision server-cert` for the gateway's HTTPS (the fleet CA; also 127.0.0.1)."""
+    return ["--fleet", str(gw.site.fleet.root), "server-cert", "--host", "gw.example", "--out", str(out)]
+
+
+def https_env(gw: GatewaySite, out: Path) -> dict[str, str]:
+    """A server certificate in `out`, the client context that trusts it in `gw.tls`, and the
+    variables that make `gateway_process` serve HTTPS with it."""
+    from provisioning.cli import main
+
+    assert main(server_cert_args(gw, out)) == 0
+    gw.tls = ssl.create_default_context(cafile=str(gw.site.fleet.root / "ca" / "ca.crt"))
+    return {
+        "EDGE_GATEWAY_HTTP_TLS_CERT": str(out / "server.crt"),
+        "EDGE_GATEWAY_HTTP_TLS_KEY": str(out / "server.key"),
+    }
 
 
 @contextlib.contextmanager
