@@ -216,8 +216,15 @@ def test_nodes_drain_resume_and_the_fleets_figures(gw_site: GatewaySite) -> None
             {"algorithm": "stats", "parameters": {"signal": [1]}},
             token=ops,
         )
-        status, figures, _ = gw.call("GET", "/api/v1/metrics", token=ops)
-        assert status == 200 and figures["nodes"]["online"] >= 1
+        # ?wait answers as soon as the verified result arrives; the figures count it once it is
+        # committed, a moment later
+        deadline = time.monotonic() + 10
+        while True:
+            status, figures, _ = gw.call("GET", "/api/v1/metrics", token=ops)
+            assert status == 200 and figures["nodes"]["online"] >= 1
+            if figures["gateway_tasks"]["completed"] >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert figures["result_latency"]["count"] >= 3 and figures["gateway_tasks"]["completed"] == 3
         status, text, _ = gw.call("GET", "/metrics")
         assert status == 200 and 'edge_fleet_node_online{node="node-1"} 1' in text
