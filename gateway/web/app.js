@@ -126,6 +126,8 @@ class Dashboard {
     banner.dataset.state = state;
     if (state !== "open") setText(banner, CONNECTION_TEXT[state]);
     document.body.dataset.connection = state;
+    document.body.dataset.opens = String(this.live.opens); // reconnections and gaps, for tests and benchmarks
+    document.body.dataset.gaps = String(this.live.gaps);
   }
 
   async stillSignedIn() {

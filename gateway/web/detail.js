@@ -140,8 +140,9 @@ export class Detail {
       ["Trace id", task.trace ? el("code", {}, task.trace) : null, "trace"],
       ["Source", SOURCES[task.source] || task.source, "source"],
     ]));
-    parts.push(el("h3", {}, "Parameters"), renderParams(task.params_summary));
-    parts.push(el("h3", {}, "Result"), task.status === "completed" ? renderPreview(task.preview) : el("p", { class: "muted" }, "none"));
+    parts.push(el("h3", {}, "Parameters"), el("div", { "data-section": "params" }, renderParams(task.params_summary)));
+    const result = task.status === "completed" ? renderPreview(task.preview) : el("p", { class: "muted" }, "none");
+    parts.push(el("h3", {}, "Result"), el("div", { "data-section": "result" }, result));
     if (task.error || last?.error) {
       const error = task.error || last.error;
       parts.push(el("h3", {}, "Error"), el("p", { class: "error", "data-field": "error" }, el("code", {}, error.code), ` ${error.message}`));

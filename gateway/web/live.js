@@ -19,6 +19,8 @@ export class Live {
     this.backoffMs = 1000;
     this.timer = null;
     this.stopped = true;
+    this.opens = 0; // streams opened (1 + reconnections), for the page's own figures
+    this.gaps = 0;
   }
 
   start() {
@@ -40,6 +42,7 @@ export class Live {
     this.onState("connecting");
     source.onopen = () => {
       this.backoffMs = 1000;
+      this.opens += 1;
       this.onState("open");
     };
     source.onerror = () => {
@@ -55,6 +58,7 @@ export class Live {
       source.addEventListener(type, (event) => this.dispatch(type, event));
     }
     source.addEventListener("gap", () => {
+      this.gaps += 1;
       if (source === this.source && !this.stopped) this.open();
     });
   }

@@ -94,7 +94,7 @@ export function renderPreview(preview, label = "the result", depth = 0) {
     if (depth > 3) return el("code", {}, JSON.stringify(preview).slice(0, 200));
     const list = el("dl", { class: "preview-map" });
     for (const [key, value] of Object.entries(preview)) {
-      list.append(el("div", {}, el("dt", {}, key), el("dd", {}, renderPreview(value, key, depth + 1))));
+      list.append(el("div", { "data-key": key }, el("dt", {}, key), el("dd", {}, renderPreview(value, key, depth + 1))));
     }
     return list;
   }
@@ -116,7 +116,7 @@ export function renderParams(summary) {
     } else {
       shown = el("code", {}, typeof value === "number" ? fmtNumber(value) : String(value));
     }
-    list.append(el("div", {}, el("dt", {}, key), el("dd", {}, shown)));
+    list.append(el("div", { "data-key": key }, el("dt", {}, key), el("dd", {}, shown)));
   }
   if (!list.firstChild) list.append(el("div", {}, el("dt", {}, "(none)"), el("dd", {}, "")));
   return list;

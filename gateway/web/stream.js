@@ -3,7 +3,8 @@
 // `add()` only queues the summary; the frame's render builds the new rows from a <template> in one
 // fragment, prepends it and drops the rows past CAP. While paused nothing is drawn and the newest
 // CAP arrivals wait (older ones are counted, not kept). Duplicates (results are delivered at least
-// once: the same node, id, run and attempt again) are dropped.
+// once: the same node, id, run and attempt again) are dropped. Rows also hold still while the
+// pointer or the keyboard focus is in the list, so the row one aims at does not move away.
 
 import { fmtMs, fmtTime, setText, shortId } from "./dom.js";
 import { invalidate } from "./schedule.js";
@@ -32,6 +33,15 @@ export class Stream {
       if (row && row.dataset.task) this.onOpen(row.dataset.task);
     });
     pause.addEventListener("click", () => this.setPaused(!this.paused));
+    this.held = { pointer: false, focus: false };
+    const hold = (why, on) => {
+      this.held[why] = on;
+      if (!on) invalidate(this.render);
+    };
+    rows.addEventListener("pointerenter", () => hold("pointer", true));
+    rows.addEventListener("pointerleave", () => hold("pointer", false));
+    rows.addEventListener("focusin", () => hold("focus", true));
+    rows.addEventListener("focusout", (event) => hold("focus", rows.contains(event.relatedTarget)));
     this.counter = setInterval(() => this.renderCount(), 1000);
   }
 
@@ -91,7 +101,8 @@ export class Stream {
   flush() {
     const force = this.force;
     this.force = false;
-    if ((this.paused && !force) || this.pending.length === 0) return;
+    const holding = this.paused || this.held.pointer || this.held.focus;
+    if ((holding && !force) || this.pending.length === 0) return;
     const fresh = this.pending;
     this.pending = [];
     const fragment = document.createDocumentFragment();
@@ -138,5 +149,6 @@ export class Stream {
       : `${this.received.toLocaleString()} result${this.received === 1 ? "" : "s"} since the page opened; ` +
         `the newest ${shown} shown`;
     setText(this.count, text);
+    this.count.dataset.received = String(this.received);
   }
 }
