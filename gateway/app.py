@@ -24,6 +24,7 @@ from agent.common.errors import ConfigError
 
 from .clients import ApiClients
 from .config import GatewayConfig
+from .events import EventHub
 from .inbox import Inbox, subscriptions
 from .link import FleetLink
 from .middleware import Authenticator, audit, errors, security_headers
@@ -33,6 +34,7 @@ from .resultwriter import ResultWriter
 from .routes import Routes
 from .session import SessionRoutes
 from .static import WEB_ROOT, StaticFiles
+from .stream import EventStream
 from .submit import Submitter
 from .tokens import Tokens, load_or_make_key
 from .waiters import Waiters
@@ -64,6 +66,7 @@ class Gateway:
         self.runner: web.AppRunner | None = None
         self.port: int | None = None
         self.inbox: Inbox | None = None
+        self.hub: EventHub | None = None
         self.link: FleetLink | None = None
         self.submitter: Submitter | None = None
         self.writer: ResultWriter | None = None
@@ -84,7 +87,16 @@ class Gateway:
         topics = self.config.topics
         self.writer = ResultWriter(self.records, self.fleet)
         self.writer.start()
-        self.inbox = Inbox(topics, self.trust, self.records, self.fleet, waiters, self.writer)
+        self.hub = EventHub(
+            self.fleet,
+            priorities=self.records.priorities,
+            loop=loop,
+            settings=self.config.events,
+            topics=topics,
+        )
+        self.inbox = Inbox(
+            topics, self.trust, self.records, self.fleet, waiters, self.writer, listener=self.hub
+        )
         submitter: Submitter | None = None
 
         def puback(mid: int) -> None:
@@ -107,9 +119,12 @@ class Gateway:
             middlewares=[errors, audit, self.auth.middleware],
         )
         app.on_response_prepare.append(security_headers(tls is not None))
+        app.on_shutdown.append(self._close_streams)
         routes.add_to(app)
         SessionRoutes(self.auth, self.config.http.read_timeout_s, secure=tls is not None).add_to(app)
         StaticFiles(self.config.http.web_dir or WEB_ROOT).add_to(app)
+        EventStream(self.hub).add_to(app)
+        self.hub.start()
         self.submitter = submitter
         self._flusher = loop.create_task(self._flush_published())
         self.link.start()
@@ -129,6 +144,11 @@ class Gateway:
             self.config.http.host,
             self.port,
         )
+
+    async def _close_streams(self, app: web.Application) -> None:
+        """aiohttp's shutdown waits for running handlers: the event streams end first."""
+        if self.hub is not None:
+            await self.hub.close()
 
     async def _flush_published(self) -> None:
         """PUBACKs are noted in memory and written with the next group commit; when requests are

@@ -25,6 +25,7 @@ gateway's own sections are optional, with these defaults:
 | `events.queue_max` | 1000 | events queued per page of `/api/v1/events`; then the oldest go, `gap` |
 | `events.batch_s` | 0.05 | events are gathered this long and written to each page at once |
 | `events.keepalive_s` | 15 | a `: keepalive` comment after this long without an event |
+| `events.pages_max` | 100 | pages connected to `/api/v1/events` at once; then 503 `too_many_pages` |
 
 Variables: `EDGE_GATEWAY_` + the key's path, `_` for `.`: `EDGE_GATEWAY_HTTP_PORT`,
 `EDGE_GATEWAY_MQTT_PORT`, `EDGE_GATEWAY_STORE_DATA_DIR`. Relative paths are relative to the file
@@ -94,6 +95,7 @@ class EventsSection:
     queue_max: int = field(default=1000, metadata=limit(1, 1_000_000))
     batch_s: float = field(default=0.05, metadata=limit(0, 5))
     keepalive_s: float = field(default=15.0, metadata=limit(above=0))
+    pages_max: int = field(default=100, metadata=limit(1, 100_000))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@
     records.answered(result, payload_sha256)   # a verified result: one row per (node, run)
     records.refused(payload_sha256, code, message)  # a rejects report (checks 1-3 at the agent)
     row = records.get(task_id); rows, cursor = records.page(status=..., node=..., limit=50)
+    records.priorities([task_id, ...])         # {task_id: priority} of ours among them (the dashboard)
 
 A task's row is written before its 202 is answered, with `synchronous=FULL`: a gateway killed the
 moment after answers for every task it accepted after a restart, and its persistent MQTT session
@@ -40,6 +41,7 @@ SCHEMA_VERSION = 1
 #: Statuses a task has before its agent answers; every other is the status of a result (PROTOCOL 7)
 #: or `refused` (a rejects report: the agent could not authenticate it, PROTOCOL 5).
 PENDING = ("submitted", "published")
+_IN_MAX = 500  # ids per `IN (...)` query
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -370,6 +372,22 @@ class TaskRecords:
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, (_cursor(rows[-1]) if more else None)
+
+    def priorities(self, task_ids: Sequence[str]) -> dict[str, int]:
+        """The priority of each of `task_ids` this gateway submitted (the others are absent)."""
+        found: dict[str, int] = {}
+        for start in range(0, len(task_ids), _IN_MAX):
+            chunk = list(task_ids[start : start + _IN_MAX])
+            marks = ", ".join("?" * len(chunk))
+            with self._lock:
+                try:
+                    rows = self._db.execute(
+                        f"SELECT id, priority FROM tasks WHERE id IN ({marks})", chunk
+                    ).fetchall()
+                except sqlite3.Error as exc:
+                    raise StoreError(f"task record {self.path}: {exc}") from None
+            found.update((str(i), int(p)) for i, p in rows)
+        return found
 
     def ping(self) -> None:
         """One trivial query: raises StoreError when the database cannot answer (/health)."""

@@ -6,7 +6,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from agent.protocol import Result
+
 from .nodes import LATENCY_BUCKETS, FleetView
+from .preview import preview
 from .records import Answer, TaskRow
 
 
@@ -25,10 +28,13 @@ def finite(value: Any) -> Any:
     return value
 
 
+def latency_ms(received_at: float, finished_at: float | None) -> float | None:
+    """The agent's receipt of a task to the end of its run, in ms (None: it never ran)."""
+    return None if finished_at is None else round((finished_at - received_at) * 1000.0, 3)
+
+
 def answer_view(answer: Answer) -> dict[str, Any]:
-    latency = None
-    if answer.finished_at is not None:
-        latency = round((answer.finished_at - answer.received_at) * 1000.0, 3)
+    latency = latency_ms(answer.received_at, answer.finished_at)
     return {
         "node": answer.node,
         "run": answer.run,
@@ -64,6 +70,29 @@ def task_view(row: TaskRow, prefix: str = "/api/v1") -> dict[str, Any]:
         "error": row.error,
         "results": answers,
         "links": {"self": f"{prefix}/task/{row.id}"},
+    }
+
+
+def result_summary(result: Result, priority: int | None) -> dict[str, Any]:
+    """A verified result as the dashboard's stream shows it (`result` events, the snapshot, the
+    seen-results ring): the value only as a preview (preview.py), never megabytes."""
+    return {
+        "id": result.id,
+        "node": result.node,
+        "kernel": result.kernel,
+        "status": result.status,
+        "run": result.run,
+        "attempt": result.attempt,
+        "received_at": result.received_at,
+        "started_at": result.started_at,
+        "finished_at": result.finished_at,
+        "duration_ms": result.duration_ms,
+        "latency_ms": latency_ms(result.received_at, result.finished_at),
+        "error": result.error,
+        "trace": result.trace,
+        "priority": priority,
+        "preview": preview(result.result),
+        "verified": True,
     }
 
 
