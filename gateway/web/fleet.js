@@ -141,7 +141,7 @@ class NodeCard {
     const f = this.fields.heartbeat;
     setText(f, fmtAge(age));
     for (const name of ["ok", "late", "dead"]) setClass(f, name, lateness === name);
-    this.root.dataset.heartbeat = lateness;
+    this.root.dataset.beat = lateness; // ok | late | dead | none
   }
 
   renderRate(throughput) {

@@ -1,7 +1,9 @@
 // The live results stream: newest first, at most CAP rows, pausable.
 //
 // `add()` only queues the summary; the frame's render builds the new rows from a <template> in one
-// fragment, prepends it and drops the rows past CAP. While paused nothing is drawn and the newest
+// fragment, prepends it and drops the rows past CAP. Rows are CSS grid rows with ARIA table roles
+// (not a <table>): a row out of view is skipped by style, layout and paint (content-visibility),
+// which table rows cannot be. While paused nothing is drawn and the newest
 // CAP arrivals wait (older ones are counted, not kept). Duplicates (results are delivered at least
 // once: the same node, id, run and attempt again) are dropped. Rows also hold still while the
 // pointer or the keyboard focus is in the list, so the row one aims at does not move away.
@@ -10,6 +12,7 @@ import { fmtMs, fmtTime, setText, shortId } from "./dom.js";
 import { invalidate } from "./schedule.js";
 
 export const CAP = 200;
+const DRAW_EVERY_MS = 250; // new rows at most 4 times a second: nobody reads 200 rows/s, layout costs
 const REMEMBER = 1000; // summaries kept for the detail view, by task id
 
 export class Stream {
@@ -27,9 +30,11 @@ export class Stream {
     this.waiting = 0;
     this.received = 0;
     this.selected = null;
+    this.timer = null;
+    this.drawnAt = -Infinity;
     this.render = () => this.flush();
     rows.addEventListener("click", (event) => {
-      const row = event.target.closest("tr");
+      const row = event.target.closest("[role=row]");
       if (row && row.dataset.task) this.onOpen(row.dataset.task);
     });
     pause.addEventListener("click", () => this.setPaused(!this.paused));
@@ -73,8 +78,18 @@ export class Stream {
     this.pending.push(result);
     if (this.pending.length > CAP) this.pending.shift();
     if (this.paused) this.waiting += 1;
-    else invalidate(this.render);
+    else this.schedule();
     return true;
+  }
+
+  /** The next frame after DRAW_EVERY_MS since the last draw (at once after a quiet spell). */
+  schedule() {
+    if (this.timer !== null) return;
+    const wait = Math.max(0, this.drawnAt + DRAW_EVERY_MS - performance.now());
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      invalidate(this.render);
+    }, wait);
   }
 
   remember(result) {
@@ -103,6 +118,7 @@ export class Stream {
     this.force = false;
     const holding = this.paused || this.held.pointer || this.held.focus;
     if ((holding && !force) || this.pending.length === 0) return;
+    this.drawnAt = performance.now();
     const fresh = this.pending;
     this.pending = [];
     const fragment = document.createDocumentFragment();
@@ -114,7 +130,7 @@ export class Stream {
 
   row(r) {
     const tr = this.template.cloneNode(true);
-    const cells = tr.cells;
+    const cells = tr.children;
     cells[0].textContent = fmtTime(r.finished_at ?? r.received_at);
     cells[1].textContent = r.node;
     const link = cells[2].firstElementChild;
@@ -137,7 +153,7 @@ export class Stream {
 
   select(taskId) {
     this.selected = taskId;
-    for (const row of this.rows.querySelectorAll("tr.selected")) row.classList.remove("selected");
+    for (const row of this.rows.querySelectorAll(".selected")) row.classList.remove("selected");
     if (taskId === null) return;
     for (const row of this.rows.children) if (row.dataset.task === taskId) row.classList.add("selected");
   }

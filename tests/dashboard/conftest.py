@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
@@ -44,12 +44,22 @@ def artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("dashboard-screenshots")
 
 
+class Origin(Protocol):
+    """Where the page is served and the API clients' secrets: a GatewaySite, or make run's demo."""
+
+    @property
+    def base(self) -> str: ...
+
+    @property
+    def secrets(self) -> dict[str, str]: ...
+
+
 @dataclass
 class DashboardPage:
     """One browser on one gateway's dashboard, with the questions the tests ask of the page."""
 
     driver: Any
-    gw: GatewaySite
+    gw: Any  # Origin; a GatewaySite (with .call and .token) in the fleet tests
     shots: Path
     log: list[dict[str, Any]] = field(default_factory=list)
     expected: list[re.Pattern[str]] = field(default_factory=lambda: [SIGNED_OUT])
@@ -126,7 +136,8 @@ class DashboardPage:
         )
 
     def nodes(self) -> dict[str, dict[str, str]]:
-        """node -> the card's data attributes (online, state, heartbeat) and field texts."""
+        """node -> the card's field texts, and its data attributes (online, state, beat: ok, late,
+        dead or none) over them."""
         return dict(
             self.js(
                 """const out = {};
@@ -135,7 +146,7 @@ class DashboardPage:
                   for (const f of card.querySelectorAll('[data-field]')) {
                     fields[f.dataset.field] = f.textContent;
                   }
-                  out[card.dataset.node] = {...card.dataset, ...fields};
+                  out[card.dataset.node] = {...fields, ...card.dataset};
                 }
                 return out;"""
             )
@@ -145,8 +156,8 @@ class DashboardPage:
         """The results stream's rows, newest first: task, node, status and the cells' texts."""
         return list(
             self.js(
-                """return [...document.querySelectorAll('#stream-rows tr')].map(r => ({
-                  ...r.dataset, cells: [...r.cells].map(c => c.textContent)}));"""
+                """return [...document.querySelectorAll('#stream-rows [role=row]')].map(r => ({
+                  ...r.dataset, cells: [...r.children].map(c => c.textContent)}));"""
             )
         )
 
