@@ -87,16 +87,14 @@ class Gateway:
         topics = self.config.topics
         self.writer = ResultWriter(self.records, self.fleet)
         self.writer.start()
-        self.hub = EventHub(
+        self.hub = hub = EventHub(
             self.fleet,
             priorities=self.records.priorities,
             loop=loop,
             settings=self.config.events,
             topics=topics,
         )
-        self.inbox = Inbox(
-            topics, self.trust, self.records, self.fleet, waiters, self.writer, listener=self.hub
-        )
+        self.inbox = Inbox(topics, self.trust, self.records, self.fleet, waiters, self.writer, listener=hub)
         submitter: Submitter | None = None
 
         def puback(mid: int) -> None:
@@ -111,20 +109,9 @@ class Gateway:
             on_puback=puback,
         )
         submitter = Submitter(self.signer, topics, self.records, self.link, waiters, loop)
-        link = self.link
-        routes = Routes(self.config, self.records, self.fleet, submitter, self.auth, lambda: link.connected)
         tls = self.tls_context()
-        app = web.Application(
-            client_max_size=self.config.http.max_body_bytes,
-            middlewares=[errors, audit, self.auth.middleware],
-        )
-        app.on_response_prepare.append(security_headers(tls is not None))
-        app.on_shutdown.append(self._close_streams)
-        routes.add_to(app)
-        SessionRoutes(self.auth, self.config.http.read_timeout_s, secure=tls is not None).add_to(app)
-        StaticFiles(self.config.http.web_dir or WEB_ROOT).add_to(app)
-        EventStream(self.hub).add_to(app)
-        self.hub.start()
+        app = self._app(submitter, hub, self.link, tls is not None)
+        hub.start()
         self.submitter = submitter
         self._flusher = loop.create_task(self._flush_published())
         self.link.start()
@@ -144,6 +131,23 @@ class Gateway:
             self.config.http.host,
             self.port,
         )
+
+    def _app(self, submitter: Submitter, hub: EventHub, link: FleetLink, tls: bool) -> web.Application:
+        """The HTTP side: middlewares (middleware.py) and every route, given the parts they use."""
+        app = web.Application(
+            client_max_size=self.config.http.max_body_bytes,
+            middlewares=[errors, audit, self.auth.middleware],
+        )
+        app.on_response_prepare.append(security_headers(tls))
+        app.on_shutdown.append(self._close_streams)
+        routes = Routes(
+            self.config, self.records, self.fleet, submitter, self.auth, lambda: link.connected, hub.seen
+        )
+        routes.add_to(app)
+        SessionRoutes(self.auth, self.config.http.read_timeout_s, secure=tls).add_to(app)
+        StaticFiles(self.config.http.web_dir or WEB_ROOT).add_to(app)
+        EventStream(hub).add_to(app)
+        return app
 
     async def _close_streams(self, app: web.Application) -> None:
         """aiohttp's shutdown waits for running handlers: the event streams end first."""

@@ -15,7 +15,8 @@ queue holds at most `queue_max` events: a page that reads too slowly loses the o
 next write starts with a `gap` event saying how many (it then reconnects for a new snapshot). The
 memory is fixed: the queues, the seen-results ring, the recent alerts and the throughput rings
 (history.py) all have caps; the Inbox's hand-over queue too (`BACKLOG_MAX`: past it, every page
-gets a `gap`).
+gets a `gap`). A flood of forged messages is folded: at most ALERTS_PER_BATCH alerts of one kind
+and code per batch, the last carrying the total count.
 
 Thread rules: the `on_*` listener methods run on paho's network thread (inbox.py): they only
 append to the hand-over queue under a short lock and wake the pump with `call_soon_threadsafe`,
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_RESULTS = 100
 RECENT_ALERTS = 50
+ALERTS_PER_BATCH = 5  # of one kind and code; the rest folded into the last one's count
 BACKLOG_MAX = 20_000  # messages handed over by the Inbox and not yet turned into events
 KEEPALIVE = b": keepalive\n\n"
 RETRY = b"retry: 2000\n\n"
@@ -65,6 +67,20 @@ def encode(kind: str, data: Any) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + text.encode() + b"\n\n"
 
 
+def _folded_alerts(batch: list[tuple[str, Any, float]]) -> set[int]:
+    """The positions of alerts not sent on their own: past ALERTS_PER_BATCH of one kind and code in
+    a batch, only the last is (its `count` says how many came), so a flood of forged messages
+    cannot crowd the fleet's events out of the pages' queues."""
+    seen: dict[tuple[str, str], list[int]] = {}
+    for n, (kind, item, _) in enumerate(batch):
+        if kind == "alert":
+            seen.setdefault((item["kind"], item["code"]), []).append(n)
+    folded: set[int] = set()
+    for positions in seen.values():
+        folded.update(positions[ALERTS_PER_BATCH - 1 : -1])
+    return folded
+
+
 class Page:
     """One connected page's queue of encoded events (HTTP loop only)."""
 
@@ -72,7 +88,6 @@ class Page:
         self.client = client
         self.queue_max = queue_max
         self.closed = False
-        self.dropped_total = 0
         self._queue: deque[bytes] = deque()
         self._dropped = 0
         self._ready = asyncio.Event()
@@ -84,7 +99,6 @@ class Page:
             for _ in range(over):
                 self._queue.popleft()
             self._dropped += over
-            self.dropped_total += over
         self._ready.set()
 
     def lost(self, count: int) -> None:
@@ -140,7 +154,6 @@ class EventHub:
         self._woken = False
         self._wake = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
-        self.events_total = 0
 
     # -- the Inbox's listener (paho's network thread) --------------------------------------------
 
@@ -210,7 +223,8 @@ class EventHub:
         priorities = await asyncio.to_thread(self._priorities, [r.id for r in results]) if results else {}
         events: list[bytes] = []
         nodes_done: set[str] = set()
-        for kind, item, at in batch:
+        folded = _folded_alerts(batch)
+        for n, (kind, item, at) in enumerate(batch):
             if kind == "result":
                 summary = result_summary(item, priorities.get(item.id))
                 if self.seen.add(summary):  # else a redelivery: shown once
@@ -221,10 +235,9 @@ class EventHub:
                 view = self._fleet.node(item)
                 if view is not None:
                     events.append(encode("node", {**view, "verified": True}))
-            elif kind == "alert":
+            elif kind == "alert" and n not in folded:
                 self.alerts.append(item)
                 events.append(encode("alert", item))
-        self.events_total += len(events)
         if lost:
             log.warning("%d fleet message(s) came faster than the dashboard's events could be built", lost)
         for page in self.pages:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -79,26 +80,43 @@ def numeric_array(value: Any) -> np.ndarray | None:
 
 
 def array_preview(array: np.ndarray) -> dict[str, Any]:
+    """Cheap for the common case (a few numpy calls on the whole array: min and max); NaN and
+    infinity cost a second pass."""
     flat = array.reshape(-1)
     if flat.dtype.kind == "b":
         flat = flat.astype(np.int8)
-    numbers = flat[np.isfinite(flat)] if flat.dtype.kind == "f" else flat
-    if flat.size > PLOT:
-        flat_plot = flat[np.linspace(0, flat.size - 1, PLOT).round().astype(np.intp)]
-    else:
-        flat_plot = flat
+    low = high = None
+    if flat.size:
+        low, high = flat.min(), flat.max()
+        finite = flat.dtype.kind != "f" or (math.isfinite(low) and math.isfinite(high))
+        if not finite:
+            numbers = flat[np.isfinite(flat)]
+            low, high = (numbers.min(), numbers.max()) if numbers.size else (None, None)
+    plot = flat[_plot_indices(flat.size)] if flat.size > PLOT else flat
     return {
         "shape": list(array.shape),
         "dtype": str(array.dtype),
         "head": _numbers(flat[:HEAD]),
-        "plot": _numbers(flat_plot) if flat.size else None,
-        "min": _number(numbers.min()) if numbers.size else None,
-        "max": _number(numbers.max()) if numbers.size else None,
+        "plot": _numbers(plot) if flat.size else None,
+        "min": _number(low),
+        "max": _number(high),
     }
 
 
+@lru_cache(maxsize=256)
+def _plot_indices(size: int) -> np.ndarray:
+    """PLOT indices evenly spread over `size` (first and last included): results of one kernel
+    tend to have one size, so this is computed once per size."""
+    indices: np.ndarray = np.linspace(0, size - 1, PLOT).round().astype(np.intp)
+    indices.flags.writeable = False  # shared by every caller
+    return indices
+
+
 def _numbers(values: np.ndarray) -> list[Any]:
-    return [_number(v) for v in values.tolist()]
+    out: list[Any] = values.tolist()
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        return [v if math.isfinite(v) else None for v in out]
+    return out
 
 
 def _number(value: Any) -> Any:

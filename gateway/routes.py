@@ -17,16 +17,17 @@ from agent.protocol.topics import is_valid_id
 
 from .bodies import body_of, credentials
 from .clients import ApiClient
-from .compute import sign_request
+from .compute import KERNELS, sign_request
 from .config import GatewayConfig
 from .errors import ApiError, StoreError
+from .history import SeenResults
 from .middleware import Authenticator, require
 from .nodes import FleetView
 from .openapi import document
 from .promtext import render
 from .records import PENDING, TaskRecords, TaskRow
 from .submit import Submitter
-from .views import fleet_figures, task_view
+from .views import fleet_figures, seen_view, task_detail, task_view
 
 MAX_PAGE = 500
 
@@ -40,6 +41,7 @@ class Routes:
         submitter: Submitter,
         auth: Authenticator,
         connected: Any,
+        seen: SeenResults,
     ) -> None:
         self.config = config
         self.records = records
@@ -47,6 +49,7 @@ class Routes:
         self.submitter = submitter
         self.auth = auth
         self._connected = connected  # () -> bool: the MQTT link is up
+        self.seen = seen  # the results seen lately (events.py's ring), for tasks not ours
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_get("/health", self.health)
@@ -61,6 +64,7 @@ class Routes:
         app.router.add_get("/api/v1/nodes/{node}", self.node)
         app.router.add_post("/api/v1/nodes/{node}/{action:drain|resume}", self.steer)
         app.router.add_get("/api/v1/metrics", self.metrics)
+        app.router.add_get("/api/v1/kernels", self.kernels)
 
     # -- public ------------------------------------------------------------------------------------
 
@@ -123,20 +127,21 @@ class Routes:
         return _task_response(row, wait)
 
     async def task(self, request: web.Request) -> web.Response:
+        """Ours: from the record. Not ours: `sys.status` to `?node=` (admin), else from the results
+        the gateway saw lately (`source: seen`); 404 otherwise, and for another client's task."""
         client = require(request, "read")
         task_id = request.match_info["task_id"]
         node = request.query.get("node")
-        if (
-            node is not None
-            and client.may("admin")
-            and await asyncio.to_thread(self.records.get, task_id) is None
-        ):
+        row = await asyncio.to_thread(self.records.get, task_id)
+        if row is None and node is not None and client.may("admin"):
             return await self._ask_agent(node, task_id, request.query.get("kid"), client)
-        row = await self._own(task_id, client)
+        if row is None and (seen := self.seen.of_task(task_id)):
+            return web.json_response(seen_view(task_id, seen))
+        row = _visible(row, task_id, client)
         wait = _wait(request, self.config.tasks.wait_max_s)
         if wait and row.pending:
             row = await self.submitter.wait(row.id, wait) or row
-        return web.json_response(task_view(row))
+        return web.json_response(task_detail(row))
 
     async def cancel(self, request: web.Request) -> web.Response:
         client = require(request, "submit")
@@ -189,12 +194,7 @@ class Routes:
         )
 
     async def _own(self, task_id: str, client: ApiClient) -> TaskRow:
-        row = await asyncio.to_thread(self.records.get, task_id)
-        if row is None or (row.client != client.name and not client.may("admin")):
-            raise ApiError(
-                404, "unknown_task", f"no task {task_id!r} submitted through this gateway by {client.name}"
-            )
-        return row
+        return _visible(await asyncio.to_thread(self.records.get, task_id), task_id, client)
 
     # -- nodes and figures ------------------------------------------------------------------------------
 
@@ -220,6 +220,10 @@ class Routes:
         request["task_id"] = row.id
         return _task_response(row, 1.0 if not row.pending else 0.0)
 
+    async def kernels(self, request: web.Request) -> web.Response:
+        require(request, "read")
+        return web.json_response(KERNELS)
+
     async def metrics(self, request: web.Request) -> web.Response:
         require(request, "read")
         counts = await asyncio.to_thread(self.records.counts)
@@ -238,6 +242,15 @@ def _task_response(row: TaskRow, wait: float) -> web.Response:
     view = task_view(row)
     status = ENDED_STATUS.get(row.status, 200) if wait and row.status not in PENDING else 202
     return web.json_response(view, status=status, headers={"Location": view["links"]["self"]})
+
+
+def _visible(row: TaskRow | None, task_id: str, client: ApiClient) -> TaskRow:
+    """The row when `client` may see it (its own task, or any for admin); 404 otherwise."""
+    if row is None or (row.client != client.name and not client.may("admin")):
+        raise ApiError(
+            404, "unknown_task", f"no task {task_id!r} submitted through this gateway by {client.name}"
+        )
+    return row
 
 
 def _int(text: str, name: str, lo: int, hi: int) -> int:

@@ -27,6 +27,7 @@ from .clients import ApiClient
 from .compute import Signed
 from .errors import DuplicateTask
 from .link import FleetLink
+from .preview import params_summary
 from .records import Answer, Submitted, TaskRecords, TaskRow
 from .timeouts import within
 from .waiters import Waiters
@@ -76,6 +77,7 @@ class Submitter:
             signed.payload,
             task.trace,
             time.time(),
+            params_summary(task.params),
         )
         await self._commits.add(record)
         event = self._waiters.register(task.id) if wait else None
@@ -222,6 +224,7 @@ def _row(record: Submitted, status: str) -> TaskRow:
         record.expires_at,
         record.trace,
         None,
+        params_summary=record.params_summary,
     )
 
 

@@ -50,6 +50,12 @@ def answer_view(answer: Answer) -> dict[str, Any]:
     }
 
 
+def timings(submitted_at: float | None, last: dict[str, Any] | None) -> dict[str, Any]:
+    """When the task was submitted, and its latest run received, started and finished."""
+    keys = ("received_at", "started_at", "finished_at", "latency_ms")
+    return {"submitted_at": submitted_at, **{k: last[k] if last else None for k in keys}}
+
+
 def task_view(row: TaskRow, prefix: str = "/api/v1") -> dict[str, Any]:
     answers = [answer_view(a) for a in row.answers]
     last = answers[-1] if answers else None
@@ -69,7 +75,39 @@ def task_view(row: TaskRow, prefix: str = "/api/v1") -> dict[str, Any]:
         "result": last["result"] if last and last["status"] == "completed" else None,
         "error": row.error,
         "results": answers,
+        "params_summary": row.params_summary,
+        "timings": timings(row.submitted_at, last),
         "links": {"self": f"{prefix}/task/{row.id}"},
+    }
+
+
+def task_detail(row: TaskRow, prefix: str = "/api/v1") -> dict[str, Any]:
+    """`GET /task/{id}` of a task this gateway submitted: its view plus a preview of the latest
+    result (the dashboard plots it without fetching megabytes twice)."""
+    view = task_view(row, prefix)
+    latest = row.answers[-1].result if row.answers else None
+    return {**view, "preview": preview(latest), "source": "record"}
+
+
+def seen_view(task_id: str, seen: list[dict[str, Any]], prefix: str = "/api/v1") -> dict[str, Any]:
+    """`GET /task/{id}` of a task another issuer submitted, from the summaries of its results the
+    gateway saw lately (history.SeenResults, oldest first): no params, no full result."""
+    last = seen[-1]
+    return {
+        "task_id": task_id,
+        "source": "seen",
+        "status": last["status"],
+        "algorithm": last["kernel"],
+        "node": last["node"],
+        "priority": last["priority"],
+        "trace": last["trace"],
+        "attempts": last["attempt"],
+        "error": last["error"],
+        "preview": last["preview"],
+        "params_summary": None,
+        "timings": timings(None, last),
+        "results": seen,
+        "links": {"self": f"{prefix}/task/{task_id}"},
     }
 
 

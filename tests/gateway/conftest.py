@@ -43,6 +43,16 @@ TIMEOUT = 30.0
 SECRET = re.compile(r"secret \(shown once, stored only hashed\): (\S+)")
 
 
+def conforms(schema: str, value: Any) -> None:
+    """`value` matches components/schemas/`schema` of the gateway's OpenAPI document."""
+    from jsonschema import Draft202012Validator
+
+    from gateway.openapi import document
+
+    root = {"$ref": f"#/components/schemas/{schema}", "components": document()["components"]}
+    Draft202012Validator(root).validate(value)
+
+
 def jwt_claims(**changes: object) -> dict[str, object]:
     """The claims of a token gw-1 would issue to webapp for a minute from now, with `changes`."""
     now = int(time.time())

@@ -10,9 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import pytest
 
 from agent.protocol import Result, Topics, generate_signer, open_envelope, seal
-from tests.gateway.conftest import GatewaySite, gateway_process
+from tests.gateway.conftest import GatewaySite, conforms, gateway_process
 from tests.gateway.sse import EventReader
 
 TOPICS = Topics()
@@ -84,6 +85,7 @@ def test_the_snapshot_then_a_result_with_a_preview_numpy_agrees_with(gw_site: Ga
             expected = {"node": "node-1", "kernel": "fft_magnitude", "status": "completed", "priority": 7,
                         "run": 1, "attempt": 1, "error": None, "verified": True}  # fmt: skip
             assert expected.items() <= event.items()
+            conforms("ResultSummary", event)
             assert event["latency_ms"] == round((event["finished_at"] - event["received_at"]) * 1000, 3)
             assert event["received_at"] <= event["started_at"] <= event["finished_at"]
             _check_preview(event["preview"]["magnitude"], np.abs(np.fft.rfft(signal)))
@@ -105,6 +107,7 @@ def test_the_snapshot_then_a_result_with_a_preview_numpy_agrees_with(gw_site: Ga
             counts = snapshot["throughput"]["nodes"]["node-1"]
             assert len(counts) == 30 and sum(counts) == 2 and sum(counts[-2:]) == 2
             assert snapshot["client"] == {"name": "webapp", "roles": ["read", "submit"]}
+            conforms("Snapshot", snapshot)
 
 
 def test_a_forged_result_is_an_alert_never_a_result_and_a_reject_is_one_too(gw_site: GatewaySite) -> None:
@@ -123,6 +126,7 @@ def test_a_forged_result_is_an_alert_never_a_result_and_a_reject_is_one_too(gw_s
             device = gw.site.client("sensor-1")
             topic, payload, _ = gw.site.task("sensor-1", "stats", {"signal": [1.0]})
             device.publish(topic, seal(_forged_task_body(payload), generate_signer("sensor-1")))
+            conforms("Alert", alert)
             report = events.next("alert")
             assert {"kind": "reject", "code": "bad_signature", "node": "node-1", "count": 1,
                     "verified": True}.items() <= report.items()  # fmt: skip
@@ -132,12 +136,21 @@ def test_a_forged_result_is_an_alert_never_a_result_and_a_reject_is_one_too(gw_s
             assert status == 200
             events.next("result", lambda r: r["id"] == done["task_id"])
             assert all(data["id"] != "forged-1" for kind, data in events.seen if kind == "result")
-        with EventReader(gw.port, token=token) as later:
-            snapshot = later.next("snapshot")
-            assert snapshot["alerts"]["forged"] == {"bad_signature": 1}
-            assert snapshot["alerts"]["rejects"] == {"bad_signature": 1}
-            assert [a["kind"] for a in snapshot["alerts"]["recent"]] == ["reject", "forged"]  # newest first
-            assert [r["id"] for r in snapshot["results"]] == [done["task_id"]]
+            with EventReader(gw.port, token=token) as later:
+                snapshot = later.next("snapshot")
+                assert snapshot["alerts"]["forged"] == {"bad_signature": 1}
+                assert snapshot["alerts"]["rejects"] == {"bad_signature": 1}
+                assert [a["kind"] for a in snapshot["alerts"]["recent"]] == ["reject", "forged"]  # newest 1st
+                assert [r["id"] for r in snapshot["results"]] == [done["task_id"]]
+                conforms("Snapshot", snapshot)
+            # a flood of forged results: folded into a few alerts, the last with the whole count
+            flood = 300
+            for n in range(flood):
+                impostor.client.publish(TOPICS.results("node-1", f"flood-{n}"), forged, qos=1)
+            events.next("alert", lambda a: a["count"] == flood + 1, timeout=20)
+            alerts = [data for kind, data in events.seen if kind == "alert" and data["kind"] == "forged"]
+            assert len(alerts) < flood // 4, len(alerts)  # 5 per 50 ms batch at most
+            assert not any(kind == "result" and data["id"].startswith("flood-") for kind, data in events.seen)
         assert gw.call("GET", "/api/v1/task/forged-1", token=token)[0] == 404  # never seen as a result
 
 
@@ -218,3 +231,17 @@ def test_the_stream_needs_a_signed_in_reader_keeps_alive_and_caps_its_pages(gw_s
                         break
                 assert time.monotonic() < deadline, "a closed page was never let go"
                 time.sleep(0.3)
+
+
+def test_a_gateway_with_pages_connected_stops_at_once(gw_site: GatewaySite) -> None:
+    """aiohttp's shutdown waits for running handlers: the streams must end first (they did not,
+    and a SIGTERM took the 60 s of aiohttp's shutdown timeout)."""
+    gw = gw_site
+    with gateway_process(gw), EventReader(gw.port, token=gw.token("viewer")) as reader:
+        reader.next("snapshot")
+        assert gw.proc is not None
+        started = time.monotonic()
+        gw.proc.terminate()
+        assert gw.proc.wait(10) == 0 and time.monotonic() - started < 5
+        with pytest.raises(EOFError):
+            reader.message(timeout=5)

@@ -14,7 +14,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 
 from gateway.static import PAGE_CSP
-from tests.gateway.conftest import GatewaySite, gateway_process, https_env, jwt_claims
+from tests.gateway.conftest import GatewaySite, conforms, gateway_process, https_env, jwt_claims
 
 COMPUTE = {"algorithm": "stats", "parameters": {"signal": [1, 2, 3]}}
 DASHBOARD = {"X-Edge-Dashboard": "1"}
@@ -108,6 +108,7 @@ def test_sign_in_sets_an_httponly_strict_cookie_the_api_accepts(gw_site: Gateway
         )
         assert status == 200 and body["client"] == "webapp" and body["roles"] == ["read", "submit"]
         assert before + 3500 < body["expires_at"] <= time.time() + 3600
+        conforms("Session", body)
         token, attributes = _cookie(headers)
         assert {"httponly", "path", "samesite", "max-age"} <= set(attributes) and "secure" not in attributes
         assert attributes["samesite"] == "Strict" and attributes["path"] == "/"

@@ -163,7 +163,13 @@ def test_the_openapi_document_is_valid_and_covers_every_route(gw_site: GatewaySi
         "/health",
         "/metrics",
         "/api/v1/token",
+        "/api/v1/session",
+        "/api/v1/events",
+        "/api/v1/kernels",
+        "/",
+        "/static/{path}",
     }
+    assert set(doc["components"]["securitySchemes"]) == {"bearer", "session"}
 
 
 def test_a_client_too_slow_to_send_its_body_is_cut_off_with_408(gw_site: GatewaySite) -> None:
