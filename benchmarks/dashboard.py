@@ -36,7 +36,7 @@ from typing import Any
 
 import _bootstrap  # noqa: F401 - before `agent`: benchmarks/agent.py must not shadow the package
 import psutil
-from _harness import agent_env, agent_process, paho_client, progress
+from _harness import agent_env, agent_process, gateway_process, paho_client, progress, wait_healthy
 
 from agent.protocol import load_signer, make_task
 from provisioning.cli import main as provision_main
@@ -83,40 +83,6 @@ class Pacer(threading.Thread):
     def stop(self) -> None:
         self.stopped.set()
         self.join(10)
-
-
-def gateway_process(bundle: Path, port: int, http_port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "EDGE_GATEWAY_MQTT_TLS": "false",
-        "EDGE_GATEWAY_MQTT_PORT": str(port),
-        "EDGE_GATEWAY_MQTT_PROTOCOL": "5",
-        "EDGE_GATEWAY_HTTP_PORT": str(http_port),
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "gateway", "--config", str(bundle), "--log-level", "warning"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def wait_healthy(http_port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the gateway exited: {log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the gateway did not become healthy")
 
 
 def open_page(http_port: int, secret: str) -> Any:

@@ -83,5 +83,5 @@ export function fmtRate(perSecond) {
 
 /** The id shown in a narrow cell: long generated ids keep their start and end. */
 export function shortId(id) {
-  return id.length > 18 ? `${id.slice(0, 8)}…${id.slice(-6)}` : id;
+  return id.length > 24 ? `${id.slice(0, 10)}…${id.slice(-6)}` : id;
 }

@@ -15,10 +15,27 @@ class FieldError extends Error {
   }
 }
 
-function example(param) {
-  if (param.ndim === 2 || /matrix|image|kernel/.test(param.name)) return "[[1, 2], [3, 4]]";
-  const wave = Array.from({ length: 16 }, (_, i) => Number(Math.sin(i / 2).toFixed(3)));
-  return JSON.stringify(wave);
+/** The text a param's input starts with: its example for a required param (the form submits as it
+ *  is), nothing for an optional one (its default applies). */
+function initial(param) {
+  if (!param.required || param.example === undefined) return "";
+  return typeof param.example === "object" ? JSON.stringify(param.example) : String(param.example);
+}
+
+function placeholder(param) {
+  if (param.default !== undefined) return `default ${JSON.stringify(param.default)}`;
+  if (param.example !== undefined) return `e.g. ${JSON.stringify(param.example)}`;
+  if (param.kind === "ndarray") return param.ndim === 2 ? "[[1, 2], [3, 4]]" : "[1, 2, 3] or 1, 2, 3";
+  return param.kind === "range" ? "[lo, hi]" : "";
+}
+
+function describe(param) {
+  const kind = param.kind === "ndarray" && param.ndim ? `${param.ndim}-D array` : param.kind;
+  const bounds = [];
+  if (param.minimum !== undefined) bounds.push(`>= ${param.minimum}`);
+  if (param.exclusive_minimum !== undefined) bounds.push(`> ${param.exclusive_minimum}`);
+  if (param.maximum !== undefined) bounds.push(`<= ${param.maximum}`);
+  return [kind, bounds.join(", "), param.doc].filter(Boolean).join("; ");
 }
 
 function parseArray(text) {
@@ -114,20 +131,26 @@ export class SubmitPanel {
     const errorId = `${id}-error`;
     let input;
     if (param.kind === "ndarray") {
-      input = el("textarea", { id, rows: 2, spellcheck: "false", placeholder: "[1, 2, 3] or [[1, 2], [3, 4]]" });
-      if (param.required) input.value = example(param);
+      input = el("textarea", { id, rows: param.ndim === 2 ? 3 : 2, spellcheck: "false" });
     } else if (param.kind === "int" || param.kind === "float") {
-      input = el("input", { id, type: "number", step: param.kind === "int" ? "1" : "any", inputmode: "decimal" });
+      input = el("input", {
+        id, type: "number", step: param.kind === "int" ? "1" : "any", inputmode: "decimal",
+        min: param.minimum ?? param.exclusive_minimum, max: param.maximum,
+      });
     } else if (param.kind === "bool") {
       input = el("input", { id, type: "checkbox" });
     } else {
-      input = el("input", { id, type: "text", spellcheck: "false", placeholder: "JSON" });
+      input = el("input", { id, type: "text", spellcheck: "false" });
+    }
+    if (input.type !== "checkbox") {
+      input.value = initial(param);
+      input.placeholder = placeholder(param);
     }
     input.setAttribute("aria-describedby", `${hintId} ${errorId}`);
     if (param.required) input.setAttribute("aria-required", "true");
     this.inputs.set(param.name, { param, input, error: null });
     const label = el("label", { for: id }, param.name, param.required ? "" : el("span", { class: "muted" }, " (optional)"));
-    const hint = el("p", { id: hintId, class: "hint" }, [param.kind, param.doc].filter(Boolean).join(": "));
+    const hint = el("p", { id: hintId, class: "hint" }, describe(param));
     const error = el("p", { id: errorId, class: "field-error" });
     this.inputs.get(param.name).error = error;
     return el("div", { class: "param", "data-param": param.name }, label, input, hint, error);
