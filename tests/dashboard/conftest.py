@@ -1,6 +1,6 @@
 """The dashboard in a real browser: Debian's headless Chromium driven by Selenium through Debian's
 chromedriver (never a downloaded browser: Selenium Manager is not asked), against a real gateway
-process, a real broker and real agents (tests/gateway/conftest.py's fleet).
+process, a real broker and real agents (tests/support/gateway.py's fleet).
 
     def test_x(fleet_page: DashboardPage) -> None:
         page = fleet_page                      # node-1 and node-2 running, the gateway up, page open
@@ -25,8 +25,8 @@ from typing import Any, Protocol, TypeVar
 
 import pytest
 
-from tests.gateway.conftest import GatewaySite, _gateway_site, gateway_process
 from tests.support.browser import chrome
+from tests.support.gateway import GatewaySite, gateway_process, gateway_site
 
 T = TypeVar("T")
 DESKTOP = (1280, 800)
@@ -217,7 +217,7 @@ def dashboard(gw: GatewaySite, driver: Any, shots: Path, **env: str) -> Iterator
 @pytest.fixture
 def gw_site(tmp_path: Path) -> Iterator[GatewaySite]:
     """The embedded broker, the fleet's identities and API clients; the gateway not started yet."""
-    with _gateway_site("embedded", tmp_path) as gw:
+    with gateway_site("embedded", tmp_path) as gw:
         yield gw
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from agent.protocol import Result, Topics, generate_signer, seal
 from tests.dashboard.conftest import DESKTOP, PHONE, DashboardPage, dashboard
-from tests.gateway.conftest import GatewaySite, gateway_process
+from tests.support.gateway import GatewaySite, gateway_process
 
 WITHIN_S = 2.0  # the issue: nodes online, and a result in the stream, within 2 s
 BOTH = ("node-1", "node-2")
