@@ -186,6 +186,46 @@ def test_an_array_result_is_previewed_with_its_shape_and_a_plot(fleet_page: Dash
     assert 2 <= len(points.split()) <= 64  # a downsample, never all 256 values
 
 
+def test_the_stream_pauses_holds_still_under_the_pointer_and_keeps_the_newest_200(
+    fleet_page: DashboardPage,
+) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    page = fleet_page
+    page.sign_in("webapp")
+    online(page, "node-1")
+    body = {"algorithm": "stats", "parameters": {"signal": [1, 2]}}
+    first = submit(page.gw, "webapp", body)
+    wait_row(page, first)
+    assert page.js("return document.getElementById('stream-count').getAttribute('aria-live')") == "polite"
+    received = lambda: int(page.js("return document.getElementById('stream-count').dataset.received"))  # noqa: E731
+    # paused: results are counted, not drawn, until Resume
+    page.click("#pause")
+    assert page.js("return document.getElementById('pause').getAttribute('aria-pressed')") == "true"
+    held = submit(page.gw, "webapp", body)
+    page.wait("the paused count", lambda: "Paused: 1 new result waiting" in page.text("#stream-count"))
+    assert row(page, held) is None and received() == 2
+    page.click("#pause")
+    wait_row(page, held)
+    # the pointer on the list: the row under it does not move away
+    ActionChains(page.driver).move_to_element(
+        page.driver.find_element(By.CSS_SELECTOR, "#stream-rows .srow")
+    ).perform()
+    later = submit(page.gw, "webapp", body)
+    page.wait("the result counted", lambda: received() == 3)
+    time.sleep(0.6)  # rows are drawn at most every 250 ms: it would be there by now
+    assert row(page, later) is None
+    ActionChains(page.driver).move_to_element(page.driver.find_element(By.ID, "fleet-title")).perform()
+    wait_row(page, later)
+    # 210 more (a device's, straight over MQTT): the newest 200 rows stay, newest first
+    site = page.gw.site
+    device = site.client("sensor-1")
+    sent = [site.submit(device, "sensor-1", "stats", {"signal": [1.0, 2.0]}).id for _ in range(210)]
+    page.wait("213 results, 200 rows", lambda: received() == 213 and len(page.rows()) == 200, timeout=60)
+    assert page.rows()[0]["task"] in sent[-20:] and row(page, first) is None
+
+
 def test_a_forged_result_is_flagged_forged_and_never_shown_as_a_result(fleet_page: DashboardPage) -> None:
     page = fleet_page
     page.sign_in("webapp")
