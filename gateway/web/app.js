@@ -72,7 +72,7 @@ class Dashboard {
         result: (data) => this.result(data),
         alert: (data) => this.alert(data),
       },
-      { onState: (state) => this.connection(state), closed: () => this.stillSignedIn() },
+      { onState: (state) => this.connection(state), closed: stillSignedIn },
     );
   }
 
@@ -130,19 +130,6 @@ class Dashboard {
     document.body.dataset.gaps = String(this.live.gaps);
   }
 
-  async stillSignedIn() {
-    try {
-      await session.current();
-      return true;
-    } catch (exc) {
-      if (exc.status === 401) {
-        signedOut(true);
-        return false;
-      }
-      return true;
-    }
-  }
-
   open(taskId) {
     this.stream.select(taskId);
     this.detail.open(taskId, this.stream.summary(taskId));
@@ -156,6 +143,31 @@ class Dashboard {
 }
 
 let dashboard = null;
+let expiry = null;
+
+/** True while the session is valid; otherwise back to the sign-in form (and false). */
+async function stillSignedIn() {
+  try {
+    await session.current();
+    return true;
+  } catch (exc) {
+    if (exc.status === 401) {
+      signedOut(true);
+      return false;
+    }
+    return true; // the gateway is away: the session may well be fine
+  }
+}
+
+/** The session ends when its token does (the cookie's Max-Age): an open event stream would go on,
+ *  so the page checks at `expires_at` and signs itself out. */
+function watchExpiry(me) {
+  clearTimeout(expiry);
+  const ms = Math.min(Math.max(1000, me.expires_at * 1000 - Date.now() + 1000), 2 ** 31 - 1);
+  expiry = setTimeout(async () => {
+    if (await stillSignedIn()) session.current().then(watchExpiry, () => watchExpiry(me));
+  }, ms);
+}
 
 function showSignIn(message = "") {
   $("sign-in").hidden = false;
@@ -169,6 +181,7 @@ function showSignIn(message = "") {
 
 /** Back to the sign-in form: a fresh page, so nothing of the session stays in memory or the DOM. */
 function signedOut(ended) {
+  clearTimeout(expiry);
   if (dashboard) dashboard.stop();
   dashboard = null;
   history.replaceState(null, "", ended ? "#session-ended" : window.location.pathname);
@@ -184,6 +197,7 @@ function signedIn(me) {
   document.body.dataset.roles = (me.roles || []).join(" ");
   dashboard = new Dashboard(me);
   dashboard.start();
+  watchExpiry(me);
 }
 
 async function signIn(event) {

@@ -107,6 +107,21 @@ def test_a_wrong_secret_is_refused_on_the_form_and_sign_out_ends_the_session(
     assert status == 401
 
 
+def test_the_page_signs_itself_out_when_the_session_ends(
+    gw_site: GatewaySite, browser: Any, shots: Path
+) -> None:
+    """An open event stream outlives its token at the gateway; the page stops at the token's end."""
+    with (
+        gw_site.site.agent("node-1", heartbeat_interval_s=1),
+        dashboard(gw_site, browser, shots, EDGE_GATEWAY_AUTH_TOKEN_TTL_S="3") as page,
+    ):
+        page.sign_in("webapp")
+        online(page, "node-1")
+        page.wait("the sign-in form again", lambda: page.visible("#sign-in-form"), timeout=10)
+        assert "session ended" in page.text("#sign-in-error")
+        assert not page.visible("#dashboard") and page.js("return document.cookie") == ""
+
+
 def test_a_stopped_agent_turns_offline_and_its_heartbeat_late(
     gw_site: GatewaySite, browser: Any, shots: Path
 ) -> None:
