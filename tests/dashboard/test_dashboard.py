@@ -426,6 +426,7 @@ def test_screenshots_of_fleet_stream_and_detail_at_desktop_and_phone_width(fleet
         submit(gw, "webapp", {"algorithm": "histogram", "parameters": {"signal": vibration, "bins": 12}}),
     ]
     forge_result(gw, "forged-2")
+    page.wait("the forged alert", lambda: page.text("#forged-total") == "1")
     for task_id in [plot_task, *others]:
         wait_row(page, task_id)
     time.sleep(1.5)  # the charts are redrawn once a second
@@ -439,6 +440,7 @@ def test_screenshots_of_fleet_stream_and_detail_at_desktop_and_phone_width(fleet
         written.append(page.screenshot(f"fleet-{name}", scroll_to="#fleet"))
         written.append(page.screenshot(f"stream-{name}", scroll_to="#results"))
         written.append(page.screenshot(f"detail-{name}", scroll_to="#detail"))
+        written.append(page.screenshot(f"alerts-{name}", scroll_to="#alerts"))
         # nothing wider than the screen: no sideways scrolling of the page itself
         assert page.js("return document.documentElement.scrollWidth") <= width, page.js(WIDER, width)
     for path in written:
