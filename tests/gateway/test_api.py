@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from agent.protocol import packb
-from tests.gateway.conftest import GatewaySite, gateway_process
+from tests.support.gateway import GatewaySite, gateway_process
 
 SPEC_BODY = {
     "algorithm": "matrix_multiply",

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from agent.protocol import Result, Topics, generate_signer, open_envelope, seal
-from tests.gateway.conftest import GatewaySite, conforms, gateway_process
+from tests.gateway.conftest import conforms
 from tests.gateway.sse import EventReader
+from tests.support.gateway import GatewaySite, gateway_process
 
 TOPICS = Topics()
 

@@ -4,7 +4,8 @@ native/signatures.py declares them, and each kernel's example params run on a re
 from __future__ import annotations
 
 from gateway.compute import VALIDATORS
-from tests.gateway.conftest import GatewaySite, conforms, gateway_process
+from tests.gateway.conftest import conforms
+from tests.support.gateway import GatewaySite, gateway_process
 
 
 def test_the_kernel_list_and_its_examples_run_on_the_fleet(gw_site: GatewaySite) -> None:

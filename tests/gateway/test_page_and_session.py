@@ -14,7 +14,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 
 from gateway.static import PAGE_CSP
-from tests.gateway.conftest import GatewaySite, conforms, gateway_process, https_env, jwt_claims
+from tests.gateway.conftest import conforms, https_env, jwt_claims
+from tests.support.gateway import GatewaySite, gateway_process
 
 COMPUTE = {"algorithm": "stats", "parameters": {"signal": [1, 2, 3]}}
 DASHBOARD = {"X-Edge-Dashboard": "1"}

@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from openapi_spec_validator import validate
 
 from provisioning.cli import main
-from tests.gateway.conftest import GatewaySite, gateway_process, https_env, jwt_claims, server_cert_args
+from tests.gateway.conftest import https_env, jwt_claims, server_cert_args
+from tests.support.gateway import GatewaySite, gateway_process
 
 COMPUTE = {"algorithm": "stats", "parameters": {"signal": [1, 2, 3]}}
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.gateway.conftest import GatewaySite, conforms, gateway_process
+from tests.gateway.conftest import conforms
 from tests.gateway.sse import EventReader
+from tests.support.gateway import GatewaySite, gateway_process
 
 
 def test_a_submitted_task_has_its_params_summary_timings_and_preview(gw_site: GatewaySite) -> None:
