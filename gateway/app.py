@@ -146,7 +146,7 @@ class Gateway:
         routes.add_to(app)
         SessionRoutes(self.auth, self.config.http.read_timeout_s, secure=tls).add_to(app)
         StaticFiles(self.config.http.web_dir or WEB_ROOT).add_to(app)
-        EventStream(hub).add_to(app)
+        EventStream(hub, self.auth.still_allowed).add_to(app)
         return app
 
     async def _close_streams(self, app: web.Application) -> None:

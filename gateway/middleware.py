@@ -120,6 +120,11 @@ class Authenticator:
             bucket = self._buckets[name] = TokenBucket(self.rate_per_s, self.burst)
         return bucket
 
+    def still_allowed(self, client: ApiClient) -> bool:
+        """`client` is in the clients file now (reloaded on SIGHUP) and not revoked."""
+        current = self.clients.by_name.get(client.name)
+        return current is not None and not current.revoked
+
     def throttle(self, name: str) -> None:
         """429 with Retry-After once `name` is over its rate. Buckets are made for names this
         gateway knows only (API clients, and `token:` + a client's name): any other name shares

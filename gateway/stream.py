@@ -6,7 +6,11 @@
     : keepalive                       (a comment after `events.keepalive_s` of silence)
 
 The page's EventSource sends the session cookie (same origin); a GET needs no CSRF header. The
-stream ends when the client goes (the next write fails) or the gateway stops (`EventHub.close`).
+stream ends when the client goes (the next write fails), the gateway stops (`EventHub.close`), the
+token it was opened with expires (with the clock leeway every request gets), or its API client is
+revoked or removed (checked before every write against the clients file SIGHUP reloads): a stream
+is no way around a token's lifetime. The page's EventSource then reconnects with its cookie and is
+refused (401) like any other request.
 
 The connection's kernel send buffer is fixed at SEND_BUFFER (Linux would otherwise grow it to
 megabytes for a reader that does not read): a page that falls behind by more than that, aiohttp's
@@ -19,19 +23,24 @@ Thread rules: the handler runs on the HTTP loop; it only awaits its page's queue
 from __future__ import annotations
 
 import socket
+import time
+from collections.abc import Callable
 
 from aiohttp import web
 
+from .clients import ApiClient
 from .events import RETRY, EventHub
 from .middleware import require
+from .tokens import LEEWAY_S
 
 PATH = "/api/v1/events"
 SEND_BUFFER = 64 << 10
 
 
 class EventStream:
-    def __init__(self, hub: EventHub) -> None:
+    def __init__(self, hub: EventHub, allowed: Callable[[ApiClient], bool]) -> None:
         self._hub = hub
+        self._allowed = allowed  # the client is still known and not revoked (the current file)
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_get(PATH, self.events)
@@ -51,7 +60,11 @@ class EventStream:
             _limit_send_buffer(request)
             await response.write(RETRY)
             keepalive_s = self._hub.settings.keepalive_s
-            while chunk := await page.next(keepalive_s):
+            expires_at = float(request["expires_at"]) + LEEWAY_S  # as long as the token is accepted
+            while (left := expires_at - time.time()) > 0 and self._allowed(client):
+                chunk = await page.next(min(keepalive_s, left))
+                if not chunk:
+                    break
                 await response.write(chunk)
         except ConnectionError:  # the page went away
             pass

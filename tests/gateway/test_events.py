@@ -5,6 +5,7 @@ and the other pages carry on, keepalives, and who may read the stream."""
 
 from __future__ import annotations
 
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from agent.protocol import Result, Topics, generate_signer, open_envelope, seal
+from provisioning.cli import main
 from tests.gateway.conftest import conforms
 from tests.gateway.sse import EventReader
 from tests.support.gateway import GatewaySite, gateway_process
@@ -246,3 +248,43 @@ def test_a_gateway_with_pages_connected_stops_at_once(gw_site: GatewaySite) -> N
         assert gw.proc.wait(10) == 0 and time.monotonic() - started < 5
         with pytest.raises(EOFError):
             reader.message(timeout=5)
+
+
+def _ends(events: EventReader, within_s: float) -> float:
+    """Seconds until the stream ends (EOFError), reading whatever comes before."""
+    started = time.monotonic()
+    while True:
+        try:
+            events.message(timeout=within_s)
+        except EOFError:
+            return time.monotonic() - started
+        assert time.monotonic() - started < within_s, "the stream did not end"
+
+
+def test_a_stream_ends_when_its_token_expires_and_the_reconnect_is_refused(gw_site: GatewaySite) -> None:
+    gw = gw_site
+    with gateway_process(gw, EDGE_GATEWAY_AUTH_TOKEN_TTL_S="1"):
+        cookie = _sign_in(gw, "viewer")
+        with EventReader(gw.port, cookie=cookie) as events:
+            events.next("snapshot")
+            took = _ends(events, 60)  # 1 s of token and the 30 s of clock leeway every request gets
+        assert 25 < took < 40, took
+        with EventReader(gw.port, cookie=cookie) as again:
+            assert (again.status, again.body()["error"]["code"]) == (401, "token_expired")
+
+
+def test_a_stream_ends_when_its_client_is_revoked(gw_site: GatewaySite) -> None:
+    gw = gw_site
+    with gateway_process(gw, EDGE_GATEWAY_EVENTS_KEEPALIVE_S="1") as running:
+        token = gw.token("webapp")
+        with EventReader(gw.port, token=token) as events:
+            events.next("snapshot")
+            assert main(["--fleet", str(gw.site.fleet.root), "revoke", "webapp"]) == 0
+            bundle = gw.site.tmp / "bundle-gw-1"
+            assert (
+                main(["--fleet", str(gw.site.fleet.root), "bundle", "gw-1", "--out", str(bundle), "--force"])
+                == 0
+            )
+            assert running.proc is not None
+            running.proc.send_signal(signal.SIGHUP)
+            assert _ends(events, 20) < 20
