@@ -34,6 +34,8 @@ from tests.support.nats import NatsCluster, nats_cluster
 
 from .mqtt_probe import Probe, TlsFiles
 
+pytestmark = pytest.mark.nats
+
 ADMIN = "test-admin"
 IDENTITIES = [
     ["add", "agent", "node-1"],
