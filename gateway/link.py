@@ -141,7 +141,7 @@ class FleetLink:
                  bool(getattr(flags, "session_present", False)))  # fmt: skip
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() and not self._stopping:
             log.warning("lost the broker connection to %s (%s); paho reconnects", self.endpoint, reason)
         self._connected.clear()
         self._follow_next(client)
