@@ -271,7 +271,12 @@ def test_a_fleet_certificate_does_not_make_a_route(fleet: Fleet) -> None:
     raw = socket.create_connection(("127.0.0.1", port), timeout=5)
     with ctx.wrap_socket(raw) as sock:  # routes start with TLS, then INFO
         assert sock.recv(4096).startswith(b"INFO ")
-        connect = {"user": "dev-any", "pass": fleet.password("dev-any"), "name": "intruder"}
+        connect = {  # the cluster's name is no secret: without a route login this would join
+            "user": "dev-any",
+            "pass": fleet.password("dev-any"),
+            "name": "intruder",
+            "cluster": "edge-natsfleet",
+        }
         sock.sendall(f"CONNECT {json.dumps(connect)}\r\nPING\r\n".encode())
         time.sleep(0.5)
         answer = sock.recv(4096)
