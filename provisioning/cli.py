@@ -529,7 +529,7 @@ def _cmd_nats_files(args: argparse.Namespace, fleet: Fleet) -> int:
     options = nats.ClusterOptions(nodes, bind=args.bind or "0.0.0.0", install_dir=args.install_dir)
     out = args.out or Path("broker-nats")
     ops.nats_broker_files(fleet, options, out)
-    print(f"wrote a {len(nodes)}-node NATS cluster to {out}: {', '.join(n.name for n in nodes)}/")
+    print(f"wrote a {len(nodes)}-node NATS cluster to {out}: {', '.join(n.name + '/' for n in nodes)}")
     print(f"fleet.toml now lists {', '.join(n.endpoint for n in nodes)}: bundle every identity again")
     return 0
 
