@@ -339,3 +339,24 @@ def later_result(site: Site, later: tuple[Any, TestClient]) -> Result:
         return results[0]
     finally:
         watcher.close()
+
+
+def test_under_root_with_systemd_the_unit_is_written_and_enabled_for_that_system(
+    site: Site, root: Path, wheels: dict[str, Path]
+) -> None:
+    """`--root` without --no-systemd: nothing can start there, so the unit is written (its paths
+    under the root) and enabled with `systemctl --root`, for that system's next boot."""
+    require_tool("systemctl", hint="apt-get install systemd")
+    layout = Layout(root)
+    args = ["--root", root, "--python", PYTHON, "--bundle", archive(site), "--wheel", wheels["0.1.0"]]
+    done = edge_agent("install", *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "starts at that system's next boot" in done.stdout and "systemctl status" not in done.stdout
+    unit = layout.unit.read_text()
+    command = f"{root}/opt/edge-agent/current/bin/edge-agent run --config {root}/etc/edge-agent/agent.toml"
+    assert f"ExecStart={command}\n" in unit
+    assert f"ReadWritePaths={root}/var/lib/edge-agent\n" in unit and "TimeoutStopSec=40\n" in unit
+    wants = layout.unit_dir / "multi-user.target.wants" / "edge-agent.service"
+    assert wants.is_symlink() and lock_holder(layout.state / "state" / "LOCK") is None  # not started
+    again = edge_agent("install", *args)
+    assert again.returncode == 0 and f"= {layout.unit} (enabled): already so" in again.stdout, again.stdout

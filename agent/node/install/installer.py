@@ -155,6 +155,7 @@ class Installation:
             return Step(title, None)
 
         def write() -> None:
+            self.layout.unit_dir.mkdir(parents=True, exist_ok=True)
             place_file(self.layout.unit, text.encode(), 0o644, Owner(0, 0), chown=False)
             service.reload_units()
             service.enable()
