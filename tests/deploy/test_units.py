@@ -49,7 +49,7 @@ def rendered_under(root: Path) -> dict[str, Path]:
 def test_the_checked_in_units_are_the_templates_rendered() -> None:
     for name, text in default_units().items():
         assert (CHECKED_IN / name).read_text() == text, (
-            f"deploy/systemd/{name} differs from its template: edit agent/node/install/units/{name}.in, "
+            f"deploy/systemd/{name} differs from its template: edit agent/node/install/templates/{name}.in, "
             "then `python -m agent.node.install.units deploy/systemd`"
         )
 

@@ -1,4 +1,4 @@
-"""The systemd units of the agent and of the embedded broker, rendered from the templates in units/.
+"""The systemd units of the agent and of the embedded broker, rendered from the templates in templates/.
 
     text = agent_unit(Layout(), grace_s=10.0, systemd=252)
     text = broker_unit(Layout(), systemd=252)
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .layout import BROKER_UNIT, UNIT, Layout
 
-TEMPLATES = Path(__file__).resolve().parent / "units"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 BACKOFF_SYSTEMD = 254
 MEMORY_MAX = "75%"  # of the board's RAM, the agent and its workers together
 DEFAULT_SYSTEMD = 252  # Debian 12 (bookworm), Raspberry Pi OS bookworm
