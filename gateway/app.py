@@ -108,7 +108,9 @@ class Gateway:
             on_message=self.inbox.handle,
             on_puback=puback,
         )
-        submitter = Submitter(self.signer, topics, self.records, self.link, waiters, loop)
+        submitter = Submitter(
+            self.signer, topics, self.records, self.link, waiters, loop, read=self.writer.read
+        )
         tls = self.tls_context()
         app = self._app(submitter, hub, self.link, tls is not None)
         hub.start()

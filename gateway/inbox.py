@@ -92,8 +92,9 @@ class Inbox:
             self._listener.on_forged(topic, exc.code, exc.message, count)
             return
         if isinstance(message, Result):
-            self._waiters.resolve(message.id, message)  # a waiting request answers at once ...
-            self._writer.put(message, ack)  # ... acknowledged to the broker once it is written
+            self._writer.put(message, ack)  # acknowledged to the broker once it is written; and
+            self._waiters.resolve(message.id, message)  # a waiting request answers at once (`read`
+            # shows the queued result to whoever reads the task after the answer)
             self._listener.on_result(message)
             return
         self._other(message)

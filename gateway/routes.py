@@ -132,7 +132,7 @@ class Routes:
         client = require(request, "read")
         task_id = request.match_info["task_id"]
         node = request.query.get("node")
-        row = await asyncio.to_thread(self.records.get, task_id)
+        row = await asyncio.to_thread(self.submitter.read, task_id)
         if row is None and node is not None and client.may("admin"):
             return await self._ask_agent(node, task_id, request.query.get("kid"), client)
         if row is None and (seen := self.seen.of_task(task_id)):
@@ -194,7 +194,7 @@ class Routes:
         )
 
     async def _own(self, task_id: str, client: ApiClient) -> TaskRow:
-        return _visible(await asyncio.to_thread(self.records.get, task_id), task_id, client)
+        return _visible(await asyncio.to_thread(self.submitter.read, task_id), task_id, client)
 
     # -- nodes and figures ------------------------------------------------------------------------------
 

@@ -45,8 +45,10 @@ class Submitter:
         link: FleetLink,
         waiters: Waiters,
         loop: asyncio.AbstractEventLoop,
+        read: Callable[[str], TaskRow | None],
     ) -> None:
         self.signer = signer
+        self.read = read  # a task's record with its verified results not yet written (ResultWriter.read)
         self._loop = loop
         self.topics = topics
         self._records = records
@@ -97,7 +99,7 @@ class Submitter:
             return _row(record, "published" if acked.done() and not acked.cancelled() else "submitted")
         if event.result is not None:  # answered: the verified result came with the wake-up
             return _answered_row(record, event.result)
-        row = await asyncio.to_thread(self._records.get, task.id)
+        row = await asyncio.to_thread(self.read, task.id)
         assert row is not None
         return row
 
@@ -153,10 +155,10 @@ class Submitter:
     async def wait(self, task_id: str, seconds: float) -> TaskRow | None:
         event = self._waiters.register(task_id)
         try:
-            row = await asyncio.to_thread(self._records.get, task_id)
+            row = await asyncio.to_thread(self.read, task_id)
             if row is not None and row.pending:
                 await self._waiters.wait(event, seconds)
-                row = await asyncio.to_thread(self._records.get, task_id)
+                row = await asyncio.to_thread(self.read, task_id)
             return row
         finally:
             self._waiters.forget(task_id, event)
