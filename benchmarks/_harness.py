@@ -36,6 +36,16 @@ HOST = "127.0.0.1"
 TOPICS = Topics()
 
 
+def announce() -> None:
+    """The command line and the machine's state, printed first by every benchmark: figures are
+    quoted with the command that produced them and the load they were measured under."""
+    print(f"$ {Path(sys.executable).name} {' '.join(sys.argv)}")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+
+
 def progress(step: str) -> None:
     """What the run is doing now, on stderr (the report is on stdout): a full run takes minutes."""
     print(f"[{time.strftime('%H:%M:%S')}] {step}", file=sys.stderr, flush=True)

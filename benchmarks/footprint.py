@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import _bootstrap  # noqa: F401 - before `agent`: benchmarks/agent.py must not shadow the package
-from _harness import PresenceWatch, agent_env, agent_process
+from _harness import PresenceWatch, agent_env, agent_process, announce
 
 from agent.protocol import TrustStore
 from tests.support.fleet import edge_provision, fleet_broker, provision
@@ -229,11 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
-    print(f"$ {Path(sys.executable).name} {' '.join(sys.argv)}")
-    print(
-        f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}",
-        flush=True,
-    )
+    announce()
     with tempfile.TemporaryDirectory(prefix="edge-footprint-") as tmp:
         agent_rounds, base_rounds = run(Path(tmp), args)
     missed = report(agent_rounds, base_rounds, args.workers)

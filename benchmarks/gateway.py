@@ -43,7 +43,7 @@ from typing import Any
 import _bootstrap  # noqa: F401 - before `agent`: benchmarks/agent.py must not shadow the package
 import aiohttp
 import psutil
-from _harness import agent_env, agent_process, gateway_process, paho_client, progress, wait_healthy
+from _harness import agent_env, agent_process, announce, gateway_process, paho_client, progress, wait_healthy
 
 from agent.protocol import load_signer, make_task
 from provisioning.cli import main as provision_main
@@ -298,11 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
-    print(f"$ {Path(sys.executable).name} {' '.join(sys.argv)}")
-    print(
-        f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}",
-        flush=True,
-    )
+    announce()
     with tempfile.TemporaryDirectory(prefix="edge-gateway-bench-") as tmp:
         figures = run(Path(tmp), args)
     missed = report(figures, args)

@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import random
 import shutil
 import signal
@@ -60,7 +59,7 @@ from typing import Any
 
 import _bootstrap  # noqa: F401 - before `agent`: benchmarks/agent.py must not shadow the package
 import psutil
-from _harness import PresenceWatch, agent_env, progress, start_agent
+from _harness import PresenceWatch, agent_env, announce, progress, start_agent
 from _soak import NODE, STOPS, BrokerProcess, Device, Tally, Watcher, group_leftovers, tally
 
 from agent.protocol import TrustStore, load_signer
@@ -533,8 +532,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    print(f"$ {Path(sys.executable).name} {' '.join(sys.argv)}")
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+    announce()
     kinds = ["mosquitto", "embedded"] if args.broker == "both" else [args.broker]
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="edge-soak-"))
     rows: list[dict[str, Any]] = []
