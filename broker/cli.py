@@ -13,6 +13,7 @@ from typing import Any
 
 from agent.common import journal
 from agent.common.errors import EdgeError
+from agent.common.sdnotify import ServiceNotifier
 from agent.protocol.topics import Topics
 
 from .config import BrokerSettings, load_settings
@@ -145,9 +146,11 @@ def describe(settings: BrokerSettings) -> str:
     return "\n".join(lines)
 
 
-async def serve(settings: BrokerSettings) -> int:
+async def serve(settings: BrokerSettings, service: ServiceNotifier | None = None) -> int:
     """Run until SIGTERM or SIGINT; SIGHUP reloads credentials. The handlers are installed
-    before the listeners open, so an early signal is never fatal."""
+    before the listeners open, so an early signal is never fatal. `service` tells systemd
+    (agent/common/sdnotify.py): READY=1 once listening, the watchdog, STOPPING=1."""
+    service = ServiceNotifier.from_environ() if service is None else service
     broker = EmbeddedBroker(settings)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -158,15 +161,26 @@ async def serve(settings: BrokerSettings) -> int:
         await broker.start()
         log.info("ready: %s", "; ".join(describe(settings).splitlines()))
         reporter = asyncio.create_task(_report(broker, settings.log.stats_interval_s))
+        watchdog = asyncio.create_task(_notify(service))
         await stop.wait()
         reporter.cancel()
+        watchdog.cancel()
         log.info("stopping")
+        service.stopping()
         await broker.stop()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
     log.info("stopped")
     return 0
+
+
+async def _notify(service: ServiceNotifier) -> None:
+    """READY=1 now (the listeners are open), then the watchdog from the event loop: a loop that
+    stops turning is a broker that no longer serves anyone."""
+    while True:
+        service.tick(online=True, status="listening")
+        await asyncio.sleep(service.tick_s)
 
 
 async def _report(broker: EmbeddedBroker, interval: float) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from ..common.sdnotify import ServiceNotifier
 from .config import Config
 from .errors import ConfigError, ReloadError, WorkerError
 from .exec.catalogue import Catalogue
@@ -115,7 +116,7 @@ class Agent:
             settings,
             Handlers(
                 message=lambda delivery: self.intake.submit(delivery),
-                published=lambda mids: self.outbox.on_pubacks(mids),
+                published=self._on_pubacks,
                 connected=self._on_connected,
                 before_connect=self.presence.will,
             ),
@@ -149,7 +150,7 @@ class Agent:
             telemetry=self.telemetry,
             dispatch=self.dispatcher.dispatch_idle,
         )
-        self.health = Health(node, self.link, self.store, self.pool)
+        self.health = Health(node, self.link, self.store, self.pool, self.presence)
         watch_agent(self.telemetry.registry, self)
         self.http: StatusServer | None = None  # /metrics and /health, from start() on
         self.state = "running"
@@ -177,7 +178,13 @@ class Agent:
             session_present,
             self.presence.session,
         )
-        self.link.publish(self.presence.topic, self.presence.birth(), qos=1, retain=True)
+        self.presence.birth_sent(
+            self.link.publish(self.presence.topic, self.presence.birth(), qos=1, retain=True)
+        )
+
+    def _on_pubacks(self, mids: list[int]) -> None:
+        self.outbox.on_pubacks(mids)
+        self.presence.on_pubacks(mids)
 
     def publish_event(self, publication: Publication) -> None:
         self.link.publish(publication.topic, publication.payload, qos=0)
@@ -294,7 +301,8 @@ class Agent:
         return False
 
     def stop(self, grace: float | None = None) -> None:
-        """Clean stop; see the module docstring."""
+        """Clean stop; see the module docstring. It takes `Config.stop_timeout_s` at most (what a
+        supervisor waits before SIGKILL): change both together."""
         grace = self.config.workers.grace_s if grace is None else grace
         self.state = "draining"
         self.dispatcher.close()
@@ -327,8 +335,12 @@ class Agent:
         self.audit.close()
 
 
-def run_agent(config: Config) -> int:
-    """Run until SIGTERM or SIGINT; SIGHUP reloads. Returns the exit status."""
+def run_agent(config: Config, service: ServiceNotifier | None = None) -> int:
+    """Run until SIGTERM or SIGINT; SIGHUP reloads. Returns the exit status.
+
+    `service` tells systemd (common/sdnotify.py): READY=1 once online, WATCHDOG=1 from this loop,
+    STOPPING=1 when the drain begins; by default from the process's environment."""
+    service = ServiceNotifier.from_environ() if service is None else service
     # A task crosses several threads (network, intake, writer, worker driver); Python's default
     # 5 ms GIL switch interval would add up to 5 ms at each hand-over under load.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -343,9 +355,11 @@ def run_agent(config: Config) -> int:
     agent.start()
     gc.freeze()  # what start-up built lives for ever: later collections do not scan it again
     log.info("agent %s running (data in %s)", config.node, config.agent.data_dir)
+    online = f"online, broker {config.mqtt.host}:{config.mqtt.port}"
     while True:
+        service.tick(online=agent.link.connected, status=online)
         try:
-            received = signal.Signals(signals.get(timeout=1.0))
+            received = signal.Signals(signals.get(timeout=service.tick_s))
         except queue.Empty:
             if agent.store.failed is not None:  # a full disk, an I/O error: nothing more is acknowledged
                 log.critical(
@@ -361,5 +375,6 @@ def run_agent(config: Config) -> int:
         with contextlib.suppress(ReloadError):  # logged and audited; the agent keeps what it had
             agent.reload()
     log.info("stopping (%s)", received.name)
+    service.stopping()
     agent.stop()
     return 0

@@ -5,6 +5,8 @@
     edge-agent store check DATA_DIR [--cut]        # report damage in the state (agent stopped for --cut)
     edge-agent state DATA_DIR [--status S] [--id ID] [--kid KID] [--limit N] [--json]
                                                    # task records, read without writing (stateview.py)
+    edge-agent install --bundle NODE.tar.gz --wheel W.whl [--dry-run] [--no-systemd] [--root DIR]
+    edge-agent uninstall [--purge]                 # the agent as a service (install/, deploy/README.md)
 
 Exit status: 0 clean stop, 1 could not run (state directory locked or damaged, broker files
 unreadable), 2 bad configuration (the message names the key). `store check`: 0 nothing damaged
@@ -46,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--config", "-c", required=True, help="agent.toml (from edge-provision bundle)")
     _store_parser(sub)
     _state_parser(sub)
+    from .install.commands import add_parsers
+
+    add_parsers(sub)
     return parser
 
 
@@ -138,6 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _store_check(args.data_dir, cut=args.cut)
         if args.command == "state":
             return _state(parser, args)
+        if args.command in ("install", "uninstall"):
+            from .install.commands import run
+
+            return run(args)
         config = load_config(args.config)
         if args.command == "check":
             return _check(config)

@@ -32,7 +32,11 @@ from ..common.settings import INTERNAL, EnvNames, Layer, build, env_layer, limit
 from ..protocol.errors import TopicError
 from ..protocol.topics import Topics, check_id, check_node_id
 
-ENV = EnvNames("EDGE_")  # EDGE_<SECTION>_<KEY>; the prefix is shared with the tools and the demo
+ENV = EnvNames("EDGE_")
+#: What a clean stop (app.py `Agent.stop`) may take beyond `workers.grace_s`: killing the workers
+#: left (1 s), joining the dispatcher (10 s at most), the last results' acknowledgements (5 s) and
+#: the offline presence (5 s), closing the link and the store, with room to spare.
+STOP_OVERHEAD_S = 30.0  # EDGE_<SECTION>_<KEY>; the prefix is shared with the tools and the demo
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,11 @@ class Config:
     @property
     def worker_count(self) -> int:
         return self.workers.count or os.cpu_count() or 1
+
+    @property
+    def stop_timeout_s(self) -> float:
+        """The longest a clean stop takes: what a supervisor waits before SIGKILL (TimeoutStopSec=)."""
+        return self.workers.grace_s + STOP_OVERHEAD_S
 
     @property
     def audit_file(self) -> Path:

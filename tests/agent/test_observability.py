@@ -193,6 +193,10 @@ def test_health_follows_the_broker_away_and_back(site: Site) -> None:
         base = url_of(agent)
         status, body = health(base)
         assert status == 200 and all(check["ok"] for check in body["checks"].values()), body
+        # what `edge-agent install` waits for: this version, its birth acknowledged by the broker
+        wait_for(lambda: health(base)[1]["presence"]["online"], "the birth acknowledged")
+        first = health(base)[1]
+        assert first["version"] == __version__ and first["presence"]["session"] >= 1, first
         assert site.broker.embedded is not None
         site.broker.embedded.stop()  # the broker goes away (restart() below starts it again)
 
@@ -201,6 +205,7 @@ def test_health_follows_the_broker_away_and_back(site: Site) -> None:
         assert body["status"] == "unhealthy" and body["failed"] == ["broker"], body
         assert not body["checks"]["broker"]["ok"] and "not connected" in body["checks"]["broker"]["detail"]
         assert body["checks"]["store"]["ok"] and body["checks"]["workers"]["ok"]
+        assert body["presence"]["online"] is False
         samples = scrape(base)  # /metrics still answers, and says the same
         assert value(samples, "edge_agent_connected") == 0
         assert value(samples, "edge_agent_healthy") == 0
@@ -209,6 +214,8 @@ def test_health_follows_the_broker_away_and_back(site: Site) -> None:
 
         site.broker.restart()
         wait_for(lambda: health(base)[0] == 200, "/health 200 with the broker back")
+        wait_for(lambda: health(base)[1]["presence"]["online"], "the new session's birth acknowledged")
+        assert health(base)[1]["presence"]["session"] > first["presence"]["session"]
         samples = scrape(base)
         assert value(samples, "edge_agent_connected") == 1
         assert value(samples, "edge_agent_reconnects_total") == 1

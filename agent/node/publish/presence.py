@@ -3,6 +3,11 @@
 The presence `session` increases at every connect and is stored before the CONNECT goes out, so
 the Will of a connection and the birth that follows it carry the same number, and a restart never
 reuses one: a consumer ignores a death whose session is older than the newest birth.
+
+`PresenceRecords.announced` is the session whose birth the broker acknowledged (PUBACK): /health
+reports it, so that an installer can see the agent online without reading the presence topic,
+which an agent's own broker login may not (PROTOCOL 1). Thread rules: `will` and `birth_sent` on the
+network thread (before CONNECT, in on_connect), `on_pubacks` there too; `announced` from any thread.
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ class PresenceRecords:
         self._sessions = sessions
         self._kernels = kernels
         self.session = 0
+        self._birth: tuple[int, int] | None = None  # (session, mid) of the birth not yet acknowledged
+        self.announced = 0  # the session whose birth the broker acknowledged (0: none yet)
 
     def _record(self, state: str) -> bytes:
         body = Presence(self.node, state, self.session, time.time(), __version__, list(self._kernels))
@@ -70,6 +77,15 @@ class PresenceRecords:
 
     def birth(self) -> bytes:
         return self._record("online")
+
+    def birth_sent(self, mid: int) -> None:
+        """The birth of the current session went out as message `mid` (QoS 1)."""
+        self._birth = (self.session, mid)
+
+    def on_pubacks(self, mids: list[int]) -> None:
+        birth = self._birth
+        if birth is not None and birth[1] in mids:
+            self.announced, self._birth = birth[0], None
 
     def death(self) -> bytes:
         return self._record("offline")

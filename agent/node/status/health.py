@@ -4,6 +4,10 @@ Healthy means all three: connected to the broker (tasks can arrive, results can 
 store writable (nothing can be accepted otherwise), and every worker process alive (a worker being
 replaced after a timeout or a crash counts as down until its successor has started). Each check
 reads a flag or makes one cheap system call: no lock of the task path is taken.
+
+The body also says which version runs and whether its online presence was acknowledged by the
+broker in the current connection (`presence.online`): what `edge-agent install` waits for after
+starting a new version (install/health.py). It does not count towards `healthy`.
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from agent import __version__
+
 from ..exec.pool import WorkerPool
 from ..link.mqtt import MqttLink
+from ..publish.presence import PresenceRecords
 from ..store import Store
 
 
@@ -25,11 +32,14 @@ class Check:
 
 
 class Health:
-    def __init__(self, node: str, link: MqttLink, store: Store, pool: WorkerPool) -> None:
+    def __init__(
+        self, node: str, link: MqttLink, store: Store, pool: WorkerPool, presence: PresenceRecords
+    ) -> None:
         self.node = node
         self._link = link
         self._store = store
         self._pool = pool
+        self._presence = presence
 
     def broker(self) -> Check:
         s = self._link.settings
@@ -65,9 +75,15 @@ class Health:
         """(healthy, the JSON body of /health)."""
         checks = self.checks()
         healthy = all(check.ok for check in checks)
+        session = self._presence.session
         return healthy, {
             "status": "ok" if healthy else "unhealthy",
             "node": self.node,
+            "version": __version__,
             "failed": [check.name for check in checks if not check.ok],
             "checks": {check.name: {"ok": check.ok, "detail": check.detail} for check in checks},
+            "presence": {
+                "session": session,
+                "online": self._link.connected and self._presence.announced == session,
+            },
         }
