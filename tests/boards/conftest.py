@@ -1,14 +1,18 @@
-"""Fixtures of the board tests: emulated aarch64 and armhf Debian boards, and the wheel they install.
+"""Fixtures of the board tests: emulated aarch64 and armhf Debian boards with the agent installed.
 
-`board` (per session and architecture): binfmt_misc registered, the cached root (built the first
-time, tests/boards/roots.py) unpacked fresh, checked to run ARM programs. `board_venv`: the project's
-wheel installed on it the documented way. Both are expensive under qemu, so they are made once per
-session; each test starts its own agent against its own fleet and broker (`site`, from the agent
-suite). A missing tool, or running without root, skips locally and fails in CI.
+Once per session and architecture (all expensive under qemu): `board`, the cached root
+(tests/boards/roots.py: built the first time) unpacked fresh, binfmt_misc registered, checked to
+run ARM programs; `board_site`, a fleet and the embedded broker on the host's 127.0.0.1;
+`installed`, the agent installed on the board the documented way (deploy/README.md: a bootstrap
+venv with the wheel, then `edge-agent install --bundle ... --no-systemd`), running and online.
+`board_wheels`: 0.1.0, 0.1.0+b2 (an upgrade) and 0.1.0+b3 (its agent exits at start: the forced
+rollback) for aarch64 and armv7l, from deploy/dist.py. A missing tool, or running without root,
+skips locally and fails in CI.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -16,15 +20,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent.conftest import site
+from tests.agent.conftest import IDENTITIES, REVOKED, Site, restartable_broker
 from tests.boards.binfmt import BinfmtError, ensure_registered
 from tests.boards.chroot import Chroot
 from tests.boards.emulated import EmulatedBoard
+from tests.boards.installed import Installed, install
 from tests.boards.roots import BOARDS, cache_dir, cached_root, unpack
-from tests.boards.wheels import build_wheels
+from tests.boards.wheels import BUILDS, build_wheels
+from tests.deploy.test_install import patch_wheel
+from tests.support.fleet import provision
 from tests.support.services import in_ci, require_tool
 
-__all__ = ["site"]  # re-exported for this folder
 TOOLS = ("mmdebstrap", "arch-test", "unshare", "chroot", "mount", "tar")
 APT = "apt-get install mmdebstrap arch-test qemu-user-static binfmt-support, or run .ci/run"
 
@@ -36,9 +42,15 @@ def _unavailable(message: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def board_wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The aarch64 and armv7l wheels of this checkout (`make dist`), built once per session."""
-    return build_wheels(tmp_path_factory.mktemp("board-wheels"))
+def board_wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path]]:
+    """{role: {machine: wheel}} for the roles of BUILDS; the agent of "broken" exits with 7 at start."""
+    out = tmp_path_factory.mktemp("board-wheels")
+    wheels = {role: build_wheels(out / role, suffix) for role, suffix in BUILDS.items()}
+    for wheel in wheels["broken"].values():
+        patch_wheel(
+            wheel, "agent/node/app.py", "\n\ndef run_agent(config, service=None):\n    raise SystemExit(7)\n"
+        )
+    return wheels
 
 
 @pytest.fixture(scope="session", params=list(BOARDS))
@@ -62,13 +74,29 @@ def board(
     chroot = Chroot(unpack(tarball, workdir / "root"), binds={pip_cache: "/root/.cache/pip"})
     logs = workdir / "logs"
     logs.mkdir()
-    machine = chroot.run("uname", "-m").stdout.strip()
-    assert machine == spec.machine, f"the {spec.debian_arch} root runs as {machine!r}, not {spec.machine}"
-    yield EmulatedBoard(spec, chroot, logs)
-    shutil.rmtree(workdir / "root", ignore_errors=True)  # a few hundred MB; the logs stay
+    board = EmulatedBoard(spec, chroot, logs)
+    try:
+        machine = chroot.run("uname", "-m").stdout.strip()
+        assert machine == spec.machine, f"the {spec.debian_arch} root runs as {machine!r}, not {spec.machine}"
+        yield board
+    finally:
+        board.kill_all()  # the installed agent is nobody's child here
+        shutil.rmtree(workdir / "root", ignore_errors=True)  # a few hundred MB
 
 
 @pytest.fixture(scope="session")
-def board_venv(board: EmulatedBoard, board_wheels: dict[str, Path]) -> str:
-    """The board's wheel installed as deploy/README.md says; the venv's path there."""
-    return board.install_wheel(board_wheels[board.spec.machine])
+def board_site(board: EmulatedBoard, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """A fleet and the embedded broker for this board's session (the agent suite's `site`)."""
+    tmp = tmp_path_factory.mktemp(f"site-{board.spec.debian_arch}")
+    fleet = provision(tmp, IDENTITIES, revoked=REVOKED)
+    with (
+        restartable_broker("embedded", fleet) as running,
+        contextlib.closing(Site(fleet, running, tmp)) as site,
+    ):
+        yield site
+
+
+@pytest.fixture(scope="session")
+def installed(board: EmulatedBoard, board_site: Site, board_wheels: dict[str, dict[str, Path]]) -> Installed:
+    """The first build installed on the board and online (asserted by `install`)."""
+    return install(board, board_site, board_wheels["first"][board.spec.machine])

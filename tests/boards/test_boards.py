@@ -1,38 +1,82 @@
 """The agent on emulated ARM boards: Debian bookworm roots for arm64 and armhf under qemu-user.
 
-On each board: the kernels' self-test through the installed wheel, then a real agent started as
-the service would start it, against a broker on the host's 127.0.0.1: it comes online, runs the
-native ARM kernels (every kernel, each result checked against numpy on the host), and survives
-kill -9 with nothing lost. Selected with `-m boards`; `-m "not boards"` leaves them out.
+On each board the agent is installed as deploy/README.md says (a bootstrap venv with the wheel,
+then `edge-agent install --bundle ... --no-systemd`, which starts it as the unit would) against a
+broker on the host's 127.0.0.1. Then: it reports the native ARM kernels, runs every kernel with
+each result checked against numpy on the host, survives kill -9 with nothing lost, upgrades to a
+second build, and a forced rollback returns to the previous version with the state intact.
+Selected with `-m boards` (`make boards`); `-m "not boards"` leaves them out.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from agent.protocol import Result
+from agent.protocol import Result, make_control
 from native import Registry
 from native.agreement import result_mismatch
 from tests.agent.conftest import TOPICS, Site
 from tests.agent.test_kernels_e2e import CASES
-from tests.boards.emulated import AgentOnBoard, EmulatedBoard
+from tests.boards.emulated import STATE, EmulatedBoard
+from tests.boards.installed import Installed
+from tests.boards.wheels import version_of
+from tests.deploy.test_install import presence_and_heartbeat
+from tests.support.mqtt import TestClient
 
-pytestmark = [pytest.mark.boards, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.boards, pytest.mark.timeout(1200)]
 NODE = "node-1"
-BOARD_TIMEOUT = 180.0  # an agent's start under qemu: Python, numpy and cryptography emulated
+RESULTS_TIMEOUT = 180.0
 REFERENCE = Registry(None)
+Submitted = dict[str, tuple[str, dict[str, Any]]]
 
 
 def expected(kernel: str, params: dict[str, Any]) -> Any:
     spec = REFERENCE.get(kernel)
     return spec.reference(spec.validate(params))
+
+
+class Results:
+    """A dashboard on the host collecting node-1's results (persistent session: none missed)."""
+
+    def __init__(self, installed: Installed) -> None:
+        self.installed = installed
+        self.client: TestClient = installed.site.client(
+            "dash-1", client_id=f"board-results-{uuid.uuid4().hex[:8]}", clean=False
+        )
+        self.client.subscribe(f"{TOPICS.prefix}/results/{NODE}/#", 1)
+        self.got: dict[str, Result] = {}
+
+    def until(self, done: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + RESULTS_TIMEOUT
+        while not done():
+            if time.monotonic() > deadline:
+                log = self.installed.board.chroot.path(f"{STATE}/agent.log").read_text(errors="replace")
+                raise AssertionError(f"no {what} in {RESULTS_TIMEOUT:.0f} s; the agent's log:\n{log[-6000:]}")
+            try:
+                message = self.client.messages.get(timeout=0.2)
+            except Exception:
+                continue
+            result = self.installed.site.open(message)
+            self.got.setdefault(result.id, result)
+
+    def wait(self, task_ids: set[str]) -> None:
+        self.until(lambda: task_ids <= set(self.got), f"results for {sorted(task_ids - set(self.got))}")
+
+
+def check_results(results: Results, submitted: Submitted) -> None:
+    for task_id, (kernel, params) in submitted.items():
+        result = results.got[task_id]
+        assert (result.status, result.kernel, result.node) == ("completed", kernel, NODE), result.error
+        mismatch = result_mismatch(kernel, result.result, expected(kernel, params))
+        assert mismatch is None, f"{kernel}: {mismatch}"
 
 
 def test_the_board_runs_arm_programs(board: EmulatedBoard) -> None:
@@ -42,111 +86,110 @@ def test_the_board_runs_arm_programs(board: EmulatedBoard) -> None:
     assert done.stdout.split() == [board.spec.machine, str(bits)]
 
 
-def test_the_installed_wheel_runs_the_arm_kernels(board: EmulatedBoard, board_venv: str) -> None:
-    """`python -m native` in the venv: the packaged ARM library, every golden case through Python."""
-    done = board.chroot.run(f"{board_venv}/bin/python", "-m", "native", timeout=600)
-    lines = done.stdout.splitlines()
-    target = board.spec.target
+def test_the_installed_agent_runs_as_the_unit_with_the_arm_kernels(installed: Installed) -> None:
+    """Online with its version, backend native; the installed venv loads the board's library
+    (python -m native: every golden case through Python on the emulated CPU)."""
+    board, site = installed.board, installed.site
+    installed.restart_as_the_unit()
+    pid = board.agent_pid()
+    assert pid is not None
+    owner = next(
+        ln for ln in board.chroot.path("/etc/passwd").read_text().splitlines() if ln.startswith("edge-agent:")
+    )
+    assert os.stat(f"/proc/{pid}").st_uid == int(owner.split(":")[2]), "the agent does not run as edge-agent"
+    assert os.readlink(f"/proc/{pid}/cwd") == str(board.chroot.path(STATE))
+    presence, heartbeat = presence_and_heartbeat(site)
+    assert (presence.state, presence.version, heartbeat.backend) == ("online", installed.version, "native")
+    assert set(CASES) <= set(presence.kernels)
+    done = board.chroot.run("/opt/edge-agent/current/bin/python", "-m", "native", timeout=600)
+    lines, target = done.stdout.splitlines(), board.spec.target
     assert lines[0] == "backend: native", done.stdout
     assert lines[1].startswith(f"library: edge_kernels {target} "), done.stdout
+    assert f"/opt/edge-agent/{installed.version}/lib/" in lines[1], done.stdout
     assert f"/native/lib/{target}/libedge_kernels.so" in lines[1], done.stdout
     assert lines[-1].endswith(" passed, 0 failed") and not lines[-1].startswith("0 "), done.stdout
 
 
-@dataclass
-class Watch:
-    """A dashboard on the host watching node-1's presence, heartbeats and results."""
-
-    site: Site
-    presences: list[Any] = field(default_factory=list)
-    heartbeats: list[Any] = field(default_factory=list)
-    results: dict[str, Result] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.client = self.site.client("dash-1", client_id=f"board-watch-{uuid.uuid4().hex[:8]}", clean=False)
-        for topic in (TOPICS.presence(NODE), TOPICS.heartbeat(NODE), f"{TOPICS.prefix}/results/{NODE}/#"):
-            self.client.subscribe(topic, 1)
-
-    def until(self, done: Callable[[], bool], agent: AgentOnBoard, what: str) -> None:
-        deadline = time.monotonic() + BOARD_TIMEOUT
-        while not done():
-            assert agent.proc.poll() is None, f"the agent exited ({what}):\n{agent.output()}"
-            assert time.monotonic() < deadline, f"no {what} in {BOARD_TIMEOUT:.0f} s:\n{agent.output()}"
-            try:
-                message = self.client.messages.get(timeout=0.2)
-            except Exception:
-                continue
-            body = self.site.open(message)
-            if "/presence/" in message.topic:
-                self.presences.append(body)
-            elif "/heartbeat/" in message.topic:
-                self.heartbeats.append(body)
-            else:
-                self.results.setdefault(body.id, body)
-
-    def online(self, agent: AgentOnBoard) -> Any:
-        count = len([p for p in self.presences if p.state == "online"])
-        self.until(lambda: len([p for p in self.presences if p.state == "online"]) > count, agent, "presence")
-        return self.presences[-1]
+def test_the_installed_agent_runs_every_kernel(installed: Installed) -> None:
+    """Each of the 8 kernels through the whole path on the board, checked against numpy on the host."""
+    installed.restart_as_the_unit()
+    results = Results(installed)
+    device = installed.site.client("sensor-1")
+    submitted: Submitted = {}
+    for kernel, params in CASES.items():
+        submitted[installed.site.submit(device, "sensor-1", kernel, params).id] = (kernel, params)
+    results.wait(set(submitted))
+    check_results(results, submitted)
 
 
-def agent_env(site: Site, data_dir: str) -> dict[str, str]:
-    """The site's variables for node-1, with its state on the board and one worker (two cores)."""
-    return site.agent_env(NODE, agent_data_dir=data_dir, workers_count=1, heartbeat_interval_s=2)
-
-
-def install_bundle(board: EmulatedBoard, site: Site) -> str:
-    """node-1's bundle in /etc/edge-agent on the board; the path of its agent.toml there."""
-    board.put(site.bundle(NODE).parent, "/etc/edge-agent")
-    return "/etc/edge-agent/agent.toml"
-
-
-def check_results(watch: Watch, submitted: dict[str, tuple[str, dict[str, Any]]]) -> None:
-    for task_id, (kernel, params) in submitted.items():
-        result = watch.results[task_id]
-        assert (result.status, result.kernel, result.node) == ("completed", kernel, NODE), result.error
-        mismatch = result_mismatch(kernel, result.result, expected(kernel, params))
-        assert mismatch is None, f"{kernel}: {mismatch}"
-
-
-def test_the_agent_on_the_board_runs_every_kernel(board: EmulatedBoard, board_venv: str, site: Site) -> None:
-    """Online with the native ARM kernels, every kernel's result as numpy computes it on the host."""
-    config = install_bundle(board, site)
-    watch = Watch(site)
+def test_the_installed_agent_survives_kill_9(installed: Installed) -> None:
+    """kill -9 with tasks accepted but not yet run; started again as the unit would: every result."""
+    board, site = installed.board, installed.site
+    installed.restart_as_the_unit()
+    results = Results(installed)
     device = site.client("sensor-1")
-    env = agent_env(site, f"/var/lib/edge-agent-{uuid.uuid4().hex[:8]}")
-    with board.agent(board_venv, config, env, name="every-kernel") as agent:
-        presence = watch.online(agent)
-        assert set(CASES) <= set(presence.kernels)
-        watch.until(lambda: bool(watch.heartbeats), agent, "heartbeat")
-        assert watch.heartbeats[-1].backend == "native", "the board's workers did not load the ARM kernels"
-        assert agent.wait_for("workers started (backend native)", BOARD_TIMEOUT), agent.output()
-        submitted = {}
-        for kernel, params in CASES.items():
-            submitted[site.submit(device, "sensor-1", kernel, params).id] = (kernel, params)
-        watch.until(lambda: set(submitted) <= set(watch.results), agent, "results")
-    check_results(watch, submitted)
-
-
-def test_the_agent_on_the_board_survives_kill_9(board: EmulatedBoard, board_venv: str, site: Site) -> None:
-    """kill -9 with tasks accepted but not yet run: after a restart every task has its result."""
-    config = install_bundle(board, site)
-    watch = Watch(site)
-    device = site.client("sensor-1")
-    env = agent_env(site, f"/var/lib/edge-agent-{uuid.uuid4().hex[:8]}")
     rng = np.random.default_rng(20)
-    submitted: dict[str, tuple[str, dict[str, Any]]] = {}
-    with board.agent(board_venv, config, env, name="kill9-first") as agent:
-        watch.online(agent)
-        for n in range(12):
-            params = {"signal": rng.normal(size=4096).tolist(), "window": 1 + n}
-            task = site.submit(device, "sensor-1", "moving_average", params)
-            submitted[task.id] = ("moving_average", params)
-        watch.until(lambda: bool(watch.results), agent, "first result")
-        agent.kill9()
-    before = set(watch.results)
+    submitted: Submitted = {}
+    for n in range(12):
+        params = {"signal": rng.normal(size=4096).tolist(), "window": 1 + n}
+        submitted[site.submit(device, "sensor-1", "moving_average", params).id] = ("moving_average", params)
+    results.until(lambda: bool(results.got), "first result")
+    pid = board.agent_pid()
+    assert pid is not None
+    os.kill(pid, 9)
+    deadline = time.monotonic() + 30
+    while board.agent_pid() == pid:
+        assert time.monotonic() < deadline, "the killed agent still holds its state"
+        time.sleep(0.1)
+    before = set(results.got)
     assert before < set(submitted), "every task finished before the kill: nothing was at stake"
-    with board.agent(board_venv, config, env, name="kill9-second") as agent:
-        watch.online(agent)
-        watch.until(lambda: set(submitted) <= set(watch.results), agent, "results for every task")
-    check_results(watch, submitted)
+    installed.restart_as_the_unit()
+    results.wait(set(submitted))
+    check_results(results, submitted)
+
+
+def control(site: Site, command: str, params: dict[str, Any], results: Results) -> Result:
+    """A signed control command from op-1, and its answer."""
+    topic, payload, task = make_control(site.signer("op-1"), NODE, command, params)
+    site.client("op-1").publish(topic, payload)
+    results.wait({task.id})
+    return results.got[task.id]
+
+
+def test_an_upgrade_then_a_forced_rollback_keep_the_state(
+    installed: Installed, board_wheels: dict[str, dict[str, Path]]
+) -> None:
+    """The first build -> the upgrade, online; then the broken build, whose agent exits at start:
+    rolled back to the upgrade, and the task scheduled before both is still scheduled, the one
+    completed before is still known, a new one completes."""
+    board, site = installed.board, installed.site
+    upgrade_wheel, broken_wheel = (board_wheels[role][board.spec.machine] for role in ("upgrade", "broken"))
+    newer, broken = version_of(upgrade_wheel), version_of(broken_wheel)
+    installed.restart_as_the_unit()
+    results = Results(installed)
+    device = site.client("sensor-1")
+    done = site.submit(device, "sensor-1", "stats", {"signal": [1.0, 2.0, 3.0]})
+    later = site.submit(device, "sensor-1", "stats", {"signal": [4.0]}, run_at=time.time() + 3600)
+    results.wait({done.id})
+
+    upgrade = installed.run_installer(upgrade_wheel)
+    assert upgrade.returncode == 0, upgrade.stdout
+    assert f"upgraded {installed.version} -> {newer}: online" in upgrade.stdout, upgrade.stdout
+    installed.version = newer
+    installed.online()
+    assert presence_and_heartbeat(site)[0].version == newer
+
+    rollback = installed.run_installer(broken_wheel)
+    assert rollback.returncode == 3, rollback.stdout
+    assert f"version {broken} did not come online" in rollback.stdout, rollback.stdout
+    assert "exited with status 7" in rollback.stdout and f"rolled back to {newer}" in rollback.stdout
+    assert board.chroot.path("/opt/edge-agent/current").readlink() == Path(newer)
+    installed.online()
+    assert presence_and_heartbeat(site)[0].version == newer
+
+    record = control(site, "sys.status", {"task": later.id}, results).result
+    assert (record["status"], record["started_at"]) == ("scheduled", None), record
+    assert control(site, "sys.status", {"task": done.id}, results).result["status"] == "completed"
+    after = site.submit(device, "sensor-1", "stats", {"signal": [5.0, 7.0]})
+    results.wait({after.id})
+    assert (results.got[after.id].status, results.got[after.id].result["mean"]) == ("completed", 6.0)
