@@ -5,8 +5,8 @@ Once per session and architecture (all expensive under qemu): `board`, the cache
 run ARM programs; `board_site`, a fleet and the embedded broker on the host's 127.0.0.1;
 `installed`, the agent installed on the board the documented way (deploy/README.md: a bootstrap
 venv with the wheel, then `edge-agent install --bundle ... --no-systemd`), running and online.
-`board_wheels`: 0.1.0, 0.1.0+b2 (an upgrade) and 0.1.0+b3 (its agent exits at start: the forced
-rollback) for aarch64 and armv7l, from deploy/dist.py. A missing tool, or running without root,
+`board_wheels`: two builds (X.Y.Z and X.Y.Z+b2, the upgrade) for aarch64 and armv7l, from
+deploy/dist.py. A missing tool, or running without root,
 skips locally and fails in CI.
 """
 
@@ -27,7 +27,6 @@ from tests.boards.emulated import EmulatedBoard
 from tests.boards.installed import Installed, install
 from tests.boards.roots import BOARDS, cache_dir, cached_root, unpack
 from tests.boards.wheels import BUILDS, build_wheels
-from tests.deploy.test_install import patch_wheel
 from tests.support.fleet import provision
 from tests.support.services import in_ci, require_tool
 
@@ -43,14 +42,9 @@ def _unavailable(message: str) -> None:
 
 @pytest.fixture(scope="session")
 def board_wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path]]:
-    """{role: {machine: wheel}} for the roles of BUILDS; the agent of "broken" exits with 7 at start."""
+    """{role: {machine: wheel}} for the roles of BUILDS (first, upgrade)."""
     out = tmp_path_factory.mktemp("board-wheels")
-    wheels = {role: build_wheels(out / role, suffix) for role, suffix in BUILDS.items()}
-    for wheel in wheels["broken"].values():
-        patch_wheel(
-            wheel, "agent/node/app.py", "\n\ndef run_agent(config, service=None):\n    raise SystemExit(7)\n"
-        )
-    return wheels
+    return {role: build_wheels(out / role, suffix) for role, suffix in BUILDS.items()}
 
 
 @pytest.fixture(scope="session", params=list(BOARDS))

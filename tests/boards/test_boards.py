@@ -30,10 +30,12 @@ from tests.boards.installed import Installed
 from tests.boards.wheels import version_of
 from tests.deploy.test_install import presence_and_heartbeat
 from tests.support.mqtt import TestClient
+from tests.support.services import free_port
 
 pytestmark = [pytest.mark.boards, pytest.mark.timeout(1200)]
 NODE = "node-1"
 RESULTS_TIMEOUT = 180.0
+FORCED_TIMEOUT_S = 20  # the wait for a version that cannot reach its broker: all of it is spent
 REFERENCE = Registry(None)
 Submitted = dict[str, tuple[str, dict[str, Any]]]
 
@@ -159,12 +161,13 @@ def control(site: Site, command: str, params: dict[str, Any], results: Results) 
 def test_an_upgrade_then_a_forced_rollback_keep_the_state(
     installed: Installed, board_wheels: dict[str, dict[str, Path]]
 ) -> None:
-    """The first build -> the upgrade, online; then the broken build, whose agent exits at start:
-    rolled back to the upgrade, and the task scheduled before both is still scheduled, the one
-    completed before is still known, a new one completes."""
+    """The first build -> a second build, online. Then the first build again with a broker port
+    nobody listens on: it cannot come online, so the installer rolls back to the second build and
+    its configuration. The task scheduled before both is still scheduled, the one completed before
+    is still known, a new one completes."""
     board, site = installed.board, installed.site
-    upgrade_wheel, broken_wheel = (board_wheels[role][board.spec.machine] for role in ("upgrade", "broken"))
-    newer, broken = version_of(upgrade_wheel), version_of(broken_wheel)
+    first, second = (board_wheels[role][board.spec.machine] for role in ("first", "upgrade"))
+    newer = version_of(second)
     installed.restart_as_the_unit()
     results = Results(installed)
     device = site.client("sensor-1")
@@ -172,18 +175,21 @@ def test_an_upgrade_then_a_forced_rollback_keep_the_state(
     later = site.submit(device, "sensor-1", "stats", {"signal": [4.0]}, run_at=time.time() + 3600)
     results.wait({done.id})
 
-    upgrade = installed.run_installer(upgrade_wheel)
+    upgrade = installed.run_installer(second)
     assert upgrade.returncode == 0, upgrade.stdout
     assert f"upgraded {installed.version} -> {newer}: online" in upgrade.stdout, upgrade.stdout
-    installed.version = newer
-    installed.online()
+    previous, installed.version = installed.version, newer
     assert presence_and_heartbeat(site)[0].version == newer
 
-    rollback = installed.run_installer(broken_wheel)
+    config = board.chroot.path("/etc/edge-agent/agent.toml")
+    before = config.read_bytes()
+    away = f"mqtt.port={free_port()}"
+    rollback = installed.run_installer(first, "--set", away, "--health-timeout", str(FORCED_TIMEOUT_S))
     assert rollback.returncode == 3, rollback.stdout
-    assert f"version {broken} did not come online" in rollback.stdout, rollback.stdout
-    assert "exited with status 7" in rollback.stdout and f"rolled back to {newer}" in rollback.stdout
+    assert f"version {previous} did not come online" in rollback.stdout, rollback.stdout
+    assert f"rolled back to {newer}" in rollback.stdout, rollback.stdout
     assert board.chroot.path("/opt/edge-agent/current").readlink() == Path(newer)
+    assert config.read_bytes() == before, "the rolled-back run's configuration was left in place"
     installed.online()
     assert presence_and_heartbeat(site)[0].version == newer
 

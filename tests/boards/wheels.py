@@ -16,9 +16,8 @@ from tests.support.services import require_tool
 CHECKOUT = Path(__file__).resolve().parents[2]
 CROSS_TOOLS = ("make", "aarch64-linux-gnu-g++", "arm-linux-gnueabihf-g++")
 ARCHES = ("aarch64", "armv7l")
-# The versions the board tests install: a first, an upgrade, and one whose agent exits at start
-# (patched in by the fixture, as tests/deploy does) for the forced rollback.
-BUILDS = {"first": None, "upgrade": "b2", "broken": "b3"}  # role: --version-suffix
+# The builds the board tests install: a first and a newer one (the upgrade).
+BUILDS = {"first": None, "upgrade": "b2"}  # role: --version-suffix
 
 
 def version_of(wheel: Path) -> str:
