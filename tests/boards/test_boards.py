@@ -199,3 +199,53 @@ def test_an_upgrade_then_a_forced_rollback_keep_the_state(
     after = site.submit(device, "sensor-1", "stats", {"signal": [5.0, 7.0]})
     results.wait({after.id})
     assert (results.got[after.id].status, results.got[after.id].result["mean"]) == ("completed", 6.0)
+
+
+def tree_bytes(path: Path) -> int:
+    """Disk use of a directory tree (allocated blocks; links not followed)."""
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            total += (Path(folder) / name).lstat().st_blocks * 512
+    return total
+
+
+def memory_kib(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of a process in KiB. Under qemu-user the process is the emulator running the
+    program: its translated code counts too, so these are upper bounds for a real board."""
+    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    fields = {line.split(":")[0]: int(line.split()[1]) for line in rollup[1:]}
+    return fields["Rss"], fields["Pss"]
+
+
+# Budgets of a board install (deploy/README.md's footprint section has the measured figures)
+VENV_BUDGET_MIB = {"arm64": 200, "armhf": 60}  # armhf: numpy, cffi, ... are Debian's, outside the venv
+PSS_BUDGET_MIB = 600
+DISK = {
+    "configuration": "/etc/edge-agent",
+    "state": STATE,
+}  # agent, forkserver, resource tracker, one worker, with qemu's own memory
+
+
+def test_the_footprint_on_the_board_is_within_budget(installed: Installed) -> None:
+    """Disk (the version's venv, configuration, state) and memory (every process of the agent, idle
+    after the other tests' tasks) on the board, written to the board's logs and held to a budget."""
+    board = installed.board
+    installed.restart_as_the_unit()
+    venv = board.chroot.path("/opt/edge-agent/current").resolve()
+    disk = {name: tree_bytes(board.chroot.path(path)) for name, path in DISK.items()}
+    disk["venv"] = tree_bytes(venv)
+    pids = board.processes()
+    memory = {pid: memory_kib(pid) for pid in pids}
+    rss, pss = (sum(m[i] for m in memory.values()) for i in (0, 1))
+    lines = [f"{name}: {size / 2**10:.0f} KiB ({size / 2**20:.1f} MiB)" for name, size in disk.items()]
+    lines += [f"processes: {len(pids)}, RSS {rss / 1024:.0f} MiB, PSS {pss / 1024:.0f} MiB (summed)"]
+    lines += [
+        f"  {pid} {Path(f'/proc/{pid}/cmdline').read_bytes()[:120]!r}: RSS {r} KiB, PSS {p} KiB"
+        for pid, (r, p) in memory.items()
+    ]
+    (board.logs / "footprint.txt").write_text("\n".join(lines) + "\n")
+    print(f"footprint on {board.spec.debian_arch}:", *lines, sep="\n")  # pytest -s, or -rP
+    assert len(pids) >= 3, lines  # the agent, its forkserver and at least one worker
+    assert disk["venv"] < VENV_BUDGET_MIB[board.spec.debian_arch] << 20, lines
+    assert pss < PSS_BUDGET_MIB << 10, lines
