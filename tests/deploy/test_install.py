@@ -179,6 +179,10 @@ def test_bad_inputs_are_refused_by_name_and_nothing_changes(
         (["--bundle", good, "--wheel", wheel, "--set", "mqtt.prot=3"], "mqtt.prot"),
         (["--bundle", good, "--wheel", wheel, "--set", "mqtt.port=99999"], "mqtt.port"),
         (["--bundle", good, "--wheel", wheel, "--set", "nonsense"], "expected SECTION.KEY=VALUE"),
+        (
+            ["--bundle", good, "--wheel", wheel, "--set", "agent.data_dir=/srv"],
+            "agent.data_dir is the installer's",
+        ),
     ]
     for args, message in cases:
         done = install(root, *args)
@@ -280,6 +284,9 @@ def test_install_again_upgrade_rollback_uninstall(site: Site, root: Path, wheels
     assert (presence.state, presence.version, heartbeat.backend) == ("online", "0.1.0", "native")
     assert run_task(site).status == "completed"
     assert '"level": "info"' in layout.log.read_text()  # JSON lines, as the journal would get them
+
+    other = install(root, "--bundle", archive(site, "node-2"), *settings(site, port))
+    assert other.returncode == 2 and "this machine runs node 'node-1', the bundle is 'node-2'" in other.stderr
 
     again = install(root, *args, "--wheel", wheels["0.1.0"])
     assert again.returncode == 0 and "+ " not in again.stdout.replace("  + then", ""), again.stdout

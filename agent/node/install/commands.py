@@ -13,11 +13,12 @@ not come online in time.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TypeAlias
 
-from .errors import InstallError
+from .errors import InstallError, NotPermitted
 from .installer import install, uninstall
 from .layout import Layout
 from .plan import Request
@@ -95,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     layout = Layout(args.root.resolve())
     try:
         if args.command == "uninstall":
+            if os.geteuid() != 0 and layout.root == Path("/"):
+                raise NotPermitted("edge-agent uninstall must run as root (sudo edge-agent uninstall)")
             return uninstall(layout, systemd=not args.no_systemd, purge=args.purge, out=sys.stdout)
         system_site = machine_arch() == "armv7l" if args.system_site is None else args.system_site
         request = Request(

@@ -32,6 +32,11 @@ from .wheel import AgentWheel, machine_arch
 
 CONFIG_MODE = 0o640  # root:<group>: the agent reads its configuration and cannot change it
 KEY_MODE = 0o600  # the service user's: only the agent reads its keys
+#: Keys the installation decides: the unit lets the agent write its state directory only.
+FIXED = {
+    ("agent", "data_dir"): "the state directory, the one place the service may write",
+    ("agent", "node"): "the bundle's, whose keys are installed",
+}
 HEADER = "# Installed by `edge-agent install` from the bundle of {node}; data_dir is the state directory.\n"
 
 
@@ -104,6 +109,8 @@ def agent_document(bundle: AgentBundle, layout: Layout, settings: tuple[str, ...
     doc.setdefault("agent", {})["data_dir"] = str(layout.state)
     for text in settings:
         (section, key), value = parse_setting(text)
+        if (section, key) in FIXED:
+            raise InputError(f"--set {text!r}: {section}.{key} is the installer's ({FIXED[section, key]})")
         table = doc.setdefault(section, {})
         if not isinstance(table, dict):
             raise InputError(f"--set {text!r}: {section} is not a section of agent.toml")
@@ -143,12 +150,29 @@ def _inputs(request: Request, installed: str | None) -> tuple[AgentWheel | None,
             f"--wheel is needed for a first install: mqtt_edge_agent-*-{machine_arch()}.whl of `make dist`"
         )
     if request.bundle is not None:
-        return wheel, AgentBundle.read(request.bundle)
+        bundle = AgentBundle.read(request.bundle)
+        _same_node(layout, bundle)
+        return wheel, bundle
     if not layout.config.is_file():
         raise InputError(
             "--bundle is needed for a first install: `edge-provision bundle NODE --archive NODE.tar.gz`"
         )
     return wheel, AgentBundle.read(layout.etc)  # what is installed, changed by --set only
+
+
+def _same_node(layout: Layout, bundle: AgentBundle) -> None:
+    """A board keeps one node's state: another node's bundle would run on top of it."""
+    if not layout.config.is_file():
+        return
+    try:
+        node = tomlio.loads(layout.config.read_text()).get("agent", {}).get("node")
+    except (OSError, ValueError):
+        return  # unreadable: the bundle replaces it
+    if node is not None and node != bundle.node:
+        raise InputError(
+            f"this machine runs node {node!r}, the bundle is {bundle.node!r}'s: its state would be taken "
+            "over; `edge-agent uninstall --purge` first if this board is to become another node"
+        )
 
 
 def check_permission(request: Request, as_root: bool) -> None:
