@@ -5,7 +5,8 @@
     unpack(tarball, tmp / "root")     # a fresh board for a test session (seconds)
 
 `unpack` also gives the board the host's DNS resolver and, when the host's pip is given a CA
-bundle (PIP_CERT), that bundle for pip on the board: it reaches the registries as the host does.
+bundle (PIP_CERT; else the host's system CA bundle), that bundle for pip on the board: pip there
+reaches the registries as the host does, through whatever TLS proxy the host's bundle trusts.
 
 A root is what a freshly flashed board has plus the Debian packages the documented install route
 uses (PACKAGES): Python with venv and pip, numpy, cryptography, cffi, ... from Debian's registry.
@@ -61,8 +62,9 @@ RECIPE = "2: no docs/man/locales; no -security suite"
 BUILD_TIMEOUT_S = 3600.0
 BUILD_ATTEMPTS = 2
 FETCH_RETRY_PAUSE_S = 30.0
-# Where `unpack` puts the CA bundle of the host's PIP_CERT, if set (pip on the board uses it).
+# Where `unpack` puts the host's CA bundle for pip on the board (PIP_CERT if set, else the system's).
 PIP_CERT_INSIDE = "/etc/ssl/host-pip-ca.crt"
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 @dataclass(frozen=True)
@@ -208,8 +210,11 @@ def unpack(tarball: Path, dest: Path) -> Path:
     dest.mkdir(parents=True)
     subprocess.run(["tar", "-xf", str(tarball), "-C", str(dest), "--numeric-owner"], check=True, timeout=300)
     _copy_in("/etc/resolv.conf", dest / "etc" / "resolv.conf")
-    if os.environ.get("PIP_CERT"):  # the registries' CA as this machine's pip is told to trust it
-        _copy_in(os.environ["PIP_CERT"], dest / PIP_CERT_INSIDE.lstrip("/"))
+    # The registries' CA as this machine trusts it: the board's own bundle is Debian's alone, and a
+    # TLS proxy between this machine and the registries failed pip there with CERTIFICATE_VERIFY_FAILED.
+    host_ca = os.environ.get("PIP_CERT") or HOST_CA_BUNDLE
+    if Path(host_ca).is_file():
+        _copy_in(host_ca, dest / PIP_CERT_INSIDE.lstrip("/"))
     return dest
 
 
