@@ -8,18 +8,16 @@ board. `binds` bind-mount host directories into the root for one command (a pip 
 
 `start` returns a process whose pid is the board program itself (the shell and chroot exec into
 it), so `kill -9` of that pid is a crash of the program, not of a wrapper. Its session is new, so
-`stop` can kill what it left behind (worker processes) by process group.
+what it leaves behind (worker processes) can be killed by process group.
 
 Not thread-safe per Board: a test drives one board from one thread.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,22 +116,3 @@ class Chroot:
     def path(self, inside: str) -> Path:
         """The host path of a path on the board."""
         return self.root / inside.lstrip("/")
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    """SIGTERM the program, SIGKILL its whole process group if it does not exit in time."""
-    if proc.poll() is None:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout)
-
-
-@contextlib.contextmanager
-def running(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
-    try:
-        yield proc
-    finally:
-        stop(proc)
