@@ -1,9 +1,11 @@
-"""What the agent benchmarks share: the agent as a process, paho clients, a presence watch, progress.
+"""What the agent benchmarks share: the agent as a process, paho clients, a presence watch, progress;
+and edge-gateway as a process, for `gateway.py` and `dashboard.py`.
 
     env = agent_env(port, workdir / "data", mqtt_protocol="5")   # EDGE_* variables of one agent
     with agent_process(bundle, env, workdir / "agent.log") as proc: ...
     watch = PresenceWatch(port, "dash-1", password, trust, node="node-1")
     watch.wait_online(since)                                      # its next live, verified birth
+    gateway = gateway_process(bundle, port, http_port, log); wait_healthy(http_port, gateway, log)
 
 Not a benchmark (no figures): `agent.py`, `footprint.py` and `soak.py` import it after `_bootstrap`.
 Thread rules: `PresenceWatch._on_message` runs on paho's network thread and only appends under
@@ -19,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -107,6 +110,45 @@ def agent_process(bundle: Path, env: dict[str, str], log: Path) -> Iterator[subp
     finally:
         proc.terminate()
         proc.wait(60)
+
+
+def gateway_process(
+    bundle: Path, port: int, http_port: int, log: Path, **settings: object
+) -> subprocess.Popen[bytes]:
+    """`python -m gateway --config bundle` against a plain listener on 127.0.0.1:`port`, HTTP on
+    `http_port`; `settings` are further keys as `section_key=value` (`limits_burst=10` is
+    EDGE_GATEWAY_LIMITS_BURST)."""
+    env = {
+        **os.environ,
+        "EDGE_GATEWAY_MQTT_TLS": "false",
+        "EDGE_GATEWAY_MQTT_PORT": str(port),
+        "EDGE_GATEWAY_MQTT_PROTOCOL": "5",
+        "EDGE_GATEWAY_HTTP_PORT": str(http_port),
+    }
+    env.update({f"EDGE_GATEWAY_{key.upper()}": str(value) for key, value in settings.items()})
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway", "--config", str(bundle), "--log-level", "warning"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_healthy(http_port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the gateway's /health answers 200 (it exits the benchmark if the gateway exits)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the gateway exited: {log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"http://{HOST}:{http_port}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("the gateway did not become healthy")
 
 
 class PresenceWatch:

@@ -32,7 +32,6 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,7 +43,7 @@ from typing import Any
 import _bootstrap  # noqa: F401 - before `agent`: benchmarks/agent.py must not shadow the package
 import aiohttp
 import psutil
-from _harness import agent_env, agent_process, paho_client, progress
+from _harness import agent_env, agent_process, gateway_process, paho_client, progress, wait_healthy
 
 from agent.protocol import load_signer, make_task
 from provisioning.cli import main as provision_main
@@ -81,40 +80,6 @@ class Replies:
             if not self.changed.wait_for(lambda: task_id in self.arrived, timeout):
                 raise TimeoutError(f"no reply for {task_id}")
             return self.arrived[task_id]
-
-
-def gateway_process(bundle: Path, port: int, http_port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "EDGE_GATEWAY_MQTT_TLS": "false",
-        "EDGE_GATEWAY_MQTT_PORT": str(port),
-        "EDGE_GATEWAY_MQTT_PROTOCOL": "5",
-        "EDGE_GATEWAY_HTTP_PORT": str(http_port),
-        "EDGE_GATEWAY_LIMITS_RATE_PER_S": "100000",
-        "EDGE_GATEWAY_LIMITS_BURST": "100000",
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "gateway", "--config", str(bundle), "--log-level", "warning"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def wait_healthy(http_port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the gateway exited: {log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the gateway did not become healthy")
 
 
 def token(http_port: int, secret: str) -> str:
@@ -204,7 +169,12 @@ def run(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
         env = agent_env(broker.port, workdir / "data", mqtt_protocol="5")
         with agent_process(workdir / NODE / "agent.toml", env, workdir / "agent.log") as agent:
             gateway = gateway_process(
-                workdir / "gw-1" / "gateway.toml", broker.port, http_port, workdir / "gateway.log"
+                workdir / "gw-1" / "gateway.toml",
+                broker.port,
+                http_port,
+                workdir / "gateway.log",
+                limits_rate_per_s=100000,
+                limits_burst=100000,
             )
             try:
                 wait_healthy(http_port, gateway, workdir / "gateway.log")

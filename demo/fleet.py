@@ -24,6 +24,8 @@ from .errors import DemoError
 MARKER = ".edge-demo"
 NODE, DEVICE, OPERATOR, DASHBOARD = "demo-node", "demo-sensor", "demo-operator", "demo-dashboard"
 GATEWAY, API_CLIENT = "demo-gateway", "demo-app"
+#: The dashboard's sign-in (role admin: the page shows submit, cancel, drain and resume).
+DASHBOARD_CLIENT = "demo-admin"
 MCU = "demo-mcu"  # an HMAC device, for firmware_examples/micropython (the demo itself does not run it)
 BUNDLE_FILES = {
     NODE: "agent.toml",
@@ -57,6 +59,11 @@ class DemoFleet:
     def api_secret(self) -> Path:
         """The demo API client's secret (0600), for the gateway's POST /api/v1/token."""
         return self.root / f"{API_CLIENT}.secret"
+
+    @property
+    def dashboard_secret(self) -> Path:
+        """The secret (0600) the dashboard page signs in with, as DASHBOARD_CLIENT."""
+        return self.root / f"{DASHBOARD_CLIENT}.secret"
 
     def config(self, name: str) -> Path:
         """The bundle file of `name` (agent.toml, device.toml, ...)."""
@@ -95,8 +102,9 @@ def _provision(log: Path, *args: str | Path) -> None:
 
 def make_fleet(root: Path) -> DemoFleet:
     """A new fleet in `root`: an agent, two devices that may task it (Ed25519; HMAC for MicroPython),
-    an operator, a dashboard, a gateway and an API client of it, their bundles, and the embedded
-    broker's files (mutual TLS and plain TCP on free 127.0.0.1 ports)."""
+    an operator, a dashboard, a gateway and two API clients of it (one for curl, an admin for the
+    dashboard page), their bundles, and the embedded broker's files (mutual TLS and plain TCP on
+    free 127.0.0.1 ports)."""
     clear(root)
     (root / "logs").mkdir(parents=True)
     (root / MARKER).write_text("made by `make run` (demo); removed by the next run\n")
@@ -122,6 +130,18 @@ def make_fleet(root: Path) -> DemoFleet:
         "read,submit",
         "--secret-file",
         demo.api_secret,
+    )
+    _provision(
+        log,
+        "--fleet",
+        fleet,
+        "add",
+        "api-client",
+        DASHBOARD_CLIENT,
+        "--roles",
+        "admin",
+        "--secret-file",
+        demo.dashboard_secret,
     )
     for name in BUNDLE_FILES:
         _provision(log, "--fleet", fleet, "bundle", name, "--out", root / name)

@@ -1,5 +1,6 @@
 """The demo's edge-gateway: the fleet's HTTP API on a free 127.0.0.1 port, an API client for it,
-and a bearer token in `.demo/token`, so that one `curl` line printed at start works as it is.
+and a bearer token in `.demo/token`, so that one `curl` line printed at start works as it is; and
+the dashboard page at `/`, with the credentials to sign in printed beside its address.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from .errors import DemoError
-from .fleet import API_CLIENT, GATEWAY, DemoFleet
+from .fleet import API_CLIENT, DASHBOARD_CLIENT, GATEWAY, DemoFleet
 
 COMPUTE = {
     "algorithm": "matrix_multiply",
@@ -62,3 +63,10 @@ def curl_line(port: int, token_file: Path) -> str:
         f" -d {shlex.quote(json.dumps(COMPUTE, separators=(',', ':')))}"
         f" 'http://127.0.0.1:{port}/api/v1/compute?wait=10'"
     )
+
+
+def dashboard_line(demo: DemoFleet, port: int) -> str:
+    """The page's address and its sign-in: a throwaway demo fleet's admin client, so the secret is
+    printed (it is also in `.demo/demo-admin.secret`)."""
+    secret = demo.dashboard_secret.read_text().strip()
+    return f"dashboard: http://127.0.0.1:{port}/   client id: {DASHBOARD_CLIENT}   secret: {secret}"

@@ -141,6 +141,7 @@ class Demo:
             f"{demo_fleet.API_CLIENT} in {_short(token)}; try:"
         )
         say(f"    {gateway.curl_line(port, token)}")
+        say(f"  {gateway.dashboard_line(d, port)}")
 
     def supervise(self) -> int:
         """Until a stop signal or a child ends: 0 for a stop, 1 when something died."""

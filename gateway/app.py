@@ -7,8 +7,8 @@
 
 Parts, each given what it needs in its constructor: `TaskRecords` (SQLite), `ApiClients` and
 `Tokens` (auth), `FleetView`, `Waiters`, `Inbox` (verifies what the fleet publishes), `FleetLink`
-(MQTT), `Submitter` (record, then publish), `Routes` (HTTP). `reload()` (SIGHUP) re-reads the API
-clients and the trust store.
+(MQTT), `Submitter` (record, then publish), `Routes`, `SessionRoutes` and `StaticFiles` (HTTP).
+`reload()` (SIGHUP) re-reads the API clients and the trust store.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from agent.common.errors import ConfigError
 
 from .clients import ApiClients
 from .config import GatewayConfig
+from .events import EventHub
 from .inbox import Inbox, subscriptions
 from .link import FleetLink
 from .middleware import Authenticator, audit, errors, security_headers
@@ -31,6 +32,9 @@ from .nodes import FleetView
 from .records import TaskRecords
 from .resultwriter import ResultWriter
 from .routes import Routes
+from .session import SessionRoutes
+from .static import WEB_ROOT, StaticFiles
+from .stream import EventStream
 from .submit import Submitter
 from .tokens import Tokens, load_or_make_key
 from .waiters import Waiters
@@ -51,13 +55,18 @@ class Gateway:
             ttl_s=config.auth.token_ttl_s,
         )
         self.auth = Authenticator(
-            tokens, ApiClients.load(config.auth.api_clients), config.limits.rate_per_s, config.limits.burst
+            tokens,
+            ApiClients.load(config.auth.api_clients),
+            config.limits.rate_per_s,
+            config.limits.burst,
+            secure=config.http.tls_cert is not None,
         )
         self.signer = config.signer()
         self.trust = config.trust()
         self.runner: web.AppRunner | None = None
         self.port: int | None = None
         self.inbox: Inbox | None = None
+        self.hub: EventHub | None = None
         self.link: FleetLink | None = None
         self.submitter: Submitter | None = None
         self.writer: ResultWriter | None = None
@@ -78,7 +87,14 @@ class Gateway:
         topics = self.config.topics
         self.writer = ResultWriter(self.records, self.fleet)
         self.writer.start()
-        self.inbox = Inbox(topics, self.trust, self.records, self.fleet, waiters, self.writer)
+        self.hub = hub = EventHub(
+            self.fleet,
+            priorities=self.records.priorities,
+            loop=loop,
+            settings=self.config.events,
+            topics=topics,
+        )
+        self.inbox = Inbox(topics, self.trust, self.records, self.fleet, waiters, self.writer, listener=hub)
         submitter: Submitter | None = None
 
         def puback(mid: int) -> None:
@@ -92,15 +108,12 @@ class Gateway:
             on_message=self.inbox.handle,
             on_puback=puback,
         )
-        submitter = Submitter(self.signer, topics, self.records, self.link, waiters, loop)
-        link = self.link
-        routes = Routes(self.config, self.records, self.fleet, submitter, self.auth, lambda: link.connected)
-        tls = self.tls_context()
-        app = web.Application(
-            client_max_size=self.config.http.max_body_bytes,
-            middlewares=[security_headers(tls is not None), errors, self.auth.middleware, audit],
+        submitter = Submitter(
+            self.signer, topics, self.records, self.link, waiters, loop, read=self.writer.read
         )
-        routes.add_to(app)
+        tls = self.tls_context()
+        app = self._app(submitter, hub, self.link, tls is not None)
+        hub.start()
         self.submitter = submitter
         self._flusher = loop.create_task(self._flush_published())
         self.link.start()
@@ -120,6 +133,28 @@ class Gateway:
             self.config.http.host,
             self.port,
         )
+
+    def _app(self, submitter: Submitter, hub: EventHub, link: FleetLink, tls: bool) -> web.Application:
+        """The HTTP side: middlewares (middleware.py) and every route, given the parts they use."""
+        app = web.Application(
+            client_max_size=self.config.http.max_body_bytes,
+            middlewares=[errors, audit, self.auth.middleware],
+        )
+        app.on_response_prepare.append(security_headers(tls))
+        app.on_shutdown.append(self._close_streams)
+        routes = Routes(
+            self.config, self.records, self.fleet, submitter, self.auth, lambda: link.connected, hub.seen
+        )
+        routes.add_to(app)
+        SessionRoutes(self.auth, self.config.http.read_timeout_s, secure=tls).add_to(app)
+        StaticFiles(self.config.http.web_dir or WEB_ROOT).add_to(app)
+        EventStream(hub, self.auth.still_allowed).add_to(app)
+        return app
+
+    async def _close_streams(self, app: web.Application) -> None:
+        """aiohttp's shutdown waits for running handlers: the event streams end first."""
+        if self.hub is not None:
+            await self.hub.close()
 
     async def _flush_published(self) -> None:
         """PUBACKs are noted in memory and written with the next group commit; when requests are

@@ -30,6 +30,14 @@ from .errors import ApiError
 
 #: The kernels a client may ask for (never a `sys.*` command: those are the admin routes').
 VALIDATORS: dict[str, Callable[[Any, Limits], Any]] = {spec.name: spec.validate for spec in SPECS}
+#: `GET /api/v1/kernels`: the same kernels with their params as native/signatures.py declares them
+#: (tested against the validators above, so the form a client builds from it passes them).
+KERNELS: dict[str, Any] = {
+    "kernels": [
+        {"name": s.name, "doc": s.signature.doc, "params": [p.view() for p in s.signature.params]}
+        for s in SPECS
+    ]
+}
 _LIMITS = Limits()
 _OPTIONAL = ("priority", "max_retries", "run_at", "every_s", "cron", "tz", "until", "trace")
 _KNOWN = {"algorithm", "parameters", "timeout_seconds", "node", "pool", "all", "task_id", *_OPTIONAL}

@@ -12,6 +12,7 @@ gateway's own sections are optional, with these defaults:
 | `http.tls_cert`, `http.tls_key` | none | HTTPS (TLS 1.3 at least) with this certificate; HSTS then |
 | `http.max_body_bytes` | 16 MiB | larger request bodies: 413 |
 | `http.read_timeout_s` | 30 | a client slower than this to send its request is cut off |
+| `http.web_dir` | the packaged page | the dashboard's files, served at `/` and `/static/` |
 | `auth.api_clients` | api-clients.json | the API clients' hashed secrets (provisioning; SIGHUP reloads) |
 | `auth.token_key` | `<data_dir>/token.key` | the Ed25519 key tokens are signed with (made at first start) |
 | `auth.token_ttl_s` | 3600 | lifetime of a token |
@@ -21,6 +22,10 @@ gateway's own sections are optional, with these defaults:
 | `tasks.ttl_s` | 3600 | a task's lifetime (`expires_at - issued_at`) |
 | `tasks.wait_max_s` | 60 | the longest `?wait=S` |
 | `store.data_dir` | data | the SQLite record of submitted tasks (`tasks.sqlite3`, WAL) |
+| `events.queue_max` | 1000 | events queued per page of `/api/v1/events`; then the oldest go, `gap` |
+| `events.batch_s` | 0.05 | events are gathered this long and written to each page at once |
+| `events.keepalive_s` | 15 | a `: keepalive` comment after this long without an event |
+| `events.pages_max` | 100 | pages connected to `/api/v1/events` at once; then 503 `too_many_pages` |
 
 Variables: `EDGE_GATEWAY_` + the key's path, `_` for `.`: `EDGE_GATEWAY_HTTP_PORT`,
 `EDGE_GATEWAY_MQTT_PORT`, `EDGE_GATEWAY_STORE_DATA_DIR`. Relative paths are relative to the file
@@ -45,7 +50,7 @@ from agent.protocol.topics import is_valid_id
 ENV = EnvNames(
     "EDGE_GATEWAY_", owns_prefix=True, listed_in="gateway/README.md and `edge-gateway --help` list them"
 )
-SECTIONS = ("http", "auth", "limits", "tasks", "store", "mqtt", "security")
+SECTIONS = ("http", "auth", "limits", "tasks", "store", "events", "mqtt", "security")
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class HttpSection:
     tls_key: Path | None = None
     max_body_bytes: int = field(default=16 << 20, metadata=limit(1024))
     read_timeout_s: float = field(default=30.0, metadata=limit(above=0))
+    web_dir: Path | None = None  # default: the packaged page (static.WEB_ROOT)
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,14 @@ class StoreSection:
 
 
 @dataclass(frozen=True)
+class EventsSection:
+    queue_max: int = field(default=1000, metadata=limit(1, 1_000_000))
+    batch_s: float = field(default=0.05, metadata=limit(0, 5))
+    keepalive_s: float = field(default=15.0, metadata=limit(above=0))
+    pages_max: int = field(default=100, metadata=limit(1, 100_000))
+
+
+@dataclass(frozen=True)
 class GatewaySecurity:
     signing_key: Path | None = None
     kid: str | None = None  # default: the gateway's name
@@ -100,6 +114,7 @@ class GatewayConfig:
     limits: LimitsSection
     tasks: TasksSection
     store: StoreSection
+    events: EventsSection
     mqtt: MqttSection
     security: GatewaySecurity
     source: Path | None = field(default=None, metadata=INTERNAL)

@@ -9,6 +9,8 @@ The session is persistent (MQTT 3.1.1 clean session off; MQTT 5 clean start off 
 configured session expiry) under a stable client id, the gateway's name: results that arrive
 while the gateway is down or restarting wait in the broker and are delivered when it is back.
 The subscriptions are made at every connect (a broker that lost the session loses nothing then).
+With several endpoints (`mqtt.servers`, a cluster) a lost connection is made again to the next one
+(paho's own reconnect, pointed there by `follow_next`): the session is the cluster's, not a node's.
 
 Messages are acknowledged by the handler (`ack`, paho's manual acknowledgements), not when
 `on_message` returns: a result is acknowledged once it is written (resultwriter.py).
@@ -30,6 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.common.endpoints import Endpoints, follow_next, format_endpoint
 from agent.common.sections import MqttSection
 from agent.common.tls import nodelay
 
@@ -80,30 +83,41 @@ class FleetLink:
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_publish = self._on_publish
+        c.on_connect_fail = lambda client, userdata: self._follow_next(client)
         self._client = c
+        self._endpoints = Endpoints(settings.endpoints(), settings.server_order)
+        self._stopping = False
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    def start(self) -> None:
+    @property
+    def endpoint(self) -> str:
+        return format_endpoint(*self._endpoints.current)
+
+    def _connect_options(self) -> dict[str, Any]:
         properties = None
         if self._mqtt5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = self.settings.session_expiry_s
-        self._client.connect_async(
-            self.settings.host,
-            self.settings.port,
-            keepalive=self.settings.keepalive_s,
-            clean_start=False if self._mqtt5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
-            properties=properties,
-        )
+        clean_start = False if self._mqtt5 else paho.MQTT_CLEAN_START_FIRST_ONLY
+        return {"clean_start": clean_start, "properties": properties}
+
+    def _follow_next(self, client: paho.Client) -> None:
+        if not self._stopping:
+            follow_next(client, self._endpoints, self.settings.keepalive_s, **self._connect_options())
+
+    def start(self) -> None:
+        host, port = self._endpoints.current
+        self._client.connect_async(host, port, keepalive=self.settings.keepalive_s, **self._connect_options())
         self._client.loop_start()
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
     def stop(self) -> None:
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -123,13 +137,14 @@ class FleetLink:
         self.last_connect_at = time.time()
         client.subscribe([(f, 1) for f in self.filters])
         self._connected.set()
-        log.info("connected to %s:%d (session present: %s)", self.settings.host, self.settings.port,
+        log.info("connected to %s (session present: %s)", self.endpoint,
                  bool(getattr(flags, "session_present", False)))  # fmt: skip
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if self._connected.is_set():
-            log.warning("lost the broker connection (%s); paho reconnects", reason)
+        if self._connected.is_set() and not self._stopping:
+            log.warning("lost the broker connection to %s (%s); paho reconnects", self.endpoint, reason)
         self._connected.clear()
+        self._follow_next(client)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         mid, qos = msg.mid, msg.qos

@@ -1,21 +1,27 @@
 """What every request goes through, around the routes (aiohttp middlewares), outermost first:
 
-1. `security_headers`: `Strict-Transport-Security` on HTTPS, `no-store` caching, `nosniff`, on
-   every answer, refusals included.
+1. `security_headers` (a response-prepare hook rather than a middleware, so that streamed answers
+   such as `/api/v1/events` and files get them too): `Strict-Transport-Security` on HTTPS,
+   `no-store` caching unless the route chose otherwise, `nosniff`, on every answer, refusals included.
 2. `errors`: an `ApiError` (and aiohttp's own HTTP errors: 404, 405, 413) becomes the JSON
    `{"error": {"code", "message", "field"?}}` with its status and headers (`Retry-After`,
    `WWW-Authenticate`); anything else is a logged 500.
-3. `authenticate`: every route but the public ones needs `Authorization: Bearer <token>`
-   (`TokenRefused`: 401 with `WWW-Authenticate` and the reason); then the client's token bucket
-   (429 with `Retry-After`). The client is `request["client"]`.
-4. `audit`: one JSON line per mutating request (POST, DELETE) to the audit log: who, what, the
-   answer's status and the task it concerns.
+3. `authenticate`: every route but the public ones (`PUBLIC`, decided by the route the request
+   matched, not by its path's spelling) needs `Authorization: Bearer <token>` or the dashboard's
+   session cookie holding the same token (`TokenRefused`: 401 with `WWW-Authenticate` and the
+   reason; a refused cookie is cleared). A cookie-authenticated unsafe request (POST, PUT, PATCH,
+   DELETE) must carry `X-Edge-Dashboard: 1` (403 `csrf_header_missing`). Then the client's token
+   bucket (429 with `Retry-After`). The client is `request["client"]`, its token's expiry
+   `request["expires_at"]`, how it came `request["via"]` (`bearer` or `cookie`).
+4. `audit`: one JSON line per mutating request (POST, DELETE) to the audit log: who, how, what, the
+   answer's status, and the task or session step (`sign_in`, `sign_out`) it concerns.
 
 Routes say the role they need with `require(request, "submit")` (403 otherwise).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -24,19 +30,31 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from agent.common.ratelimit import TokenBucket
 
 from .clients import ApiClient, ApiClients
+from .cookies import COOKIE, CSRF_HEADER, SAFE_METHODS, cookie_header
 from .errors import ApiError, TokenRefused
-from .tokens import Tokens
+from .tokens import Claims, Tokens
 
 log = logging.getLogger(__name__)
 audit_log = logging.getLogger("gateway.audit")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-PUBLIC = frozenset({"/health", "/metrics", "/api/v1/token", "/api/v1/openapi.json"})
+#: (method, route pattern) of the routes anyone may call; HEAD counts as GET.
+PUBLIC = frozenset(
+    {
+        ("GET", "/health"),
+        ("GET", "/metrics"),
+        ("GET", "/api/v1/openapi.json"),
+        ("POST", "/api/v1/token"),
+        ("POST", "/api/v1/session"),
+        ("GET", "/"),
+        ("GET", "/static/{path}"),
+    }
+)
+SignalHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
 
 
 def error_response(error: ApiError) -> web.Response:
@@ -62,27 +80,38 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(ApiError(500, "internal_error", "the gateway failed; its log says why"))
 
 
-def security_headers(tls: bool) -> Middleware:
-    @web.middleware
-    async def add(request: web.Request, handler: Handler) -> web.StreamResponse:
-        response = await handler(request)
+def security_headers(tls: bool) -> SignalHook:
+    """For `app.on_response_prepare`: runs as the headers of any answer are about to be sent."""
+
+    async def add(request: web.Request, response: web.StreamResponse) -> None:
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers["X-Content-Type-Options"] = "nosniff"
         if tls:
             response.headers["Strict-Transport-Security"] = "max-age=31536000"
-        return response
 
     return add
 
 
-class Authenticator:
-    """Bearer tokens and rate limits (one bucket per API client, made at its first request)."""
+def is_public(request: web.Request) -> bool:
+    route = request.match_info.route
+    if route.resource is None:  # nothing matched: 404/405 after the token is checked
+        return False
+    method = "GET" if route.method == "HEAD" else route.method
+    return (method, route.resource.canonical) in PUBLIC
 
-    def __init__(self, tokens: Tokens, clients: ApiClients, rate_per_s: float, burst: int) -> None:
+
+class Authenticator:
+    """Bearer tokens, session cookies and rate limits (one bucket per API client, made at its
+    first request)."""
+
+    def __init__(
+        self, tokens: Tokens, clients: ApiClients, rate_per_s: float, burst: int, *, secure: bool = False
+    ) -> None:
         self.tokens = tokens
         self.clients = clients  # replaced whole on SIGHUP
         self.rate_per_s = rate_per_s
         self.burst = burst
+        self.secure = secure  # HTTPS: a cookie this sets is `Secure`
         self._buckets: dict[str, TokenBucket] = {}
 
     def bucket(self, name: str) -> TokenBucket:
@@ -90,6 +119,11 @@ class Authenticator:
         if bucket is None:
             bucket = self._buckets[name] = TokenBucket(self.rate_per_s, self.burst)
         return bucket
+
+    def still_allowed(self, client: ApiClient) -> bool:
+        """`client` is in the clients file now (reloaded on SIGHUP) and not revoked."""
+        current = self.clients.by_name.get(client.name)
+        return current is not None and not current.revoked
 
     def throttle(self, name: str) -> None:
         """429 with Retry-After once `name` is over its rate. Buckets are made for names this
@@ -106,20 +140,52 @@ class Authenticator:
                 headers={"Retry-After": str(wait)},
             )
 
+    async def sign_in(self, name: str, secret: str) -> tuple[ApiClient, str, float]:
+        """(client, token, expires_at) for an API client's credentials (`POST /api/v1/token` and
+        `/api/v1/session`): rate-limited per name, the secret's hash checked in a worker thread."""
+        self.throttle(f"token:{name}")
+        clients = self.clients
+        client = await asyncio.to_thread(clients.authenticate, name, secret)
+        token, expires = self.tokens.issue(client)
+        return client, token, expires
+
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in PUBLIC:
+        if is_public(request):
             return await handler(request)
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise TokenRefused(
-                "missing_token", "send Authorization: Bearer <token> (POST /api/v1/token gives one)"
+        claims, via = self._claims(request)
+        request["client"] = claims.client  # from here on the audit line names the client
+        request["expires_at"] = claims.expires_at
+        request["via"] = via
+        if via == "cookie" and request.method not in SAFE_METHODS and request.headers.get(CSRF_HEADER) != "1":
+            raise ApiError(
+                403,
+                "csrf_header_missing",
+                f"a cookie-authenticated request that changes something must send {CSRF_HEADER}: 1",
             )
-        claims = self.tokens.check(token.strip(), self.clients)
         self.throttle(claims.client.name)
-        request["client"] = claims.client
         return await handler(request)
+
+    def _claims(self, request: web.Request) -> tuple[Claims, str]:
+        """The request's token and how it came: `Authorization: Bearer` first, else the cookie."""
+        header = request.headers.get("Authorization")
+        if header is not None:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise TokenRefused("missing_token", "send Authorization: Bearer <token>")
+            return self.tokens.check(token.strip(), self.clients), "bearer"
+        cookie = request.cookies.get(COOKIE)
+        if not cookie:
+            raise TokenRefused(
+                "missing_token",
+                "send Authorization: Bearer <token> (POST /api/v1/token gives one), or sign in"
+                " (POST /api/v1/session)",
+            )
+        try:
+            return self.tokens.check(cookie, self.clients), "cookie"
+        except TokenRefused as exc:
+            exc.headers["Set-Cookie"] = cookie_header("", 0, self.secure)  # a dead cookie goes
+            raise
 
 
 def client_of(request: web.Request) -> ApiClient:
@@ -146,7 +212,7 @@ async def audit(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
         status = response.status
         return response
-    except ApiError as exc:
+    except (ApiError, web.HTTPException) as exc:
         status = exc.status
         raise
     finally:
@@ -163,6 +229,7 @@ def _audit(request: web.Request, started: float, status: int) -> None:
         "status": status,
         "remote": request.remote,
     }
-    if "task_id" in request:
-        entry["task_id"] = request["task_id"]
+    for key in ("via", "task_id", "session"):
+        if key in request:
+            entry[key] = request[key]
     audit_log.info(json.dumps(entry, sort_keys=True))

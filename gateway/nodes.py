@@ -42,6 +42,7 @@ class NodeState:
             "last_heartbeat_age_s": round(now - self.heartbeat_received_at, 3)
             if self.heartbeat_received_at is not None
             else None,
+            "last_heartbeat_at": self.heartbeat_received_at,
             "results": dict(self.results),
             "last_result_at": self.last_result_at,
         }
@@ -70,13 +71,15 @@ class FleetView:
             state = self._nodes[node] = NodeState(node)
         return state
 
-    def presence(self, presence: Presence) -> None:
+    def presence(self, presence: Presence) -> bool:
+        """False when it changes nothing: the Will of a session older than the newest birth."""
         with self._lock:
             state = self._state(presence.node)
             old = state.presence
             if old is not None and presence.state == "offline" and presence.session < old.session:
-                return  # the Will of an older session
+                return False
             state.presence = presence
+            return True
 
     def heartbeat(self, heartbeat: Heartbeat, received_at: float) -> None:
         with self._lock:
@@ -96,13 +99,21 @@ class FleetView:
                 )
                 self._latency[bucket] += 1
 
-    def forged_message(self, code: str) -> None:
+    def forged_message(self, code: str) -> int:
+        """Counted by code; the count of `code` so far."""
         with self._lock:
             self.forged[code] += 1
+            return self.forged[code]
 
-    def reject_report(self, code: str) -> None:
+    def reject_report(self, code: str) -> int:
         with self._lock:
             self.rejects[code] += 1
+            return self.rejects[code]
+
+    def alert_counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(forged messages by code, rejects reports by code)."""
+        with self._lock:
+            return dict(self.forged), dict(self.rejects)
 
     # -- reading -------------------------------------------------------------------------------------
 

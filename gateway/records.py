@@ -6,6 +6,7 @@
     records.answered(result, payload_sha256)   # a verified result: one row per (node, run)
     records.refused(payload_sha256, code, message)  # a rejects report (checks 1-3 at the agent)
     row = records.get(task_id); rows, cursor = records.page(status=..., node=..., limit=50)
+    records.priorities([task_id, ...])         # {task_id: priority} of ours among them (the dashboard)
 
 A task's row is written before its 202 is answered, with `synchronous=FULL`: a gateway killed the
 moment after answers for every task it accepted after a restart, and its persistent MQTT session
@@ -36,10 +37,11 @@ from agent.protocol import Result
 from .errors import ApiError, DuplicateTask, StoreError
 
 FILE = "tasks.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Statuses a task has before its agent answers; every other is the status of a result (PROTOCOL 7)
 #: or `refused` (a rejects report: the agent could not authenticate it, PROTOCOL 5).
 PENDING = ("submitted", "published")
+_IN_MAX = 500  # ids per `IN (...)` query
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -56,7 +58,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     payload_sha256 BLOB NOT NULL,
     error TEXT,
     topic TEXT NOT NULL,
-    payload BLOB
+    payload BLOB,
+    params_summary TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_by_time ON tasks (submitted_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS tasks_by_sha ON tasks (payload_sha256);
@@ -79,6 +82,11 @@ CREATE TABLE IF NOT EXISTS results (
 """
 
 
+#: What turns a database of schema N-1 into N (`PRAGMA user_version`), applied in order at open.
+#: 2: `params_summary` (issue 19: the shapes of a task's arrays, for the dashboard's detail view).
+MIGRATIONS = {2: ["ALTER TABLE tasks ADD COLUMN params_summary TEXT"]}
+
+
 @dataclass(frozen=True)
 class Submitted:
     id: str
@@ -91,6 +99,7 @@ class Submitted:
     payload: bytes
     trace: str | None = None
     submitted_at: float | None = None  # default: when it is written
+    params_summary: dict[str, Any] | None = None  # preview.params_summary of the task's params
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,7 @@ class TaskRow:
     trace: str | None
     error: dict[str, str] | None
     answers: tuple[Answer, ...] = ()
+    params_summary: dict[str, Any] | None = None
 
     @property
     def pending(self) -> bool:
@@ -165,6 +175,7 @@ class TaskRecords:
                 raise StoreError(
                     f"{path} was written by a newer gateway (schema {version}); upgrade this one"
                 )
+            _migrate(db, version)
             db.executescript(_SCHEMA)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as exc:
@@ -217,6 +228,7 @@ class TaskRecords:
                                 hashlib.sha256(task.payload).digest(),
                                 task.topic,
                                 task.payload,
+                                None if task.params_summary is None else json.dumps(task.params_summary),
                             ),
                         )
                         outcome.append(None)
@@ -371,6 +383,22 @@ class TaskRecords:
         rows = rows[:limit]
         return rows, (_cursor(rows[-1]) if more else None)
 
+    def priorities(self, task_ids: Sequence[str]) -> dict[str, int]:
+        """The priority of each of `task_ids` this gateway submitted (the others are absent)."""
+        found: dict[str, int] = {}
+        for start in range(0, len(task_ids), _IN_MAX):
+            chunk = list(task_ids[start : start + _IN_MAX])
+            marks = ", ".join("?" * len(chunk))
+            with self._lock:
+                try:
+                    rows = self._db.execute(
+                        f"SELECT id, priority FROM tasks WHERE id IN ({marks})", chunk
+                    ).fetchall()
+                except sqlite3.Error as exc:
+                    raise StoreError(f"task record {self.path}: {exc}") from None
+            found.update((str(i), int(p)) for i, p in rows)
+        return found
+
     def ping(self) -> None:
         """One trivial query: raises StoreError when the database cannot answer (/health)."""
         with self._lock:
@@ -389,12 +417,28 @@ class TaskRecords:
 
 _INSERT = (
     "INSERT INTO tasks (id, client, kernel, target, priority, status, submitted_at, updated_at, expires_at,"
-    " trace, payload_sha256, topic, payload) VALUES (?, ?, ?, ?, ?, 'submitted', ?, ?, ?, ?, ?, ?, ?)"
+    " trace, payload_sha256, topic, payload, params_summary)"
+    " VALUES (?, ?, ?, ?, ?, 'submitted', ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_COLUMNS = "id, client, kernel, target, priority, status, submitted_at, updated_at, expires_at, trace, error"
+_COLUMNS = (
+    "id, client, kernel, target, priority, status, submitted_at, updated_at, expires_at, trace, error,"
+    " params_summary"
+)
 _ANSWER_COLUMNS = (
     "node, run, attempt, status, received_at, started_at, finished_at, duration_ms, result, error"
 )
+
+
+def _migrate(db: sqlite3.Connection, version: int) -> None:
+    """A database of an older schema brought to this one in one transaction (a new one, version
+    0, is made whole by `_SCHEMA`)."""
+    if version == 0:
+        return
+    with _transaction(db):
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[step]:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version={step}")
 
 
 class _transaction:
@@ -419,9 +463,8 @@ def _array(value: object) -> object:
 
 
 def _row(row: tuple[Any, ...], answers: tuple[Answer, ...] = ()) -> TaskRow:
-    task_id, client, kernel, target, priority, status, submitted_at, updated_at, expires_at, trace, error = (
-        row
-    )
+    (task_id, client, kernel, target, priority, status, submitted_at, updated_at, expires_at, trace, error,
+     summary) = row  # fmt: skip
     return TaskRow(
         task_id,
         client,
@@ -435,6 +478,7 @@ def _row(row: tuple[Any, ...], answers: tuple[Answer, ...] = ()) -> TaskRow:
         trace,
         error=json.loads(error) if error else None,
         answers=answers,
+        params_summary=json.loads(summary) if summary else None,
     )
 
 

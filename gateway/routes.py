@@ -8,30 +8,27 @@ threads (`asyncio.to_thread`) so a commit never stalls the loop.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
-from aiohttp import BasicAuth, web
+from aiohttp import web
 
-from agent.protocol import CodecError, unpackb
 from agent.protocol.topics import is_valid_id
 
-from .clients import ApiClient, ApiClients
-from .compute import sign_request
+from .bodies import body_of, credentials
+from .clients import ApiClient
+from .compute import KERNELS, sign_request
 from .config import GatewayConfig
-from .errors import ApiError, StoreError, TokenRefused
+from .errors import ApiError, StoreError
+from .history import SeenResults
 from .middleware import Authenticator, require
 from .nodes import FleetView
 from .openapi import document
 from .promtext import render
 from .records import PENDING, TaskRecords, TaskRow
 from .submit import Submitter
-from .timeouts import within
-from .views import fleet_figures, task_view
+from .views import fleet_figures, seen_view, task_detail, task_view
 
-JSON_TYPES = ("application/json", "")
-MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack")
 MAX_PAGE = 500
 
 
@@ -44,6 +41,7 @@ class Routes:
         submitter: Submitter,
         auth: Authenticator,
         connected: Any,
+        seen: SeenResults,
     ) -> None:
         self.config = config
         self.records = records
@@ -51,6 +49,7 @@ class Routes:
         self.submitter = submitter
         self.auth = auth
         self._connected = connected  # () -> bool: the MQTT link is up
+        self.seen = seen  # the results seen lately (events.py's ring), for tasks not ours
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_get("/health", self.health)
@@ -65,6 +64,7 @@ class Routes:
         app.router.add_get("/api/v1/nodes/{node}", self.node)
         app.router.add_post("/api/v1/nodes/{node}/{action:drain|resume}", self.steer)
         app.router.add_get("/api/v1/metrics", self.metrics)
+        app.router.add_get("/api/v1/kernels", self.kernels)
 
     # -- public ------------------------------------------------------------------------------------
 
@@ -101,11 +101,8 @@ class Routes:
 
     async def token(self, request: web.Request) -> web.Response:
         """OAuth 2 client credentials (RFC 6749 4.4): a JSON or form body, or HTTP Basic."""
-        name, secret = await _credentials(request, self.config.http.read_timeout_s)
-        self.auth.throttle(f"token:{name}")
-        clients: ApiClients = self.auth.clients
-        client = await asyncio.to_thread(clients.authenticate, name, secret)
-        token, expires = self.auth.tokens.issue(client)
+        name, secret = await credentials(request, self.config.http.read_timeout_s)
+        client, token, expires = await self.auth.sign_in(name, secret)
         return web.json_response(
             {"access_token": token, "token_type": "Bearer", "expires_in": int(expires - time.time()),
              "expires_at": expires, "roles": sorted(client.roles)}
@@ -115,7 +112,7 @@ class Routes:
 
     async def compute(self, request: web.Request) -> web.Response:
         client = require(request, "submit")
-        body = await _body(request, self.config.http.read_timeout_s)
+        body = await body_of(request, self.config.http.read_timeout_s)
         wait = _wait(request, self.config.tasks.wait_max_s)
         signed = sign_request(
             body,
@@ -130,20 +127,21 @@ class Routes:
         return _task_response(row, wait)
 
     async def task(self, request: web.Request) -> web.Response:
+        """Ours: from the record. Not ours: `sys.status` to `?node=` (admin), else from the results
+        the gateway saw lately (`source: seen`); 404 otherwise, and for another client's task."""
         client = require(request, "read")
         task_id = request.match_info["task_id"]
         node = request.query.get("node")
-        if (
-            node is not None
-            and client.may("admin")
-            and await asyncio.to_thread(self.records.get, task_id) is None
-        ):
+        row = await asyncio.to_thread(self.submitter.read, task_id)
+        if row is None and node is not None and client.may("admin"):
             return await self._ask_agent(node, task_id, request.query.get("kid"), client)
-        row = await self._own(task_id, client)
+        if row is None and (seen := self.seen.of_task(task_id)):
+            return web.json_response(seen_view(task_id, seen))
+        row = _visible(row, task_id, client)
         wait = _wait(request, self.config.tasks.wait_max_s)
         if wait and row.pending:
             row = await self.submitter.wait(row.id, wait) or row
-        return web.json_response(task_view(row))
+        return web.json_response(task_detail(row))
 
     async def cancel(self, request: web.Request) -> web.Response:
         client = require(request, "submit")
@@ -196,12 +194,7 @@ class Routes:
         )
 
     async def _own(self, task_id: str, client: ApiClient) -> TaskRow:
-        row = await asyncio.to_thread(self.records.get, task_id)
-        if row is None or (row.client != client.name and not client.may("admin")):
-            raise ApiError(
-                404, "unknown_task", f"no task {task_id!r} submitted through this gateway by {client.name}"
-            )
-        return row
+        return _visible(await asyncio.to_thread(self.submitter.read, task_id), task_id, client)
 
     # -- nodes and figures ------------------------------------------------------------------------------
 
@@ -227,6 +220,10 @@ class Routes:
         request["task_id"] = row.id
         return _task_response(row, 1.0 if not row.pending else 0.0)
 
+    async def kernels(self, request: web.Request) -> web.Response:
+        require(request, "read")
+        return web.json_response(KERNELS)
+
     async def metrics(self, request: web.Request) -> web.Response:
         require(request, "read")
         counts = await asyncio.to_thread(self.records.counts)
@@ -245,6 +242,15 @@ def _task_response(row: TaskRow, wait: float) -> web.Response:
     view = task_view(row)
     status = ENDED_STATUS.get(row.status, 200) if wait and row.status not in PENDING else 202
     return web.json_response(view, status=status, headers={"Location": view["links"]["self"]})
+
+
+def _visible(row: TaskRow | None, task_id: str, client: ApiClient) -> TaskRow:
+    """The row when `client` may see it (its own task, or any for admin); 404 otherwise."""
+    if row is None or (row.client != client.name and not client.may("admin")):
+        raise ApiError(
+            404, "unknown_task", f"no task {task_id!r} submitted through this gateway by {client.name}"
+        )
+    return row
 
 
 def _int(text: str, name: str, lo: int, hi: int) -> int:
@@ -268,52 +274,3 @@ def _wait(request: web.Request, most: float) -> float:
     if not 0 <= value <= most:
         raise ApiError(400, "invalid_query", f"wait must be between 0 and {most:g} s", field="wait")
     return value
-
-
-async def _read(request: web.Request, timeout: float) -> bytes:
-    try:
-        return await within(request.read(), timeout)
-    except asyncio.TimeoutError:
-        raise ApiError(
-            408, "request_timeout", f"the request body did not arrive within {timeout:g} s"
-        ) from None
-
-
-async def _body(request: web.Request, timeout: float) -> Any:
-    kind = request.content_type if request.body_exists else ""
-    raw = await _read(request, timeout)
-    if kind in MSGPACK_TYPES:
-        try:
-            return unpackb(raw)
-        except CodecError as exc:
-            raise ApiError(
-                400, "invalid_body", f"the MessagePack body does not decode: {exc.message}"
-            ) from None
-    if kind not in JSON_TYPES:
-        raise ApiError(415, "unsupported_media_type", "send application/json or application/msgpack")
-    try:
-        return json.loads(raw or b"null")
-    except ValueError as exc:
-        raise ApiError(400, "invalid_body", f"the JSON body does not parse: {exc}") from None
-
-
-async def _credentials(request: web.Request, timeout: float) -> tuple[str, str]:
-    header = request.headers.get("Authorization", "")
-    if header.lower().startswith("basic "):
-        try:
-            basic = BasicAuth.decode(header)
-        except ValueError:
-            raise TokenRefused("invalid_client", "malformed Basic credentials") from None
-        return basic.login, basic.password
-    if request.content_type == "application/x-www-form-urlencoded":
-        form = await within(request.post(), timeout)
-        name, secret = form.get("client_id"), form.get("client_secret")
-    else:
-        body = await _body(request, timeout)
-        name = body.get("client_id") if isinstance(body, dict) else None
-        secret = body.get("client_secret") if isinstance(body, dict) else None
-    if not isinstance(name, str) or not isinstance(secret, str):
-        raise ApiError(
-            400, "invalid_request", "give client_id and client_secret (JSON, a form, or HTTP Basic)"
-        )
-    return name, secret

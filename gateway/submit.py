@@ -27,6 +27,7 @@ from .clients import ApiClient
 from .compute import Signed
 from .errors import DuplicateTask
 from .link import FleetLink
+from .preview import params_summary
 from .records import Answer, Submitted, TaskRecords, TaskRow
 from .timeouts import within
 from .waiters import Waiters
@@ -44,8 +45,10 @@ class Submitter:
         link: FleetLink,
         waiters: Waiters,
         loop: asyncio.AbstractEventLoop,
+        read: Callable[[str], TaskRow | None],
     ) -> None:
         self.signer = signer
+        self.read = read  # a task's record with its verified results not yet written (ResultWriter.read)
         self._loop = loop
         self.topics = topics
         self._records = records
@@ -76,6 +79,7 @@ class Submitter:
             signed.payload,
             task.trace,
             time.time(),
+            params_summary(task.params),
         )
         await self._commits.add(record)
         event = self._waiters.register(task.id) if wait else None
@@ -95,7 +99,7 @@ class Submitter:
             return _row(record, "published" if acked.done() and not acked.cancelled() else "submitted")
         if event.result is not None:  # answered: the verified result came with the wake-up
             return _answered_row(record, event.result)
-        row = await asyncio.to_thread(self._records.get, task.id)
+        row = await asyncio.to_thread(self.read, task.id)
         assert row is not None
         return row
 
@@ -151,10 +155,10 @@ class Submitter:
     async def wait(self, task_id: str, seconds: float) -> TaskRow | None:
         event = self._waiters.register(task_id)
         try:
-            row = await asyncio.to_thread(self._records.get, task_id)
+            row = await asyncio.to_thread(self.read, task_id)
             if row is not None and row.pending:
                 await self._waiters.wait(event, seconds)
-                row = await asyncio.to_thread(self._records.get, task_id)
+                row = await asyncio.to_thread(self.read, task_id)
             return row
         finally:
             self._waiters.forget(task_id, event)
@@ -222,6 +226,7 @@ def _row(record: Submitted, status: str) -> TaskRow:
         record.expires_at,
         record.trace,
         None,
+        params_summary=record.params_summary,
     )
 
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from agent.protocol import Result
+
 from .nodes import LATENCY_BUCKETS, FleetView
+from .preview import preview
 from .records import Answer, TaskRow
 
 
@@ -25,10 +28,13 @@ def finite(value: Any) -> Any:
     return value
 
 
+def latency_ms(received_at: float, finished_at: float | None) -> float | None:
+    """The agent's receipt of a task to the end of its run, in ms (None: it never ran)."""
+    return None if finished_at is None else round((finished_at - received_at) * 1000.0, 3)
+
+
 def answer_view(answer: Answer) -> dict[str, Any]:
-    latency = None
-    if answer.finished_at is not None:
-        latency = round((answer.finished_at - answer.received_at) * 1000.0, 3)
+    latency = latency_ms(answer.received_at, answer.finished_at)
     return {
         "node": answer.node,
         "run": answer.run,
@@ -42,6 +48,12 @@ def answer_view(answer: Answer) -> dict[str, Any]:
         "result": finite(answer.result),
         "error": answer.error,
     }
+
+
+def timings(submitted_at: float | None, last: dict[str, Any] | None) -> dict[str, Any]:
+    """When the task was submitted, and its latest run received, started and finished."""
+    keys = ("received_at", "started_at", "finished_at", "latency_ms")
+    return {"submitted_at": submitted_at, **{k: last[k] if last else None for k in keys}}
 
 
 def task_view(row: TaskRow, prefix: str = "/api/v1") -> dict[str, Any]:
@@ -63,7 +75,62 @@ def task_view(row: TaskRow, prefix: str = "/api/v1") -> dict[str, Any]:
         "result": last["result"] if last and last["status"] == "completed" else None,
         "error": row.error,
         "results": answers,
+        "params_summary": row.params_summary,
+        "timings": timings(row.submitted_at, last),
         "links": {"self": f"{prefix}/task/{row.id}"},
+    }
+
+
+def task_detail(row: TaskRow, prefix: str = "/api/v1") -> dict[str, Any]:
+    """`GET /task/{id}` of a task this gateway submitted: its view plus a preview of the latest
+    result (the dashboard plots it without fetching megabytes twice)."""
+    view = task_view(row, prefix)
+    latest = row.answers[-1].result if row.answers else None
+    return {**view, "preview": preview(latest), "source": "record"}
+
+
+def seen_view(task_id: str, seen: list[dict[str, Any]], prefix: str = "/api/v1") -> dict[str, Any]:
+    """`GET /task/{id}` of a task another issuer submitted, from the summaries of its results the
+    gateway saw lately (history.SeenResults, oldest first): no params, no full result."""
+    last = seen[-1]
+    return {
+        "task_id": task_id,
+        "source": "seen",
+        "status": last["status"],
+        "algorithm": last["kernel"],
+        "node": last["node"],
+        "priority": last["priority"],
+        "trace": last["trace"],
+        "attempts": last["attempt"],
+        "error": last["error"],
+        "preview": last["preview"],
+        "params_summary": None,
+        "timings": timings(None, last),
+        "results": seen,
+        "links": {"self": f"{prefix}/task/{task_id}"},
+    }
+
+
+def result_summary(result: Result, priority: int | None) -> dict[str, Any]:
+    """A verified result as the dashboard's stream shows it (`result` events, the snapshot, the
+    seen-results ring): the value only as a preview (preview.py), never megabytes."""
+    return {
+        "id": result.id,
+        "node": result.node,
+        "kernel": result.kernel,
+        "status": result.status,
+        "run": result.run,
+        "attempt": result.attempt,
+        "received_at": result.received_at,
+        "started_at": result.started_at,
+        "finished_at": result.finished_at,
+        "duration_ms": result.duration_ms,
+        "latency_ms": latency_ms(result.received_at, result.finished_at),
+        "error": result.error,
+        "trace": result.trace,
+        "priority": priority,
+        "preview": preview(result.result),
+        "verified": True,
     }
 
 

@@ -21,6 +21,7 @@ from native.binding import Binding
 from native.errors import KernelOutOfMemory, UnknownKernel
 from native.loader import load_binding
 from native.references import Result
+from native.signatures import SIGNATURES, Signature
 from native.validation import Limits, Params
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,11 @@ class KernelSpec(Generic[A]):
     validate: Callable[[Params, Limits], A]
     reference: Callable[[A], Result]
     native: Callable[[Binding], Callable[[A], Result]]  # binds the kernel to a library
+    signature: Signature  # its params declared (signatures.py), for clients
 
 
 SPECS: tuple[KernelSpec[Any], ...] = tuple(
-    KernelSpec(name, getattr(specs, name), getattr(references, name), getattr(calls, name))
+    KernelSpec(name, getattr(specs, name), getattr(references, name), getattr(calls, name), SIGNATURES[name])
     for name in (
         "matrix_multiply",
         "fir_filter",

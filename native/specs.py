@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 from native.errors import InvalidParams
+from native.signatures import SIGNATURES
 from native.validation import (
     FloatArray,
     Limits,
@@ -27,15 +28,16 @@ from native.validation import (
     positive,
 )
 
-# The params each kernel accepts; any other key is invalid_params (a typo must not pass silently).
-MATRIX_MULTIPLY_FIELDS = frozenset({"matrix_a", "matrix_b"})
-FIR_FILTER_FIELDS = frozenset({"signal", "taps"})
-MOVING_AVERAGE_FIELDS = frozenset({"signal", "window"})
-STATS_FIELDS = frozenset({"signal"})
-FFT_MAGNITUDE_FIELDS = frozenset({"signal", "sample_rate"})
-ZSCORE_ANOMALIES_FIELDS = frozenset({"signal", "threshold"})
-CONV2D_FIELDS = frozenset({"image", "kernel"})
-HISTOGRAM_FIELDS = frozenset({"signal", "bins", "range"})
+# The params each kernel accepts, as signatures.py declares them; any other key is invalid_params
+# (a typo must not pass silently).
+MATRIX_MULTIPLY_FIELDS = SIGNATURES["matrix_multiply"].names
+FIR_FILTER_FIELDS = SIGNATURES["fir_filter"].names
+MOVING_AVERAGE_FIELDS = SIGNATURES["moving_average"].names
+STATS_FIELDS = SIGNATURES["stats"].names
+FFT_MAGNITUDE_FIELDS = SIGNATURES["fft_magnitude"].names
+ZSCORE_ANOMALIES_FIELDS = SIGNATURES["zscore_anomalies"].names
+CONV2D_FIELDS = SIGNATURES["conv2d"].names
+HISTOGRAM_FIELDS = SIGNATURES["histogram"].names
 
 
 @dataclass(slots=True)

@@ -78,7 +78,7 @@ def trusted_keys(fleet: Fleet, sources: Iterable[Identity]) -> list[TrustedKey]:
 
 def _mqtt_section(fleet: Fleet, identity: Identity) -> dict[str, Any]:
     config = fleet.config
-    return {
+    section: dict[str, Any] = {
         "host": config.broker_host,
         "port": config.tls_port,
         "tls": True,
@@ -89,6 +89,7 @@ def _mqtt_section(fleet: Fleet, identity: Identity) -> dict[str, Any]:
         "password_file": "broker.password",
         "prefix": config.prefix,
     }
+    return section | config.cluster_mqtt()
 
 
 def config_document(fleet: Fleet, identity: Identity) -> tuple[str, dict[str, Any]]:

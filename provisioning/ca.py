@@ -124,11 +124,17 @@ class Authority:
         )
         return builder.sign(self.key, _hash_for(self.key))
 
-    def issue_server(self, host: str, key: PrivateKey, now: dt.datetime, days: int) -> x509.Certificate:
-        """The broker's certificate: valid for `host`, 127.0.0.1 and localhost."""
+    def issue_server(
+        self, host: str, key: PrivateKey, now: dt.datetime, days: int, *, also_client: bool = False
+    ) -> x509.Certificate:
+        """The broker's certificate: valid for `host`, 127.0.0.1 and localhost. `also_client`: a
+        cluster node's, which also dials the other nodes (NATS routes are mutual TLS)."""
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH]
+        if also_client:
+            usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         builder = (
             self._leaf(host, key.public_key(), now, days)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(x509.SubjectAlternativeName(server_names(host)), critical=False)
         )
         return builder.sign(self.key, _hash_for(self.key))

@@ -15,8 +15,8 @@ from agent.common.errors import EdgeError
 from agent.common.fileio import PRIVATE, write_atomic
 from agent.common.timespec import format_time, parse_duration, parse_time
 from agent.protocol.keys import ALGORITHMS
+from provisioning import nats, output
 from provisioning import operations as ops
-from provisioning import output
 
 from .brokerfiles import FORMATS, BrokerOptions
 from .errors import InputError
@@ -257,20 +257,38 @@ def _add_broker_files(
         "  edge-provision broker-files --out build --install-dir /etc/mosquitto/edge --bind 0.0.0.0\n",
         parents=[parent],
     )
-    p.add_argument("--format", choices=FORMATS, default="mosquitto", help="broker (default: mosquitto)")
+    p.add_argument(
+        "--format", choices=(*FORMATS, "nats"), default="mosquitto", help="broker (default: mosquitto)"
+    )
     p.add_argument("--out", type=Path, help="output directory (default: ./broker-FORMAT)")
-    p.add_argument("--bind", default="127.0.0.1", help="address of the TLS listener (default: 127.0.0.1)")
+    p.add_argument(
+        "--bind", help="address of the TLS listeners (default: 127.0.0.1; nats: 0.0.0.0, every listener)"
+    )
     p.add_argument(
         "--tcp-port", type=int, help="plain listener port, bound to 127.0.0.1 (default: fleet.toml)"
     )
-    p.add_argument("--tls-port", type=int, help="TLS listener port (default: fleet.toml)")
+    p.add_argument(
+        "--tls-port", help="TLS listener port (default: fleet.toml); nats: one, or one per node (P1,P2,...)"
+    )
+    nats_group = p.add_argument_group("nats (a cluster: one directory per node, nats-1/ ...)")
+    nats_group.add_argument("--cluster", type=int, default=3, metavar="N", help="nodes (default: 3)")
+    nats_group.add_argument("--hosts", help="each node's host name or address, comma separated")
+    for kind, what in (
+        ("cluster", "routes between the nodes"),
+        ("ws", "MQTT over WebSocket, dashboards"),
+        ("client", "NATS protocol, loopback"),
+        ("http", "monitoring, loopback"),
+    ):
+        nats_group.add_argument(
+            f"--{kind}-port",
+            default=str(nats.DEFAULT_PORTS[kind]),
+            help=f"{what} (default: {nats.DEFAULT_PORTS[kind]}; one, or one per node)",
+        )
     p.add_argument(
         "--install-dir", type=Path, help="where the files will live on the broker (default: --out)"
     )
     p.add_argument("--max-queued", type=int, default=10_000, help="queued QoS 1 messages per client")
-    p.add_argument(
-        "--run-as", default=getpass.getuser(), help="mosquitto: the user the broker runs as (default: you)"
-    )
+    p.add_argument("--run-as", help="mosquitto: the user the broker runs as (default: you)")
     p.add_argument(
         "--plugin-path",
         type=Path,
@@ -501,16 +519,43 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_nats_files(args: argparse.Namespace, fleet: Fleet) -> int:
+    for option in ("tcp_port", "run_as", "plugin_path"):
+        if getattr(args, option) is not None:
+            raise InputError(f"--{option.replace('_', '-')} is not an option of --format nats")
+    ports = {kind: getattr(args, f"{kind}_port") for kind in nats.PORT_KINDS}
+    ports["tls"] = ports["tls"] or str(fleet.config.tls_port)
+    nodes = nats.plan_nodes(args.cluster, args.hosts, fleet.config.broker_host, ports)
+    options = nats.ClusterOptions(nodes, bind=args.bind or "0.0.0.0", install_dir=args.install_dir)
+    out = args.out or Path("broker-nats")
+    ops.nats_broker_files(fleet, options, out)
+    print(f"wrote a {len(nodes)}-node NATS cluster to {out}: {', '.join(n.name + '/' for n in nodes)}")
+    print(f"fleet.toml now lists {', '.join(n.endpoint for n in nodes)}: bundle every identity again")
+    return 0
+
+
+def _tls_port(text: str | None, fleet: Fleet) -> int:
+    if text is None:
+        return fleet.config.tls_port
+    if not text.isdigit():
+        raise InputError(f"--tls-port {text!r} is not a port number")
+    return int(text)
+
+
 def _cmd_broker_files(args: argparse.Namespace) -> int:
     fleet = _fleet(args)
+    if args.install_dir is not None and not args.install_dir.is_absolute():
+        raise InputError(f"--install-dir {args.install_dir} must be an absolute path on the broker")
+    if args.format == "nats":
+        return _cmd_nats_files(args, fleet)
     options = BrokerOptions(
         out=args.out or Path(f"broker-{args.format}"),
-        tls_port=args.tls_port if args.tls_port is not None else fleet.config.tls_port,
+        tls_port=_tls_port(args.tls_port, fleet),
         tcp_port=args.tcp_port if args.tcp_port is not None else fleet.config.tcp_port,
-        bind=args.bind,
+        bind=args.bind or "127.0.0.1",
         install_dir=args.install_dir,
         max_queued=args.max_queued,
-        run_as=args.run_as,
+        run_as=args.run_as or getpass.getuser(),
         plugin_path=args.plugin_path,
     )
     written, notes = ops.broker_files(fleet, args.format, options)

@@ -74,6 +74,8 @@ def device_env(fleet: Fleet, identity: Identity, agent_keys: Iterable[TrustedKey
         "EDGE_SECURITY_TRUST_STORE": "trust.toml",
         "EDGE_SUBMIT_REPLY": "true",  # edge-submit waits on the replies topic: all a device may read
     }
+    cluster = {f"EDGE_MQTT_{key.upper()}": v for key, v in config.cluster_mqtt().items()}
+    settings.update({key: ",".join(v) if isinstance(v, list) else v for key, v in cluster.items()})
     keys = agent_key_lines(agent_keys)
     settings["EDGE_AGENT_KEYS"] = str(len(keys))
     settings.update({f"EDGE_AGENT_KEY_{i}": line for i, line in enumerate(keys, 1)})

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agent.common import tomlio
+from agent.common.endpoints import format_endpoint, parse_endpoint
 from agent.common.fileio import PUBLIC, write_atomic
 from agent.protocol.errors import TopicError
 from agent.protocol.topics import DEFAULT_PREFIX, Topics, is_valid_id
@@ -38,6 +39,8 @@ LOCK_FILE = ".lock"
 LOCK_TIMEOUT_S = 30.0
 CaAlg = Literal["ecdsa-p256", "ed25519", "rsa-2048"]
 CA_ALGORITHMS: tuple[CaAlg, ...] = ("ecdsa-p256", "ed25519", "rsa-2048")
+BrokerKind = Literal["mqtt", "nats"]
+BROKER_KINDS: tuple[BrokerKind, ...] = ("mqtt", "nats")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_TCP_PORT = 1883
 DEFAULT_TLS_PORT = 8883
@@ -49,6 +52,15 @@ def check_port(port: int, what: str) -> int:
     if not 1 <= port <= 65535:
         raise InputError(f"{what} {port} is not a TCP port (1-65535)")
     return port
+
+
+def check_endpoint(text: str) -> tuple[str, int]:
+    """`host:port` (`[v6]:port` for an IPv6 address) as (host, port); InputError if it is not one."""
+    try:
+        host, port = parse_endpoint(text)
+    except ValueError as exc:
+        raise InputError(f"broker endpoint {exc}") from None
+    return check_host(host), port
 
 
 def check_host(host: str) -> str:
@@ -74,8 +86,19 @@ class FleetConfig:
     ca_alg: CaAlg = "ecdsa-p256"
     cert_days: int = DEFAULT_CERT_DAYS
     created_at: float = field(default_factory=time.time)
+    #: "mqtt": one MQTT 5 broker (Mosquitto, edge-broker); "nats": a NATS cluster's MQTT listeners
+    #: (MQTT 3.1.1, no shared subscriptions). Set by `broker-files --format nats`.
+    broker: BrokerKind = "mqtt"
+    #: Every endpoint clients may use, `host:port`, tried in turn (bundles' `mqtt.servers`);
+    #: empty: broker_host:tls_port alone.
+    servers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "servers", tuple(self.servers))  # a list when read from TOML
+        for server in self.servers:
+            check_endpoint(server)
+        if self.broker not in BROKER_KINDS:
+            raise InputError(f"broker {self.broker!r} is not one of {', '.join(BROKER_KINDS)}")
         if not is_valid_id(self.name):
             raise InvalidName(f"fleet name {self.name!r} must match [A-Za-z0-9_.:-]{{1,64}}")
         try:
@@ -94,8 +117,25 @@ class FleetConfig:
     def topics(self) -> Topics:
         return Topics(self.prefix)
 
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """`host:port` of every broker endpoint a client may use, in order."""
+        return self.servers or (format_endpoint(self.broker_host, self.tls_port),)
+
+    def cluster_mqtt(self) -> dict[str, Any]:
+        """What bundles add to `[mqtt]` for a cluster: every endpoint (`servers`, tried in turn;
+        `host` and `port` stay fleet.toml's for firmware that takes one broker), and MQTT 3.1.1
+        on NATS (it refuses MQTT 5: no probe at every start)."""
+        extra: dict[str, Any] = {}
+        if self.servers:
+            extra["servers"] = list(self.servers)
+        if self.broker == "nats":
+            extra["protocol"] = "3.1.1"
+        return extra
+
     def to_toml(self) -> str:
         doc: dict[str, Any] = {"format": FORMAT_VERSION, **asdict(self)}
+        doc["servers"] = list(self.servers)
         header = "# Edge fleet description, written by `edge-provision init`. See provisioning/README.md.\n"
         return header + tomlio.dumps(doc)
 

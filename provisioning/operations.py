@@ -21,7 +21,7 @@ from agent.common.fileio import PRIVATE, PUBLIC, fsync_dir, write_atomic
 from agent.common.passwords import hash_password, new_token
 from agent.protocol.keys import Alg
 from agent.protocol.topics import ID_PATTERN, is_valid_id
-from provisioning import amqtt_files, dynsec, material, mosquitto
+from provisioning import amqtt_files, dynsec, material, mosquitto, nats
 from provisioning import bundle as bundles
 
 from .apiclients import SECRET_BYTES, ApiClient, parse_roles
@@ -165,6 +165,8 @@ def add_identities(
     fleet: Fleet, request: AddRequest, now: float, progress: Progress = _no_progress
 ) -> AddResult:
     alg, targets, pools = _validate_add(request)
+    if fleet.config.broker == "nats":
+        nats.refuse_conflicts([nats.conflict(request.kind, name, pools, targets) for name in request.names])
     with _writing(fleet) as registry:
         existing = {i.name: i for i in registry.all()}
         clients = {c.name for c in registry.api_clients()}
@@ -396,6 +398,20 @@ def broker_files(fleet: Fleet, fmt: Format, options: BrokerOptions) -> tuple[lis
     return written, notes + ([todo] if todo else [])
 
 
+def nats_broker_files(fleet: Fleet, options: nats.ClusterOptions, out: Path) -> list[Path]:
+    """Write each node's directory of a NATS cluster, then record the cluster in fleet.toml
+    (`broker = "nats"`, `servers`): bundles written from then on list every node and MQTT 3.1.1."""
+    with _writing(fleet) as registry:
+        per_node = nats.files(fleet, registry.all(), options, out)
+        written: list[Path] = []
+        for name, files in per_node.items():
+            written += write_out(out / name, files)
+            (out / name / nats.STORE_DIR).mkdir(mode=0o700, exist_ok=True)
+        servers = tuple(node.endpoint for node in options.nodes)
+        write_config(Fleet(fleet.root, dataclasses.replace(fleet.config, broker="nats", servers=servers)))
+    return written
+
+
 __all__ = [
     "AddRequest",
     "AddResult",
@@ -404,6 +420,7 @@ __all__ = [
     "init_fleet",
     "list_identities",
     "make_bundle",
+    "nats_broker_files",
     "open_fleet",
     "revoke",
     "rotate",

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .endpoints import Order, parse_endpoint
 from .errors import ConfigError
 from .settings import limit
 from .tls import tls_context
@@ -40,6 +41,19 @@ class MqttSection:
     reconnect_max_s: float = field(default=30.0, metadata=limit(above=0))
     connack_timeout_s: float = field(default=5.0, metadata=limit(above=0))  # auto: then MQTT 3.1.1
     shared_pools: bool = True  # pools through $share (MQTT 5, Mosquitto, the embedded broker)
+    #: Every endpoint of a broker cluster, `host:port`; set, it replaces host and port: a client
+    #: stays on one while it works and moves to the next when the connection is lost or refused.
+    servers: tuple[str, ...] = ()
+    server_order: Order = "ordered"  # or "random": shuffled once per process (spreads a fleet)
+
+    def endpoints(self) -> list[tuple[str, int]]:
+        """(host, port) of every endpoint, in the configured order (`servers`, else host and port)."""
+        if not self.servers:
+            return [(self.host, self.port)]
+        try:
+            return [parse_endpoint(server) for server in self.servers]
+        except ValueError as exc:
+            raise ConfigError("mqtt.servers", str(exc)) from None
 
     def password(self) -> str | None:
         """The password file's contents, or None without one; a ConfigError names the key."""
@@ -78,3 +92,4 @@ def check_mqtt(mqtt: MqttSection) -> None:
         raise ConfigError("mqtt.ca_file", "is required when mqtt.tls is true")
     if (mqtt.cert_file is None) != (mqtt.key_file is None):
         raise ConfigError("mqtt.key_file", "mqtt.cert_file and mqtt.key_file go together")
+    mqtt.endpoints()  # each of `servers` is host:port

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from ..common.endpoints import format_endpoint
 from ..common.sdnotify import ServiceNotifier
 from .config import Config
 from .errors import ConfigError, ReloadError, WorkerError
@@ -158,7 +159,7 @@ class Agent:
     # -- callbacks ----------------------------------------------------------------------------------
 
     def _broker(self) -> str:
-        return f"{self.config.mqtt.host}:{self.config.mqtt.port}"
+        return ",".join(format_endpoint(*e) for e in self.config.mqtt.endpoints())
 
     def _remembered_protocol(self) -> str | None:
         """With `protocol = "auto"`: the version this broker accepted last time (no probe again)."""
@@ -173,7 +174,8 @@ class Agent:
             known[self._broker()] = protocol
             self.store.commit([Op(META, "mqtt", known)], sync=False)
         log.info(
-            "connected (MQTT %s, session present: %s, presence session %d)",
+            "connected to %s (MQTT %s, session present: %s, presence session %d)",
+            self.link.endpoint,
             protocol,
             session_present,
             self.presence.session,

@@ -2,6 +2,7 @@
 
     edge-agent run --config node-1/agent.toml      # also: python -m agent run --config ...
     edge-agent check --config node-1/agent.toml    # validate configuration, keys and state, then exit
+    edge-agent subscribe --config node-1/agent.toml  # make the agent's session on its broker, leave
     edge-agent store check DATA_DIR [--cut]        # report damage in the state (agent stopped for --cut)
     edge-agent state DATA_DIR [--status S] [--id ID] [--kid KID] [--limit N] [--json]
                                                    # task records, read without writing (stateview.py)
@@ -12,6 +13,7 @@ Exit status: 0 clean stop, 1 could not run (state directory locked or damaged, b
 unreadable), 2 bad configuration (the message names the key). `store check`: 0 nothing damaged
 (a torn tail is a crash's, cut at the next start), 1 damage found (or, with --cut, cut).
 `state`: 0 shown, 1 unreadable state or no such task, 2 no state in DATA_DIR or a wrong option.
+`subscribe`: 0 the session and every subscription made, 1 no endpoint took it or one was refused.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ _EPILOG = {
     "run": "While running it serves GET /metrics (Prometheus) and GET /health (200 or 503, JSON) on "
     "127.0.0.1:9464 ([metrics] host, port, enabled; EDGE_METRICS_PORT=0 takes any free port and logs it). "
     "Logs go to stderr: JSON lines when stderr is not a terminal, else text ([log] format, level).",
+    "subscribe": "Tasks sent to the broker from then on wait there for the agent (a broker keeps QoS 1 "
+    "messages only for subscriptions that exist). Run it against a new broker before the fleet's "
+    "devices move there: deploy/cluster/README.md.",
 }
 
 
@@ -43,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (
         ("run", "run the agent until SIGTERM/SIGINT (SIGHUP reloads trust store and configuration)"),
         ("check", "validate and exit"),
+        ("subscribe", "make the agent's persistent session on its broker (its subscriptions) and leave"),
     ):
         cmd = sub.add_parser(name, help=text, description=text, epilog=_EPILOG.get(name))
         cmd.add_argument("--config", "-c", required=True, help="agent.toml (from edge-provision bundle)")
@@ -150,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         if args.command == "check":
             return _check(config)
+        if args.command == "subscribe":
+            return _subscribe(config)
         setup_logging(config)
         from .app import run_agent
 
@@ -193,4 +201,17 @@ def _check(config: Config) -> int:
     link_settings(config)
     Store.open(config.agent.data_dir).close()
     print(f"edge-agent: {config.source}: node {config.node}, {len(trust)} trusted keys, state readable")
+    return EXIT_OK
+
+
+def _subscribe(config: Config) -> int:
+    from .link.session import make_session
+    from .link.settings import link_settings
+
+    settings = link_settings(config)
+    endpoint, refused = make_session(settings)
+    if refused:
+        print(f"edge-agent: {endpoint} refused {', '.join(refused)}: check the broker's ACL", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"edge-agent: session of {settings.client_id} on {endpoint}: {', '.join(settings.subscriptions)}")
     return EXIT_OK

@@ -7,6 +7,7 @@
         WorkerError      the worker pool cannot start a worker
         ReloadError      a reload found a broken trust store or configuration (nothing changed)
         ResultTooLarge   a result's envelope would exceed the maximum payload (`result_too_large`)
+        LinkError        no broker endpoint took `edge-agent subscribe`'s session
       StoreError         the state directory cannot be used (the journal engine's, shared with the broker)
         StoreCorrupt     a state file is damaged in a way a crash cannot explain
         StoreLocked      another agent owns this data directory
@@ -25,6 +26,7 @@ __all__ = [
     "AgentError",
     "ConfigError",
     "EdgeError",
+    "LinkError",
     "ReloadError",
     "ResultTooLarge",
     "StoreCorrupt",
@@ -45,6 +47,11 @@ class WorkerError(AgentError):
 
 class ReloadError(AgentError):
     """A reload (SIGHUP, sys.reload) was refused; the agent keeps its current keys and settings."""
+
+
+class LinkError(AgentError):
+    """No broker endpoint accepted a connection that had to be made once (`edge-agent subscribe`);
+    the running agent's link never raises it: it reconnects."""
 
 
 class ResultTooLarge(AgentError):

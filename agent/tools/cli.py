@@ -19,6 +19,7 @@ from .settings import ClientConfig, load_client_config
 FLAG_KEYS = {
     "host": "mqtt.host",
     "port": "mqtt.port",
+    "servers": "mqtt.servers",
     "prefix": "mqtt.prefix",
     "tls": "mqtt.tls",
     "ca_file": "mqtt.ca_file",
@@ -47,6 +48,12 @@ def add_config_options(parser: argparse.ArgumentParser, *, suppress: bool = Fals
     )
     group.add_argument("--host", default=default, help="broker host (mqtt.host)")
     group.add_argument("--port", default=default, help="broker port (mqtt.port)")
+    group.add_argument(
+        "--servers",
+        default=default,
+        metavar="H:P,...",
+        help="every endpoint of a broker cluster, tried in turn (mqtt.servers; --host/--port clear it)",
+    )
     group.add_argument("--prefix", default=default, help="topic prefix (mqtt.prefix, default edge)")
     tls = group.add_mutually_exclusive_group()
     tls.add_argument("--tls", dest="tls", action="store_const", const="true", default=default, help="use TLS")
@@ -79,6 +86,8 @@ def load_config(args: argparse.Namespace) -> ClientConfig:
     flags = {
         key: value for dest, key in FLAG_KEYS.items() if (value := getattr(args, dest, None)) is not None
     }
+    if ("mqtt.host" in flags or "mqtt.port" in flags) and "mqtt.servers" not in flags:
+        flags["mqtt.servers"] = ""  # one broker named on the command line: not the bundle's cluster
     path = getattr(args, "config", None) or os.environ.get("EDGE_CONFIG") or None
     return load_client_config(path, flags=flags)
 

@@ -7,8 +7,10 @@
     incoming = client.messages.get(timeout=...)
 
 Subscriptions are remembered and renewed after paho reconnects (clean sessions: a tool has no
-state worth keeping in the broker). MQTT 3.1.1 unless `mqtt.protocol = "5"`: both brokers speak it
-and the tools need nothing of MQTT 5.
+state worth keeping in the broker). With several endpoints (`mqtt.servers`, a cluster) `connect`
+tries each in turn, and paho's reconnects move to the next one when a connection is lost.
+MQTT 3.1.1 unless `mqtt.protocol = "5"`: every broker speaks it and the tools need nothing of
+MQTT 5.
 """
 
 from __future__ import annotations
@@ -16,22 +18,27 @@ from __future__ import annotations
 import queue
 import socket
 import ssl
+import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.common.endpoints import Endpoints, Order, follow_next, format_endpoint
 from agent.common.tls import nodelay
 
 from .errors import ConnectFailed
 from .settings import ClientConfig
 
 SUBSCRIBE_REFUSED = 0x80
-_HINT_ADDRESS = "check mqtt.host / mqtt.port (--host / --port, EDGE_MQTT_HOST / EDGE_MQTT_PORT)"
+_HINT_ADDRESS = (
+    "check mqtt.host / mqtt.port (--host / --port, EDGE_MQTT_HOST / EDGE_MQTT_PORT) or mqtt.servers"
+    " (EDGE_MQTT_SERVERS)"
+)
 
 
 class Incoming(NamedTuple):
@@ -52,6 +59,8 @@ class ConnectSettings:
     mqtt5: bool = False
     keepalive_s: int = 30
     timeout_s: float = 10.0
+    servers: tuple[tuple[str, int], ...] = ()  # a cluster's endpoints; empty: host and port
+    server_order: Order = "ordered"
 
 
 def connect_settings(config: ClientConfig, tool: str) -> ConnectSettings:
@@ -67,6 +76,8 @@ def connect_settings(config: ClientConfig, tool: str) -> ConnectSettings:
         mqtt5=m.protocol == "5",
         keepalive_s=m.keepalive_s,
         timeout_s=max(m.connack_timeout_s, 10.0),
+        servers=tuple(m.endpoints()) if m.servers else (),
+        server_order=m.server_order,
     )
 
 
@@ -80,7 +91,10 @@ def _granted(code: Any) -> int:
 class ToolClient:
     """A paho client whose calls wait for the broker's answer."""
 
-    def __init__(self, settings: ConnectSettings) -> None:
+    def __init__(self, settings: ConnectSettings, on_puback: Callable[[int], None] | None = None) -> None:
+        """`on_puback(mid)`: on paho's network thread, for every QoS 1 publish the broker
+        acknowledged, those made while the connection was down included (paho keeps them and sends
+        them after it reconnects; their `MQTTMessageInfo` raises instead)."""
         self.settings = settings
         self.messages: queue.Queue[Incoming] = queue.Queue()
         self.connected = threading.Event()
@@ -89,6 +103,10 @@ class ToolClient:
         self._lock = threading.Lock()
         self._filters: list[str] = []
         self._subacks: dict[int, queue.Queue[list[int]]] = {}
+        self._endpoints = Endpoints(
+            settings.servers or ((settings.host, settings.port),), settings.server_order
+        )
+        self._closing = False
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
@@ -107,6 +125,9 @@ class ToolClient:
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
+        c.on_connect_fail = self._on_connect_fail
+        if on_puback is not None:
+            c.on_publish = lambda client, userdata, mid, reason, props: on_puback(mid)
 
     @classmethod
     def from_config(cls, config: ClientConfig, tool: str) -> ToolClient:
@@ -114,7 +135,8 @@ class ToolClient:
 
     @property
     def address(self) -> str:
-        return f"{self.settings.host}:{self.settings.port}"
+        """The endpoint in use (or tried now)."""
+        return format_endpoint(*self._endpoints.current)
 
     # -- paho's network thread ------------------------------------------------------------------------
 
@@ -133,6 +155,12 @@ class ToolClient:
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self.connected.clear()
         self._connack.put(ConnectionResetError("closed before CONNACK"))
+        if not self._closing and self.connects:
+            follow_next(client, self._endpoints, self.settings.keepalive_s)
+
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        if not self._closing:
+            follow_next(client, self._endpoints, self.settings.keepalive_s)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         self.messages.put(Incoming(msg.topic, bytes(msg.payload), bool(msg.retain), time.time()))
@@ -144,10 +172,24 @@ class ToolClient:
     # -- blocking calls -------------------------------------------------------------------------------
 
     def connect(self) -> None:
-        """Connect and wait for the CONNACK; `ConnectFailed` says what to check."""
+        """Connect and wait for the CONNACK, trying each endpoint in turn; `ConnectFailed` says
+        what to check (for the last one tried)."""
+        for _ in range(len(self._endpoints) - 1):
+            try:
+                return self._connect_once()
+            except ConnectFailed as exc:
+                print(f"warning: {exc.message}; trying the next broker endpoint", file=sys.stderr)
+                self._closing = False
+                self._endpoints.advance()
+        return self._connect_once()
+
+    def _connect_once(self) -> None:
         s = self.settings
+        host, port = self._endpoints.current
+        while not self._connack.empty():  # what an earlier endpoint's attempt left
+            self._connack.get_nowait()
         try:
-            self._client.connect(s.host, s.port, keepalive=s.keepalive_s)
+            self._client.connect(host, port, keepalive=s.keepalive_s)
         except ssl.SSLCertVerificationError as exc:
             raise ConnectFailed(
                 f"the broker at {self.address} has a certificate that does not verify against mqtt.ca_file:"
@@ -166,7 +208,7 @@ class ToolClient:
             ) from None
         except socket.gaierror as exc:
             raise ConnectFailed(
-                f"cannot resolve broker host {s.host!r}: {exc.strerror}; {_HINT_ADDRESS}"
+                f"cannot resolve broker host {host!r}: {exc.strerror}; {_HINT_ADDRESS}"
             ) from None
         except TimeoutError:
             raise ConnectFailed(
@@ -233,5 +275,6 @@ class ToolClient:
                     raise ConnectFailed(f"publishing to the broker at {self.address} failed: {exc}") from None
 
     def close(self) -> None:
+        self._closing = True
         self._client.disconnect()
         self._client.loop_stop()

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from agent.protocol import packb
-from tests.gateway.conftest import GatewaySite, gateway_process
+from tests.support.gateway import GatewaySite, gateway_process
 
 SPEC_BODY = {
     "algorithm": "matrix_multiply",
@@ -216,8 +216,15 @@ def test_nodes_drain_resume_and_the_fleets_figures(gw_site: GatewaySite) -> None
             {"algorithm": "stats", "parameters": {"signal": [1]}},
             token=ops,
         )
-        status, figures, _ = gw.call("GET", "/api/v1/metrics", token=ops)
-        assert status == 200 and figures["nodes"]["online"] >= 1
+        # ?wait answers as soon as the verified result arrives; the figures count it once it is
+        # committed, a moment later
+        deadline = time.monotonic() + 10
+        while True:
+            status, figures, _ = gw.call("GET", "/api/v1/metrics", token=ops)
+            assert status == 200 and figures["nodes"]["online"] >= 1
+            if figures["gateway_tasks"]["completed"] >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert figures["result_latency"]["count"] >= 3 and figures["gateway_tasks"]["completed"] == 3
         status, text, _ = gw.call("GET", "/metrics")
         assert status == 200 and 'edge_fleet_node_online{node="node-1"} 1' in text
@@ -237,7 +244,13 @@ def test_an_admin_reads_a_task_the_gateway_did_not_submit_through_sys_status(gw_
         status, body, _ = gw.call("GET", f"/api/v1/task/{task.id}?node=node-1&kid=sensor-1", token=ops)
         assert status == 200 and body["source"] == "sys.status", body
         assert body["status"]["id"] == task.id and body["status"]["status"] == "completed"
-        assert gw.call("GET", f"/api/v1/task/{task.id}?node=node-1", token=web)[0] == 404  # not admin
+        # not admin: no sys.status; the result the gateway saw (the dashboard's ring), once it is there
+        assert gw.call("GET", "/api/v1/task/never-run?node=node-1", token=web)[0] == 404
+        deadline = time.monotonic() + 5
+        while (seen := gw.call("GET", f"/api/v1/task/{task.id}?node=node-1", token=web))[0] != 200:
+            assert seen[0] == 404 and time.monotonic() < deadline, seen
+            time.sleep(0.05)
+        assert seen[1]["source"] == "seen" and seen[1]["status"] == "completed"
 
 
 def test_delete_cancels_a_waiting_task_on_its_node(gw_site: GatewaySite) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import signal
 import time
 
-from tests.gateway.conftest import GatewaySite, gateway_process
+from tests.support.gateway import GatewaySite, gateway_process
 
 COMPUTE = {"algorithm": "stats", "parameters": {"signal": [1, 2, 3, 4]}}
 

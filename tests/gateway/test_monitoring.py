@@ -10,7 +10,7 @@ import time
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.agent.test_monitoring import dashboard_exprs, rules
-from tests.gateway.conftest import GatewaySite, gateway_process
+from tests.support.gateway import GatewaySite, gateway_process
 
 FLEET_METRIC = re.compile(r"\b(edge_(?:fleet|gateway)_[a-zA-Z0-9_]+)\b")
 

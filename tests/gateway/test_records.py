@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +119,45 @@ def test_a_record_of_a_newer_gateway_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreError) as exc:
         TaskRecords.open(tmp_path)
     assert "newer gateway (schema 99)" in str(exc.value)
+
+
+#: The record as the gateway of issue 18 wrote it (schema 1), with one task and its result.
+SCHEMA_1 = """
+CREATE TABLE tasks (id TEXT PRIMARY KEY, client TEXT NOT NULL, kernel TEXT NOT NULL, target TEXT NOT NULL,
+    priority INTEGER NOT NULL, status TEXT NOT NULL, submitted_at REAL NOT NULL, updated_at REAL NOT NULL,
+    expires_at REAL NOT NULL, trace TEXT, payload_sha256 BLOB NOT NULL, error TEXT, topic TEXT NOT NULL,
+    payload BLOB);
+CREATE INDEX tasks_by_time ON tasks (submitted_at DESC, id DESC);
+CREATE INDEX tasks_by_sha ON tasks (payload_sha256);
+CREATE INDEX tasks_unpublished ON tasks (status) WHERE status = 'submitted';
+CREATE TABLE results (task_id TEXT NOT NULL REFERENCES tasks (id), node TEXT NOT NULL, run INTEGER NOT NULL,
+    attempt INTEGER NOT NULL, status TEXT NOT NULL, received_at REAL NOT NULL, started_at REAL,
+    finished_at REAL, duration_ms REAL, result BLOB, error TEXT, answered_at REAL NOT NULL,
+    PRIMARY KEY (task_id, node, run));
+INSERT INTO tasks VALUES ('old-1', 'webapp', 'stats', 'node-1', 3, 'completed', 100.0, 101.0, 2e9, NULL,
+    X'00', NULL, 'edge/tasks/node-1', NULL);
+INSERT INTO results VALUES ('old-1', 'node-1', 1, 1, 'completed', 100.5, 100.6, 100.7, 0.1, X'2a', NULL,
+    101.0);
+PRAGMA user_version=1;
+"""
+
+
+def test_a_record_of_the_previous_schema_is_migrated_and_keeps_its_tasks(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "tasks.sqlite3")
+    db.executescript(SCHEMA_1)
+    db.close()
+    records = TaskRecords.open(tmp_path)
+    old = records.get("old-1")
+    assert old is not None and old.status == "completed" and old.priority == 3
+    assert old.params_summary is None and old.answers[0].result == 42
+    summary = {"signal": {"shape": [3], "dtype": "float64"}}
+    records.submitted(replace(submitted("new-1"), params_summary=summary))
+    assert records.get("new-1").params_summary == summary  # type: ignore[union-attr]
+    records.close()
+    again = TaskRecords.open(tmp_path)  # opened again: nothing to migrate, nothing lost
+    assert again.get("new-1").params_summary == summary  # type: ignore[union-attr]
+    assert [r.id for r in iter_pages(again)] == ["new-1", "old-1"]
+    again.close()
+    db = sqlite3.connect(tmp_path / "tasks.sqlite3")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    db.close()

@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from openapi_spec_validator import validate
 
 from provisioning.cli import main
-from tests.gateway.conftest import GatewaySite, gateway_process, jwt_claims
+from tests.gateway.conftest import https_env, jwt_claims, server_cert_args
+from tests.support.gateway import GatewaySite, gateway_process
 
 COMPUTE = {"algorithm": "stats", "parameters": {"signal": [1, 2, 3]}}
 
@@ -115,20 +116,9 @@ def test_https_with_a_certificate_from_the_fleet_ca_tls_13_and_hsts(
 ) -> None:
     """`edge-provision server-cert`: the fleet CA's tooling; clients verify with the bundle's ca.crt."""
     gw = gw_site
-    server_cert = [
-        "--fleet",
-        str(gw.site.fleet.root),
-        "server-cert",
-        "--host",
-        "gw.example",
-        "--out",
-        str(tmp_path),
-    ]
-    assert main(server_cert) == 0
-    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
-    assert key.stat().st_mode & 0o777 == 0o600
-    gw.tls = ssl.create_default_context(cafile=str(gw.site.fleet.root / "ca" / "ca.crt"))
-    with gateway_process(gw, EDGE_GATEWAY_HTTP_TLS_CERT=str(cert), EDGE_GATEWAY_HTTP_TLS_KEY=str(key)):
+    env = https_env(gw, tmp_path)
+    assert (tmp_path / "server.key").stat().st_mode & 0o777 == 0o600
+    with gateway_process(gw, **env):
         status, _, headers = gw.call("GET", "/health")
         assert status == 200 and headers["Strict-Transport-Security"] == "max-age=31536000"
         old = ssl.create_default_context(cafile=str(gw.site.fleet.root / "ca" / "ca.crt"))
@@ -139,7 +129,7 @@ def test_https_with_a_certificate_from_the_fleet_ca_tls_13_and_hsts(
         stranger = ssl.create_default_context()  # the system's CAs: the fleet CA is not among them
         with pytest.raises(urllib.error.URLError):
             urllib.request.urlopen(f"{gw.base}/health", timeout=5, context=stranger)
-    assert main(server_cert) == 2  # the files exist: --force to replace them
+    assert main(server_cert_args(gw, tmp_path)) == 2  # the files exist: --force to replace them
 
 
 def test_mutating_requests_are_audited_with_their_client(gw_site: GatewaySite) -> None:
@@ -174,7 +164,13 @@ def test_the_openapi_document_is_valid_and_covers_every_route(gw_site: GatewaySi
         "/health",
         "/metrics",
         "/api/v1/token",
+        "/api/v1/session",
+        "/api/v1/events",
+        "/api/v1/kernels",
+        "/",
+        "/static/{path}",
     }
+    assert set(doc["components"]["securitySchemes"]) == {"bearer", "session"}
 
 
 def test_a_client_too_slow_to_send_its_body_is_cut_off_with_408(gw_site: GatewaySite) -> None:

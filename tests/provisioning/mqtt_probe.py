@@ -42,7 +42,14 @@ class Probe:
     """One connection; messages are collected on a queue."""
 
     def __init__(
-        self, username: str, port: int, *, password: str, tls: TlsFiles | None = None, mqtt5: bool = False
+        self,
+        username: str,
+        port: int,
+        *,
+        password: str,
+        tls: TlsFiles | None = None,
+        mqtt5: bool = False,
+        websocket: bool = False,
     ) -> None:
         self.username = username
         self.mqtt5 = mqtt5
@@ -51,7 +58,10 @@ class Probe:
             client_id=f"probe-{username}-{uuid.uuid4().hex[:8]}",
             protocol=mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311,
             reconnect_on_failure=False,
+            transport="websockets" if websocket else "tcp",
         )
+        if websocket:
+            self.client.ws_set_options(path="/mqtt")
         self.client.username_pw_set(username, password)
         if tls is not None:
             self.client.tls_set(
@@ -70,7 +80,8 @@ class Probe:
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
-        c.on_socket_open = _nodelay
+        if not websocket:
+            c.on_socket_open = _nodelay
 
     # -- callbacks (network thread) --------------------------------------------------------
     def _on_connect(self, _c: Any, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:

@@ -93,9 +93,14 @@ def run_mosquitto(config: str, workdir: Path, ports: list[int]) -> Iterator[subp
             raise RuntimeError(f"mosquitto did not start: {exc}\n{log.read_text(errors='replace')}") from exc
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc, timeout=5)
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -15,6 +15,10 @@
   acknowledge a different message.
 * A stable client id and a persistent session (MQTT 3.1.1 clean_session 0; MQTT 5 clean_start 0 and
   a session expiry), TLS or mutual TLS from the bundle, TCP_NODELAY on the socket.
+* Several broker endpoints (a cluster, `servers`): the link stays on one while it works; when the
+  connection is lost or cannot be made it tries the next one at once, and backs off only after a
+  whole round of them failed. paho keeps the session's unacknowledged QoS 1 publishes across the
+  move (one client object), and the stable client id finds the persistent session on any node.
 * `protocol = "auto"` tries MQTT 5 and falls back to 3.1.1 when the broker refuses it or does not
   answer within `connack_timeout_s` (amqtt does not answer an MQTT 5 CONNECT with properties).
 """
@@ -40,6 +44,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ...common.endpoints import Endpoints, Order, format_endpoint
 from ...common.tls import nodelay
 from . import pahofast
 from .pahoio import BatchingClient
@@ -87,6 +92,8 @@ class LinkSettings:
     username: str | None = None
     password: str | None = None
     tls: ssl.SSLContext | None = field(default=None, repr=False)
+    servers: tuple[tuple[str, int], ...] = ()  # a cluster's endpoints; empty: host and port
+    server_order: Order = "ordered"
 
 
 @dataclass
@@ -108,6 +115,14 @@ def backoff_delay(attempt: int, lo: float, hi: float, rng: random.Random) -> flo
     return rng.uniform(lo, max(lo, ceiling))
 
 
+def failover_delay(failures: int, endpoints: int, lo: float, hi: float, rng: random.Random) -> float:
+    """The wait before the next connection attempt after `failures` failed ones in a row (0: a
+    connection was lost): none while a round of the endpoints is not yet over, so a cluster's
+    client is on the next node at once; the back-off, counted in whole rounds, once all failed."""
+    rounds, within = divmod(failures, endpoints)
+    return 0.0 if within else backoff_delay(rounds, lo, hi, rng)
+
+
 class MqttLink:
     """One paho client, its network thread and its reconnect policy."""
 
@@ -124,6 +139,8 @@ class MqttLink:
         self._paused: frozenset[str] = frozenset()  # subscriptions left for now (`pause`)
         self._stop = threading.Event()
         self._rng = random.Random()
+        servers = settings.servers or ((settings.host, settings.port),)
+        self._endpoints = Endpoints(servers, settings.server_order)
         self._client = self._make_client()
         self._thread = threading.Thread(target=self._run, name="mqtt-network", daemon=True)
         self.connects = 0  # successful connections so far
@@ -217,6 +234,11 @@ class MqttLink:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def endpoint(self) -> str:
+        """`host:port` of the broker endpoint in use (or tried next)."""
+        return format_endpoint(*self._endpoints.current)
 
     @property
     def generation(self) -> int:
@@ -377,10 +399,14 @@ class MqttLink:
             if self._downgraded:  # not a failure: the broker answered, in another protocol
                 self._downgraded, failures = False, 0
                 continue
-            delay = backoff_delay(
-                failures, self.settings.reconnect_min_s, self.settings.reconnect_max_s, self._rng
-            )
-            self._stop.wait(delay)
+            self._stop.wait(self._next_endpoint(failures))
+
+    def _next_endpoint(self, failures: int) -> float:
+        """Move to the next endpoint; the delay before trying it (`failover_delay`)."""
+        if len(self._endpoints) > 1:
+            log.info("trying the next broker endpoint, %s", format_endpoint(*self._endpoints.advance()))
+        s = self.settings
+        return failover_delay(failures, len(self._endpoints), s.reconnect_min_s, s.reconnect_max_s, self._rng)
 
     def _session(self) -> bool:
         """One connection from CONNECT to its end; True if it was accepted."""
@@ -392,10 +418,11 @@ class MqttLink:
         options: dict[str, Any] = {}
         if self.protocol == MQTT5:  # 3.1.1: clean_session=False, given to the client
             options = {"clean_start": False, "properties": self._connect_properties()}
+        host, port = self._endpoints.current
         try:
-            client.connect(s.host, s.port, keepalive=s.keepalive_s, **options)
+            client.connect(host, port, keepalive=s.keepalive_s, **options)
         except (OSError, ssl.SSLError) as exc:
-            log.warning("cannot connect to %s:%d: %s", s.host, s.port, exc)
+            log.warning("cannot connect to %s: %s", format_endpoint(host, port), exc)
             return False
         if not self._await_connack():
             return False

@@ -30,4 +30,6 @@ def link_settings(config: Config, protocol: str | None = None) -> LinkSettings:
         username=m.username,
         password=m.password(),
         tls=m.tls_context(),
+        servers=tuple(m.endpoints()) if m.servers else (),
+        server_order=m.server_order,
     )
