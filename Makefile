@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install run test lint bench clean native selftest cross asan golden vectors firmware dist
+.PHONY: help install run test lint bench clean native selftest cross asan golden vectors firmware dist boards
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -63,6 +63,11 @@ firmware:  ## the C device (firmware_examples/c): native, ASan+UBSan, aarch64 an
 # Needs the cross compilers and qemu-user of `make cross`; DIST_ARGS passes more (--no-selftest, --out).
 dist:  ## wheels for x86_64, aarch64, armv7l (each with its kernels), sdist, SHA256SUMS in dist/ (VERSION_SUFFIX=b2: X.Y.Z+b2)
 	$(PYTHON) deploy/dist.py $(if $(VERSION_SUFFIX),--version-suffix $(VERSION_SUFFIX)) $(DIST_ARGS)
+
+# As root, with mmdebstrap, arch-test and qemu-user-static (see .ci/run); make test runs these too.
+boards: $(STAMP)  ## the agent on emulated arm64/armhf Debian boards: roots built once and cached (EDGE_BOARDS_CACHE), then pytest -m boards
+	$(BIN)/python -m tests.boards.roots
+	$(BIN)/pytest tests/boards -m boards $(PYTEST_ARGS)
 
 golden: $(STAMP)  ## regenerate native/selftest/golden.txt from the numpy references
 	$(BIN)/python -m native.golden

@@ -1,7 +1,7 @@
 """Conversion and checking of kernel params: every failure is InvalidParams naming the field.
 
 Arrays arrive as numpy arrays (often read-only, from numpy.frombuffer) or as nested lists of
-numbers; both are converted once to C-contiguous float64.
+numbers; both are converted once to C-contiguous, aligned float64.
 """
 
 from __future__ import annotations
@@ -113,6 +113,7 @@ def array(params: Params, field: str, ndim: int, limits: Limits) -> FloatArray:
         and value.dtype == _FLOAT64
         and value.ndim == ndim
         and value.flags.c_contiguous
+        and value.flags.aligned  # an ext array's data is wherever msgpack put it (see below)
     ):
         if not 0 < value.size <= limits.max_elements:
             _size_error(value, field, limits)
@@ -122,7 +123,10 @@ def array(params: Params, field: str, ndim: int, limits: Limits) -> FloatArray:
         raise InvalidParams(f"must have {ndim} dimension(s), got shape {arr.shape}", field=field)
     if not 0 < arr.size <= limits.max_elements:
         _size_error(arr, field, limits)
-    return np.ascontiguousarray(arr, dtype=np.float64)
+    # Aligned too, copying if need be: numpy.frombuffer over a decoded ext array gives a view at any
+    # byte offset, and C++ may not read a double there. On armhf the kernels' VFP/NEON loads of an
+    # unaligned double fault: the worker died of SIGBUS on an emulated board (tests/boards).
+    return np.require(arr, np.float64, ("C_CONTIGUOUS", "ALIGNED"))
 
 
 def _size_error(arr: np.ndarray, field: str, limits: Limits) -> None:

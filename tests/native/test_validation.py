@@ -9,7 +9,7 @@ import pytest
 
 from native import InvalidParams, KernelError, Limits, Registry, UnknownKernel, load_registry
 from native.registry import SPECS
-from native.validation import output_bytes
+from native.validation import array, output_bytes
 
 X = [1.0, 2.0, 3.0, 4.0]
 M = [[1.0, 2.0], [3.0, 4.0]]
@@ -131,6 +131,22 @@ def test_accepted_array_forms(either: Registry, signal: object) -> None:
     assert isinstance(result, dict)
     assert result["count"] == 6
     assert result["mean"] == pytest.approx(2.5)
+
+
+# float64 data at an odd byte offset, as numpy.frombuffer gives it over a decoded ext array
+UNALIGNED = np.frombuffer(b"\x00" + np.arange(12, dtype="<f8").tobytes(), dtype="<f8", count=12, offset=1)
+
+
+@pytest.mark.parametrize("value", [UNALIGNED, UNALIGNED.reshape(3, 4)], ids=["1-d", "2-d"])
+def test_an_unaligned_array_reaches_the_kernels_aligned(value: np.ndarray) -> None:
+    """C++ may not read a double at an unaligned address: on armhf the kernels' loads fault (a worker
+    on the emulated armhf board died of SIGBUS, tests/boards). The array is copied, once."""
+    assert not value.flags.aligned
+    got = array({"x": value}, "x", value.ndim, Limits())
+    assert got.flags.aligned and got.flags.c_contiguous and got.dtype == np.float64
+    np.testing.assert_array_equal(got, value)
+    aligned = np.arange(12, dtype="<f8")
+    assert array({"x": aligned}, "x", 1, Limits()) is aligned  # no copy when there is nothing to fix
 
 
 def test_defaults(either: Registry) -> None:
