@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install run test lint bench clean native selftest cross asan golden vectors firmware dist boards
+.PHONY: help install run test lint bench clean native selftest cross asan golden vectors firmware dist boards service
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -68,6 +68,11 @@ dist:  ## wheels for x86_64, aarch64, armv7l (each with its kernels), sdist, SHA
 boards: $(STAMP)  ## the agent on emulated arm64/armhf Debian boards: roots built once and cached (EDGE_BOARDS_CACHE), then pytest -m boards
 	$(BIN)/python -m tests.boards.roots
 	$(BIN)/pytest tests/boards -m boards $(PYTEST_ARGS)
+
+# As root, with systemd-nspawn (systemd-container) and mmdebstrap; make test runs these too.
+service: $(STAMP)  ## the systemd units run by systemd as PID 1 in a booted Debian container (tests/service)
+	$(BIN)/python -m tests.boards.roots amd64-systemd
+	$(BIN)/pytest tests/service -m service $(PYTEST_ARGS)
 
 golden: $(STAMP)  ## regenerate native/selftest/golden.txt from the numpy references
 	$(BIN)/python -m native.golden

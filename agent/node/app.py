@@ -340,8 +340,9 @@ class Agent:
 def run_agent(config: Config, service: ServiceNotifier | None = None) -> int:
     """Run until SIGTERM or SIGINT; SIGHUP reloads. Returns the exit status.
 
-    `service` tells systemd (common/sdnotify.py): READY=1 once online, WATCHDOG=1 from this loop,
-    STOPPING=1 when the drain begins; by default from the process's environment."""
+    `service` tells systemd (common/sdnotify.py): READY=1 once online (`Health.online`: presence
+    acknowledged), WATCHDOG=1 from this loop, STOPPING=1 when the drain begins; by default from the
+    process's environment."""
     service = ServiceNotifier.from_environ() if service is None else service
     # A task crosses several threads (network, intake, writer, worker driver); Python's default
     # 5 ms GIL switch interval would add up to 5 ms at each hand-over under load.
@@ -359,7 +360,7 @@ def run_agent(config: Config, service: ServiceNotifier | None = None) -> int:
     log.info("agent %s running (data in %s)", config.node, config.agent.data_dir)
     online = f"online, broker {config.mqtt.host}:{config.mqtt.port}"
     while True:
-        service.tick(online=agent.link.connected, status=online)
+        service.tick(online=agent.health.online(), status=online)
         try:
             received = signal.Signals(signals.get(timeout=service.tick_s))
         except queue.Empty:

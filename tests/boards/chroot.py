@@ -16,6 +16,7 @@ Not thread-safe per Board: a test drives one board from one thread.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -116,3 +117,13 @@ class Chroot:
     def path(self, inside: str) -> Path:
         """The host path of a path on the board."""
         return self.root / inside.lstrip("/")
+
+    def put(self, host: Path, inside: str, mode: int | None = None) -> str:
+        """Copy a host file onto the board; returns its path there."""
+        target = self.path(inside)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
+        shutil.copyfile(host, target)
+        if mode is not None:
+            target.chmod(mode)
+        return inside

@@ -28,16 +28,10 @@ from tests.boards.installed import Installed, install
 from tests.boards.roots import BOARDS, cache_dir, cached_root, unpack
 from tests.boards.wheels import BUILDS, build_wheels
 from tests.support.fleet import provision
-from tests.support.services import in_ci, require_tool
+from tests.support.services import require_tool, unavailable
 
 TOOLS = ("mmdebstrap", "arch-test", "unshare", "chroot", "mount", "tar")
 APT = "apt-get install mmdebstrap arch-test qemu-user-static binfmt-support, or run .ci/run"
-
-
-def _unavailable(message: str) -> None:
-    if in_ci():
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
@@ -54,14 +48,14 @@ def board(
     """A fresh bookworm root of the architecture (arm64, armhf), running under qemu-user."""
     spec = BOARDS[request.param]
     if os.geteuid() != 0:
-        _unavailable("the board tests need root (mmdebstrap, mount namespaces, chroot)")
+        unavailable("the board tests need root (mmdebstrap, mount namespaces, chroot)")
     for tool in (*TOOLS, spec.qemu):
         require_tool(tool, hint=APT)
     try:
         ensure_registered(spec.elf, require_tool(spec.qemu, hint=APT))
     except BinfmtError as exc:
-        _unavailable(str(exc))
-    tarball = cached_root(spec)
+        unavailable(str(exc))
+    tarball = cached_root(spec.recipe)
     workdir = tmp_path_factory.mktemp(f"board-{spec.debian_arch}")
     pip_cache = cache_dir() / f"pip-{spec.debian_arch}"
     pip_cache.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -62,13 +61,7 @@ class EmulatedBoard:
 
     def put(self, host: Path, inside: str, mode: int | None = None) -> str:
         """Copy a host file onto the board; returns its path there."""
-        target = self.chroot.path(inside)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.unlink(missing_ok=True)
-        shutil.copyfile(host, target)
-        if mode is not None:
-            target.chmod(mode)
-        return inside
+        return self.chroot.put(host, inside, mode)
 
     def venv_command(self, venv: str) -> list[str]:
         """`python3 -m venv` as deploy/README.md has it for this board (armhf: system site packages)."""

@@ -37,26 +37,10 @@ class Installed:
     def health_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/health"
 
-    def settings(self) -> list[str]:
-        """The --set options of every run: this site's broker, one worker, /health on our port."""
-        return [*settings(self.site, self.metrics_port), "--set", "heartbeat.interval_s=2"]
-
     def run_installer(self, wheel: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         inside = self.board.put(wheel, f"/root/{wheel.name}")
-        return self.board.edge_agent(
-            "install",
-            "--no-systemd",
-            "--python",
-            "/usr/bin/python3",
-            "--bundle",
-            BUNDLE,
-            "--wheel",
-            inside,
-            "--health-timeout",
-            str(HEALTH_TIMEOUT_S),
-            *self.settings(),
-            *extra,
-        )
+        args = install_args(self.site, self.metrics_port, inside, HEALTH_TIMEOUT_S)
+        return self.board.edge_agent("install", "--no-systemd", *args, *extra)
 
     def online(self, version: str | None = None) -> None:
         """/health says healthy, this version, presence acknowledged."""
@@ -67,6 +51,18 @@ class Installed:
         if self.board.agent_pid() is None:
             self.board.start_as_the_unit(self.unit)
         self.online()
+
+
+def install_args(site: Site, metrics_port: int, wheel: str, health_timeout_s: float) -> list[str]:
+    """`edge-agent install`'s options in the tests on a board or a booted system: Debian's Python,
+    the bundle at BUNDLE, the wheel (a path there); this site's broker, one worker, /health on
+    `metrics_port`, a heartbeat every 2 s."""
+    return [
+        *("--python", "/usr/bin/python3", "--bundle", BUNDLE, "--wheel", wheel),
+        *("--health-timeout", str(health_timeout_s)),
+        *settings(site, metrics_port),
+        *("--set", "heartbeat.interval_s=2"),
+    ]
 
 
 def install(board: EmulatedBoard, site: Site, wheel: Path) -> Installed:

@@ -1,7 +1,7 @@
 """Debian bookworm roots for the emulated boards: built once with mmdebstrap, cached as tarballs.
 
     board = BOARDS["armhf"]
-    tarball = cached_root(board)      # builds it the first time (minutes under qemu), then reuses it
+    tarball = cached_root(board.recipe)  # builds it the first time (minutes under qemu), then reuses it
     unpack(tarball, tmp / "root")     # a fresh board for a test session (seconds)
 
 `unpack` also gives the board the host's DNS resolver and, when the host's pip is given a CA
@@ -68,6 +68,26 @@ HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 @dataclass(frozen=True)
+class RootRecipe:
+    """What a cached root is made of: `name` names its tarball and lock (arm64, amd64-systemd)."""
+
+    name: str
+    debian_arch: str
+    packages: tuple[str, ...] = PACKAGES
+
+    def key(self) -> str:
+        """A hash of everything the root is built from: a change builds a new one."""
+        recipe = {
+            "suite": SUITE,
+            "arch": self.debian_arch,
+            "variant": VARIANT,
+            "packages": sorted(self.packages),
+            "recipe": RECIPE,
+        }
+        return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
 class Board:
     debian_arch: str  # arm64 | armhf
     machine: str  # what platform.machine() says on the board
@@ -79,6 +99,10 @@ class Board:
     @property
     def qemu(self) -> str:
         return self.elf.interpreter
+
+    @property
+    def recipe(self) -> RootRecipe:
+        return RootRecipe(self.debian_arch, self.debian_arch)
 
 
 _ELF_MASK = bytes.fromhex("ffffffffffffff00fffffffffffffffffeffffff")
@@ -110,6 +134,10 @@ BOARDS = {
 }
 
 
+# The service tests' system (tests/service): a board's packages and what makes it boot with systemd.
+SYSTEMD_ROOT = RootRecipe("amd64-systemd", "amd64", (*PACKAGES, "dbus", "systemd", "systemd-sysv"))
+
+
 class RootBuildError(RuntimeError):
     """mmdebstrap failed: its output is in the message."""
 
@@ -119,20 +147,8 @@ def cache_dir() -> Path:
     return Path(configured) if configured else CHECKOUT / ".ci-cache" / "boards"
 
 
-def key(board: Board) -> str:
-    """A hash of everything a root is built from: a change builds a new one."""
-    recipe = {
-        "suite": SUITE,
-        "arch": board.debian_arch,
-        "variant": VARIANT,
-        "packages": sorted(PACKAGES),
-        "recipe": RECIPE,
-    }
-    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def tarball_path(board: Board) -> Path:
-    return cache_dir() / f"{SUITE}-{board.debian_arch}-{key(board)}.tar"
+def tarball_path(recipe: RootRecipe) -> Path:
+    return cache_dir() / f"{SUITE}-{recipe.name}-{recipe.key()}.tar"
 
 
 @contextlib.contextmanager
@@ -146,7 +162,7 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def mmdebstrap_command(board: Board, out: Path) -> list[str]:
+def mmdebstrap_command(recipe: RootRecipe, out: Path) -> list[str]:
     excludes = ["/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*"]
     keep = "/usr/share/doc/*/copyright"
     dpkg_options = [f"--dpkgopt=path-exclude={p}" for p in excludes] + [f"--dpkgopt=path-include={keep}"]
@@ -154,8 +170,8 @@ def mmdebstrap_command(board: Board, out: Path) -> list[str]:
         "mmdebstrap",
         "--mode=root",
         f"--variant={VARIANT}",
-        f"--architectures={board.debian_arch}",
-        f"--include={','.join(PACKAGES)}",
+        f"--architectures={recipe.debian_arch}",
+        f"--include={','.join(recipe.packages)}",
         *dpkg_options,
         f"--setup-hook={DROP_SECURITY}",
         "--format=tar",
@@ -164,7 +180,7 @@ def mmdebstrap_command(board: Board, out: Path) -> list[str]:
     ]
 
 
-def build(board: Board, out: Path) -> float:
+def build(recipe: RootRecipe, out: Path) -> float:
     """mmdebstrap the root into `out` (a tar); returns the seconds it took.
 
     A failure to fetch (a mirror half-way through a sync) is tried once more after a pause."""
@@ -172,7 +188,7 @@ def build(board: Board, out: Path) -> float:
     started = time.monotonic()
     for attempt in range(1, BUILD_ATTEMPTS + 1):
         done = subprocess.run(
-            mmdebstrap_command(board, partial),
+            mmdebstrap_command(recipe, partial),
             capture_output=True,
             text=True,
             timeout=BUILD_TIMEOUT_S,
@@ -185,21 +201,21 @@ def build(board: Board, out: Path) -> float:
         output = done.stdout + done.stderr
         if "Failed to fetch" not in output or attempt == BUILD_ATTEMPTS:
             tail = output[-4000:]
-            raise RootBuildError(f"mmdebstrap {board.debian_arch} exited with {done.returncode}:\n{tail}")
+            raise RootBuildError(f"mmdebstrap {recipe.name} exited with {done.returncode}:\n{tail}")
         time.sleep(FETCH_RETRY_PAUSE_S)
     raise AssertionError("unreachable")
 
 
-def cached_root(board: Board) -> Path:
-    """The board's root tarball, built first if the cache has none for the current key.
+def cached_root(recipe: RootRecipe) -> Path:
+    """The root's tarball, built first if the cache has none for the recipe's current key.
 
-    Tarballs of the same board with another key (an older package list) are removed."""
-    out = tarball_path(board)
-    with _locked(cache_dir() / f"{board.debian_arch}.lock"):
+    Tarballs of the same name with another key (an older package list) are removed."""
+    out = tarball_path(recipe)
+    with _locked(cache_dir() / f"{recipe.name}.lock"):
         if not out.exists():
-            seconds = build(board, out)
+            seconds = build(recipe, out)
             print(f"built {out.name} in {seconds:.0f} s", file=sys.stderr)
-            for stale in cache_dir().glob(f"{SUITE}-{board.debian_arch}-*.tar"):
+            for stale in cache_dir().glob(f"{SUITE}-{recipe.name}-[0-9a-f]*.tar"):
                 if stale != out:
                     stale.unlink()
     return out
@@ -224,14 +240,17 @@ def _copy_in(host_file: str, inside: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Fill the cache: `python -m tests.boards.roots [arm64|armhf ...]` (default both)."""
+    """Fill the cache: `python -m tests.boards.roots [arm64|armhf|amd64-systemd ...]` (default all)."""
     from tests.boards.binfmt import ensure_registered
 
-    for name in argv or list(BOARDS):
+    for name in argv or [*BOARDS, SYSTEMD_ROOT.name]:
+        if name == SYSTEMD_ROOT.name:
+            print(cached_root(SYSTEMD_ROOT))
+            continue
         board = BOARDS[name]
         interpreter = shutil.which(board.qemu) or f"/usr/bin/{board.qemu}"
         ensure_registered(board.elf, interpreter)
-        print(cached_root(board))
+        print(cached_root(board.recipe))
     return 0
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -27,6 +28,13 @@ def in_ci() -> bool:
 APT_HINT = "apt-get install it, or run .ci/run"
 
 
+def unavailable(message: str) -> NoReturn:
+    """What the suite needs is missing here: skip the test locally, fail it in CI."""
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_tool(name: str, *, path: str | None = None, hint: str = APT_HINT) -> str:
     """Path of an executable (searched in `path`, default PATH, then /usr/sbin and /usr/bin), or
     skip (locally) / fail (in CI) the test; `hint` says how to install it."""
@@ -34,10 +42,7 @@ def require_tool(name: str, *, path: str | None = None, hint: str = APT_HINT) ->
         (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
     )
     if found is None:
-        message = f"'{name}' is not installed ({hint})"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"'{name}' is not installed ({hint})")
     return found
 
 

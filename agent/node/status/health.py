@@ -71,6 +71,11 @@ class Health:
     def ok(self) -> bool:
         return all(check.ok for check in self.checks())
 
+    def online(self) -> bool:
+        """Connected, and the broker acknowledged this connection's online presence: what
+        `edge-agent install` waits for, and when the agent tells systemd READY=1."""
+        return self._link.connected and self._presence.announced == self._presence.session
+
     def report(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, the JSON body of /health)."""
         checks = self.checks()
@@ -84,6 +89,6 @@ class Health:
             "checks": {check.name: {"ok": check.ok, "detail": check.detail} for check in checks},
             "presence": {
                 "session": session,
-                "online": self._link.connected and self._presence.announced == session,
+                "online": self.online(),
             },
         }
