@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 import pytest
 
 from agent.tools.connection import ToolClient
 from tests.cluster.conftest import TIMEOUT, TOPICS, ClusterSite, wait_until
 from tests.cluster.load import Load, Watch
+from tests.support.mqtt import TestClient
 
 pytestmark = pytest.mark.nats
 
@@ -109,6 +111,30 @@ def test_failover_under_load_loses_nothing(cluster_site: ClusterSite) -> None:
     assert time.time()  # the numbers above are the report
 
 
+RETAINED_ATTEMPTS = 3
+
+
+def retained_after_restart(site: ClusterSite, topic: str, node: int) -> tuple[TestClient, Any]:
+    """A new subscriber's retained message on `topic` right after the whole cluster restarted.
+
+    Once in CI, under heavy disk load from other work, a subscription made as soon as every node's
+    /healthz said current got no retained message in 60 s (not reproduced under CPU load alone;
+    probably NATS serving the subscription before it had read the account's retained messages back
+    from JetStream). Every new subscription is sent the retained messages (MQTT-3.3.1-6), so this
+    tries up to RETAINED_ATTEMPTS fresh subscribers: a message that was lost fails every one."""
+    for attempt in range(1, RETAINED_ATTEMPTS + 1):
+        observer = site.client("dash-1", node=node)
+        assert observer.subscribe(topic, 1) == 1
+        try:
+            [message] = observer.expect(1, TIMEOUT / RETAINED_ATTEMPTS)
+            return observer, message
+        except AssertionError:
+            if attempt == RETAINED_ATTEMPTS:
+                raise
+            observer.close()
+    raise AssertionError("unreachable")
+
+
 def test_tasks_queued_for_an_offline_agent_survive_a_whole_cluster_restart(cluster_site: ClusterSite) -> None:
     """The agent's persistent session and the QoS 1 tasks queued for it while it is away live in
     JetStream, replicated on the three nodes' disks: every node stopped and started, they are all
@@ -130,9 +156,7 @@ def test_tasks_queued_for_an_offline_agent_survive_a_whole_cluster_restart(clust
     cluster.stop_all()
     cluster.start_all()
 
-    observer = site.client("dash-1", node=3)
-    assert observer.subscribe(TOPICS.presence("node-1"), 1) == 1
-    [presence] = observer.expect(1, TIMEOUT)
+    observer, presence = retained_after_restart(site, TOPICS.presence("node-1"), node=3)
     assert presence.retain and site.open(presence.topic, bytes(presence.payload)).state == "offline"
     assert observer.subscribe("edge/results/node-1/#", 1) == 1  # SUBACK: before any result exists
     with site.agent(first=3) as agent:
