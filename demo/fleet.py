@@ -119,30 +119,13 @@ def make_fleet(root: Path) -> DemoFleet:
     _provision(log, "--fleet", fleet, "add", "operator", OPERATOR)
     _provision(log, "--fleet", fleet, "add", "dashboard", DASHBOARD)
     _provision(log, "--fleet", fleet, "add", "gateway", GATEWAY)
-    _provision(
-        log,
-        "--fleet",
-        fleet,
-        "add",
-        "api-client",
-        API_CLIENT,
-        "--roles",
-        "read,submit",
-        "--secret-file",
-        demo.api_secret,
-    )
-    _provision(
-        log,
-        "--fleet",
-        fleet,
-        "add",
-        "api-client",
-        DASHBOARD_CLIENT,
-        "--roles",
-        "admin",
-        "--secret-file",
-        demo.dashboard_secret,
-    )
+    for client, roles, secret in (
+        (API_CLIENT, "read,submit", demo.api_secret),
+        (DASHBOARD_CLIENT, "admin", demo.dashboard_secret),
+    ):
+        _provision(
+            log, "--fleet", fleet, "add", "api-client", client, "--roles", roles, "--secret-file", secret
+        )
     for name in BUNDLE_FILES:
         _provision(log, "--fleet", fleet, "bundle", name, "--out", root / name)
     _provision(log, "--fleet", fleet, "broker-files", "--format", "amqtt", "--out", demo.broker_files)

@@ -30,6 +30,7 @@ from agent.node.app import Agent
 from agent.node.config import Config, load_config
 from agent.protocol import Result, Signer, Topics, TrustStore, load_signer, make_task, open_agent_message
 from broker import EmbeddedBroker, load_settings
+from tests.support.agents import running_agent
 from tests.support.brokers import RunningBroker
 from tests.support.fleet import Fleet, edge_provision, provision
 from tests.support.mqtt import TestClient
@@ -95,13 +96,8 @@ class Site:
     @contextlib.contextmanager
     def agent(self, node: str = "node-1", **overrides: Any) -> Iterator[Agent]:
         """An agent running in this process until the block ends (clean stop)."""
-        agent = Agent(self.config(node, **overrides))
-        agent.start()
-        try:
-            assert agent.link.wait_subscribed(TIMEOUT), "the agent did not connect and subscribe"
+        with running_agent(Agent(self.config(node, **overrides)), TIMEOUT) as agent:
             yield agent
-        finally:
-            agent.stop()
 
     def client(self, name: str, client_id: str | None = None, **options: Any) -> TestClient:
         """`name` connected over mutual TLS with its password, as its bundle would."""

@@ -21,6 +21,7 @@ from agent.node.store.replay import FLOOR_KEY
 from agent.protocol import AcceptancePolicy, TaskRejected, accept_task
 from tests.agent.conftest import TIMEOUT, TOPICS, Site
 from tests.protocol.keyring import NODE, NOW, Keyring, sign, task_body
+from tests.support.agents import running_agent
 
 GOOD = {"signal": [1.0, 2.0, 3.0]}
 YEAR = 365 * 86400.0
@@ -41,13 +42,8 @@ class JumpingClock:
 
 @contextlib.contextmanager
 def running(site: Site, clock: JumpingClock, **overrides: Any) -> Iterator[Agent]:
-    agent = Agent(site.config(**overrides), clock=clock)
-    agent.start()
-    try:
-        assert agent.link.wait_subscribed(TIMEOUT)
+    with running_agent(Agent(site.config(**overrides), clock=clock), TIMEOUT) as agent:
         yield agent
-    finally:
-        agent.stop()
 
 
 def test_a_captured_task_is_not_run_again_after_a_forward_clock_jump_is_corrected(site: Site) -> None:

@@ -30,6 +30,7 @@ from agent.node.app import Agent
 from agent.node.config import Config, load_config
 from agent.protocol import Signer, Topics, TrustStore, load_signer, make_task, open_agent_message
 from agent.tools.connection import ConnectSettings, ToolClient
+from tests.support.agents import running_agent
 from tests.support.fleet import edge_provision
 from tests.support.mqtt import ConnectRefused, TestClient
 from tests.support.nats import NatsCluster, nats_cluster
@@ -92,13 +93,8 @@ class ClusterSite:
     @contextlib.contextmanager
     def agent(self, node: str = "node-1", first: int = 1, **overrides: Any) -> Iterator[Agent]:
         """An agent in this process, connected first to NATS node `first`."""
-        agent = Agent(self.config(node, first, **overrides))
-        agent.start()
-        try:
-            assert agent.link.wait_subscribed(TIMEOUT), "the agent did not connect and subscribe"
+        with running_agent(Agent(self.config(node, first, **overrides)), TIMEOUT) as agent:
             yield agent
-        finally:
-            agent.stop()
 
     @contextlib.contextmanager
     def agent_process(

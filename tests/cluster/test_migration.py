@@ -21,6 +21,7 @@ from agent.node.app import Agent
 from agent.node.config import load_config
 from agent.protocol import TrustStore, load_signer, make_task, open_agent_message
 from tests.cluster.conftest import TIMEOUT
+from tests.support.agents import running_agent
 from tests.support.fleet import Fleet, edge_provision, fleet_broker, provision
 from tests.support.mqtt import TestClient
 from tests.support.nats import NatsCluster, nats_cluster
@@ -43,14 +44,9 @@ def _agent(bundle: Path, data: Path, port: int) -> Iterator[Agent]:
         "EDGE_WORKERS_COUNT": "1",
         "EDGE_METRICS_PORT": "0",
     }
-    agent = Agent(load_config(bundle, environ=env))
-    agent.start()
-    try:
-        assert agent.link.wait_subscribed(TIMEOUT)
+    with running_agent(Agent(load_config(bundle, environ=env)), TIMEOUT) as agent:
         yield agent
         assert agent.run_until_idle()
-    finally:
-        agent.stop()
 
 
 def _client(fleet: Fleet, name: str, port: int, client_id: str) -> TestClient:
