@@ -1,12 +1,15 @@
 """Waiting for a started agent to be online: its /health says this version, healthy, and its
 birth acknowledged by the broker (status/health.py's `presence.online`).
 
-    problem = wait_online("http://127.0.0.1:9464/health", "0.1.0", timeout_s=120, failure=service.failure)
+    problem = wait_online("http://127.0.0.1:9464/health", "0.1.0", timeout_s=120,
+                          failure=service.failure, pending=service.pending)
     # None: online; else what was last seen (or why the process stopped), for the message
 
 /health is read rather than the presence topic because an agent's own broker login may not read
 its presence (PROTOCOL 1); the agent learns from the broker's PUBACK that its birth is retained.
-Polls every 0.25 s; returns early when `failure()` says the process has stopped.
+Polls every 0.25 s; returns early when `failure()` says the process has stopped. Online also
+needs `pending()` to be None: under systemd, the unit `active` (its READY=1 follows /health's
+online by up to a second), so that `systemctl status` right after the installer agrees with it.
 """
 
 from __future__ import annotations
@@ -50,14 +53,24 @@ def describe(status: int, body: dict[str, Any], version: str) -> str | None:
     return None
 
 
-def wait_online(url: str, version: str, timeout_s: float, failure: Callable[[], str | None]) -> str | None:
+def _nothing_pending() -> str | None:
+    return None
+
+
+def wait_online(
+    url: str,
+    version: str,
+    timeout_s: float,
+    failure: Callable[[], str | None],
+    pending: Callable[[], str | None] = _nothing_pending,
+) -> str | None:
     deadline = time.monotonic() + timeout_s
     problem: str | None = "not checked yet"
     while True:
         stopped = failure()
         if stopped is not None:
             return stopped
-        problem = describe(*read_health(url), version)
+        problem = describe(*read_health(url), version) or pending()
         if problem is None or time.monotonic() >= deadline:
             return problem
         time.sleep(POLL_S)

@@ -203,7 +203,7 @@ class Installation:
             return None
         if url is None:
             return "no /health to wait on ([metrics] off or port 0): set metrics.port, or --health-timeout 0"
-        return wait_online(url, version, timeout, self.service.failure)
+        return wait_online(url, version, timeout, self.service.failure, self.service.pending)
 
     def _upgrade(self, old: str) -> str:
         new, service = self.p.version, self.service

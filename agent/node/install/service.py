@@ -36,6 +36,7 @@ class Service(Protocol):
     def stop(self) -> None: ...
     def running(self) -> bool: ...
     def failure(self) -> str | None: ...
+    def pending(self) -> str | None: ...
     def check_lines(self) -> list[str]: ...
 
 
@@ -132,6 +133,10 @@ class DirectService:
         log = self.layout.log
         return f"the agent exited with status {self._proc.returncode}; the end of {log}:\n{tail(log)}"
 
+    def pending(self) -> str | None:
+        """Nothing supervises the agent here: /health alone says it is online."""
+        return None
+
     def check_lines(self) -> list[str]:
         return [
             f"the agent runs without systemd: its log is {self.layout.log}",
@@ -183,6 +188,11 @@ class SystemdService:
             return False
         state = subprocess.run([self.systemctl, "is-active", UNIT], capture_output=True, text=True).stdout
         return state.strip() in ("active", "activating", "reloading")
+
+    def pending(self) -> str | None:
+        """None once systemd calls the unit active (it had READY=1), else its state."""
+        state = subprocess.run([self.systemctl, "is-active", UNIT], capture_output=True, text=True).stdout
+        return None if state.strip() == "active" else f"systemd has {UNIT} {state.strip() or 'unknown'}"
 
     def failure(self) -> str | None:
         state = subprocess.run(
